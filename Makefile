@@ -1,0 +1,40 @@
+# Every target creates .venv when it is missing; nothing needs to be installed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test schema lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]" $(foreach p,$(wildcard plugins/*/pyproject.toml),-e $(dir $(p)))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/jingtan migrate
+	$(BIN)/jingtan seed-demo --if-empty
+	$(BIN)/jingtan serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+schema: $(STAMP)
+	$(BIN)/jingtan schema export
+
+lint: $(STAMP)
+	$(BIN)/ruff check jingtan_api plugins tests
+	$(BIN)/jingtan schema check
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,494 @@
+"""The points ledger: accounts, double-entry transactions, lots and expiry (DESIGN.md §2).
+
+Only this module writes ledger rows. Every function that writes takes an ``AsyncConnection`` inside a
+write transaction (``Database.write``), so callers compose ledger postings with their own rows (an
+approved action, a redemption) atomically.
+
+Concurrency: balances change only through ``UPDATE account SET balance = balance + :d WHERE id = :id
+AND (allow_negative OR balance + :d >= 0)``; the row lock it takes serialises concurrent spenders on
+PostgreSQL, and SQLite write transactions are serialised by BEGIN IMMEDIATE. Accounts are updated in id
+order so that two transactions never wait on each other in opposite orders. Lots of an account are only
+touched after its balance row was updated in the same transaction, so they are protected by that lock.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction, PointsLot
+from jingtan_api.db import utcnow
+from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
+
+A = Account.__table__
+TX = LedgerTransaction.__table__
+E = LedgerEntry.__table__
+L = PointsLot.__table__
+
+MEMBER = "MEMBER"
+MERCHANT = "MERCHANT"
+ISSUANCE = "ISSUANCE"
+EXPIRED = "EXPIRED"
+
+ISSUANCE_CODE = "platform:issuance"
+EXPIRED_CODE = "platform:expired"
+PLATFORM_ACCOUNTS = {ISSUANCE_CODE: ISSUANCE, EXPIRED_CODE: EXPIRED}
+
+# Transaction kinds written by the core.
+GRANT = "GRANT"
+REVOKE = "REVOKE"
+EXPIRY = "EXPIRY"
+
+# Bigger than any sane single movement, well inside a signed 64-bit column.
+HARD_MAX_AMOUNT = 10**12
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One side of a transaction: ``amount`` points added to (positive) or taken from ``account_id``.
+
+    ``lot_expires_at`` applies to credits of member accounts (default: now + lot expiry days)."""
+
+    account_id: int
+    amount: int
+    lot_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PostedEntry:
+    entry_id: int
+    account_id: int
+    amount: int
+    balance_after: int
+
+
+@dataclass(frozen=True)
+class PostedTransaction:
+    id: int
+    kind: str
+    created_at: datetime
+    entries: tuple[PostedEntry, ...]
+
+
+def validate_amount(amount: object, *, max_amount: int, field: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed("Points must be a whole number / 积分必须为整数", field=field)
+    if amount <= 0:
+        raise ValidationFailed("Points must be greater than zero / 积分必须大于零", field=field)
+    if amount > min(max_amount, HARD_MAX_AMOUNT):
+        raise ValidationFailed(
+            f"Points must not exceed {max_amount} in one operation / 单次积分不能超过 {max_amount}", field=field
+        )
+    return amount
+
+
+async def platform_account_id(conn: AsyncConnection, code: str) -> int:
+    account_id = (await conn.execute(select(A.c.id).where(A.c.code == code))).scalar_one_or_none()
+    if account_id is None:
+        raise RuntimeError(f"platform account {code!r} is missing; run `jingtan migrate`")
+    return account_id
+
+
+async def create_account(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    user_id: int | None = None,
+    code: str | None = None,
+    allow_negative: bool = False,
+) -> int:
+    return (
+        await conn.execute(
+            insert(A)
+            .values(
+                kind=kind,
+                user_id=user_id,
+                code=code,
+                balance=0,
+                allow_negative=allow_negative,
+                created_at=utcnow(),
+            )
+            .returning(A.c.id)
+        )
+    ).scalar_one()
+
+
+async def member_account_id(conn: AsyncConnection, user_id: int) -> int:
+    account_id = (
+        await conn.execute(select(A.c.id).where(A.c.user_id == user_id, A.c.kind == MEMBER))
+    ).scalar_one_or_none()
+    if account_id is None:
+        raise NotFound("No points account for this user / 该用户没有积分账户", field="userId")
+    return account_id
+
+
+async def post_transaction(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    postings: Sequence[Posting],
+    now: datetime,
+    lot_expiry_days: int,
+    memo: str = "",
+    actor_user_id: int | None = None,
+    reverses_id: int | None = None,
+) -> PostedTransaction:
+    """Write one balanced transaction and update balances and lots; raise InsufficientPoints (and let
+    the caller's transaction roll back) when a non-negative account would go below zero."""
+    if len(postings) < 2:
+        raise ValueError("a transaction needs at least two postings")
+    if sum(p.amount for p in postings) != 0:
+        raise ValueError("postings must sum to zero")
+    if any(p.amount == 0 or not isinstance(p.amount, int) for p in postings):
+        raise ValueError("postings must be non-zero integers")
+
+    tx_id = (
+        await conn.execute(
+            insert(TX)
+            .values(
+                kind=kind,
+                memo=memo,
+                actor_user_id=actor_user_id,
+                reverses_id=reverses_id,
+                created_at=now,
+            )
+            .returning(TX.c.id)
+        )
+    ).scalar_one()
+
+    posted: list[PostedEntry] = []
+    for posting in sorted(postings, key=lambda p: p.account_id):
+        row = (
+            await conn.execute(
+                update(A)
+                .where(
+                    A.c.id == posting.account_id,
+                    (A.c.allow_negative == True) | (A.c.balance + posting.amount >= 0),  # noqa: E712
+                )
+                .values(balance=A.c.balance + posting.amount)
+                .returning(A.c.balance, A.c.kind)
+            )
+        ).one_or_none()
+        if row is None:
+            exists = (
+                await conn.execute(select(A.c.id).where(A.c.id == posting.account_id))
+            ).scalar_one_or_none()
+            if exists is None:
+                raise NotFound(f"Account {posting.account_id} does not exist / 账户不存在")
+            raise InsufficientPoints(
+                f"Not enough points: {-posting.amount} needed / 积分不足", field="amount"
+            )
+        entry_id = (
+            await conn.execute(
+                insert(E)
+                .values(
+                    transaction_id=tx_id,
+                    account_id=posting.account_id,
+                    amount=posting.amount,
+                    balance_after=row.balance,
+                    created_at=now,
+                )
+                .returning(E.c.id)
+            )
+        ).scalar_one()
+        if row.kind == MEMBER:
+            if posting.amount > 0:
+                expires_at = posting.lot_expires_at or now + timedelta(days=lot_expiry_days)
+                await conn.execute(
+                    insert(L).values(
+                        account_id=posting.account_id,
+                        entry_id=entry_id,
+                        amount=posting.amount,
+                        remaining=posting.amount,
+                        expires_at=expires_at,
+                        created_at=now,
+                    )
+                )
+            else:
+                await _consume_lots(conn, posting.account_id, -posting.amount)
+        posted.append(PostedEntry(entry_id, posting.account_id, posting.amount, row.balance))
+    return PostedTransaction(id=tx_id, kind=kind, created_at=now, entries=tuple(posted))
+
+
+async def _consume_lots(conn: AsyncConnection, account_id: int, amount: int) -> None:
+    """Take ``amount`` from the account's lots, soonest-expiring first."""
+    lots = (
+        await conn.execute(
+            select(L.c.id, L.c.remaining)
+            .where(L.c.account_id == account_id, L.c.remaining > 0)
+            .order_by(L.c.expires_at, L.c.id)
+        )
+    ).all()
+    left = amount
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(left, lot.remaining)
+        await conn.execute(update(L).where(L.c.id == lot.id).values(remaining=L.c.remaining - take))
+        left -= take
+    if left:
+        # The balance check passed, so lots and balance disagree: refuse rather than corrupt the ledger.
+        raise RuntimeError(f"account {account_id}: lots hold {amount - left} points, {amount} needed")
+
+
+async def expire_account_lots(
+    conn: AsyncConnection, account_id: int, *, now: datetime, lot_expiry_days: int
+) -> int:
+    """Move what is left of the account's expired lots to the platform EXPIRED account."""
+    lots = (
+        await conn.execute(
+            select(L.c.id, L.c.remaining).where(
+                L.c.account_id == account_id, L.c.remaining > 0, L.c.expires_at <= now
+            )
+        )
+    ).all()
+    total = sum(lot.remaining for lot in lots)
+    if total == 0:
+        return 0
+    expired_id = await platform_account_id(conn, EXPIRED_CODE)
+    # Move the points first (this locks the account row), then zero exactly the lots we counted. The
+    # posting's debit would consume soonest-expiring lots, which are precisely these expired ones.
+    await post_transaction(
+        conn,
+        kind=EXPIRY,
+        postings=[Posting(account_id, -total), Posting(expired_id, total)],
+        now=now,
+        lot_expiry_days=lot_expiry_days,
+        memo="points expired / 积分过期",
+    )
+    return total
+
+
+async def accounts_with_expired_lots(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[int]:
+    rows = await conn.execute(
+        select(L.c.account_id)
+        .where(L.c.remaining > 0, L.c.expires_at <= now)
+        .group_by(L.c.account_id)
+        .order_by(L.c.account_id)
+        .limit(limit)
+    )
+    return [r.account_id for r in rows]
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+
+async def accounts_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(A).where(A.c.id.in_(list(ids))))
+    return {r.id: dict(r._mapping) for r in rows}
+
+
+async def accounts_by_user_ids(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(A).where(A.c.user_id.in_(list(user_ids)), A.c.kind == MEMBER))
+    return {r.user_id: dict(r._mapping) for r in rows}
+
+
+@dataclass(frozen=True)
+class ExpiringPoints:
+    points: int
+    expires_at: datetime
+
+
+async def expiring_soon(
+    conn: AsyncConnection, account_id: int, *, now: datetime, horizon: timedelta
+) -> list[ExpiringPoints]:
+    rows = await conn.execute(
+        select(L.c.expires_at, func.sum(L.c.remaining).label("points"))
+        .where(
+            L.c.account_id == account_id,
+            L.c.remaining > 0,
+            L.c.expires_at <= now + horizon,
+        )
+        .group_by(L.c.expires_at)
+        .order_by(L.c.expires_at)
+    )
+    return [ExpiringPoints(points=int(r.points), expires_at=r.expires_at) for r in rows]
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    rows: list[dict]
+    has_next: bool
+    has_previous: bool
+
+
+async def entries_page(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    first: int | None,
+    after: int | None,
+    last: int | None,
+    before: int | None,
+) -> EntryPage:
+    """Keyset page of an account's entries, newest first. ``after``/``before`` are entry ids."""
+    cols = [
+        E.c.id,
+        E.c.transaction_id,
+        E.c.account_id,
+        E.c.amount,
+        E.c.balance_after,
+        E.c.created_at,
+        TX.c.kind,
+        TX.c.memo,
+    ]
+    base = select(*cols).join(TX, TX.c.id == E.c.transaction_id).where(E.c.account_id == account_id)
+    if after is not None:
+        base = base.where(E.c.id < after)
+    if before is not None:
+        base = base.where(E.c.id > before)
+    if last is not None and first is None:
+        rows = (await conn.execute(base.order_by(E.c.id.asc()).limit(last + 1))).all()
+        has_previous = len(rows) > last
+        rows = list(reversed(rows[:last]))
+        has_next = before is not None
+        return EntryPage([dict(r._mapping) for r in rows], has_next=has_next, has_previous=has_previous)
+    limit = first if first is not None else 20
+    rows = (await conn.execute(base.order_by(E.c.id.desc()).limit(limit + 1))).all()
+    return EntryPage(
+        [dict(r._mapping) for r in rows[:limit]],
+        has_next=len(rows) > limit,
+        has_previous=after is not None,
+    )
+
+
+async def entries_for_transactions(conn: AsyncConnection, tx_ids: Sequence[int]) -> dict[int, list[dict]]:
+    rows = await conn.execute(select(E).where(E.c.transaction_id.in_(list(tx_ids))).order_by(E.c.id))
+    out: dict[int, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r.transaction_id, []).append(dict(r._mapping))
+    return out
+
+
+async def transactions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(TX).where(TX.c.id.in_(list(ids))))
+    return {r.id: dict(r._mapping) for r in rows}
+
+
+# --- invariants ------------------------------------------------------------------------------------
+
+
+async def check_invariants(conn: AsyncConnection) -> list[str]:
+    """Return the violations of DESIGN.md §2's ledger invariants (an empty list when all hold)."""
+    problems: list[str] = []
+    unbalanced = await conn.execute(
+        select(E.c.transaction_id, func.sum(E.c.amount).label("s"), func.count().label("n"))
+        .group_by(E.c.transaction_id)
+        .having((func.sum(E.c.amount) != 0) | (func.count() < 2))
+    )
+    problems += [f"transaction {r.transaction_id} sums to {r.s} over {r.n} entries" for r in unbalanced]
+    sums = (
+        select(E.c.account_id, func.coalesce(func.sum(E.c.amount), 0).label("s"))
+        .group_by(E.c.account_id)
+        .subquery()
+    )
+    mismatched = await conn.execute(
+        select(A.c.id, A.c.balance, func.coalesce(sums.c.s, 0).label("s"))
+        .select_from(A.outerjoin(sums, sums.c.account_id == A.c.id))
+        .where(A.c.balance != func.coalesce(sums.c.s, 0))
+    )
+    problems += [f"account {r.id} caches {r.balance} but its entries sum to {r.s}" for r in mismatched]
+    negative = await conn.execute(select(A.c.id, A.c.balance).where(A.c.allow_negative == False, A.c.balance < 0))  # noqa: E712
+    problems += [f"account {r.id} is negative: {r.balance}" for r in negative]
+    lot_sums = (
+        select(L.c.account_id, func.sum(L.c.remaining).label("s")).group_by(L.c.account_id).subquery()
+    )
+    lot_mismatch = await conn.execute(
+        select(A.c.id, A.c.balance, func.coalesce(lot_sums.c.s, 0).label("s"))
+        .select_from(A.outerjoin(lot_sums, lot_sums.c.account_id == A.c.id))
+        .where(A.c.kind == MEMBER, A.c.balance != func.coalesce(lot_sums.c.s, 0))
+    )
+    problems += [f"account {r.id} balance {r.balance} but lots hold {r.s}" for r in lot_mismatch]
+    bad_lots = await conn.execute(select(L.c.id).where(and_(L.c.remaining < 0) | (L.c.remaining > L.c.amount)))
+    problems += [f"lot {r.id} remaining out of range" for r in bad_lots]
+    return problems
+
+
+def default_now() -> datetime:
+    return utcnow()
+
+
+# --- admin operations: grant and revoke ------------------------------------------------------------
+
+
+def validate_reason(reason: str | None) -> str:
+    reason = " ".join((reason or "").split())
+    if not 3 <= len(reason) <= 500:
+        raise ValidationFailed("Give a reason of 3-500 characters / 请填写 3-500 字的原因", field="reason")
+    return reason
+
+
+async def adjust_points(
+    conn: AsyncConnection,
+    *,
+    direction: str,
+    actor_user_id: int,
+    user_id: int,
+    amount: int,
+    reason: str,
+    idempotency_key: str,
+    max_amount: int,
+    lot_expiry_days: int,
+    now: datetime,
+    request_id: str | None = None,
+) -> tuple[int, bool]:
+    """Grant (issuance → member) or revoke (member → issuance) points, audit-logged and idempotent.
+
+    Returns ``(transaction_id, replayed)``. Runs inside the caller's write transaction."""
+    from jingtan_api.accounts import idempotency
+    from jingtan_api.audit import service as audit
+
+    if direction not in (GRANT, REVOKE):
+        raise ValueError(direction)
+    amount = validate_amount(amount, max_amount=max_amount)
+    reason = validate_reason(reason)
+    key = idempotency.validate_key(idempotency_key)
+    req_hash = idempotency.request_hash({"op": direction, "userId": user_id, "amount": amount, "reason": reason})
+    claim = await idempotency.claim(conn, f"admin:{actor_user_id}:points", key, req_hash)
+    if claim.is_replay:
+        return int(claim.result_id), True
+    member_id = await member_account_id(conn, user_id)
+    issuance_id = await platform_account_id(conn, ISSUANCE_CODE)
+    if direction == GRANT:
+        postings = [Posting(issuance_id, -amount), Posting(member_id, amount)]
+    else:
+        await expire_account_lots(conn, member_id, now=now, lot_expiry_days=lot_expiry_days)
+        postings = [Posting(member_id, -amount), Posting(issuance_id, amount)]
+    posted = await post_transaction(
+        conn,
+        kind=direction,
+        postings=postings,
+        now=now,
+        lot_expiry_days=lot_expiry_days,
+        memo=reason,
+        actor_user_id=actor_user_id,
+    )
+    await audit.record(
+        conn,
+        actor_user_id=actor_user_id,
+        action="points.grant" if direction == GRANT else "points.revoke",
+        target_type="User",
+        target_id=user_id,
+        reason=reason,
+        details={"amount": amount, "transactionId": posted.id, "idempotencyKey": key},
+        request_id=request_id,
+        now=now,
+    )
+    await idempotency.complete(conn, claim, "LedgerTransaction", posted.id)
+    return posted.id, False
+
+
+async def count_entries(conn: AsyncConnection, account_id: int) -> int:
+    return (await conn.execute(select(func.count()).select_from(E).where(E.c.account_id == account_id))).scalar_one()
+
+
+async def entries_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(
+        select(E, TX.c.kind, TX.c.memo, A.c.user_id)
+        .join(TX, TX.c.id == E.c.transaction_id)
+        .join(A, A.c.id == E.c.account_id)
+        .where(E.c.id.in_(list(ids)))
+    )
+    return {r.id: dict(r._mapping) for r in rows}

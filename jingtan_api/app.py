@@ -1,0 +1,169 @@
+"""The ASGI application: ``create_app(settings=None, *, plugins=None) -> Starlette``."""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from jingtan_api.accounts.jobs import run_periodically
+from jingtan_api.auth.permissions import Viewer
+from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
+from jingtan_api.context import Clock, Context, Services
+from jingtan_api.db import utcnow
+from jingtan_api.graphql.errors import error_to_wire
+from jingtan_api.graphql.schema import CORE_NODE_RESOLVERS, build_schema
+from jingtan_api.logs import configure_logging, request_id_var
+from jingtan_api.settings import Settings, load_settings
+
+log = logging.getLogger("jingtan.app")
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: a request id per request (from ``X-Request-ID`` when sane), echoed in the
+    response and put in every log line; one access-log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+class JingtanGraphQL(GraphQL):
+    def __init__(self, services: Services, **kwargs: Any) -> None:
+        self.services = services
+        super().__init__(**kwargs)
+
+    async def get_context(self, request: Request, response: Any) -> Context:
+        viewer = await self._authenticate(request)
+        return Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
+
+    async def _authenticate(self, request: Request) -> Viewer:
+        header = request.headers.get("authorization")
+        if not header:
+            return Viewer()
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            return Viewer(auth_error="INVALID_TOKEN")
+        if credential.startswith(API_TOKEN_PREFIX):
+            now = self.services.clock()
+            async with self.services.db.read() as conn:
+                viewer = await authenticate_api_token(conn, credential, now=now)
+            if viewer.api_token_id is not None:
+                await self.services.db.write(lambda conn: touch_api_token(conn, viewer.api_token_id, now=now))
+            return viewer
+        return self.services.access_tokens.decode(credential)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        data = await super().process_result(request, result)
+        if data.get("errors"):
+            production = self.services.settings.is_production
+            data["errors"] = [error_to_wire(e, production=production) for e in data["errors"]]
+        return data
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    plugins: Any = None,
+    clock: Clock | None = None,
+) -> Starlette:
+    """Build the app. ``plugins`` is reserved for the plugin host (an explicit plugin set for tests)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log.level, settings.log.json_format)
+    services = Services.build(settings, clock=clock or utcnow)
+    services.extras["node_resolvers"] = dict(CORE_NODE_RESOLVERS)
+    schema = build_schema(settings)
+    graphql_app = JingtanGraphQL(
+        services,
+        schema=schema,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        allow_queries_via_get=True,
+    )
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        try:
+            await asyncio.wait_for(services.db.ping(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("readiness check failed", extra={"error": type(exc).__name__})
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = None
+        if settings.points.expiry_interval_seconds:
+            task = asyncio.create_task(
+                run_periodically(
+                    services.db,
+                    services.clock,
+                    interval_seconds=settings.points.expiry_interval_seconds,
+                    lot_expiry_days=settings.points.lot_expiry_days,
+                )
+            )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await services.db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.schema = schema
+    app.add_middleware(RequestIdMiddleware)
+    return app

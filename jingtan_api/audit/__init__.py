@@ -1,0 +1,1 @@
+"""Audit log of administrative actions (who, what, when, why)."""

@@ -1,0 +1,47 @@
+"""Audit log query (admins)."""
+
+import strawberry
+from strawberry.types import Info
+
+from jingtan_api.audit import service
+from jingtan_api.audit.types import AuditLogEntry
+from jingtan_api.auth.permissions import ADMIN
+from jingtan_api.graphql.relay import Connection, build_connection, decode_cursor, decode_id, page_args
+
+
+@strawberry.type
+class AuditQuery:
+    @strawberry.field(description="Audit log, newest first (admins). / 审计日志（管理员）。")
+    async def audit_log(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        action: str | None = None,
+        actor_id: strawberry.ID | None = None,
+        target_id: strawberry.ID | None = None,
+    ) -> Connection[AuditLogEntry]:
+        ctx = info.context
+        ctx.viewer.require_role(ADMIN, scope="audit:read")
+        first_n, after_key, _, _ = page_args(info, first, after, None, None)
+        target_type = target_pk = None
+        if target_id is not None:
+            from jingtan_api.graphql.relay import from_global_id
+
+            target_type, raw = from_global_id(target_id, field="targetId")
+            target_pk = decode_id(target_id, target_type, field="targetId")
+        rows, has_next = await ctx.read(
+            service.page,
+            first=first_n,
+            after=after_key,
+            action=action,
+            actor_user_id=decode_id(actor_id, "User", field="actorId") if actor_id else None,
+            target_type=target_type,
+            target_id=target_pk,
+        )
+        return build_connection(
+            [AuditLogEntry.from_row(r) for r in rows],
+            [r["id"] for r in rows],
+            has_next=has_next,
+            has_previous=after_key is not None,
+        )

@@ -1,0 +1,73 @@
+"""Append-only audit log: who did what, to what, when and why."""
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jingtan_api.audit.models import AuditLogEntry
+
+T = AuditLogEntry.__table__
+
+
+async def record(
+    conn: AsyncConnection,
+    *,
+    actor_user_id: int | None,
+    action: str,
+    target_type: str,
+    target_id: int | None,
+    reason: str = "",
+    details: dict | None = None,
+    request_id: str | None = None,
+    now: datetime,
+) -> int:
+    return (
+        await conn.execute(
+            insert(T)
+            .values(
+                actor_user_id=actor_user_id,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                reason=reason,
+                details=json.dumps(details or {}, ensure_ascii=False, sort_keys=True, default=str),
+                request_id=request_id,
+                created_at=now,
+            )
+            .returning(T.c.id)
+        )
+    ).scalar_one()
+
+
+async def page(
+    conn: AsyncConnection,
+    *,
+    first: int,
+    after: int | None,
+    action: str | None = None,
+    actor_user_id: int | None = None,
+    target_type: str | None = None,
+    target_id: int | None = None,
+) -> tuple[list[dict], bool]:
+    """Newest first; ``after`` is an audit entry id (keyset)."""
+    stmt = select(T)
+    if after is not None:
+        stmt = stmt.where(T.c.id < after)
+    if action:
+        stmt = stmt.where(T.c.action == action)
+    if actor_user_id is not None:
+        stmt = stmt.where(T.c.actor_user_id == actor_user_id)
+    if target_type:
+        stmt = stmt.where(T.c.target_type == target_type)
+    if target_id is not None:
+        stmt = stmt.where(T.c.target_id == target_id)
+    rows = (await conn.execute(stmt.order_by(T.c.id.desc()).limit(first + 1))).all()
+    return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+
+
+async def by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(T).where(T.c.id.in_(list(ids))))
+    return {r.id: dict(r._mapping) for r in rows}

@@ -1,0 +1,52 @@
+"""GraphQL types of the audit log."""
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from jingtan_api.graphql.relay import Node
+
+if TYPE_CHECKING:
+    from jingtan_api.users.types import User
+
+
+@strawberry.type(description="One administrative action: who, what, when, why. / 审计日志。")
+class AuditLogEntry(Node):
+    action: str = strawberry.field(description="What was done, e.g. points.grant. / 操作。")
+    target_type: str = strawberry.field(description="Type of the object acted on. / 对象类型。")
+    target_id: strawberry.ID | None = strawberry.field(description="Global ID of the object acted on.")
+    reason: str = strawberry.field(description="Why. / 原因。")
+    details: JSON = strawberry.field(description="Details of the action (amounts, ids, …).")
+    request_id: str | None = strawberry.field(description="Request that did it (for the logs).")
+    created_at: datetime = strawberry.field(description="When. / 时间。")
+    actor_pk: strawberry.Private[int | None]
+
+    @classmethod
+    def from_row(cls, row: dict) -> "AuditLogEntry":
+        from jingtan_api.graphql.relay import to_global_id
+
+        target = row["target_id"]
+        return cls(
+            pk=row["id"],
+            action=row["action"],
+            target_type=row["target_type"],
+            target_id=strawberry.ID(to_global_id(row["target_type"], target)) if target is not None else None,
+            reason=row["reason"],
+            details=json.loads(row["details"] or "{}"),
+            request_id=row["request_id"],
+            created_at=row["created_at"],
+            actor_pk=row["actor_user_id"],
+        )
+
+    @strawberry.field(description="Who did it. / 操作人。")
+    async def actor(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
+        from jingtan_api.users.types import User, users_loader
+
+        if self.actor_pk is None:
+            return None
+        row = await users_loader(info).load(self.actor_pk)
+        return User.from_row(row) if row else None

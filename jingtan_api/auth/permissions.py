@@ -1,0 +1,79 @@
+"""Who is asking: the ``Viewer`` and the checks every personal field uses."""
+
+from dataclasses import dataclass, field
+
+from jingtan_api.errors import PermissionDenied, Unauthenticated
+
+MEMBER = "MEMBER"
+MERCHANT = "MERCHANT"
+ADMIN = "ADMIN"
+ROLES = (MEMBER, MERCHANT, ADMIN)
+
+# Scopes an API token may carry, with what they allow. Interactive (JWT) sessions hold every scope
+# their roles allow.
+SCOPES: dict[str, str] = {
+    "account:read": "Read the token owner's points account and ledger",
+    "points:write": "Grant and revoke points (admin tokens only)",
+    "audit:read": "Read the audit log (admin tokens only)",
+    "users:read": "Read member profiles (admin tokens only)",
+}
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    MEMBER: frozenset({"account:read"}),
+    MERCHANT: frozenset({"account:read"}),
+    ADMIN: frozenset(SCOPES),
+}
+
+
+def scopes_for_roles(roles: frozenset[str]) -> frozenset[str]:
+    out: set[str] = set()
+    for role in roles:
+        out |= ROLE_SCOPES.get(role, frozenset())
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int | None = None
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    api_token_id: int | None = None
+    # Why authentication failed, when a credential was sent but refused (e.g. TOKEN_EXPIRED).
+    auth_error: str | None = field(default=None, compare=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user_id is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
+    def require_user(self) -> int:
+        if self.user_id is None:
+            if self.auth_error:
+                raise Unauthenticated(_AUTH_ERRORS.get(self.auth_error, self.auth_error), field=None)
+            raise Unauthenticated()
+        return self.user_id
+
+    def require_role(self, role: str, *, scope: str | None = None) -> int:
+        user_id = self.require_user()
+        if role not in self.roles:
+            raise PermissionDenied()
+        if scope:
+            self.require_scope(scope)
+        return user_id
+
+    def require_scope(self, scope: str) -> None:
+        self.require_user()
+        if scope not in self.scopes:
+            raise PermissionDenied(f"This token lacks the scope {scope!r} / 令牌缺少权限 {scope}")
+
+    def can_see_user(self, user_id: int) -> bool:
+        return self.user_id == user_id or (self.is_admin and "users:read" in self.scopes)
+
+
+_AUTH_ERRORS = {
+    "TOKEN_EXPIRED": "Access token expired: refresh it / 访问令牌已过期，请刷新",
+    "INVALID_TOKEN": "Invalid access token / 访问令牌无效",
+    "REVOKED_TOKEN": "This token was revoked or the account is disabled / 令牌已吊销或账户已停用",
+}

@@ -1,0 +1,58 @@
+"""API token fields."""
+
+import strawberry
+from strawberry.types import Info
+
+from jingtan_api.auth import service, tokens
+from jingtan_api.auth.permissions import SCOPES
+from jingtan_api.auth.types import (
+    ApiScope,
+    ApiToken,
+    CreateApiTokenInput,
+    CreateApiTokenPayload,
+    RevokeApiTokenInput,
+    RevokeApiTokenPayload,
+)
+from jingtan_api.errors import DomainError
+from jingtan_api.graphql.relay import decode_id, user_errors_from
+
+
+@strawberry.type
+class AuthQuery:
+    @strawberry.field(description="Scopes an API token may carry. / API 令牌权限范围。")
+    def api_scopes(self) -> list[ApiScope]:
+        return [ApiScope(name=k, description=v) for k, v in SCOPES.items()]
+
+
+@strawberry.type
+class AuthMutation:
+    @strawberry.mutation(description="Create an API token; the secret is returned once. / 创建 API 令牌。")
+    async def create_api_token(self, info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
+        ctx = info.context
+        try:
+            owner = decode_id(input.user_id, "User", field="userId") if input.user_id else None
+            row, secret = await service.create_api_token(
+                ctx.db,
+                viewer=ctx.viewer,
+                owner_user_id=owner,
+                name=input.name,
+                scopes=input.scopes,
+                expires_at=input.expires_at,
+                now=ctx.now(),
+            )
+        except DomainError as exc:
+            return CreateApiTokenPayload(user_errors=user_errors_from(exc))
+        return CreateApiTokenPayload(api_token=ApiToken.from_row(row), secret=secret)
+
+    @strawberry.mutation(description="Revoke an API token at once. / 吊销 API 令牌。")
+    async def revoke_api_token(self, info: Info, input: RevokeApiTokenInput) -> RevokeApiTokenPayload:
+        ctx = info.context
+        try:
+            ctx.viewer.require_user()
+            token_id = decode_id(input.id, "ApiToken")
+            row = await ctx.db.write(
+                lambda conn: tokens.revoke_api_token(conn, token_id, viewer=ctx.viewer, now=ctx.now())
+            )
+        except DomainError as exc:
+            return RevokeApiTokenPayload(user_errors=user_errors_from(exc))
+        return RevokeApiTokenPayload(api_token=ApiToken.from_row(row))

@@ -1,0 +1,57 @@
+"""API token management (creation rules and listing); token mechanics live in ``tokens``."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jingtan_api.auth import tokens
+from jingtan_api.auth.models import ApiToken
+from jingtan_api.auth.permissions import Viewer
+from jingtan_api.db import Database
+from jingtan_api.errors import NotFound, PermissionDenied
+from jingtan_api.users.service import U, roles_of
+
+AT = ApiToken.__table__
+
+
+async def create_api_token(
+    db: Database,
+    *,
+    viewer: Viewer,
+    owner_user_id: int | None,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None,
+    now: datetime,
+) -> tuple[dict, str]:
+    """Users create tokens for themselves; admins for anyone. Scopes must be allowed by the owner's
+    roles. API tokens cannot mint further tokens. Returns (token row, secret shown once)."""
+    actor = viewer.require_user()
+    if viewer.api_token_id is not None:
+        raise PermissionDenied("API tokens cannot create API tokens / API 令牌不能创建令牌")
+    owner = owner_user_id if owner_user_id is not None else actor
+    if owner != actor and not viewer.is_admin:
+        raise PermissionDenied()
+
+    async def tx(conn: AsyncConnection) -> tuple[dict, str]:
+        row = (await conn.execute(select(U).where(U.c.id == owner))).one_or_none()
+        if row is None:
+            raise NotFound("User not found / 用户不存在", field="userId")
+        valid_scopes = tokens.validate_scopes(scopes, roles_of(row))
+        token_id, secret = await tokens.create_api_token(
+            conn, user_id=owner, name=name, scopes=valid_scopes, created_by=actor, expires_at=expires_at, now=now
+        )
+        token_row = (await conn.execute(select(AT).where(AT.c.id == token_id))).one()
+        return dict(token_row._mapping), secret
+
+    return await db.write(tx)
+
+
+async def tokens_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, list[dict]]:
+    rows = await conn.execute(select(AT).where(AT.c.user_id.in_(list(user_ids))).order_by(AT.c.id.desc()))
+    out: dict[int, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r.user_id, []).append(dict(r._mapping))
+    return out

@@ -1,0 +1,251 @@
+"""The ``jingtan`` command line."""
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from jingtan_api.settings import ConfigurationError, Settings, load_settings
+
+DEFAULT_SCHEMA_PATH = Path("schema/schema.graphql")
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def default_settings() -> Settings:
+    """Settings from defaults only (no environment, no file): what the exported SDL describes."""
+
+    class _Defaults(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, *args: Any, **kwargs: Any):
+            return (init_settings,)
+
+    return _Defaults()
+
+
+def export_sdl(settings: Settings | None = None) -> str:
+    from jingtan_api.app import create_app
+
+    app = create_app(settings or default_settings())
+    return str(app.state.schema).rstrip() + "\n"
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "jingtan_api.app:create_app",
+        factory=True,
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
+        workers=args.workers or settings.server.workers,
+        log_level=settings.log.level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from jingtan_api.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, args.revision)
+    print(f"database migrated to {args.revision}: {_redact(settings.database_url)}")
+    return 0
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sdl = export_sdl()
+    path = Path(args.output)
+    if args.action == "export":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sdl, encoding="utf-8")
+        print(f"wrote {path} ({len(sdl.splitlines())} lines)")
+        return 0
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if current != sdl:
+        import difflib
+
+        diff = difflib.unified_diff(current.splitlines(), sdl.splitlines(), str(path), "generated", lineterm="")
+        print("\n".join(list(diff)[:80]))
+        print(f"{path} is stale: run `make schema` (jingtan schema export)", file=sys.stderr)
+        return 1
+    print(f"{path} is up to date")
+    return 0
+
+
+async def _with_services(fn):
+    from jingtan_api.context import Services
+
+    services = Services.build(_settings())
+    try:
+        return await fn(services)
+    finally:
+        await services.db.dispose()
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    password = args.password or os.environ.get("JINGTAN_ADMIN_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            print("give --password or JINGTAN_ADMIN_PASSWORD", file=sys.stderr)
+            return 2
+        password = getpass.getpass("Admin password: ")
+
+    async def run(services):
+        from jingtan_api.db import utcnow
+
+        return await services.users.create_admin(
+            email=args.email, phone=args.phone, password=password, display_name=args.name, now=utcnow()
+        )
+
+    user_id = asyncio.run(_with_services(run))
+    print(f"admin created: user {user_id} ({args.email or args.phone})")
+    return 0
+
+
+def cmd_create_api_token(args: argparse.Namespace) -> int:
+    async def run(services):
+        from jingtan_api.auth import tokens
+        from jingtan_api.db import utcnow
+        from jingtan_api.errors import NotFound
+        from jingtan_api.users import service as users
+
+        async def tx(conn):
+            from sqlalchemy import select
+
+            user_id = await users.find_user_id(conn, args.user)
+            if user_id is None:
+                raise NotFound(f"no user {args.user}")
+            row = (await conn.execute(select(users.U).where(users.U.c.id == user_id))).one()
+            scopes = tokens.validate_scopes(args.scopes.split(","), users.roles_of(row))
+            return await tokens.create_api_token(
+                conn, user_id=user_id, name=args.name, scopes=scopes, created_by=None, expires_at=None, now=utcnow()
+            )
+
+        return await services.db.write(tx)
+
+    token_id, secret = asyncio.run(_with_services(run))
+    print(secret)
+    return 0
+
+
+def cmd_expire_points(args: argparse.Namespace) -> int:
+    from jingtan_api.accounts.jobs import expire_points
+
+    async def run(services):
+        return await expire_points(services.db, now=services.clock(), lot_expiry_days=services.settings.points.lot_expiry_days)
+
+    accounts, points = asyncio.run(_with_services(run))
+    print(json.dumps({"accounts": accounts, "points": points}))
+    return 0
+
+
+def cmd_ledger_check(args: argparse.Namespace) -> int:
+    from jingtan_api.accounts.service import check_invariants
+
+    async def run(services):
+        async with services.db.read() as conn:
+            return await check_invariants(conn)
+
+    problems = asyncio.run(_with_services(run))
+    for p in problems:
+        print(p)
+    print("ledger ok" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from jingtan_api.demo import seed_demo
+
+    settings = _settings()
+    if settings.is_production:
+        print("seed-demo refuses to run in production mode", file=sys.stderr)
+        return 2
+    return asyncio.run(_with_services(lambda services: seed_demo(services, if_empty=args.if_empty)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jingtan", description="Jingtan (鲸碳星球) API")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the API (GraphiQL at /graphql in development)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("revision", nargs="?", default="heads")
+    p.set_defaults(fn=cmd_migrate)
+
+    p = sub.add_parser("seed-demo", help="load demo members, an admin, a merchant and some history")
+    p.add_argument("--if-empty", action="store_true", help="do nothing when users exist")
+    p.set_defaults(fn=cmd_seed_demo)
+
+    p = sub.add_parser("schema", help="export or check schema/schema.graphql")
+    p.add_argument("action", choices=["export", "check"])
+    p.add_argument("--output", default=str(DEFAULT_SCHEMA_PATH))
+    p.set_defaults(fn=cmd_schema)
+
+    p = sub.add_parser("create-admin", help="create an admin user")
+    p.add_argument("--email")
+    p.add_argument("--phone")
+    p.add_argument("--name", default="管理员 Admin")
+    p.add_argument("--password", help="default: $JINGTAN_ADMIN_PASSWORD or a prompt")
+    p.set_defaults(fn=cmd_create_admin)
+
+    p = sub.add_parser("create-api-token", help="create an API token for a user; prints the secret once")
+    p.add_argument("--user", required=True, help="email or phone of the owner")
+    p.add_argument("--name", required=True)
+    p.add_argument("--scopes", required=True, help="comma-separated, e.g. account:read")
+    p.set_defaults(fn=cmd_create_api_token)
+
+    p = sub.add_parser("expire-points", help="move points of expired lots to the expired account")
+    p.set_defaults(fn=cmd_expire_points)
+
+    p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
+    p.set_defaults(fn=cmd_ledger_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigurationError as exc:
+        print(f"jingtan: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a CLI prints one line, not a traceback, for domain errors
+        from jingtan_api.errors import DomainError
+
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(exc, DomainError):
+            print(f"jingtan: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+        if isinstance(exc, DBAPIError):
+            print(f"jingtan: database error: {str(exc.orig).splitlines()[0]} (is the database migrated and reachable?)", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

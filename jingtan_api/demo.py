@@ -1,0 +1,84 @@
+"""Demo data for `make run`: bilingual members, a merchant, an admin and some ledger history."""
+
+from datetime import timedelta
+
+from jingtan_api.accounts import service as ledger
+from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
+from jingtan_api.context import Services
+from jingtan_api.users.service import count_users
+
+DEMO_PASSWORD = "Jingtan-demo-2026"
+
+DEMO_USERS = [
+    # (email, phone, display name, roles)
+    ("admin@demo.jingtan.org", None, "平台管理员 Platform Admin", {MEMBER, ADMIN}),
+    (None, "13800138001", "李小明 Li Xiaoming", {MEMBER}),
+    ("wangfang@demo.jingtan.org", None, "王芳 Wang Fang", {MEMBER}),
+    ("chen.jie@demo.jingtan.org", "13800138003", "陈杰 Chen Jie", {MEMBER}),
+    ("cafe@demo.jingtan.org", None, "绿叶咖啡 店员 Green Leaf Café staff", {MEMBER, MERCHANT}),
+]
+
+# (user index, amount, reason, days ago)
+DEMO_GRANTS = [
+    (1, 500, "新用户欢迎积分 Welcome points", 40),
+    (1, 120, "志愿者植树活动 Volunteer tree planting", 10),
+    (2, 300, "新用户欢迎积分 Welcome points", 20),
+    (2, 80, "低碳知识问答奖励 Low-carbon quiz reward", 2),
+    (3, 200, "新用户欢迎积分 Welcome points", 400),  # older than a year: expires in the demo
+    (3, 150, "社区回收日志愿服务 Recycling-day volunteer", 5),
+]
+
+
+async def seed_demo(services: Services, *, if_empty: bool) -> int:
+    db = services.db
+    async with db.read() as conn:
+        existing = await count_users(conn)
+    if existing and if_empty:
+        print(f"demo data skipped: the database already has {existing} user(s)")
+        return 0
+    now = services.clock()
+    user_ids = []
+    for email, phone, name, roles in DEMO_USERS:
+        user_ids.append(
+            await services.users.register(
+                email=email, phone=phone, password=DEMO_PASSWORD, display_name=name, roles=frozenset(roles), now=now
+            )
+        )
+    admin_id = user_ids[0]
+    cfg = services.settings.points
+    for n, (index, amount, reason, days_ago) in enumerate(DEMO_GRANTS):
+        await db.write(
+            lambda conn, i=index, a=amount, r=reason, d=days_ago, k=n: ledger.adjust_points(
+                conn,
+                direction=ledger.GRANT,
+                actor_user_id=admin_id,
+                user_id=user_ids[i],
+                amount=a,
+                reason=r,
+                idempotency_key=f"demo-grant-{k}",
+                max_amount=cfg.max_single_amount,
+                lot_expiry_days=cfg.lot_expiry_days,
+                now=now - timedelta(days=d),
+            )
+        )
+    await db.write(
+        lambda conn: ledger.adjust_points(
+            conn,
+            direction=ledger.REVOKE,
+            actor_user_id=admin_id,
+            user_id=user_ids[2],
+            amount=30,
+            reason="重复发放更正 Correction of a duplicate grant",
+            idempotency_key="demo-revoke-0",
+            max_amount=cfg.max_single_amount,
+            lot_expiry_days=cfg.lot_expiry_days,
+            now=now - timedelta(days=1),
+        )
+    )
+    from jingtan_api.accounts.jobs import expire_points
+
+    await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
+    print("demo data loaded. Logins (password for all: %s):" % DEMO_PASSWORD)
+    for email, phone, name, roles in DEMO_USERS:
+        print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")
+    return 0

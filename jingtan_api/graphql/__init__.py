@@ -1,0 +1,1 @@
+"""GraphQL plumbing: schema assembly, relay helpers, errors, limits."""

@@ -1,0 +1,186 @@
+"""Configuration: ``JINGTAN_*`` environment variables over a TOML file.
+
+Precedence (highest first): keyword arguments, environment variables (``JINGTAN_`` prefix, nested
+sections joined with ``__``, e.g. ``JINGTAN_AUTH__ACCESS_TOKEN_TTL_SECONDS``), the TOML file named by
+``JINGTAN_CONFIG`` (default ``./jingtan.toml`` when it exists), then the defaults below.
+``jingtan.example.toml`` documents every key; a test keeps it in sync with this module.
+"""
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-in-production"
+DEFAULT_CONFIG_FILE = "jingtan.toml"
+
+
+class ConfigurationError(Exception):
+    """Raised when the configuration cannot be used; the message is one line meant for operators."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthSettings(_Section):
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86400, description="Lifetime of a JWT access token.")
+    refresh_token_ttl_days: int = Field(30, ge=1, le=365, description="Lifetime of a refresh token.")
+    jwt_issuer: str = Field("jingtan", description="`iss` claim written and required.")
+    jwt_audience: str = Field("jingtan-api", description="`aud` claim written and required.")
+    argon2_time_cost: int = Field(3, ge=1, description="argon2id iterations.")
+    argon2_memory_cost_kib: int = Field(65536, ge=8, description="argon2id memory in KiB.")
+    argon2_parallelism: int = Field(4, ge=1, description="argon2id lanes.")
+    password_min_length: int = Field(8, ge=6, le=128)
+    login_window_seconds: int = Field(900, ge=1, description="Window for counting failed logins.")
+    login_max_failures_per_account: int = Field(5, ge=1, description="Failed logins per account per window.")
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins per client address per window."
+    )
+    trust_forwarded_for: bool = Field(
+        False, description="Take the client address from X-Forwarded-For (only behind a trusted proxy)."
+    )
+
+
+class PointsSettings(_Section):
+    lot_expiry_days: int = Field(365, ge=1, description="Days before credited points expire.")
+    expiring_soon_days: int = Field(30, ge=1, description="Horizon of `expiringSoon`.")
+    expiry_interval_seconds: int = Field(
+        3600, ge=0, description="How often the server runs the expiry job; 0 turns it off (use the CLI)."
+    )
+    max_single_amount: int = Field(
+        1_000_000, ge=1, description="Largest amount one grant/revoke/credit may move."
+    )
+
+
+class GraphQLSettings(_Section):
+    graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
+    introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
+    max_depth: int = Field(12, ge=2)
+    max_aliases: int = Field(30, ge=1)
+    max_tokens: int = Field(5000, ge=10)
+    max_page_size: int = Field(100, ge=1, le=1000)
+    default_page_size: int = Field(20, ge=1)
+    batching: bool = Field(False, description="Accept batched (array) requests.")
+    max_batch_operations: int = Field(10, ge=1)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(True, alias="json", description="One JSON object per line.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PluginsSettings(BaseModel):
+    """``[plugins]``: which action plugins are enabled; ``[plugins.<code>]`` tables are their settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    enabled: list[str] = Field(
+        default_factory=lambda: ["transit", "recycling", "energy_saving"],
+        description="Codes of the enabled action plugins (entry points of group jingtan.plugins).",
+    )
+    timeout_seconds: float = Field(5.0, gt=0, description="Time a plugin's verify/calculate may take.")
+
+    def settings_for(self, code: str) -> dict[str, Any]:
+        extra = self.model_extra or {}
+        value = extra.get(code, {})
+        return dict(value) if isinstance(value, dict) else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JINGTAN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    mode: Literal["development", "production"] = "development"
+    secret_key: str = Field(DEFAULT_SECRET_KEY, description="Signs access tokens; required in production.")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./var/jingtan.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://…",
+    )
+    database_pool_size: int = Field(10, ge=1)
+    database_echo: bool = False
+    sqlite_busy_timeout_ms: int = Field(30000, ge=0)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    points: PointsSettings = Field(default_factory=PointsSettings)
+    graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("JINGTAN_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ConfigurationError(f"JINGTAN_CONFIG names {config_file!r}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        elif Path(DEFAULT_CONFIG_FILE).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=DEFAULT_CONFIG_FILE))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> "Settings":
+        if self.mode == "production":
+            if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
+                raise ValueError(
+                    "production mode needs JINGTAN_SECRET_KEY set to a random value of 32+ characters"
+                )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return (not self.is_production) if self.graphql.graphiql is None else self.graphql.graphiql
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.graphql.introspection is None:
+            return not self.is_production
+        return self.graphql.introspection
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation failures into one readable ConfigurationError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

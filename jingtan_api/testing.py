@@ -1,0 +1,248 @@
+"""Test helpers shipped with the package (used by our tests and by plugin authors' tests).
+
+* :func:`make_settings` — settings from defaults plus overrides only (no environment, no jingtan.toml),
+  with cheap argon2 parameters so tests can register many users.
+* :class:`DatabaseProvider` — fresh, migrated databases per test: SQLite files copied from a migrated
+  template, PostgreSQL databases ``jt_test_<random>`` cloned from a migrated template database and
+  dropped afterwards.
+* :class:`GraphQLClient` — posts operations to an app over HTTP (httpx ASGI transport).
+* :class:`FrozenClock` — a settable clock for expiry and claim-window tests.
+"""
+
+import asyncio
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from jingtan_api.settings import Settings
+
+T = TypeVar("T")
+
+DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    class _TestSettings(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, *args: Any, **kwargs: Any):
+            return (init_settings,)
+
+    auth = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 64, "argon2_parallelism": 1}
+    auth.update(overrides.pop("auth", {}))
+    points = {"expiry_interval_seconds": 0}
+    points.update(overrides.pop("points", {}))
+    log = {"level": "WARNING"}
+    log.update(overrides.pop("log", {}))
+    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, **overrides)
+
+
+class FrozenClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when an event loop is running."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("JINGTAN_TEST_POSTGRES_URL") or DEFAULT_PG_ADMIN_URL
+
+
+async def _pg_available(url: str) -> str | None:
+    import asyncpg
+
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(url), timeout=3)
+    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+def postgres_unavailable_reason() -> str | None:
+    """None when a PostgreSQL server answers at JINGTAN_TEST_POSTGRES_URL (or 127.0.0.1:5432)."""
+    reason = run_sync(_pg_available(postgres_admin_url()))
+    return None if reason is None else f"PostgreSQL not reachable at {postgres_admin_url()}: {reason}"
+
+
+def _asyncpg_url(url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
+
+
+def _plain_url(url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql", database=database).render_as_string(hide_password=False)
+
+
+class DatabaseProvider:
+    """Hands out fresh migrated databases; call :meth:`close` at the end of the session."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.run_id = uuid.uuid4().hex[:8]
+        self._sqlite_template: Path | None = None
+        self._pg_template: str | None = None
+        self._pg_created: list[str] = []
+        self._lock = threading.Lock()
+
+    # --- SQLite -----------------------------------------------------------------------------------
+
+    def sqlite_url(self) -> str:
+        from jingtan_api.migrate import upgrade
+
+        with self._lock:
+            if self._sqlite_template is None:
+                template = self.workdir / "template.db"
+                upgrade(f"sqlite+aiosqlite:///{template}")
+                self._sqlite_template = template
+        target = self.workdir / f"db-{uuid.uuid4().hex[:10]}.db"
+        shutil.copyfile(self._sqlite_template, target)
+        return f"sqlite+aiosqlite:///{target}"
+
+    # --- PostgreSQL -------------------------------------------------------------------------------
+
+    def postgresql_url(self) -> str:
+        from jingtan_api.migrate import upgrade
+
+        admin = postgres_admin_url()
+        with self._lock:
+            if self._pg_template is None:
+                name = f"jt_test_{self.run_id}_tpl"
+                run_sync(self._execute(admin, f'CREATE DATABASE "{name}"'))
+                self._pg_created.append(name)
+                upgrade(_asyncpg_url(admin, name))
+                self._pg_template = name
+        name = f"jt_test_{self.run_id}_{uuid.uuid4().hex[:8]}"
+        run_sync(self._execute(admin, f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'))
+        self._pg_created.append(name)
+        return _asyncpg_url(admin, name)
+
+    def drop_postgresql(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        name = make_url(url).database
+        run_sync(self._execute(postgres_admin_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if name in self._pg_created:
+            self._pg_created.remove(name)
+
+    @staticmethod
+    async def _execute(url: str, sql: str) -> None:
+        import asyncpg
+
+        from sqlalchemy.engine import make_url
+
+        conn = await asyncpg.connect(_plain_url(url, make_url(url).database or "postgres"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def close(self) -> None:
+        admin = postgres_admin_url()
+        for name in reversed(self._pg_created):
+            run_sync(self._execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._pg_created.clear()
+
+
+class GraphQLClient:
+    """POSTs GraphQL operations to an ASGI app, as a frontend would."""
+
+    def __init__(self, app: Any, *, token: str | None = None, client_address: str = "127.0.0.1") -> None:
+        self.app = app
+        self.token = token
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(client_address, 50000)),
+            base_url="http://testserver",
+            timeout=60,
+        )
+
+    async def __call__(
+        self, query: str, variables: dict | None = None, *, token: str | None = None, headers: dict | None = None
+    ) -> dict:
+        hdrs = dict(headers or {})
+        bearer = token if token is not None else self.token
+        if bearer:
+            hdrs["Authorization"] = f"Bearer {bearer}"
+        response = await self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=hdrs)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def ok(self, query: str, variables: dict | None = None, **kwargs: Any) -> dict:
+        """Execute and assert there are no GraphQL errors; returns ``data``."""
+        body = await self(query, variables, **kwargs)
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    def as_user(self, token: str) -> "GraphQLClient":
+        clone = GraphQLClient.__new__(GraphQLClient)
+        clone.app, clone.token, clone.http = self.app, token, self.http
+        return clone
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+REGISTER = """
+mutation Register($input: RegisterInput!) {
+  register(input: $input) {
+    user { id displayName }
+    tokens { accessToken refreshToken }
+    userErrors { code message field }
+  }
+}
+"""
+
+
+async def register_member(
+    client: GraphQLClient, *, email: str | None = None, phone: str | None = None,
+    password: str = "Green-leaf-2026", display_name: str = "测试用户 Test User",
+) -> dict:
+    """Register through GraphQL; returns {"id", "token", "refresh"}."""
+    if email is None and phone is None:
+        email = f"user-{uuid.uuid4().hex[:10]}@example.cn"
+    data = await client.ok(
+        REGISTER,
+        {"input": {"email": email, "phone": phone, "password": password, "displayName": display_name}},
+    )
+    payload = data["register"]
+    assert payload["userErrors"] == [], payload["userErrors"]
+    return {
+        "id": payload["user"]["id"],
+        "token": payload["tokens"]["accessToken"],
+        "refresh": payload["tokens"]["refreshToken"],
+        "email": email,
+        "phone": phone,
+        "password": password,
+    }

@@ -1,0 +1,166 @@
+"""Query and Mutation fields of the users domain (registration, sessions, roles)."""
+
+import strawberry
+from strawberry.types import Info
+
+from jingtan_api.auth.permissions import ADMIN
+from jingtan_api.errors import DomainError, PermissionDenied
+from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.users.service import Session
+from jingtan_api.users.types import (
+    AuthPayload,
+    AuthTokens,
+    ChangePasswordInput,
+    LoginInput,
+    LogoutInput,
+    LogoutPayload,
+    RefreshTokenInput,
+    RegisterInput,
+    RegisterPayload,
+    SetUserRolesInput,
+    SetUserRolesPayload,
+    User,
+    users_loader,
+)
+
+
+def client_address(info: Info) -> str:
+    request = info.context.request
+    if request is None:
+        return "local"
+    if info.context.settings.auth.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+    return (request.client.host if request.client else "unknown")[:64]
+
+
+async def _session_payload(info: Info, session: Session) -> AuthPayload:
+    row = await users_loader(info).load(session.user_id)
+    pair = session.pair
+    return AuthPayload(
+        tokens=AuthTokens(
+            access_token=pair.access_token,
+            access_token_expires_at=pair.access_expires_at,
+            refresh_token=pair.refresh_token,
+            refresh_token_expires_at=pair.refresh_expires_at,
+        ),
+        user=User.from_row(row),
+    )
+
+
+async def _as_viewer(info: Info, session: Session) -> None:
+    """Resolvers after login in the same operation see the new user as the viewer."""
+    from jingtan_api.auth.permissions import Viewer, scopes_for_roles
+
+    info.context.viewer = Viewer(user_id=session.user_id, roles=session.roles, scopes=scopes_for_roles(session.roles))
+
+
+@strawberry.type
+class UsersQuery:
+    @strawberry.field(description="The logged-in user, or null when anonymous. / 当前登录用户。")
+    async def viewer(self, info: Info) -> User | None:
+        viewer = info.context.viewer
+        if viewer.user_id is None:
+            if viewer.auth_error:
+                viewer.require_user()  # raises UNAUTHENTICATED with the reason
+            return None
+        row = await users_loader(info).load(viewer.user_id)
+        return User.from_row(row) if row else None
+
+
+@strawberry.type
+class UsersMutation:
+    @strawberry.mutation(description="Register a member account; returns a session. / 注册会员。")
+    async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
+        ctx = info.context
+        try:
+            user_id = await ctx.services.users.register(
+                email=input.email,
+                phone=input.phone,
+                password=input.password,
+                display_name=input.display_name,
+                now=ctx.now(),
+            )
+            session = await ctx.services.users.login(
+                identifier=input.email or input.phone,
+                password=input.password,
+                address=client_address(info),
+                now=ctx.now(),
+            )
+        except DomainError as exc:
+            return RegisterPayload(user_errors=user_errors_from(exc))
+        assert session.user_id == user_id
+        await _as_viewer(info, session)
+        payload = await _session_payload(info, session)
+        return RegisterPayload(user=payload.user, tokens=payload.tokens)
+
+    @strawberry.mutation(description="Log in; rate-limited per account and per client address. / 登录。")
+    async def login(self, info: Info, input: LoginInput) -> AuthPayload:
+        ctx = info.context
+        try:
+            session = await ctx.services.users.login(
+                identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now()
+            )
+        except DomainError as exc:
+            return AuthPayload(user_errors=user_errors_from(exc))
+        await _as_viewer(info, session)
+        return await _session_payload(info, session)
+
+    @strawberry.mutation(description="Rotate a refresh token into a new token pair. / 刷新令牌。")
+    async def refresh_token(self, info: Info, input: RefreshTokenInput) -> AuthPayload:
+        ctx = info.context
+        try:
+            session = await ctx.services.users.refresh(refresh_token=input.refresh_token, now=ctx.now())
+        except DomainError as exc:
+            return AuthPayload(user_errors=user_errors_from(exc))
+        await _as_viewer(info, session)
+        return await _session_payload(info, session)
+
+    @strawberry.mutation(description="End this session (or all of the viewer's sessions). / 退出登录。")
+    async def logout(self, info: Info, input: LogoutInput) -> LogoutPayload:
+        ctx = info.context
+        try:
+            await ctx.services.users.logout(
+                user_id=ctx.viewer.user_id,
+                refresh_token=input.refresh_token,
+                all_sessions=input.all_sessions,
+                now=ctx.now(),
+            )
+        except DomainError as exc:
+            return LogoutPayload(ok=False, user_errors=user_errors_from(exc))
+        return LogoutPayload(ok=True)
+
+    @strawberry.mutation(description="Change the viewer's password and sign out other sessions. / 修改密码。")
+    async def change_password(self, info: Info, input: ChangePasswordInput) -> AuthPayload:
+        ctx = info.context
+        try:
+            user_id = ctx.viewer.require_user()
+            if ctx.viewer.api_token_id is not None:
+                raise PermissionDenied("API tokens cannot change passwords / API 令牌不能修改密码")
+            session = await ctx.services.users.change_password(
+                user_id=user_id, current=input.current_password, new=input.new_password, now=ctx.now()
+            )
+        except DomainError as exc:
+            return AuthPayload(user_errors=user_errors_from(exc))
+        return await _session_payload(info, session)
+
+    @strawberry.mutation(description="Set a user's roles (admin; audit-logged). / 设置用户角色（管理员）。")
+    async def set_user_roles(self, info: Info, input: SetUserRolesInput) -> SetUserRolesPayload:
+        ctx = info.context
+        try:
+            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            user_id = decode_id(input.user_id, "User", field="userId")
+            await ctx.services.users.set_roles(
+                actor_user_id=actor,
+                user_id=user_id,
+                roles=frozenset(r.value for r in input.roles),
+                reason=input.reason,
+                request_id=ctx.request_id,
+                now=ctx.now(),
+            )
+        except DomainError as exc:
+            return SetUserRolesPayload(user_errors=user_errors_from(exc))
+        users_loader(info).clear(user_id)
+        return SetUserRolesPayload(user=User.from_row(await users_loader(info).load(user_id)))
+

@@ -1,0 +1,311 @@
+"""Users: registration, login, sessions, password changes, roles. Knows nothing about GraphQL."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jingtan_api.accounts import service as ledger
+from jingtan_api.auth import tokens
+from jingtan_api.auth.models import LoginAttempt
+from jingtan_api.auth.passwords import Passwords
+from jingtan_api.auth.permissions import ADMIN, MEMBER, ROLES
+from jingtan_api.db import Database
+from jingtan_api.errors import Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
+from jingtan_api.settings import Settings
+from jingtan_api.users.models import User
+
+U = User.__table__
+LA = LoginAttempt.__table__
+
+_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def normalize_phone(phone: str, *, field: str = "phone") -> str:
+    """Mainland mobile numbers (with or without +86) and E.164 numbers, normalised to E.164."""
+    raw = re.sub(r"[\s\-()]", "", phone or "")
+    if raw.startswith("0086"):
+        raw = "+86" + raw[4:]
+    if _CN_MOBILE.match(raw):
+        return "+86" + raw
+    if raw.startswith("+86") and not _CN_MOBILE.match(raw[3:]):
+        raise ValidationFailed("Not a valid mainland mobile number / 手机号格式无效", code="INVALID_PHONE", field=field)
+    if _E164.match(raw):
+        return raw
+    raise ValidationFailed("Not a valid phone number / 手机号格式无效", code="INVALID_PHONE", field=field)
+
+
+def normalize_email(email: str, *, field: str = "email") -> str:
+    try:
+        result = validate_email(email or "", check_deliverability=False)
+    except EmailNotValidError:
+        raise ValidationFailed("Not a valid email address / 邮箱格式无效", code="INVALID_EMAIL", field=field) from None
+    return result.normalized.lower()
+
+
+def normalize_identifier(identifier: str) -> str:
+    """An email if it has an @, a phone number otherwise; for login and rate limiting."""
+    identifier = (identifier or "").strip()
+    if "@" in identifier:
+        return normalize_email(identifier, field="identifier")
+    return normalize_phone(identifier, field="identifier")
+
+
+def validate_display_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not 1 <= len(name) <= 64 or not name.isprintable():
+        raise ValidationFailed(
+            "Display name must have 1-64 printable characters / 昵称须为 1-64 个可见字符",
+            field="displayName",
+        )
+    return name
+
+
+def roles_of_str(roles: str) -> frozenset[str]:
+    return frozenset(r for r in roles.split(",") if r)
+
+
+def roles_of(row) -> frozenset[str]:
+    return roles_of_str(row.roles)
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: int
+    roles: frozenset[str]
+    pair: tokens.TokenPair
+
+
+class UserService:
+    def __init__(self, db: Database, settings: Settings, passwords: Passwords, access: tokens.AccessTokens) -> None:
+        self.db = db
+        self.settings = settings
+        self.passwords = passwords
+        self.access = access
+
+    # --- registration ------------------------------------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        email: str | None,
+        phone: str | None,
+        password: str,
+        display_name: str,
+        roles: frozenset[str] = frozenset({MEMBER}),
+        now: datetime,
+    ) -> int:
+        if not email and not phone:
+            raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
+        email_n = normalize_email(email) if email else None
+        phone_n = normalize_phone(phone) if phone else None
+        name = validate_display_name(display_name)
+        self.passwords.check_policy(password, identifiers=(email_n, phone_n))
+        if not roles or not roles <= set(ROLES):
+            raise ValidationFailed("Unknown role / 未知角色", field="roles")
+        password_hash = await self.passwords.hash(password)
+
+        async def tx(conn: AsyncConnection) -> int:
+            conditions = [U.c.email == email_n] if email_n else []
+            conditions += [U.c.phone == phone_n] if phone_n else []
+            taken = (await conn.execute(select(U.c.email, U.c.phone).where(or_(*conditions)).limit(1))).first()
+            if taken is not None:
+                self._raise_taken(taken.email == email_n and email_n is not None)
+            user_id = (
+                await conn.execute(
+                    insert(U)
+                    .values(
+                        email=email_n,
+                        phone=phone_n,
+                        display_name=name,
+                        password_hash=password_hash,
+                        roles=",".join(sorted(roles)),
+                        status="ACTIVE",
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                    .returning(U.c.id)
+                )
+            ).scalar_one()
+            await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
+            return user_id
+
+        try:
+            return await self.db.write(tx)
+        except IntegrityError:
+            # A concurrent registration took the address between our check and insert.
+            self._raise_taken(bool(email_n))
+
+    @staticmethod
+    def _raise_taken(is_email: bool):
+        if is_email:
+            raise Conflict("This email is already registered / 该邮箱已注册", code="ALREADY_REGISTERED", field="email")
+        raise Conflict("This phone number is already registered / 该手机号已注册", code="ALREADY_REGISTERED", field="phone")
+
+    async def set_roles(
+        self, *, actor_user_id: int | None, user_id: int, roles: frozenset[str], reason: str,
+        request_id: str | None, now: datetime,
+    ) -> None:
+        """Replace a user's roles; audit-logged."""
+        from jingtan_api.accounts.service import validate_reason
+        from jingtan_api.audit import service as audit
+
+        if not roles or not roles <= set(ROLES):
+            raise ValidationFailed("Give at least one known role / 至少需要一个有效角色", field="roles")
+        reason = validate_reason(reason)
+
+        async def tx(conn: AsyncConnection) -> None:
+            result = await conn.execute(update(U).where(U.c.id == user_id).values(roles=",".join(sorted(roles))))
+            if result.rowcount != 1:
+                raise NotFound("User not found / 用户不存在", field="userId")
+            await audit.record(
+                conn, actor_user_id=actor_user_id, action="user.set_roles", target_type="User",
+                target_id=user_id, reason=reason, details={"roles": sorted(roles)}, request_id=request_id, now=now,
+            )
+
+        await self.db.write(tx)
+
+    async def create_admin(self, *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime) -> int:
+        return await self.register(
+            email=email, phone=phone, password=password, display_name=display_name,
+            roles=frozenset({MEMBER, ADMIN}), now=now,
+        )
+
+    # --- login and sessions ------------------------------------------------------------------------
+
+    async def login(self, *, identifier: str, password: str, address: str, now: datetime) -> Session:
+        generic = Unauthenticated(
+            "Wrong account or password / 账号或密码错误", code="INVALID_CREDENTIALS", field="password"
+        )
+        try:
+            ident = normalize_identifier(identifier)
+        except ValidationFailed:
+            ident = None
+        cfg = self.settings.auth
+        window_start = now - timedelta(seconds=cfg.login_window_seconds)
+        key = ident or (identifier or "").strip().lower()[:254]
+        async with self.db.read() as conn:
+            by_ident = (
+                await conn.execute(
+                    select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
+                )
+            ).scalar_one()
+            by_addr = (
+                await conn.execute(
+                    select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
+                )
+            ).scalar_one()
+            row = None
+            if ident:
+                column = U.c.email if "@" in ident else U.c.phone
+                row = (await conn.execute(select(U).where(column == ident))).one_or_none()
+        if by_ident >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
+            raise RateLimited(
+                "Too many failed logins: try again later / 登录失败次数过多，请稍后再试", field="identifier"
+            )
+        ok = await self.passwords.verify(row.password_hash if row else None, password or "")
+        if not ok or row is None or row.status != "ACTIVE":
+            async def record(conn: AsyncConnection) -> None:
+                await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
+                # Keep the table small: attempts older than the window no longer count.
+                await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
+
+            await self.db.write(record)
+            raise generic
+        rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(row.password_hash) else None
+
+        async def start(conn: AsyncConnection) -> tokens.TokenPair:
+            await conn.execute(delete(LA).where(LA.c.identifier == key))
+            if rehash:
+                await conn.execute(update(U).where(U.c.id == row.id).values(password_hash=rehash))
+            return await self._issue_pair(conn, row.id, roles_of(row), family_id=None, now=now)
+
+        pair = await self.db.write(start)
+        return Session(user_id=row.id, roles=roles_of(row), pair=pair)
+
+    async def _issue_pair(
+        self, conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
+    ) -> tokens.TokenPair:
+        access, access_exp = self.access.issue(user_id, roles, now)
+        refresh, refresh_exp = await tokens.issue_refresh_token(
+            conn, user_id, family_id=family_id, now=now, ttl_days=self.settings.auth.refresh_token_ttl_days
+        )
+        return tokens.TokenPair(access, access_exp, refresh, refresh_exp)
+
+    async def refresh(self, *, refresh_token: str, now: datetime) -> Session:
+        async def tx(conn: AsyncConnection) -> Session | Unauthenticated:
+            try:
+                user_id, family_id = await tokens.rotate_refresh_token(
+                    conn, refresh_token, now=now, ttl_days=self.settings.auth.refresh_token_ttl_days
+                )
+            except Unauthenticated as exc:
+                # Commit the family revocation, then report the failure.
+                return exc
+            row = (await conn.execute(select(U).where(U.c.id == user_id))).one()
+            if row.status != "ACTIVE":
+                await tokens.revoke_family(conn, family_id, now=now, reason="user-disabled")
+                return Unauthenticated("Account disabled / 账户已停用", code="ACCOUNT_DISABLED")
+            pair = await self._issue_pair(conn, user_id, roles_of(row), family_id=family_id, now=now)
+            return Session(user_id=user_id, roles=roles_of(row), pair=pair)
+
+        result = await self.db.write(tx)
+        if isinstance(result, Unauthenticated):
+            raise result
+        return result
+
+    async def logout(self, *, user_id: int | None, refresh_token: str | None, all_sessions: bool, now: datetime) -> None:
+        async def tx(conn: AsyncConnection) -> None:
+            if all_sessions:
+                if user_id is None:
+                    raise Unauthenticated()
+                await tokens.revoke_user_refresh_tokens(conn, user_id, now=now, reason="logout-all")
+                return
+            found = await tokens.family_of(conn, refresh_token or "")
+            if found is None or (user_id is not None and found[0] != user_id):
+                raise Unauthenticated("Invalid refresh token / 刷新令牌无效", code="INVALID_REFRESH_TOKEN", field="refreshToken")
+            await tokens.revoke_family(conn, found[1], now=now, reason="logout")
+
+        await self.db.write(tx)
+
+    async def change_password(self, *, user_id: int, current: str, new: str, now: datetime) -> Session:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(U).where(U.c.id == user_id))).one_or_none()
+        if row is None:
+            raise NotFound("User not found / 用户不存在")
+        if not await self.passwords.verify(row.password_hash, current or ""):
+            raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
+        if new == current:
+            raise ValidationFailed("New password must differ / 新密码不能与旧密码相同", code="WEAK_PASSWORD", field="newPassword")
+        self.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
+        new_hash = await self.passwords.hash(new)
+
+        async def tx(conn: AsyncConnection) -> tokens.TokenPair:
+            await conn.execute(
+                update(U).where(U.c.id == user_id).values(password_hash=new_hash, password_changed_at=now)
+            )
+            await tokens.revoke_user_refresh_tokens(conn, user_id, now=now, reason="password-changed")
+            return await self._issue_pair(conn, user_id, roles_of(row), family_id=None, now=now)
+
+        pair = await self.db.write(tx)
+        return Session(user_id=user_id, roles=roles_of(row), pair=pair)
+
+
+async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(U).where(U.c.id.in_(list(ids))))
+    return {r.id: dict(r._mapping) for r in rows}
+
+
+async def find_user_id(conn: AsyncConnection, identifier: str) -> int | None:
+    ident = normalize_identifier(identifier)
+    column = U.c.email if "@" in ident else U.c.phone
+    return (await conn.execute(select(U.c.id).where(column == ident))).scalar_one_or_none()
+
+
+async def count_users(conn: AsyncConnection) -> int:
+    return (await conn.execute(select(func.count()).select_from(U))).scalar_one()

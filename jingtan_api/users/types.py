@@ -1,0 +1,161 @@
+"""GraphQL types of the users domain."""
+
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from jingtan_api.graphql.relay import Node, UserError
+from jingtan_api.users import service
+
+if TYPE_CHECKING:
+    from jingtan_api.accounts.types import Account
+    from jingtan_api.auth.types import ApiToken
+
+
+@strawberry.enum(description="Role of a user. / 用户角色。")
+class Role(Enum):
+    MEMBER = "MEMBER"
+    MERCHANT = "MERCHANT"
+    ADMIN = "ADMIN"
+
+
+async def load_users(info: Info, ids: list[int]) -> dict[int, dict]:
+    return await info.context.read(service.users_by_ids, ids)
+
+
+def users_loader(info: Info):
+    ctx = info.context
+    return ctx.loader("users", lambda ids: ctx.read(service.users_by_ids, ids))
+
+
+@strawberry.type(description="A person with a login (member, merchant staff or admin). / 用户。")
+class User(Node):
+    display_name: str = strawberry.field(description="Name shown to others. / 昵称。")
+    created_at: datetime = strawberry.field(description="When the user registered. / 注册时间。")
+    _email: strawberry.Private[str | None]
+    _phone: strawberry.Private[str | None]
+    _roles: strawberry.Private[frozenset[str]]
+
+    @classmethod
+    def from_row(cls, row: dict) -> "User":
+        return cls(
+            pk=row["id"],
+            display_name=row["display_name"],
+            created_at=row["created_at"],
+            _email=row["email"],
+            _phone=row["phone"],
+            _roles=service.roles_of_str(row["roles"]),
+        )
+
+    def _check_personal(self, info: Info) -> None:
+        from jingtan_api.errors import PermissionDenied
+
+        if not info.context.viewer.can_see_user(self.pk):
+            raise PermissionDenied()
+
+    @strawberry.field(description="Email address (only the user and admins). / 邮箱（仅本人与管理员可见）。")
+    def email(self, info: Info) -> str | None:
+        self._check_personal(info)
+        return self._email
+
+    @strawberry.field(description="Phone number in E.164 (only the user and admins). / 手机号（仅本人与管理员可见）。")
+    def phone(self, info: Info) -> str | None:
+        self._check_personal(info)
+        return self._phone
+
+    @strawberry.field(description="Roles of the user (only the user and admins). / 角色。")
+    def roles(self, info: Info) -> list[Role]:
+        self._check_personal(info)
+        return [Role(r) for r in sorted(self._roles)]
+
+    @strawberry.field(description="The user's points account (only the user and admins). / 积分账户。")
+    async def account(self, info: Info) -> Annotated["Account", strawberry.lazy("jingtan_api.accounts.types")] | None:
+        from jingtan_api.accounts.types import account_of_user
+
+        self._check_personal(info)
+        return await account_of_user(info, self.pk)
+
+    @strawberry.field(description="API tokens owned by the user (only the user and admins). / API 令牌。")
+    async def api_tokens(self, info: Info) -> list[Annotated["ApiToken", strawberry.lazy("jingtan_api.auth.types")]]:
+        from jingtan_api.auth.types import api_tokens_of
+
+        self._check_personal(info)
+        return await api_tokens_of(info, self.pk)
+
+
+@strawberry.type(description="Tokens of a logged-in session. / 登录令牌。")
+class AuthTokens:
+    access_token: str = strawberry.field(description="JWT to send as `Authorization: Bearer …`.")
+    access_token_expires_at: datetime = strawberry.field(description="Expiry of the access token.")
+    refresh_token: str = strawberry.field(description="One-time token for `refreshToken`; rotates on use.")
+    refresh_token_expires_at: datetime = strawberry.field(description="Expiry of the refresh token.")
+    token_type: str = strawberry.field(default="Bearer", description="Always `Bearer`.")
+
+
+@strawberry.input(description="Register a member with an email or a phone number. / 注册。")
+class RegisterInput:
+    email: str | None = strawberry.field(default=None, description="Email address. / 邮箱。")
+    phone: str | None = strawberry.field(
+        default=None, description="Mainland mobile (13800138000 or +8613800138000) or E.164. / 手机号。"
+    )
+    password: str = strawberry.field(description="At least 8 characters mixing letters, digits or symbols.")
+    display_name: str = strawberry.field(description="1-64 characters. / 昵称。")
+
+
+@strawberry.input(description="Log in with an email or phone number and a password. / 登录。")
+class LoginInput:
+    identifier: str = strawberry.field(description="Email or phone number. / 邮箱或手机号。")
+    password: str = strawberry.field(description="Password. / 密码。")
+
+
+@strawberry.input(description="Exchange a refresh token for a new token pair. / 刷新令牌。")
+class RefreshTokenInput:
+    refresh_token: str = strawberry.field(description="The refresh token from login or the last refresh.")
+
+
+@strawberry.input(description="End a session. / 退出登录。")
+class LogoutInput:
+    refresh_token: str | None = strawberry.field(default=None, description="Refresh token of the session to end.")
+    all_sessions: bool = strawberry.field(default=False, description="End every session of the viewer.")
+
+
+@strawberry.input(description="Change the viewer's password; other sessions are signed out. / 修改密码。")
+class ChangePasswordInput:
+    current_password: str = strawberry.field(description="Current password.")
+    new_password: str = strawberry.field(description="New password.")
+
+
+@strawberry.input(description="Set a user's roles (admin). / 设置用户角色（管理员）。")
+class SetUserRolesInput:
+    user_id: strawberry.ID = strawberry.field(description="Global ID of the user.")
+    roles: list[Role] = strawberry.field(description="The complete new set of roles.")
+    reason: str = strawberry.field(description="Why, for the audit log. / 原因。")
+
+
+@strawberry.type(description="Result of `register`.")
+class RegisterPayload:
+    user: User | None = strawberry.field(default=None, description="The new user.")
+    tokens: AuthTokens | None = strawberry.field(default=None, description="A session for the new user.")
+    user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+
+
+@strawberry.type(description="Result of `login`, `refreshToken` and `changePassword`.")
+class AuthPayload:
+    tokens: AuthTokens | None = strawberry.field(default=None, description="The new session tokens.")
+    user: User | None = strawberry.field(default=None, description="The logged-in user.")
+    user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+
+
+@strawberry.type(description="Result of `logout`.")
+class LogoutPayload:
+    ok: bool = strawberry.field(description="True when the session(s) ended.")
+    user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+
+
+@strawberry.type(description="Result of `setUserRoles`.")
+class SetUserRolesPayload:
+    user: User | None = strawberry.field(default=None, description="The user with the new roles.")
+    user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
