@@ -181,6 +181,22 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_with_services(lambda services: seed_demo(services, if_empty=args.if_empty)))
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from jingtan_api.settings import example_toml
+
+    text = example_toml()
+    path = Path(args.output)
+    if args.action == "example":
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+        return 0
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        print(f"{path} is stale: run `jingtan config example`", file=sys.stderr)
+        return 1
+    print(f"{path} is up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jingtan", description="Jingtan (鲸碳星球) API")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["export", "check"])
     p.add_argument("--output", default=str(DEFAULT_SCHEMA_PATH))
     p.set_defaults(fn=cmd_schema)
+
+    p = sub.add_parser("config", help="write or check jingtan.example.toml (every key with its default)")
+    p.add_argument("action", choices=["example", "check"])
+    p.add_argument("--output", default="jingtan.example.toml")
+    p.set_defaults(fn=cmd_config)
 
     p = sub.add_parser("create-admin", help="create an admin user")
     p.add_argument("--email")

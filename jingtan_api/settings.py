@@ -38,7 +38,7 @@ class AuthSettings(_Section):
     argon2_time_cost: int = Field(3, ge=1, description="argon2id iterations.")
     argon2_memory_cost_kib: int = Field(65536, ge=8, description="argon2id memory in KiB.")
     argon2_parallelism: int = Field(4, ge=1, description="argon2id lanes.")
-    password_min_length: int = Field(8, ge=6, le=128)
+    password_min_length: int = Field(8, ge=6, le=128, description="Shortest accepted password.")
     login_window_seconds: int = Field(900, ge=1, description="Window for counting failed logins.")
     login_max_failures_per_account: int = Field(5, ge=1, description="Failed logins per account per window.")
     login_max_failures_per_address: int = Field(
@@ -63,30 +63,30 @@ class PointsSettings(_Section):
 class GraphQLSettings(_Section):
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
     introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
-    max_depth: int = Field(12, ge=2)
-    max_aliases: int = Field(30, ge=1)
-    max_tokens: int = Field(5000, ge=10)
-    max_page_size: int = Field(100, ge=1, le=1000)
-    default_page_size: int = Field(20, ge=1)
+    max_depth: int = Field(12, ge=2, description="Deepest selection set accepted.")
+    max_aliases: int = Field(30, ge=1, description="Most aliases in one operation.")
+    max_tokens: int = Field(5000, ge=10, description="Most lexical tokens in one document.")
+    max_page_size: int = Field(100, ge=1, le=1000, description="Largest first/last of a connection.")
+    default_page_size: int = Field(20, ge=1, description="Page size when first/last are omitted.")
     batching: bool = Field(False, description="Accept batched (array) requests.")
-    max_batch_operations: int = Field(10, ge=1)
+    max_batch_operations: int = Field(10, ge=1, description="Most operations in one batch.")
 
 
 class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
+    host: str = Field("127.0.0.1", description="Address `jingtan serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `jingtan serve` binds.")
+    workers: int = Field(1, ge=1, description="Worker processes of `jingtan serve` (PostgreSQL for >1).")
 
 
 class LogSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_format: bool = Field(True, alias="json", description="One JSON object per line.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class PluginsSettings(BaseModel):
-    """``[plugins]``: which action plugins are enabled; ``[plugins.<code>]`` tables are their settings."""
+    """Which action plugins are enabled; a [plugins.<code>] table holds each plugin's own settings."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -110,15 +110,17 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    mode: Literal["development", "production"] = "development"
+    mode: Literal["development", "production"] = Field(
+        "development", description="production: GraphiQL and introspection off, a real secret key required."
+    )
     secret_key: str = Field(DEFAULT_SECRET_KEY, description="Signs access tokens; required in production.")
     database_url: str = Field(
         "sqlite+aiosqlite:///./var/jingtan.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://…",
     )
-    database_pool_size: int = Field(10, ge=1)
-    database_echo: bool = False
-    sqlite_busy_timeout_ms: int = Field(30000, ge=0)
+    database_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    database_echo: bool = Field(False, description="Log every SQL statement (debugging).")
+    sqlite_busy_timeout_ms: int = Field(30000, ge=0, description="How long SQLite waits for the write lock.")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     points: PointsSettings = Field(default_factory=PointsSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
@@ -184,3 +186,56 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+def _toml_value(value: Any) -> str:
+    import json as _json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def example_toml() -> str:
+    """The documented configuration file: every key with its default (``jingtan config example``)."""
+    lines = [
+        "# Jingtan API configuration. Every key is shown with its default value.",
+        "# Copy to jingtan.toml (read from the working directory) or point JINGTAN_CONFIG at it.",
+        "# Environment variables override the file: JINGTAN_<KEY>, nested keys joined with __,",
+        "# e.g. JINGTAN_DATABASE_URL, JINGTAN_AUTH__ACCESS_TOKEN_TTL_SECONDS=600.",
+        "",
+    ]
+    defaults = Settings.model_construct()
+    sections: list[tuple[str, BaseModel, type[BaseModel]]] = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(defaults, name, field.get_default(call_default_factory=True))
+        if isinstance(value, BaseModel):
+            sections.append((name, value, type(value)))
+            continue
+        if field.description:
+            lines.append(f"# {field.description}")
+        if value is None:
+            lines.append(f"# {name} = (unset)")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    for name, value, model in sections:
+        lines += ["", f"[{name}]"]
+        doc = (model.__doc__ or "").strip()
+        if doc and model is not BaseModel:
+            lines += [f"# {line}" for line in doc.splitlines()]
+        for fname, field in model.model_fields.items():
+            key = field.alias or fname
+            fvalue = getattr(value, fname)
+            if field.description:
+                lines.append(f"# {field.description}")
+            if fvalue is None:
+                lines.append(f"# {key} = (unset: see description)")
+            else:
+                lines.append(f"{key} = {_toml_value(fvalue)}")
+    return "\n".join(lines).rstrip() + "\n"

@@ -105,7 +105,7 @@ async def member(gql) -> dict:
     return await register_member(gql, email="member@example.cn", display_name="李雷 Li Lei")
 
 
-ADMIN_PASSWORD = "Admin-pass-2026"
+ADMIN_PASSWORD = "Steady-green-2026"
 
 
 @pytest.fixture
@@ -134,3 +134,16 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(f"PostgreSQL tests passed: {_pg_passed}")
+
+
+OPERATIONS_DIR = Path(__file__).resolve().parent.parent / "schema" / "operations"
+
+
+@pytest.fixture(scope="session")
+def operation():
+    """``operation("account/Login")`` -> the text of schema/operations/account/Login.graphql."""
+
+    def load(name: str) -> str:
+        return (OPERATIONS_DIR / f"{name}.graphql").read_text(encoding="utf-8")
+
+    return load

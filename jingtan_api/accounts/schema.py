@@ -35,7 +35,7 @@ async def _adjust(info: Info, input: AdjustPointsInput, direction: str) -> Adjus
         return AdjustPointsPayload(user_errors=user_errors_from(exc))
     tx = (await ctx.read(service.transactions_by_ids, [tx_id]))[tx_id]
     account = (await ctx.read(service.accounts_by_user_ids, [user_id]))[user_id]
-    accounts_loader(info).prime(user_id, account)
+    accounts_loader(info).prime(user_id, account, force=True)
     return AdjustPointsPayload(
         transaction=LedgerTransaction.from_row(tx), account=Account.from_row(account), replayed=replayed
     )

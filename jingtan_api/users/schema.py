@@ -6,7 +6,7 @@ from strawberry.types import Info
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import DomainError, PermissionDenied
 from jingtan_api.graphql.relay import decode_id, user_errors_from
-from jingtan_api.users.service import Session
+from jingtan_api.users.service import Session, users_by_ids
 from jingtan_api.users.types import (
     AuthPayload,
     AuthTokens,
@@ -161,6 +161,7 @@ class UsersMutation:
             )
         except DomainError as exc:
             return SetUserRolesPayload(user_errors=user_errors_from(exc))
-        users_loader(info).clear(user_id)
-        return SetUserRolesPayload(user=User.from_row(await users_loader(info).load(user_id)))
+        row = (await ctx.read(users_by_ids, [user_id]))[user_id]
+        users_loader(info).prime(user_id, row, force=True)
+        return SetUserRolesPayload(user=User.from_row(row))
 

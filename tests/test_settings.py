@@ -1,0 +1,96 @@
+"""Configuration: precedence, validation, production rules, the documented example file."""
+
+from pathlib import Path
+
+import pytest
+
+from jingtan_api.settings import ConfigurationError, example_toml, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for key in list(__import__("os").environ):
+        if key.startswith("JINGTAN_") and not key.startswith("JINGTAN_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_without_file_or_environment():
+    s = load_settings()
+    assert s.mode == "development" and s.database_url == "sqlite+aiosqlite:///./var/jingtan.db"
+    assert s.graphiql_enabled and s.introspection_enabled
+
+
+def test_toml_file_then_environment_override(tmp_path, monkeypatch):
+    (tmp_path / "jingtan.toml").write_text('database_url = "sqlite+aiosqlite:///./other.db"\n[auth]\naccess_token_ttl_seconds = 600\n')
+    s = load_settings()
+    assert s.database_url.endswith("other.db") and s.auth.access_token_ttl_seconds == 600
+    monkeypatch.setenv("JINGTAN_AUTH__ACCESS_TOKEN_TTL_SECONDS", "300")
+    monkeypatch.setenv("JINGTAN_DATABASE_URL", "postgresql+asyncpg://u@h/db")
+    s = load_settings()
+    assert s.auth.access_token_ttl_seconds == 300 and s.database_url == "postgresql+asyncpg://u@h/db"
+
+
+def test_jingtan_config_names_the_file(tmp_path, monkeypatch):
+    config = tmp_path / "conf" / "prod.toml"
+    config.parent.mkdir()
+    config.write_text('[points]\nlot_expiry_days = 180\n')
+    monkeypatch.setenv("JINGTAN_CONFIG", str(config))
+    assert load_settings().points.lot_expiry_days == 180
+    monkeypatch.setenv("JINGTAN_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigurationError, match="not a file"):
+        load_settings()
+
+
+def test_invalid_values_give_one_readable_line(monkeypatch):
+    monkeypatch.setenv("JINGTAN_AUTH__ACCESS_TOKEN_TTL_SECONDS", "5")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "auth.access_token_ttl_seconds" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_keys_are_refused(tmp_path):
+    (tmp_path / "jingtan.toml").write_text("[auth]\naccess_ttl = 5\n")
+    with pytest.raises(ConfigurationError, match="access_ttl"):
+        load_settings()
+
+
+def test_production_refuses_the_default_secret(monkeypatch):
+    monkeypatch.setenv("JINGTAN_MODE", "production")
+    with pytest.raises(ConfigurationError, match="JINGTAN_SECRET_KEY"):
+        load_settings()
+    monkeypatch.setenv("JINGTAN_SECRET_KEY", "short")
+    with pytest.raises(ConfigurationError):
+        load_settings()
+    monkeypatch.setenv("JINGTAN_SECRET_KEY", "x" * 48)
+    s = load_settings()
+    assert not s.graphiql_enabled and not s.introspection_enabled
+
+
+def test_cli_reports_configuration_errors_in_one_line(monkeypatch, capsys):
+    from jingtan_api.cli import main
+
+    monkeypatch.setenv("JINGTAN_MODE", "production")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jingtan: invalid configuration") and err.count("\n") == 1
+
+
+def test_example_file_documents_every_key_with_its_default():
+    text = (ROOT / "jingtan.example.toml").read_text(encoding="utf-8")
+    assert text == example_toml(), "jingtan.example.toml is stale: run `jingtan config example`"
+    import tomllib
+
+    parsed = tomllib.loads(text)
+    defaults = load_settings()
+    for section in ("auth", "points", "graphql", "server", "log"):
+        model = getattr(defaults, section)
+        for name, field in type(model).model_fields.items():
+            key = field.alias or name
+            value = getattr(model, name)
+            if value is None:
+                assert f"# {key} =" in text
+            else:
+                assert parsed[section][key] == value, f"{section}.{key}"
