@@ -78,7 +78,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     from jingtan_api.accounts.jobs import expire_points
 
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
-    print("demo data loaded. Logins (password for all: %s):" % DEMO_PASSWORD)
+    print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")
     return 0

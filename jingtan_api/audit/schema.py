@@ -6,7 +6,7 @@ from strawberry.types import Info
 from jingtan_api.audit import service
 from jingtan_api.audit.types import AuditLogEntry
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.graphql.relay import Connection, build_connection, decode_cursor, decode_id, page_args
+from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args
 
 
 @strawberry.type
