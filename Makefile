@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test schema lint bench clean
+.PHONY: install run test schema lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,12 @@ test: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/jingtan schema export
+	$(BIN)/jingtan config example
 
 lint: $(STAMP)
 	$(BIN)/ruff check jingtan_api plugins tests
 	$(BIN)/jingtan schema check
-
-bench: $(STAMP)
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/jingtan config check
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

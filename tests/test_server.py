@@ -116,3 +116,29 @@ def test_schema_check_detects_a_stale_file(tmp_path, capsys):
     assert main(["schema", "check", "--output", str(target)]) == 0
     target.write_text(target.read_text().replace("type Account", "type Acount"))
     assert main(["schema", "check", "--output", str(target)]) == 1
+
+
+def test_logs_are_json_lines_with_the_request_id():
+    import io
+
+    from jingtan_api.logs import JsonFormatter, request_id_var
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("jingtan.test-json")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    token = request_id_var.set("rid-0001")
+    try:
+        logger.info("granted", extra={"points": 5})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        request_id_var.reset(token)
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{"))
+    assert first["msg"] == "granted" and first["points"] == 5 and first["request_id"] == "rid-0001"
+    assert second["level"] == "ERROR" and "ValueError: boom" in second["exc"]
