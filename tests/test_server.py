@@ -19,6 +19,8 @@ async def test_healthz_and_readyz(app):
         assert ready.status_code == 200 and ready.json()["database"] == "ok"
 
 
+# SQLite pointed at a directory on purpose: aiosqlite's connection thread dies with the error.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 async def test_readyz_reports_unreachable_database(tmp_path):
     # A directory is not a database file: connecting fails.
     app = create_app(make_settings(f"sqlite+aiosqlite:///{tmp_path}"))
