@@ -66,6 +66,9 @@ class GraphQLSettings(_Section):
     max_depth: int = Field(12, ge=2, description="Deepest selection set accepted.")
     max_aliases: int = Field(30, ge=1, description="Most aliases in one operation.")
     max_tokens: int = Field(5000, ge=10, description="Most lexical tokens in one document.")
+    max_cost: int = Field(
+        5000, ge=1, description="Largest static query cost (connections count first/last × their selection)."
+    )
     max_page_size: int = Field(100, ge=1, le=1000, description="Largest first/last of a connection.")
     default_page_size: int = Field(20, ge=1, description="Page size when first/last are omitted.")
     batching: bool = Field(False, description="Accept batched (array) requests.")

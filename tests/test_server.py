@@ -144,3 +144,23 @@ def test_logs_are_json_lines_with_the_request_id():
     first, second = (json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{"))
     assert first["msg"] == "granted" and first["points"] == 5 and first["request_id"] == "rid-0001"
     assert second["level"] == "ERROR" and "ValueError: boom" in second["exc"]
+
+
+async def test_query_cost_is_reported_and_limited(db_url):
+    from jingtan_api.testing import register_member
+
+    app = create_app(make_settings(db_url, graphql={"max_cost": 50}))
+    async with app.router.lifespan_context(app):
+        gql = GraphQLClient(app)
+        user = await register_member(gql)
+        query = "query($n: Int) { viewer { account { entries(first: $n) { edges { node { id amount } } } } } }"
+        # viewer 1 + account 1 + entries (1 + n × (edges 1 + node 1))
+        small = await gql(query, {"n": 5}, token=user["token"])
+        assert "errors" not in small and small["extensions"]["cost"] == {"requested": 13, "limit": 50}
+        big = await gql(query, {"n": 30}, token=user["token"])
+        assert big["data"] is None
+        assert big["errors"][0]["extensions"] == {"code": "QUERY_TOO_COMPLEX", "cost": 63, "limit": 50}
+        # Without first/last the default page size (20) counts.
+        default = await gql("{ viewer { account { entries { nodes { id } } } } }", token=user["token"])
+        assert default["extensions"]["cost"]["requested"] == 1 + 1 + 1 + 20 * 1
+        await gql.aclose()

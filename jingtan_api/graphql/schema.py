@@ -29,6 +29,7 @@ from jingtan_api.auth import service as auth_service
 from jingtan_api.auth.schema import AuthMutation, AuthQuery
 from jingtan_api.auth.types import ApiToken
 from jingtan_api.errors import NotFound, ValidationFailed
+from jingtan_api.graphql.cost import QueryCost
 from jingtan_api.graphql.errors import JingtanMaskErrors
 from jingtan_api.graphql.relay import Node, from_global_id
 from jingtan_api.settings import Settings
@@ -189,6 +190,7 @@ def build_schema(
         lambda: QueryDepthLimiter(max_depth=gql.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=gql.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
+        lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size),
     ]
     if not settings.introspection_enabled:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
