@@ -237,6 +237,10 @@ async def expire_account_lots(
     conn: AsyncConnection, account_id: int, *, now: datetime, lot_expiry_days: int
 ) -> int:
     """Move what is left of the account's expired lots to the platform EXPIRED account."""
+    # Lock the account row before reading its lots: two concurrent callers must not both count the same
+    # expired lots (the second would then expire live points). SQLite write transactions are already
+    # serialised by BEGIN IMMEDIATE; FOR UPDATE is omitted there.
+    await lock_account(conn, account_id)
     lots = (
         await conn.execute(
             select(L.c.id, L.c.remaining).where(
@@ -259,6 +263,11 @@ async def expire_account_lots(
         memo="points expired / 积分过期",
     )
     return total
+
+
+async def lock_account(conn: AsyncConnection, account_id: int) -> None:
+    """Take the account's row lock (PostgreSQL ``SELECT … FOR UPDATE``) until the transaction ends."""
+    await conn.execute(select(A.c.id).where(A.c.id == account_id).with_for_update())
 
 
 async def accounts_with_expired_lots(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[int]:
