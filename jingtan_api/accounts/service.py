@@ -237,23 +237,21 @@ async def expire_account_lots(
     conn: AsyncConnection, account_id: int, *, now: datetime, lot_expiry_days: int
 ) -> int:
     """Move what is left of the account's expired lots to the platform EXPIRED account."""
-    # Lock the account row before reading its lots: two concurrent callers must not both count the same
+    expired_lot = (L.c.account_id == account_id) & (L.c.remaining > 0) & (L.c.expires_at <= now)
+    # The common case, nothing expired, takes no lock (locking the member row before the issuance row
+    # would invert the id order that post_transaction keeps and invite deadlocks).
+    if (await conn.execute(select(L.c.id).where(expired_lot).limit(1))).first() is None:
+        return 0
+    # Lock the account row before counting its lots: two concurrent callers must not both count the same
     # expired lots (the second would then expire live points). SQLite write transactions are already
     # serialised by BEGIN IMMEDIATE; FOR UPDATE is omitted there.
     await lock_account(conn, account_id)
-    lots = (
-        await conn.execute(
-            select(L.c.id, L.c.remaining).where(
-                L.c.account_id == account_id, L.c.remaining > 0, L.c.expires_at <= now
-            )
-        )
-    ).all()
+    lots = (await conn.execute(select(L.c.id, L.c.remaining).where(expired_lot))).all()
     total = sum(lot.remaining for lot in lots)
     if total == 0:
         return 0
     expired_id = await platform_account_id(conn, EXPIRED_CODE)
-    # Move the points first (this locks the account row), then zero exactly the lots we counted. The
-    # posting's debit would consume soonest-expiring lots, which are precisely these expired ones.
+    # The debit consumes the soonest-expiring lots first, which are precisely the expired ones counted.
     await post_transaction(
         conn,
         kind=EXPIRY,
