@@ -31,6 +31,9 @@ from jingtan_api.auth.types import ApiToken
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.errors import JingtanMaskErrors
 from jingtan_api.graphql.relay import Node, from_global_id
+from jingtan_api.offers.schema import NODE_RESOLVERS as OFFERS_NODE_RESOLVERS
+from jingtan_api.offers.schema import TYPES as OFFERS_TYPES
+from jingtan_api.offers.schema import OffersMutation, OffersQuery
 from jingtan_api.settings import Settings
 from jingtan_api.users import service as users_service
 from jingtan_api.users.schema import UsersMutation, UsersQuery
@@ -127,6 +130,7 @@ CORE_NODE_RESOLVERS = {
     "LedgerTransaction": _transactions,
     "ApiToken": _api_tokens,
     "AuditLogEntry": _audit,
+    **OFFERS_NODE_RESOLVERS,
 }
 
 
@@ -165,9 +169,28 @@ class NodeQuery:
         return await resolve_nodes(info, ids)
 
 
-CORE_QUERY_FRAGMENTS: tuple[type, ...] = (NodeQuery, UsersQuery, AuthQuery, AuditQuery)
-CORE_MUTATION_FRAGMENTS: tuple[type, ...] = (UsersMutation, AuthMutation, AccountsMutation)
-CORE_TYPES: tuple[type, ...] = (User, Account, LedgerEntry, LedgerTransaction, ApiToken, AuditLogEntry)
+CORE_QUERY_FRAGMENTS: tuple[type, ...] = (
+    NodeQuery,
+    UsersQuery,
+    AuthQuery,
+    AuditQuery,
+    OffersQuery,
+)
+CORE_MUTATION_FRAGMENTS: tuple[type, ...] = (
+    UsersMutation,
+    AuthMutation,
+    AccountsMutation,
+    OffersMutation,
+)
+CORE_TYPES: tuple[type, ...] = (
+    User,
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    ApiToken,
+    AuditLogEntry,
+    *OFFERS_TYPES,
+)
 
 
 def build_schema(
