@@ -37,3 +37,11 @@ def merchant_balances(info: Info):
 
 def offer_redeemed(info: Info):
     return _loader(info, "offer_redeemed", service.offer_redeemed_counts)
+
+
+def forget(loader, key) -> None:
+    """Drop a cached key (strawberry's ``clear`` raises KeyError when the key was never loaded)."""
+    try:
+        loader.clear(key)
+    except KeyError:
+        pass

@@ -56,19 +56,19 @@ def _member(info: Info) -> int:
 
 
 async def _merchant_payload(info: Info, merchant_id: int) -> MerchantPayload:
-    loaders.merchants(info).clear(merchant_id)
+    loaders.forget(loaders.merchants(info), merchant_id)
     loaders.staff_merchant(info).clear_all()
     row = await loaders.merchants(info).load(merchant_id)
     return MerchantPayload(merchant=Merchant.from_row(row))
 
 
 async def _offer_payload(info: Info, offer_id: int) -> OfferPayload:
-    loaders.offers(info).clear(offer_id)
+    loaders.forget(loaders.offers(info), offer_id)
     return OfferPayload(offer=Offer.from_row(await loaders.offers(info).load(offer_id)))
 
 
 async def _redemption_payload(info: Info, redemption_id: int) -> RedemptionPayload:
-    loaders.redemptions(info).clear(redemption_id)
+    loaders.forget(loaders.redemptions(info), redemption_id)
     loaders.offers(info).clear_all()
     return RedemptionPayload(redemption=Redemption.from_row(await loaders.redemptions(info).load(redemption_id)))
 
@@ -226,7 +226,7 @@ class OffersMutation:
             )
         except DomainError as exc:
             return AddMerchantStaffPayload(user_errors=user_errors_from(exc))
-        users_loader(info).clear(user_id)
+        loaders.forget(users_loader(info), user_id)
         payload = await _merchant_payload(info, merchant_id)
         return AddMerchantStaffPayload(merchant=payload.merchant, user=User.from_row(await users_loader(info).load(user_id)))
 
