@@ -176,8 +176,10 @@ def cmd_ledger_check(args: argparse.Namespace) -> int:
     from jingtan_api.accounts.service import check_invariants
 
     async def run(services):
+        from jingtan_api.offers.service import check_invariants as check_offers
+
         async with services.db.read() as conn:
-            return await check_invariants(conn)
+            return await check_invariants(conn) + await check_offers(conn)
 
     problems = asyncio.run(_with_services(run))
     for p in problems:

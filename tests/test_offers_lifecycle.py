@@ -327,9 +327,12 @@ async def test_owner_adds_staff_who_can_confirm(gql, services, clock, admin, sho
     assert confirmed["confirmRedemption"]["redemption"]["status"] == "CONFIRMED"
 
     # Staff see the merchant's redemptions; other members do not.
-    query = "query($id: ID!) { merchant(id: $id) { redemptions(first: 10) { nodes { code status member { displayName } } } } }"
+    # Codes are shown to their member only: staff cannot confirm codes of members who are not there.
+    query = "query($id: ID!) { merchant(id: $id) { redemptions(first: 10) { nodes { id code status member { displayName } } } } }"
     seen = await gql.ok(query, {"id": shop["merchant"]["id"]}, token=cashier["token"])
-    assert seen["merchant"]["redemptions"]["nodes"] == [{"code": r["code"], "status": "CONFIRMED", "member": {"displayName": "会员 Member"}}]
+    assert seen["merchant"]["redemptions"]["nodes"] == [
+        {"id": r["id"], "code": None, "status": "CONFIRMED", "member": {"displayName": "会员 Member"}}
+    ]
     hidden = await gql(query, {"id": shop["merchant"]["id"]}, token=third["token"])
     assert hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
@@ -356,3 +359,22 @@ async def test_update_merchant_profile(gql, services, clock, admin, shop):
     async with services.db.read() as conn:
         row = (await conn.execute(select(M.c.name_en, M.c.latitude))).one()
     assert row.name_en == "Green Leaf Coffee" and row.latitude == 31.2
+
+
+async def test_invariant_check_notices_stock_drift(gql, services, clock, shop, db_url, monkeypatch):
+    import asyncio
+
+    from sqlalchemy import update
+
+    from jingtan_api.cli import main
+    from jingtan_api.offers.models import Offer
+
+    await redeem(gql, shop["member"], shop["offer"]["id"], quantity=2)
+    monkeypatch.setenv("JINGTAN_DATABASE_URL", db_url)
+    monkeypatch.setenv("JINGTAN_LOG__LEVEL", "WARNING")
+    assert await asyncio.to_thread(main, ["ledger-check"]) == 0
+    O = Offer.__table__
+    await services.db.write(lambda conn: conn.execute(update(O).values(stock=O.c.stock + 1)))
+    problems = (await db_state(services))["problems"]
+    assert len(problems) == 1 and "stock 9 but total 10 - redeemed 2" in problems[0]
+    assert await asyncio.to_thread(main, ["ledger-check"]) == 1

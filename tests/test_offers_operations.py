@@ -112,7 +112,7 @@ async def test_member_app_and_merchant_console_story(run, services, clock):
     }
     assert m["offers"]["edges"][0]["node"]["redeemedCount"] == 1
     listed = await run("merchant", "MerchantRedemptions", {"id": merchant_id, "status": "CONFIRMED"}, token=cashier["token"])
-    assert [e["node"]["code"] for e in listed["merchant"]["redemptions"]["edges"]] == [first["redemption"]["code"]]
+    assert [e["node"]["id"] for e in listed["merchant"]["redemptions"]["edges"]] == [first["redemption"]["id"]]
     day = (now + timedelta(hours=8)).date().isoformat()  # settlement days are in UTC+8 by default
     settlement = (await run("merchant", "Settlement", {"id": merchant_id, "from": day, "to": day}, token=owner["token"]))["merchant"]["settlement"]
     assert settlement["pointsReceived"] == 240 and settlement["pointsRefunded"] == 120

@@ -250,9 +250,8 @@ async def actor_for(conn: AsyncConnection, user_id: int, *, is_admin: bool) -> A
     return Actor(user_id=user_id, is_admin=is_admin, merchant_id=found.get(user_id))
 
 
-async def _merchant_row(conn: AsyncConnection, merchant_id: int, *, lock: bool = False) -> Any:
-    stmt = select(M).where(M.c.id == merchant_id)
-    row = (await conn.execute(stmt.with_for_update() if lock else stmt)).one_or_none()
+async def _merchant_row(conn: AsyncConnection, merchant_id: int) -> Any:
+    row = (await conn.execute(select(M).where(M.c.id == merchant_id))).one_or_none()
     if row is None:
         raise NotFound("No such merchant / 商户不存在", field="merchantId")
     return row
@@ -1039,3 +1038,50 @@ async def settlement(
         start=start, end=end, points_received=received, points_refunded=refunded, balance=balance,
         by_status=by_status, by_day=by_day,
     )
+
+
+# --- invariants --------------------------------------------------------------------------------------
+
+
+async def check_invariants(conn: AsyncConnection) -> list[str]:
+    """Violations of the offers invariants (empty when all hold): stock never negative and always equal to
+    total stock minus the items of live redemptions; every live redemption unrefunded and every closed one
+    refunded by a REFUND reversing its REDEMPTION; each merchant account holding exactly its live points."""
+    problems: list[str] = []
+    live_q = (
+        select(R.c.offer_id, func.sum(R.c.quantity).label("q"))
+        .where(R.c.status.in_(LIVE))
+        .group_by(R.c.offer_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(O.c.id, O.c.stock, O.c.total_stock, func.coalesce(live_q.c.q, 0).label("q"))
+        .select_from(O.outerjoin(live_q, live_q.c.offer_id == O.c.id))
+        .where((O.c.stock < 0) | (O.c.stock != O.c.total_stock - func.coalesce(live_q.c.q, 0)))
+    )
+    problems += [f"offer {r.id}: stock {r.stock} but total {r.total_stock} - redeemed {r.q}" for r in rows]
+    refund = TX.alias("refund")
+    rows = await conn.execute(
+        select(R.c.id, R.c.status, TX.c.kind, refund.c.kind.label("refund_kind"), refund.c.reverses_id)
+        .join(TX, TX.c.id == R.c.transaction_id)
+        .outerjoin(refund, refund.c.id == R.c.refund_transaction_id)
+    )
+    for r in rows:
+        if r.kind != REDEMPTION:
+            problems.append(f"redemption {r.id}: transaction kind {r.kind}")
+        closed = r.status in (CANCELLED, EXPIRED)
+        if closed != (r.refund_kind == REFUND) or (closed and r.reverses_id is None):
+            problems.append(f"redemption {r.id}: status {r.status} but refund {r.refund_kind}")
+    live_p = (
+        select(R.c.merchant_id, func.sum(R.c.points).label("p"))
+        .where(R.c.status.in_(LIVE))
+        .group_by(R.c.merchant_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(M.c.id, A.c.balance, func.coalesce(live_p.c.p, 0).label("p"))
+        .select_from(M.join(A, A.c.id == M.c.account_id).outerjoin(live_p, live_p.c.merchant_id == M.c.id))
+        .where(A.c.balance != func.coalesce(live_p.c.p, 0))
+    )
+    problems += [f"merchant {r.id}: balance {r.balance} but live redemptions hold {r.p}" for r in rows]
+    return problems

@@ -424,7 +424,7 @@ class Redemption(Node):
     expires_at: datetime = strawberry.field(description="The code must be used before this. / 兑换码有效期。")
     confirmed_at: datetime | None = strawberry.field(description="When the merchant confirmed it. / 核销时间。")
     closed_at: datetime | None = strawberry.field(description="When it was cancelled or expired. / 取消或过期时间。")
-    code: str = strawberry.field(description="Code to show at the counter (10 characters). / 兑换码。")
+    _code: strawberry.Private[str]
     offer_pk: strawberry.Private[int]
     merchant_pk: strawberry.Private[int]
     member_pk: strawberry.Private[int]
@@ -440,11 +440,18 @@ class Redemption(Node):
             expires_at=row["expires_at"],
             confirmed_at=row["confirmed_at"],
             closed_at=row["closed_at"],
-            code=row["code"],
+            _code=row["code"],
             offer_pk=row["offer_id"],
             merchant_pk=row["merchant_id"],
             member_pk=row["member_user_id"],
         )
+
+    @strawberry.field(
+        description="Code to show at the counter (10 characters); only the member sees it, so staff cannot "
+        "confirm codes of members who are not there. / 兑换码（仅会员本人可见）。"
+    )
+    def code(self, info: Info) -> str | None:
+        return self._code if info.context.viewer.user_id == self.member_pk else None
 
     @strawberry.field(description="The offer redeemed. / 兑换的优惠。")
     async def offer(self, info: Info) -> Offer:
