@@ -378,3 +378,55 @@ async def test_invariant_check_notices_stock_drift(gql, services, clock, shop, d
     problems = (await db_state(services))["problems"]
     assert len(problems) == 1 and "stock 9 but total 10 - redeemed 2" in problems[0]
     assert await asyncio.to_thread(main, ["ledger-check"]) == 1
+
+
+SET_MERCHANT_STATUS = """
+mutation($i: SetMerchantStatusInput!) { setMerchantStatus(input: $i) { merchant { status } userErrors { code } } }
+"""
+
+
+async def test_suspended_merchant_leaves_the_catalogue_but_honours_issued_codes(gql, services, clock, admin, shop):
+    member = shop["member"]
+    r = (await redeem(gql, member, shop["offer"]["id"]))["redemption"]
+    mid = shop["merchant"]["id"]
+    refused = await gql.ok(SET_MERCHANT_STATUS, {"i": {"merchantId": mid, "status": "SUSPENDED", "reason": "投诉核查"}}, token=shop["merchant"]["token"])
+    assert refused["setMerchantStatus"]["userErrors"] == [{"code": "FORBIDDEN"}]
+    done = await gql.ok(SET_MERCHANT_STATUS, {"i": {"merchantId": mid, "status": "SUSPENDED", "reason": "投诉核查 complaint"}}, token=admin["token"])
+    assert done["setMerchantStatus"]["merchant"]["status"] == "SUSPENDED"
+    pending = await gql.ok(SET_MERCHANT_STATUS, {"i": {"merchantId": mid, "status": "PENDING", "reason": "nope"}}, token=admin["token"])
+    assert pending["setMerchantStatus"]["userErrors"] == [{"code": "INVALID_STATUS_TRANSITION"}]
+
+    catalogue = await gql.ok("{ offers { edges { node { id } } } }")
+    assert catalogue["offers"]["edges"] == []
+    before = await db_state(services, shop["offer"]["id"])
+    refused = await redeem(gql, member, shop["offer"]["id"])
+    assert refused["userErrors"][0]["code"] == "MERCHANT_NOT_ACTIVE"
+    assert await db_state(services, shop["offer"]["id"]) == before
+    confirmed = await gql.ok(CONFIRM, {"input": {"code": r["code"]}}, token=shop["merchant"]["token"])
+    assert confirmed["confirmRedemption"]["redemption"]["status"] == "CONFIRMED"
+
+    back = await gql.ok(SET_MERCHANT_STATUS, {"i": {"merchantId": mid, "status": "ACTIVE", "reason": "核查完毕 resolved"}}, token=admin["token"])
+    assert back["setMerchantStatus"]["merchant"]["status"] == "ACTIVE"
+    assert len((await gql.ok("{ offers { edges { node { id } } } }"))["offers"]["edges"]) == 1
+    A = AuditLogEntry.__table__
+    async with services.db.read() as conn:
+        actions = (await conn.execute(select(A.c.action).where(A.c.action.like("merchant.%")).order_by(A.c.id))).scalars().all()
+    assert actions == ["merchant.create", "merchant.suspend", "merchant.reactivate"]
+
+
+async def test_redemptions_by_node_id_are_private(gql, services, clock, admin, shop):
+    r = (await redeem(gql, shop["member"], shop["offer"]["id"]))["redemption"]
+    query = "query($id: ID!) { node(id: $id) { ... on Redemption { id status code } } }"
+    own = await gql.ok(query, {"id": r["id"]}, token=shop["member"]["token"])
+    assert own["node"] == {"id": r["id"], "status": "PENDING", "code": r["code"]}
+    staff = await gql.ok(query, {"id": r["id"]}, token=shop["merchant"]["token"])
+    assert staff["node"] == {"id": r["id"], "status": "PENDING", "code": None}
+    stranger = await make_member(services, clock)
+    assert (await gql.ok(query, {"id": r["id"]}, token=stranger["token"]))["node"] is None
+    assert (await gql.ok(query, {"id": r["id"]}))["node"] is None
+    other = await make_merchant(gql, services, clock, admin, profile={"nameZh": "别家"})
+    assert (await gql.ok(query, {"id": r["id"]}, token=other["token"]))["node"] is None
+    # Another member's redemption list is not reachable either.
+    hidden = await gql("query($id: ID!) { node(id: $id) { ... on User { redemptions { nodes { id } } } } }",
+                       {"id": shop["member"]["id"]}, token=stranger["token"])
+    assert hidden["data"]["node"] is None

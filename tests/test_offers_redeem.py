@@ -5,7 +5,16 @@ import uuid
 from collections import Counter
 
 import pytest
-from offers_helpers import REDEEM, balance, db_state, make_admin, make_member, make_merchant, make_offer, redeem
+from offers_helpers import (
+    REDEEM,
+    balance,
+    db_state,
+    make_admin,
+    make_member,
+    make_merchant,
+    make_offer,
+    redeem,
+)
 
 from jingtan_api.app import create_app
 from jingtan_api.offers.service import CODE_ALPHABET

@@ -1,7 +1,16 @@
 """Merchant settlement: per-day totals in the merchant's time zone, range limits, access control."""
 
 import pytest
-from offers_helpers import CANCEL, CONFIRM, make_admin, make_member, make_merchant, make_offer, redeem, reissue
+from offers_helpers import (
+    CANCEL,
+    CONFIRM,
+    make_admin,
+    make_member,
+    make_merchant,
+    make_offer,
+    redeem,
+    reissue,
+)
 
 SETTLEMENT = """
 query($id: ID!, $from: Date!, $to: Date!) {

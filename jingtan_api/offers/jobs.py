@@ -52,9 +52,9 @@ async def run_periodically(db: Database, clock, *, interval_seconds: int, settin
                 db, now=now, lot_expiry_days=settings.points.lot_expiry_days,
                 refund_min_valid_days=settings.offers.refund_min_valid_days,
             )
-        except Exception:  # noqa: BLE001 - the next run retries; the server keeps serving
+        except Exception:
             log.exception("redemption expiry run failed")
         try:
             await expire_points(db, now=now, lot_expiry_days=settings.points.lot_expiry_days)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("expiry run failed")

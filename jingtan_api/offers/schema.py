@@ -29,6 +29,7 @@ from jingtan_api.offers.types import (
     Redemption,
     RedemptionPayload,
     ReviewMerchantApplicationInput,
+    SetMerchantStatusInput,
     SetOfferStatusInput,
     UpdateMerchantInput,
     UpdateOfferInput,
@@ -190,6 +191,22 @@ class OffersMutation:
             await ctx.db.write(
                 lambda conn: service.review_application(
                     conn, actor_user_id=actor, merchant_id=merchant_id, approve=input.approve, reason=input.reason,
+                    request_id=ctx.request_id, now=ctx.now(),
+                )
+            )
+        except DomainError as exc:
+            return MerchantPayload(user_errors=user_errors_from(exc))
+        return await _merchant_payload(info, merchant_id)
+
+    @strawberry.mutation(description="Suspend or reactivate a merchant (admin; audit-logged). / 暂停或恢复商户。")
+    async def set_merchant_status(self, info: Info, input: SetMerchantStatusInput) -> MerchantPayload:
+        ctx = info.context
+        try:
+            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
+            await ctx.db.write(
+                lambda conn: service.set_merchant_status(
+                    conn, actor_user_id=actor, merchant_id=merchant_id, status=input.status.value, reason=input.reason,
                     request_id=ctx.request_id, now=ctx.now(),
                 )
             )

@@ -40,7 +40,7 @@ from jingtan_api.users.models import User
 
 M = Merchant.__table__
 S = MerchantStaff.__table__
-O = Offer.__table__  # noqa: E741
+O = Offer.__table__
 R = Redemption.__table__
 A = Account.__table__
 E = LedgerEntry.__table__
@@ -366,6 +366,36 @@ async def review_application(
         conn, actor_user_id=actor_user_id, action="merchant.approve" if approve else "merchant.reject",
         target_type="Merchant", target_id=merchant_id, reason=reason,
         details={"applicantUserId": row.owner_user_id}, request_id=request_id, now=now,
+    )
+
+
+async def set_merchant_status(
+    conn: AsyncConnection,
+    *,
+    actor_user_id: int,
+    merchant_id: int,
+    status: str,
+    reason: str,
+    request_id: str | None,
+    now: datetime,
+) -> None:
+    """Admin: suspend an ACTIVE merchant (its offers leave the catalogue and cannot be redeemed; codes
+    already issued can still be confirmed or cancelled) or reactivate a SUSPENDED one. Audit-logged."""
+    reason = ledger.validate_reason(reason)
+    row = await _merchant_row(conn, merchant_id)
+    allowed = {M_ACTIVE: M_SUSPENDED, M_SUSPENDED: M_ACTIVE}
+    if allowed.get(row.status) != status:
+        raise Conflict(
+            f"A merchant cannot go from {row.status} to {status} / 商户状态不能从 {row.status} 变为 {status}",
+            code="INVALID_STATUS_TRANSITION", field="status",
+        )
+    result = await conn.execute(update(M).where(M.c.id == merchant_id, M.c.status == row.status).values(status=status))
+    if result.rowcount != 1:
+        raise Conflict("The merchant changed meanwhile, try again / 商户状态已变更，请重试", field="status")
+    await audit.record(
+        conn, actor_user_id=actor_user_id, action="merchant.suspend" if status == M_SUSPENDED else "merchant.reactivate",
+        target_type="Merchant", target_id=merchant_id, reason=reason, details={"from": row.status, "to": status},
+        request_id=request_id, now=now,
     )
 
 

@@ -551,6 +551,13 @@ class ReviewMerchantApplicationInput:
     reason: str = strawberry.field(description="Why, 3-500 characters (audit log). / 原因。")
 
 
+@strawberry.input(description="Suspend or reactivate a merchant (admin). / 暂停或恢复商户（管理员）。")
+class SetMerchantStatusInput:
+    merchant_id: strawberry.ID = strawberry.field(description="The merchant. / 商户。")
+    status: MerchantStatus = strawberry.field(description="SUSPENDED (from ACTIVE) or ACTIVE (from SUSPENDED).")
+    reason: str = strawberry.field(description="Why, 3-500 characters (audit log). / 原因。")
+
+
 @strawberry.input(description="Change a merchant's profile (staff or admin); omitted fields stay. / 修改商户资料。")
 class UpdateMerchantInput:
     merchant_id: strawberry.ID = strawberry.field(description="The merchant. / 商户。")

@@ -5,10 +5,9 @@ Revises: 20261125_0001
 Create Date: 2026-11-25 00:56:58.528389
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '20261125_0003'
 down_revision = '20261125_0001'
