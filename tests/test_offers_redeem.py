@@ -160,3 +160,26 @@ async def test_anonymous_cannot_redeem(gql, services, clock, admin):
     data = await gql.ok(REDEEM, {"input": {"offerId": offer["id"], "quantity": 1, "idempotencyKey": "k-1"}})
     assert data["redeemOffer"]["userErrors"][0]["code"] == "UNAUTHENTICATED"
     assert (await db_state(services, offer["id"]))["redemptions"] == 0
+
+
+async def test_confirm_and_cancel_racing_on_the_same_codes(gql, services, clock, admin):
+    from offers_helpers import CANCEL, CONFIRM
+
+    merchant = await make_merchant(gql, services, clock, admin)
+    offer = await make_offer(gql, clock, merchant, pointsPrice=10, totalStock=10, perMemberLimit=10)
+    member = await make_member(services, clock, points=1000)
+    redemptions = [(await redeem(gql, member, offer["id"]))["redemption"] for _ in range(8)]
+
+    calls = []
+    for r in redemptions:
+        calls.append(gql.ok(CONFIRM, {"input": {"code": r["code"]}}, token=merchant["token"]))
+        calls.append(gql.ok(CANCEL, {"input": {"redemptionId": r["id"]}}, token=member["token"]))
+    results = await asyncio.gather(*calls)
+
+    for confirm, cancel in zip(results[::2], results[1::2], strict=True):
+        wins = [not confirm["confirmRedemption"]["userErrors"], not cancel["cancelRedemption"]["userErrors"]]
+        assert wins.count(True) == 1, (confirm, cancel)
+    cancelled = sum(not r["cancelRedemption"]["userErrors"] for r in results[1::2])
+    state = await db_state(services, offer["id"])
+    assert state["problems"] == [] and state["stock"] == 2 + cancelled
+    assert await balance(services, member["pk"]) == 1000 - 10 * (8 - cancelled)

@@ -280,14 +280,16 @@ async def _grant_merchant_role(conn: AsyncConnection, user_id: int) -> None:
 
 
 async def _add_staff(conn: AsyncConnection, *, merchant_id: int, user_id: int, is_owner: bool, added_by: int | None, now: datetime) -> None:
+    # Lock the user's row first: two concurrent additions of one user then queue instead of one of them
+    # failing on the unique constraint.
+    user = (await conn.execute(select(U.c.id).where(U.c.id == user_id).with_for_update())).one_or_none()
+    if user is None:
+        raise NotFound("User not found / 用户不存在", field="userId")
     existing = (await conn.execute(select(S.c.merchant_id).where(S.c.user_id == user_id))).scalar_one_or_none()
     if existing is not None:
         raise Conflict(
             "This user already works for a merchant / 该用户已是商户员工", code="ALREADY_MERCHANT_STAFF", field="userId"
         )
-    user = (await conn.execute(select(U.c.id, U.c.status).where(U.c.id == user_id))).one_or_none()
-    if user is None:
-        raise NotFound("User not found / 用户不存在", field="userId")
     await conn.execute(
         insert(S).values(merchant_id=merchant_id, user_id=user_id, is_owner=is_owner, added_by_user_id=added_by, created_at=now)
     )
@@ -324,6 +326,8 @@ async def create_merchant(
 
 async def apply_for_merchant(conn: AsyncConnection, *, user_id: int, profile: dict[str, Any], now: datetime) -> int:
     values = validate_profile(profile)
+    # One application at a time per user: serialise this user's applications on their account row.
+    await _lock_member_account(conn, user_id)
     if (await staff_merchant_ids(conn, [user_id])).get(user_id) is not None:
         raise Conflict("You already work for a merchant / 您已是商户员工", code="ALREADY_MERCHANT_STAFF")
     pending = (
