@@ -430,3 +430,16 @@ async def test_redemptions_by_node_id_are_private(gql, services, clock, admin, s
     hidden = await gql("query($id: ID!) { node(id: $id) { ... on User { redemptions { nodes { id } } } } }",
                        {"id": shop["member"]["id"]}, token=stranger["token"])
     assert hidden["data"]["node"] is None
+
+
+async def test_periodic_expiry_run_refunds_redemptions_then_expires_points(gql, services, clock, shop):
+    from jingtan_api.offers.jobs import run_expiry_once
+
+    member = shop["member"]
+    await redeem(gql, member, shop["offer"]["id"], quantity=2)  # 200 of the member's 500 points
+    clock.advance(days=366)  # the redemption is overdue and every lot has expired
+    result = await run_expiry_once(services.db, now=clock(), settings=services.settings)
+    # The refund keeps at least refund_min_valid_days of life, so only the 300 unspent points expire.
+    assert result == {"redemptions": 1, "refunded": 200, "accounts": 1, "expired": 300}
+    assert await balance(services, member["pk"]) == 200
+    assert (await db_state(services, shop["offer"]["id"]))["problems"] == []

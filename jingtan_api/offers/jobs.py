@@ -42,19 +42,26 @@ async def expire_redemptions(
     return count, points
 
 
+async def run_expiry_once(db: Database, *, now: datetime, settings) -> dict[str, int]:
+    """One run of the server's expiry task: overdue redemptions first (their refunds open lots), then
+    expired points lots. A failure of one part is logged and does not stop the other."""
+    out = {"redemptions": 0, "refunded": 0, "accounts": 0, "expired": 0}
+    try:
+        out["redemptions"], out["refunded"] = await expire_redemptions(
+            db, now=now, lot_expiry_days=settings.points.lot_expiry_days,
+            refund_min_valid_days=settings.offers.refund_min_valid_days,
+        )
+    except Exception:  # noqa: BLE001 - the next run retries; the server keeps serving
+        log.exception("redemption expiry run failed")
+    try:
+        out["accounts"], out["expired"] = await expire_points(db, now=now, lot_expiry_days=settings.points.lot_expiry_days)
+    except Exception:  # noqa: BLE001
+        log.exception("expiry run failed")
+    return out
+
+
 async def run_periodically(db: Database, clock, *, interval_seconds: int, settings) -> None:
-    """The server's expiry task: overdue redemptions (refunds), then expired points lots."""
+    """The server's periodic expiry task (``points.expiry_interval_seconds``; 0 turns it off)."""
     while True:
         await asyncio.sleep(interval_seconds)
-        now = clock()
-        try:
-            await expire_redemptions(
-                db, now=now, lot_expiry_days=settings.points.lot_expiry_days,
-                refund_min_valid_days=settings.offers.refund_min_valid_days,
-            )
-        except Exception:
-            log.exception("redemption expiry run failed")
-        try:
-            await expire_points(db, now=now, lot_expiry_days=settings.points.lot_expiry_days)
-        except Exception:
-            log.exception("expiry run failed")
+        await run_expiry_once(db, now=clock(), settings=settings)
