@@ -85,10 +85,16 @@ async def test_only_redeemable_offers_are_listed(gql, services, clock, admin):
 
     listed = await _all_pages(gql, order="NEWEST", first=10)
     assert [n["titleZh"] for n in listed] == ["可兑换"]
+    assert (await gql.ok("{ offers(first: 0) { totalCount } }"))["offers"]["totalCount"] == 1
     assert listed[0]["available"] is True and listed[0]["merchant"]["nameZh"] == "绿叶咖啡"
 
     # Staff (and admins) may ask for everything of their merchant; others may not.
     everything = await _all_pages(gql, order="NEWEST", first=3, flt={"merchantId": shop["id"], "includeUnavailable": True}, token=shop["token"])
+    counted = await gql.ok(
+        "query($f: OfferFilter) { offers(first: 1, filter: $f) { totalCount } }",
+        {"f": {"merchantId": shop["id"], "includeUnavailable": True}}, token=shop["token"],
+    )
+    assert counted["offers"]["totalCount"] == 5
     assert sorted(n["titleZh"] for n in everything) == sorted(["可兑换", "草稿", "未开始", "售罄", "暂停"])
     by_admin = await _all_pages(gql, order="NEWEST", first=10, flt={"includeUnavailable": True}, token=admin["token"])
     assert len(by_admin) == 5

@@ -97,6 +97,7 @@ async def test_member_app_and_merchant_console_story(run, services, clock):
     assert second["account"]["balance"] == 760
     await run("member", "CancelRedemption", {"input": {"redemptionId": second["redemption"]["id"]}}, token=member["token"])
     mine = await run("member", "MyRedemptions", {"first": 10}, token=member["token"])
+    assert mine["viewer"]["redemptions"]["totalCount"] == 2
     assert [e["node"]["status"] for e in mine["viewer"]["redemptions"]["edges"]] == ["CANCELLED", "PENDING"]
     assert mine["viewer"]["account"]["balance"] == 880
 

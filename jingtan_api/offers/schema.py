@@ -112,7 +112,7 @@ class OffersQuery:
         )
         rows, has_next = await ctx.read(service.catalogue_page, now=ctx.now(), order=order, first=n, after=after_key, flt=flt)
         loaders.offers(info).prime_many({r["id"]: r for r in rows})
-        return offer_connection(info, rows, order, has_next=has_next, has_previous=after is not None)
+        return offer_connection(info, rows, order, has_next=has_next, has_previous=after is not None, flt=flt)
 
     @strawberry.field(description="One offer; null when unknown or not visible to you. / 单个优惠。")
     async def offer(self, info: Info, id: strawberry.ID) -> Offer | None:

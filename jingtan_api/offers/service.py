@@ -569,18 +569,7 @@ class CatalogueFilter:
     include_unavailable: bool = False
 
 
-async def catalogue_page(
-    conn: AsyncConnection,
-    *,
-    now: datetime,
-    order: str,
-    first: int,
-    after: tuple[Any, int] | None,
-    flt: CatalogueFilter,
-) -> tuple[list[dict], bool]:
-    """One keyset page of offers. ``after`` is (sort key, id) of the last row seen."""
-    column, desc = _ORDERS[order]
-    stmt = select(O)
+def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter) -> Any:
     if flt.city or flt.category or not flt.include_unavailable:
         stmt = stmt.join(M, M.c.id == O.c.merchant_id)
     if not flt.include_unavailable:
@@ -597,6 +586,21 @@ async def catalogue_page(
         stmt = stmt.where(O.c.points_price <= flt.max_price)
     if flt.ends_before is not None:
         stmt = stmt.where(O.c.ends_at <= flt.ends_before)
+    return stmt
+
+
+async def catalogue_page(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    order: str,
+    first: int,
+    after: tuple[Any, int] | None,
+    flt: CatalogueFilter,
+) -> tuple[list[dict], bool]:
+    """One keyset page of offers. ``after`` is (sort key, id) of the last row seen."""
+    column, desc = _ORDERS[order]
+    stmt = _catalogue_where(select(O), now=now, flt=flt)
     if after is not None:
         key, last_id = after
         if desc:
@@ -606,6 +610,11 @@ async def catalogue_page(
     ordering = (column.desc(), O.c.id.desc()) if desc else (column.asc(), O.c.id.asc())
     rows = (await conn.execute(stmt.order_by(*ordering).limit(first + 1))).all()
     return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+
+
+async def catalogue_count(conn: AsyncConnection, *, now: datetime, flt: CatalogueFilter) -> int:
+    stmt = _catalogue_where(select(func.count()).select_from(O), now=now, flt=flt)
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def member_balance(conn: AsyncConnection, user_id: int) -> int:
@@ -930,6 +939,16 @@ async def redemptions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[
     return {r.id: dict(r._mapping) for r in rows}
 
 
+def _redemptions_where(stmt: Any, *, member_user_id: int | None, merchant_id: int | None, status: str | None) -> Any:
+    if member_user_id is not None:
+        stmt = stmt.where(R.c.member_user_id == member_user_id)
+    if merchant_id is not None:
+        stmt = stmt.where(R.c.merchant_id == merchant_id)
+    if status is not None:
+        stmt = stmt.where(R.c.status == status)
+    return stmt
+
+
 async def redemptions_page(
     conn: AsyncConnection,
     *,
@@ -940,17 +959,20 @@ async def redemptions_page(
     after: int | None,
 ) -> tuple[list[dict], bool]:
     """Newest first (keyset on id)."""
-    stmt = select(R)
-    if member_user_id is not None:
-        stmt = stmt.where(R.c.member_user_id == member_user_id)
-    if merchant_id is not None:
-        stmt = stmt.where(R.c.merchant_id == merchant_id)
-    if status is not None:
-        stmt = stmt.where(R.c.status == status)
+    stmt = _redemptions_where(select(R), member_user_id=member_user_id, merchant_id=merchant_id, status=status)
     if after is not None:
         stmt = stmt.where(R.c.id < after)
     rows = (await conn.execute(stmt.order_by(R.c.id.desc()).limit(first + 1))).all()
     return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+
+
+async def redemptions_count(
+    conn: AsyncConnection, *, member_user_id: int | None = None, merchant_id: int | None = None, status: str | None = None
+) -> int:
+    stmt = _redemptions_where(
+        select(func.count()).select_from(R), member_user_id=member_user_id, merchant_id=merchant_id, status=status
+    )
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 # --- settlement --------------------------------------------------------------------------------------

@@ -190,7 +190,9 @@ def decode_offer_cursor(cursor: str | None, order: str) -> tuple[Any, int] | Non
     return key, pk
 
 
-def offer_connection(info: Info, rows: list[dict], order: str, *, has_next: bool, has_previous: bool) -> Connection["Offer"]:
+def offer_connection(
+    info: Info, rows: list[dict], order: str, *, has_next: bool, has_previous: bool, flt: service.CatalogueFilter
+) -> Connection["Offer"]:
     edges = [Edge(cursor=encode_offer_cursor(order, r), node=Offer.from_row(r)) for r in rows]
     return Connection(
         edges=edges,
@@ -200,6 +202,7 @@ def offer_connection(info: Info, rows: list[dict], order: str, *, has_next: bool
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
+        _count=lambda: info.context.read(service.catalogue_count, now=info.context.now(), flt=flt),
     )
 
 
@@ -299,12 +302,12 @@ class Merchant(Node):
         n = check_first(info, first)
         after_key = decode_offer_cursor(after, service.NEWEST)
         manager = await can_manage(info, self.pk, "merchant:read")
+        flt = service.CatalogueFilter(merchant_id=self.pk, include_unavailable=manager)
         rows, has_next = await ctx.read(
-            service.catalogue_page, now=ctx.now(), order=service.NEWEST, first=n, after=after_key,
-            flt=service.CatalogueFilter(merchant_id=self.pk, include_unavailable=manager),
+            service.catalogue_page, now=ctx.now(), order=service.NEWEST, first=n, after=after_key, flt=flt
         )
         loaders.offers(info).prime_many({r["id"]: r for r in rows})
-        return offer_connection(info, rows, service.NEWEST, has_next=has_next, has_previous=after is not None)
+        return offer_connection(info, rows, service.NEWEST, has_next=has_next, has_previous=after is not None, flt=flt)
 
     @strawberry.field(description="Redemption totals (staff and admins). / 兑换统计（员工与管理员）。")
     async def stats(self, info: Info) -> MerchantStats:
@@ -488,7 +491,10 @@ async def redemption_connection(
     conn = build_connection(
         [Redemption.from_row(r) for r in rows], [r["id"] for r in rows], has_next=has_next, has_previous=after is not None
     )
-    return RedemptionConnection(edges=conn.edges, page_info=conn.page_info)
+    count = lambda: ctx.read(
+        service.redemptions_count, member_user_id=member_user_id, merchant_id=merchant_id, status=status
+    )
+    return RedemptionConnection(edges=conn.edges, page_info=conn.page_info, _count=count)
 
 
 async def merchant_of_user(info: Info, user_id: int) -> Merchant | None:
