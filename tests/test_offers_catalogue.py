@@ -201,3 +201,34 @@ async def test_catalogue_runs_a_bounded_number_of_statements(gql, services, cloc
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert counts[10] == counts[100] and counts[100] <= 6, (counts, statements)
+
+
+async def test_redemption_lists_run_a_bounded_number_of_statements(gql, services, clock, admin):
+    shops = [await make_merchant(gql, services, clock, admin, profile={"nameZh": f"商户 {i}"}) for i in range(3)]
+    offers = [await make_offer(gql, clock, shop, pointsPrice=1, perMemberLimit=10) for shop in shops for _ in range(2)]
+    few = await make_member(services, clock, points=1000)
+    many = await make_member(services, clock, points=1000)
+    await redeem(gql, few, offers[0]["id"])
+    for offer in offers:
+        for _ in range(3):
+            assert (await redeem(gql, many, offer["id"]))["userErrors"] == []
+
+    query = """{ viewer { redemptions(first: 50) { totalCount nodes { code status offer { titleZh } merchant { nameZh } member { displayName } } } } }"""
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        counts = {}
+        for who in (few, many):
+            statements.clear()
+            data = await gql.ok(query, token=who["token"])
+            assert data["viewer"]["redemptions"]["totalCount"] == len(data["viewer"]["redemptions"]["nodes"])
+            counts[who["pk"]] = len([s for s in statements if s != "BEGIN"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # user, redemptions page, count, offers, merchants, members: the same for 1 and 18 redemptions.
+    assert counts[few["pk"]] == counts[many["pk"]] <= 6, (counts, statements)
