@@ -201,10 +201,16 @@ async def test_refund_of_points_about_to_expire_gets_a_grace_period(gql, service
 
 
 async def test_expire_redemptions_cli(gql, services, clock, shop, db_url, monkeypatch, capsys):
+    from datetime import UTC, datetime
+
     from jingtan_api.cli import main
 
-    r = (await redeem(gql, shop["member"], shop["offer"]["id"]))["redemption"]
-    # The CLI runs on the real clock (2026-11 and later), long after this test's redemption expired.
+    # The CLI runs on the real clock: redeem in 2001, so the code is long expired whenever this runs.
+    clock.now = datetime(2001, 1, 1, tzinfo=UTC)
+    member = reissue(services, clock, shop["member"])
+    owner = reissue(services, clock, shop["merchant"]["owner"])
+    offer = await make_offer(gql, clock, {"token": owner["token"]})
+    r = (await redeem(gql, member, offer["id"]))["redemption"]
     monkeypatch.setenv("JINGTAN_DATABASE_URL", db_url)
     monkeypatch.setenv("JINGTAN_LOG__LEVEL", "WARNING")
     import asyncio
