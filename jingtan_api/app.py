@@ -17,7 +17,6 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from jingtan_api.accounts.jobs import run_periodically
 from jingtan_api.auth.permissions import Viewer
 from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
 from jingtan_api.context import Clock, Context, Services
@@ -25,6 +24,7 @@ from jingtan_api.db import utcnow
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.graphql.schema import CORE_NODE_RESOLVERS, build_schema
 from jingtan_api.logs import configure_logging, request_id_var
+from jingtan_api.offers.jobs import run_periodically
 from jingtan_api.settings import Settings, load_settings
 
 log = logging.getLogger("jingtan.app")
@@ -143,7 +143,7 @@ def create_app(
                     services.db,
                     services.clock,
                     interval_seconds=settings.points.expiry_interval_seconds,
-                    lot_expiry_days=settings.points.lot_expiry_days,
+                    settings=settings,
                 )
             )
         try:

@@ -157,12 +157,29 @@ def cmd_expire_points(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expire_redemptions(args: argparse.Namespace) -> int:
+    from jingtan_api.offers.jobs import expire_redemptions
+
+    async def run(services):
+        cfg = services.settings
+        return await expire_redemptions(
+            services.db, now=services.clock(), lot_expiry_days=cfg.points.lot_expiry_days,
+            refund_min_valid_days=cfg.offers.refund_min_valid_days,
+        )
+
+    count, points = asyncio.run(_with_services(run))
+    print(json.dumps({"redemptions": count, "points": points}))
+    return 0
+
+
 def cmd_ledger_check(args: argparse.Namespace) -> int:
     from jingtan_api.accounts.service import check_invariants
 
     async def run(services):
+        from jingtan_api.offers.service import check_invariants as check_offers
+
         async with services.db.read() as conn:
-            return await check_invariants(conn)
+            return await check_invariants(conn) + await check_offers(conn)
 
     problems = asyncio.run(_with_services(run))
     for p in problems:
@@ -240,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("expire-points", help="move points of expired lots to the expired account")
     p.set_defaults(fn=cmd_expire_points)
+
+    p = sub.add_parser("expire-redemptions", help="expire unused redemption codes past their expiry and refund them")
+    p.set_defaults(fn=cmd_expire_redemptions)
 
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
     p.set_defaults(fn=cmd_ledger_check)

@@ -78,6 +78,9 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     from jingtan_api.accounts.jobs import expire_points
 
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
+    from jingtan_api.offers.demo import seed_offers
+
+    await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

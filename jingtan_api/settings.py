@@ -60,6 +60,19 @@ class PointsSettings(_Section):
     )
 
 
+class OffersSettings(_Section):
+    redemption_valid_days: int = Field(
+        7, ge=1, le=365, description="Days a redemption code stays valid before it expires and is refunded."
+    )
+    refund_min_valid_days: int = Field(
+        7, ge=0, le=365, description="Refunded points stay valid at least this many days after the refund."
+    )
+    max_quantity: int = Field(100, ge=1, description="Largest quantity one redemption may ask for.")
+    settlement_utc_offset_minutes: int = Field(
+        480, ge=-720, le=840, description="Time zone of settlement days (default UTC+8, China Standard Time)."
+    )
+
+
 class GraphQLSettings(_Section):
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
     introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
@@ -126,6 +139,7 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(30000, ge=0, description="How long SQLite waits for the write lock.")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     points: PointsSettings = Field(default_factory=PointsSettings)
+    offers: OffersSettings = Field(default_factory=OffersSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     log: LogSettings = Field(default_factory=LogSettings)

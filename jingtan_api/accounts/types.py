@@ -29,6 +29,8 @@ class LedgerTransactionKind(Enum):
     GRANT = strawberry.enum_value("GRANT", description="Manual grant by an admin. / 管理员发放。")
     REVOKE = strawberry.enum_value("REVOKE", description="Manual revocation by an admin. / 管理员扣回。")
     EXPIRY = strawberry.enum_value("EXPIRY", description="Points expired. / 积分过期。")
+    REDEMPTION = strawberry.enum_value("REDEMPTION", description="Points spent on a merchant offer. / 兑换优惠。")
+    REFUND = strawberry.enum_value("REFUND", description="A cancelled or expired redemption refunded. / 兑换退还。")
 
 
 def can_read_account(info: Info, row: dict) -> bool:

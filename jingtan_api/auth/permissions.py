@@ -16,10 +16,14 @@ SCOPES: dict[str, str] = {
     "points:write": "Grant and revoke points (admin tokens only)",
     "audit:read": "Read the audit log (admin tokens only)",
     "users:read": "Read member profiles (admin tokens only)",
+    "offers:redeem": "Redeem offers and cancel the owner's redemptions (members)",
+    "offers:write": "Create and edit the owner's merchant's offers and profile (merchant staff)",
+    "redemptions:confirm": "Confirm redemption codes at the owner's merchant (merchant staff)",
+    "merchant:read": "Read the owner's merchant's redemptions, stats and settlement (merchant staff)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    MEMBER: frozenset({"account:read"}),
-    MERCHANT: frozenset({"account:read"}),
+    MEMBER: frozenset({"account:read", "offers:redeem"}),
+    MERCHANT: frozenset({"account:read", "offers:write", "redemptions:confirm", "merchant:read"}),
     ADMIN: frozenset(SCOPES),
 }
 

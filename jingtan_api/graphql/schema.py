@@ -32,6 +32,9 @@ from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.cost import QueryCost
 from jingtan_api.graphql.errors import JingtanMaskErrors
 from jingtan_api.graphql.relay import Node, from_global_id
+from jingtan_api.offers.schema import NODE_RESOLVERS as OFFERS_NODE_RESOLVERS
+from jingtan_api.offers.schema import TYPES as OFFERS_TYPES
+from jingtan_api.offers.schema import OffersMutation, OffersQuery
 from jingtan_api.settings import Settings
 from jingtan_api.users import service as users_service
 from jingtan_api.users.schema import UsersMutation, UsersQuery
@@ -128,6 +131,7 @@ CORE_NODE_RESOLVERS = {
     "LedgerTransaction": _transactions,
     "ApiToken": _api_tokens,
     "AuditLogEntry": _audit,
+    **OFFERS_NODE_RESOLVERS,
 }
 
 
@@ -166,9 +170,28 @@ class NodeQuery:
         return await resolve_nodes(info, ids)
 
 
-CORE_QUERY_FRAGMENTS: tuple[type, ...] = (NodeQuery, UsersQuery, AuthQuery, AuditQuery)
-CORE_MUTATION_FRAGMENTS: tuple[type, ...] = (UsersMutation, AuthMutation, AccountsMutation)
-CORE_TYPES: tuple[type, ...] = (User, Account, LedgerEntry, LedgerTransaction, ApiToken, AuditLogEntry)
+CORE_QUERY_FRAGMENTS: tuple[type, ...] = (
+    NodeQuery,
+    UsersQuery,
+    AuthQuery,
+    AuditQuery,
+    OffersQuery,
+)
+CORE_MUTATION_FRAGMENTS: tuple[type, ...] = (
+    UsersMutation,
+    AuthMutation,
+    AccountsMutation,
+    OffersMutation,
+)
+CORE_TYPES: tuple[type, ...] = (
+    User,
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    ApiToken,
+    AuditLogEntry,
+    *OFFERS_TYPES,
+)
 
 
 def build_schema(

@@ -13,6 +13,7 @@ from jingtan_api.users import service
 if TYPE_CHECKING:
     from jingtan_api.accounts.types import Account
     from jingtan_api.auth.types import ApiToken
+    from jingtan_api.offers.types import Merchant, RedemptionConnection
 
 
 @strawberry.enum(description="Role of a user. / 用户角色。")
@@ -84,6 +85,22 @@ class User(Node):
 
         self._check_personal(info)
         return await api_tokens_of(info, self.pk)
+
+    @strawberry.field(description="The merchant the user works for (only the user and admins). / 所属商户。")
+    async def merchant(self, info: Info) -> Annotated["Merchant", strawberry.lazy("jingtan_api.offers.types")] | None:
+        from jingtan_api.offers.types import merchant_of_user
+
+        self._check_personal(info)
+        return await merchant_of_user(info, self.pk)
+
+    @strawberry.field(description="The user's redemptions, newest first (only the user and admins). / 我的兑换。")
+    async def redemptions(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated["RedemptionConnection", strawberry.lazy("jingtan_api.offers.types")]:
+        from jingtan_api.offers.types import redemptions_of_user
+
+        self._check_personal(info)
+        return await redemptions_of_user(info, self.pk, first, after)
 
 
 @strawberry.type(description="Tokens of a logged-in session. / 登录令牌。")
