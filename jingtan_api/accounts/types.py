@@ -29,6 +29,9 @@ class LedgerTransactionKind(Enum):
     GRANT = strawberry.enum_value("GRANT", description="Manual grant by an admin. / 管理员发放。")
     REVOKE = strawberry.enum_value("REVOKE", description="Manual revocation by an admin. / 管理员扣回。")
     EXPIRY = strawberry.enum_value("EXPIRY", description="Points expired. / 积分过期。")
+    ACTION_CREDIT = strawberry.enum_value(
+        "ACTION_CREDIT", description="Points for a verified low-carbon action. / 低碳行为奖励。"
+    )
 
 
 def can_read_account(info: Info, row: dict) -> bool:

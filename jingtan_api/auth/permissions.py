@@ -16,9 +16,11 @@ SCOPES: dict[str, str] = {
     "points:write": "Grant and revoke points (admin tokens only)",
     "audit:read": "Read the audit log (admin tokens only)",
     "users:read": "Read member profiles (admin tokens only)",
+    "actions:write": "Submit low-carbon actions for the token owner",
+    "actions:review": "List all actions and review pending ones (admin tokens only)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    MEMBER: frozenset({"account:read"}),
+    MEMBER: frozenset({"account:read", "actions:write"}),
     MERCHANT: frozenset({"account:read"}),
     ADMIN: frozenset(SCOPES),
 }
