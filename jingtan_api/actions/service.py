@@ -129,13 +129,14 @@ class DatabaseHistory(HistorySource):
 
 
 def make_context(loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime) -> PluginContext:
+    window = loaded.action_type.claim_window_days(loaded.settings) or settings.actions.claim_window_days
     return PluginContext(
         code=loaded.code,
         member_id=member_id,
         now=now,
         settings=loaded.settings,
         timezone=ZoneInfo(settings.actions.timezone),
-        claim_window=timedelta(days=settings.actions.claim_window_days),
+        claim_window=timedelta(days=window),
         grams_per_point=settings.points.grams_per_point,
         history=DatabaseHistory(db),
         logger=logging.getLogger(f"jingtan.plugins.{loaded.code}"),
@@ -321,7 +322,7 @@ class ActionService:
         if occurred_to < occurred_from:
             raise ValidationFailed("The end must not be before the start / 结束时间不能早于开始时间", code="END_BEFORE_START", field="action")
         if occurred_to < now - ctx.claim_window:
-            reasons.append(Reason("CLAIM_WINDOW_PASSED", f"Actions must be claimed within {self.settings.actions.claim_window_days} days / 超过申报期限"))
+            reasons.append(Reason("CLAIM_WINDOW_PASSED", f"Actions must be claimed within {ctx.claim_window.days} days / 超过申报期限"))
         elif fingerprint is not None and await ctx.evidence_seen(fingerprint):
             reasons.append(Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用"))
         if not reasons:

@@ -349,6 +349,11 @@ class ActionType:
             monthly_points=pick("monthly_cap_points", d.monthly_points),
         )
 
+    def claim_window_days(self, settings: ActionSettings) -> int | None:
+        """Days after an action ends during which it may be claimed; None = the core default
+        (``[actions] claim_window_days``). Since plugin API 1.0."""
+        return getattr(settings, "claim_window_days", None)
+
     def validate_settings(self, settings: ActionSettings) -> None:
         """Cross-field checks of settings beyond the model (raise ValueError with a clear message)."""
         base = {f.id for f in self.base_methodology().factors}
