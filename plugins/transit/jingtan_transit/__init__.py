@@ -209,6 +209,8 @@ class TransitActionType(ActionType):
                 return Verification.rejected(problem)
             return Verification.approved(data={**data, "signed": True}, reasons=reasons)
         grams, _ = self.raw_grams(input, ctx)
+        if cap is not None:
+            grams = min(grams, cap - used)
         if grams > s.review_above_grams:
             return Verification.needs_review(
                 ("UNSIGNED_HIGH_VALUE", f"Unsigned trip worth more than {s.review_above_grams} g needs review / 无签名的大额行程需审核"),
