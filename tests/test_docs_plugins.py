@@ -9,7 +9,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 
 
 def test_plugin_guide_samples_run():
-    samples = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+    samples = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
     assert len(samples) >= 3
     module = types.ModuleType("jingtan_docs_sample_plugin")
     sys.modules[module.__name__] = module

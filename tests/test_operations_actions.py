@@ -14,7 +14,7 @@ def _ops() -> dict[str, str]:
     out = {}
     for path in sorted(OPS.glob("*.graphql")):
         text = path.read_text(encoding="utf-8")
-        names = re.findall(r"^(?:query|mutation|subscription)\s+(\w+)", text, flags=re.M)
+        names = re.findall(r"^(?:query|mutation|subscription)\s+(\w+)", text, flags=re.MULTILINE)
         assert names == [path.stem], f"{path.name} must hold one operation named {path.stem}"
         out[path.stem] = text
     return out

@@ -3,13 +3,13 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from jingtan_energy_saving import EnergySavingActionType
+from jingtan_recycling import RecyclingActionType
+from jingtan_transit import TransitActionType
 from pydantic import ValidationError
 
 from jingtan_api.plugins.api import Evidence, Status, Verification, sign_record
 from jingtan_api.plugins.testing import FakeHistory, make_context
-from jingtan_energy_saving import EnergySavingActionType
-from jingtan_recycling import RecyclingActionType
-from jingtan_transit import TransitActionType
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 TRANSIT, RECYCLING, ENERGY = TransitActionType(), RecyclingActionType(), EnergySavingActionType()

@@ -29,9 +29,9 @@ def _installed() -> bool:
 def byo_cup_installed():
     if not _installed():
         base = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-        result = subprocess.run([*base, "--no-build-isolation", "-e", str(EXAMPLE)], capture_output=True, text=True)
+        result = subprocess.run([*base, "--no-build-isolation", "-e", str(EXAMPLE)], check=False, capture_output=True, text=True)
         if result.returncode != 0:  # old setuptools without bdist_wheel in the venv: let pip build it isolated
-            result = subprocess.run([*base, "-e", str(EXAMPLE)], capture_output=True, text=True)
+            result = subprocess.run([*base, "-e", str(EXAMPLE)], check=False, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         importlib.invalidate_caches()
     assert _installed()
@@ -83,7 +83,7 @@ async def test_listed_and_accepted_only_when_enabled(byo_cup_installed, db_url, 
 def test_example_plugin_own_tests_pass(byo_cup_installed):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
-        capture_output=True, text=True, cwd=EXAMPLE, env={**__import__("os").environ, "PYTHONPATH": str(EXAMPLE)},
+        check=False, capture_output=True, text=True, cwd=EXAMPLE, env={**__import__("os").environ, "PYTHONPATH": str(EXAMPLE)},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout

@@ -12,13 +12,12 @@ import types
 import typing
 from typing import Any
 
+import pydantic
 import strawberry
 from pydantic import BaseModel
 from strawberry.types.base import StrawberryObjectDefinition
 
 from jingtan_api.settings import ConfigurationError
-
-import pydantic
 
 _SCALARS = {
     pydantic.AwareDatetime: dt.datetime,
@@ -56,7 +55,7 @@ class InputBuilder:
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(args) != 1:
                 raise ConfigurationError(f"plugin {plugin!r}: unsupported union {annotation!r} in input model")
-            return typing.Optional[self._convert(args[0], plugin, prefix)]  # noqa: UP007
+            return self._convert(args[0], plugin, prefix) | None
         if origin in (list, tuple, typing.Sequence):
             (arg, *_) = typing.get_args(annotation) or (str,)
             return list[self._convert(arg, plugin, prefix)]
@@ -95,7 +94,7 @@ class InputBuilder:
                 if default is not None and not isinstance(default, int | float | str | bool):
                     default = None
                 if default is None:
-                    tp = typing.Optional[tp]  # noqa: UP007
+                    tp = tp | None
                 optional.append((fname, tp, strawberry.field(default=default, description=desc)))
         for fname, tp, f in [*required, *optional]:
             annotations[fname] = tp

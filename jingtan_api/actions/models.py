@@ -39,6 +39,8 @@ class Action(SQLModel, table=True):
     factor_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     factors: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     formula: str = Field(default="", sa_column=Column(Text, nullable=False))
+    cap_group: str | None = Field(default=None, max_length=64)
+    cap_group_daily_grams: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     transaction_id: int | None = Field(default=None, foreign_key="ledger_transaction.id")
     reviewed_by: int | None = Field(default=None, foreign_key="user_account.id")
     reviewed_at: datetime | None = None

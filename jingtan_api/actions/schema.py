@@ -23,7 +23,14 @@ from jingtan_api.actions.types import (
 )
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import DomainError
-from jingtan_api.graphql.relay import Connection, UserError, build_connection, decode_id, page_args, user_errors_from
+from jingtan_api.graphql.relay import (
+    Connection,
+    UserError,
+    build_connection,
+    decode_id,
+    page_args,
+    user_errors_from,
+)
 from jingtan_api.plugins.manager import PluginHost, pascal
 
 log = logging.getLogger("jingtan.actions")
@@ -132,7 +139,7 @@ def build_action_fragments(host: PluginHost, reserved_names: set[str]) -> tuple[
             description=f"{at.name_en} / {at.name_zh}: {(at.Input.__doc__ or '').strip()}",
             prefix=pascal(loaded.code),
         )
-        annotations[loaded.code] = typing.Optional[input_type]  # noqa: UP007
+        annotations[loaded.code] = input_type | None
         namespace[loaded.code] = strawberry.field(
             default=strawberry.UNSET, name=loaded.field_name, description=f"{at.name_en} / {at.name_zh} ({at.code} v{at.version})"
         )
@@ -149,7 +156,7 @@ def build_action_fragments(host: PluginHost, reserved_names: set[str]) -> tuple[
         "__annotations__": {
             "action": action_input,
             "idempotency_key": str,
-            "evidence": typing.Optional[ActionEvidenceInput],  # noqa: UP007
+            "evidence": ActionEvidenceInput | None,
         },
         "__module__": __name__,
         "action": strawberry.field(description="What was done. / 行为内容。"),

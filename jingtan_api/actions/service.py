@@ -202,7 +202,8 @@ def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datet
 
 async def _cap_room(
     conn: AsyncConnection, *, user_id: int, code: str, caps: Caps, occurred: datetime, tz: ZoneInfo,
-    grams_per_point: int, exclude_id: int | None = None,
+    grams_per_point: int, exclude_id: int | None = None, cap_group: str | None = None,
+    cap_group_daily_grams: int | None = None,
 ) -> tuple[int | None, str | None]:
     """How many more grams may be credited to this member in this category for the day/month of
     ``occurred`` (None = unlimited), and the name of the tightest cap."""
@@ -229,6 +230,17 @@ async def _cap_room(
         left = max(0, min(limits) - used)
         if room is None or left < room:
             room, which = left, "monthly" if monthly else "daily"
+    if cap_group is not None and cap_group_daily_grams is not None:
+        start, end = _window_bounds(occurred, tz, False)
+        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
+            T.c.user_id == user_id, T.c.plugin_code == code, T.c.status == APPROVED, T.c.cap_group == cap_group,
+            T.c.occurred_from >= start, T.c.occurred_from < end,
+        )
+        if exclude_id is not None:
+            q = q.where(T.c.id != exclude_id)
+        left = max(0, cap_group_daily_grams - int((await conn.execute(q)).scalar_one()))
+        if room is None or left < room:
+            room, which = left, f"daily ({cap_group})"
     return room, which
 
 
@@ -266,7 +278,7 @@ def _apply_cap(grams: int, room: int | None, which: str | None, caps: Caps, reas
     if room is None or grams <= room:
         return grams, False
     if room == 0:
-        reasons.append(Reason("CAP_REACHED", f"The {which} limit of this category is reached / 已达到本类别{'每月' if which == 'monthly' else '每日'}上限"))
+        reasons.append(Reason("CAP_REACHED", f"The {which} limit is reached / 已达到{'每月' if which == 'monthly' else '每日'}上限"))
         return 0, True
     reasons.append(Reason("CAPPED", f"Credited only up to the {which} limit ({room} g left) / 按{'每月' if which == 'monthly' else '每日'}上限计入"))
     return room, False
@@ -357,6 +369,8 @@ class ActionService:
             "factor_ids": _dumps(calculation.factor_ids if calculation else []),
             "factors": _dumps([f.as_dict() for f in calculation.factors] if calculation else []),
             "formula": calculation.formula if calculation else "",
+            "cap_group": calculation.cap_group if calculation else None,
+            "cap_group_daily_grams": calculation.cap_group_daily_grams if calculation else None,
             "created_at": now,
         }
         gpp = self.settings.points.grams_per_point
@@ -372,7 +386,10 @@ class ActionService:
             row_reasons = list(reasons)
             row_status, row_grams = status, grams
             if row_status == APPROVED:
-                room, which = await _cap_room(conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp)
+                room, which = await _cap_room(
+                    conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
+                    cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
+                )
                 row_grams, exhausted = _apply_cap(row_grams, room, which, caps, row_reasons)
                 if exhausted:
                     row_status = REJECTED
@@ -433,7 +450,8 @@ class ActionService:
                 loaded = self.host.get(row["plugin_code"])
                 caps = loaded.caps if loaded else Caps()
                 room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
-                                              occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id)
+                                              occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
+                                              cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
                 grams, exhausted = _apply_cap(row["grams_co2e"], room, which, caps, reasons)
                 status = REJECTED if exhausted else APPROVED
                 values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))

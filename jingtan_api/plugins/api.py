@@ -143,6 +143,10 @@ class Calculation:
     factors: tuple[Factor, ...]
     formula: str
     points: int | None = None
+    cap_group: str | None = None
+    """Optional sub-limit inside the category (e.g. ``"mode:WALK"``): the core credits at most
+    ``cap_group_daily_grams`` per member and local day for the group, atomically with the credit."""
+    cap_group_daily_grams: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.grams_co2e, bool) or not isinstance(self.grams_co2e, int) or self.grams_co2e < 0:
@@ -431,27 +435,27 @@ def sign_record(secret: str, record: dict[str, Any], signed_at: datetime) -> str
 HistoryFn = Callable[..., Awaitable[list[ActionRecord]]]
 
 __all__ = [
-    "PLUGIN_API_VERSION",
     "ENTRY_POINT_GROUP",
-    "hookimpl",
-    "Status",
-    "Reason",
-    "Verification",
-    "Factor",
-    "FactorOverride",
-    "Methodology",
+    "PLUGIN_API_VERSION",
+    "ActionInput",
+    "ActionRecord",
+    "ActionSettings",
+    "ActionType",
     "Calculation",
     "Caps",
     "Evidence",
-    "ActionRecord",
-    "PluginContext",
+    "Factor",
+    "FactorOverride",
     "HistorySource",
-    "ActionSettings",
-    "ActionInput",
-    "ActionType",
-    "grams_from",
+    "Methodology",
+    "PluginContext",
+    "Reason",
+    "Status",
+    "Verification",
     "canonical_json",
-    "hmac_sha256_hex",
     "check_signature",
+    "grams_from",
+    "hmac_sha256_hex",
+    "hookimpl",
     "sign_record",
 ]

@@ -11,7 +11,7 @@
 import asyncio
 import itertools
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,7 @@ class PluginHarness:
         self.member: dict = {}
         self._lifespan = None
 
-    async def __aenter__(self) -> "PluginHarness":
+    async def __aenter__(self) -> "PluginHarness":  # noqa: PYI034
         from jingtan_api.app import create_app
         from jingtan_api.migrate import upgrade
         from jingtan_api.testing import GraphQLClient, make_settings, register_member
@@ -128,7 +128,7 @@ class PluginHarness:
         self.member = await register_member(self.gql, email="plugin-tester@example.cn", display_name="Tester")
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self.gql is not None:
             await self.gql.aclose()
         if self._lifespan is not None:
@@ -170,4 +170,4 @@ def plugin_harness(tmp_path) -> Any:
     return factory
 
 
-__all__ = ["FakeHistory", "make_context", "PluginHarness", "SUBMIT", "plugin_clock", "plugin_harness"]
+__all__ = ["SUBMIT", "FakeHistory", "PluginHarness", "make_context", "plugin_clock", "plugin_harness"]

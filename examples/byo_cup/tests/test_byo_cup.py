@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
+import jingtan_byo_cup
 import pytest
 
-import jingtan_byo_cup
 from jingtan_api.plugins.api import Status, sign_record
 from jingtan_api.plugins.testing import make_context
 

@@ -2,7 +2,7 @@
 
 Revision ID: 20261125_0002
 Revises: 20261125_0001
-Create Date: 2026-11-25 00:56:19.391110
+Create Date: 2026-11-25 01:06:56.622856
 """
 
 from alembic import op
@@ -37,6 +37,8 @@ def upgrade() -> None:
     sa.Column('factor_ids', sa.Text(), nullable=False),
     sa.Column('factors', sa.Text(), nullable=False),
     sa.Column('formula', sa.Text(), nullable=False),
+    sa.Column('cap_group', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('cap_group_daily_grams', sa.BigInteger(), nullable=True),
     sa.Column('transaction_id', sa.Integer(), nullable=True),
     sa.Column('reviewed_by', sa.Integer(), nullable=True),
     sa.Column('reviewed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),

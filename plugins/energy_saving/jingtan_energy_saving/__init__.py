@@ -93,7 +93,7 @@ class EnergySavingSettings(ActionSettings):
     claim_window_days: int = Field(45, ge=1, le=366, description="Days after the period ends during which it may be claimed.")
     exclude_pv_households: bool = Field(True, description="Refuse households with rooftop PV (as Shanghai does).")
     per_capita_baseline_kwh_month: Decimal = Field(
-        Decimal("80"), gt=0, le=10_000, allow_inf_nan=False,
+        Decimal(80), gt=0, le=10_000, allow_inf_nan=False,
         description="Per-capita monthly baseline for a meter's first period (operator should set the regional value).",
     )
     default_household_size: Decimal = Field(Decimal("2.62"), gt=0, le=20, allow_inf_nan=False,

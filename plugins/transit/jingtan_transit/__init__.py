@@ -18,7 +18,6 @@ from jingtan_api.plugins.api import (
     Factor,
     Methodology,
     PluginContext,
-    Reason,
     Status,
     Verification,
     check_signature,
@@ -229,7 +228,10 @@ class TransitActionType(ActionType):
             if grams > room:
                 formula += f"; capped to {room} g by the {input.mode.value} daily limit of {cap} g"
                 grams = room
-        return Calculation(grams_co2e=grams, factors=(factor,), formula=formula)
+        return Calculation(
+            grams_co2e=grams, factors=(factor,), formula=formula,
+            cap_group=f"mode:{input.mode.value}" if cap is not None else None, cap_group_daily_grams=cap,
+        )
 
 
 def ctx_methodology(action_type: ActionType, ctx: PluginContext) -> Methodology:
