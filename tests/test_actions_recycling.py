@@ -103,3 +103,42 @@ async def test_signed_big_drop_approved_unsigned_reviewed_and_rejected_by_admin(
     out = await submit(gql, member["token"], "recycling", forged, key="s3", evidence=_evidence(forged, "nope-secret", clock()))
     assert out["action"]["status"] == "REJECTED" and out["action"]["reasons"][0]["code"] == "SIGNATURE_INVALID"
     await ledger_ok(services)
+
+
+async def test_twenty_concurrent_submissions_of_one_receipt_credit_once(app, gql, services, clock):
+    import asyncio
+
+    from jingtan_api.testing import GraphQLClient
+
+    members = [await register_member(gql, email=f"r{i}@example.cn") for i in range(20)]
+
+    async def one(i):
+        client = GraphQLClient(app)
+        try:
+            return await submit(client, members[i]["token"], "recycling", drop(clock, receiptId="R-shared"), key=f"k{i}")
+        finally:
+            await client.aclose()
+
+    results = await asyncio.gather(*(one(i) for i in range(20)))
+    assert sorted(r["action"]["status"] for r in results).count("APPROVED") == 1
+    assert sum([await balance(gql, m["token"]) for m in members]) == 700
+    await ledger_ok(services)
+
+
+async def test_concurrent_retries_with_one_key_make_one_action(app, gql, member, services, clock):
+    import asyncio
+
+    from jingtan_api.testing import GraphQLClient
+
+    async def one():
+        client = GraphQLClient(app)
+        try:
+            return await submit(client, member["token"], "recycling", drop(clock, receiptId="R-retry"), key="same-key")
+        finally:
+            await client.aclose()
+
+    results = await asyncio.gather(*(one() for _ in range(10)))
+    assert len({r["action"]["id"] for r in results}) == 1
+    assert sum(1 for r in results if not r["replayed"]) == 1
+    assert await balance(gql, member["token"]) == 700
+    assert await count_actions(services) == 1

@@ -139,3 +139,16 @@ async def test_disabled_category_is_refused(gql, member, services, clock):
                      token=member["token"])
     assert body["errors"] and "ping" in body["errors"][0]["message"]
     assert await count_actions(services) == 0
+
+
+def test_cli_plugins_list(monkeypatch, capsys):
+    from jingtan_api import cli
+
+    monkeypatch.setattr(cli, "_settings", lambda: _settings(["transit"]))
+    assert cli.main(["plugins", "list"]) == 0
+    lines = dict(line.split("\t", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["transit"].startswith("enabled") and "input field transit" in lines["transit"]
+    assert lines["recycling"].startswith("disabled")
+    monkeypatch.setattr(cli, "_settings", lambda: _settings(["nope"]))
+    assert cli.main(["plugins", "list"]) == 2
+    assert "plugin 'nope' is enabled but not installed" in capsys.readouterr().err
