@@ -85,3 +85,30 @@ async def test_concurrent_submissions_of_one_member_respect_caps(app, gql, membe
         r["action"]["calculation"]["points"] for r in results if r["action"]["status"] == "APPROVED"
     )
     await ledger_ok(services)
+
+
+async def test_action_lists_do_not_issue_a_query_per_row(gql, member, admin, services, clock):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    query = """{ actions(first: 50) { totalCount nodes { id member { id displayName } transaction { id kind }
+                 calculation { points factors { id } } } } }"""
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        counts = []
+        for batch in range(2):
+            for i in range(3 * (batch + 1)):
+                await submit(gql, member["token"], "transit",
+                             trip(clock, minutes_ago=60 * (i + 1) + 600 * batch, duration_min=20, meters=3000),
+                             key=f"n{batch}-{i}")
+            statements.clear()
+            await gql.ok(query, token=admin["token"])
+            counts.append(len(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert counts[0] == counts[1], counts

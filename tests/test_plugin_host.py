@@ -152,3 +152,45 @@ def test_cli_plugins_list(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_settings", lambda: _settings(["nope"]))
     assert cli.main(["plugins", "list"]) == 2
     assert "plugin 'nope' is enabled but not installed" in capsys.readouterr().err
+
+
+async def test_one_of_refuses_two_categories(gql, member, services, clock):
+    from tests.actions_helpers import trip
+
+    drop = {"material": "PET", "weightGrams": 100, "stationId": "S", "receiptId": "R", "droppedAt": clock().isoformat()}
+    body = await gql("mutation($i: SubmitActionInput!) { submitAction(input: $i) { action { id } } }",
+                     {"i": {"action": {"transit": trip(clock), "recycling": drop}, "idempotencyKey": "two"}},
+                     token=member["token"])
+    assert body["errors"] and "exactly one key" in body["errors"][0]["message"]
+    body = await gql("mutation($i: SubmitActionInput!) { submitAction(input: $i) { action { id } } }",
+                     {"i": {"action": {}, "idempotencyKey": "none"}}, token=member["token"])
+    assert body["errors"]
+    assert await count_actions(services) == 0
+
+
+async def test_points_rate_is_configurable_and_harness_works(tmp_path):
+    from jingtan_api.plugins.testing import PluginHarness
+
+    async with PluginHarness([("ping", fake_plugins.ping)], workdir=tmp_path, points={"grams_per_point": 1}) as h:
+        at = (h.clock() - timedelta(minutes=1)).isoformat()
+        out = await h.submit("ping", {"at": at, "grams": 37})
+        assert out["action"]["calculation"]["points"] == 37 and await h.balance() == 37
+    async with PluginHarness([("ping", fake_plugins.ping)], workdir=tmp_path) as h:
+        out = await h.submit("ping", {"at": (h.clock() - timedelta(minutes=1)).isoformat(), "grams": 37})
+        assert out["action"]["calculation"]["points"] == 3  # 10 g per point, rounded down
+
+
+async def test_api_token_needs_the_actions_write_scope(gql, member, services, clock):
+    from jingtan_api.auth.permissions import ROLE_SCOPES
+
+    assert "actions:write" in ROLE_SCOPES["MEMBER"]
+    made = await gql.ok(
+        "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret userErrors { code } } }",
+        {"i": {"name": "reader", "scopes": ["account:read"]}}, token=member["token"],
+    )
+    secret = made["createApiToken"]["secret"]
+    from tests.actions_helpers import submit, trip
+
+    out = await submit(gql, secret, "transit", trip(clock), key="tok")
+    assert out["userErrors"][0]["code"] == "FORBIDDEN"
+    assert await count_actions(services) == 0
