@@ -262,3 +262,22 @@ def test_energy_input_bounds(kw):
 def test_energy_period_dates():
     f, t = ENERGY.period(period())
     assert f.date() == date(2026, 4, 1) and t.date() == date(2026, 5, 1) and f.utcoffset() == timedelta(hours=8)
+
+
+@pytest.mark.parametrize(
+    "trace_m, status, code",
+    [(10_000, Status.APPROVED, None), (7_500, Status.APPROVED, None), (7_499, Status.NEEDS_REVIEW, "GPS_MISMATCH"),
+     (12_501, Status.NEEDS_REVIEW, "GPS_MISMATCH")],
+)
+def test_transit_gps_trace_must_match_distance(trace_m, status, code):
+    ctx = make_context(TRANSIT, now=NOW, settings={"review_above_grams": 10_000})
+    item = trip("METRO", 30, 10_000, gps_trace={"point_count": 120, "distance_meters": trace_m})
+    v = run(TRANSIT.verify(item, Evidence(), ctx))
+    assert v.status == status and (v.reasons[0].code if v.reasons else None) == code
+
+
+def test_transit_signature_from_unknown_partner():
+    ctx = make_context(TRANSIT, now=NOW, settings={"partners": {"p1": "k" * 20}})
+    item = trip("METRO", 60, 40_000, partner_trip_id="T1")
+    ev = Evidence(source="p2", signature="00" * 32, signed_at=NOW)
+    assert run(TRANSIT.verify(item, ev, ctx)).reasons[0].code == "SIGNATURE_INVALID"

@@ -1,14 +1,18 @@
 """Rules of action submission and review (no GraphQL here).
 
 Flow of a submission (``submit``):
-1. idempotency pre-check (a replay returns the first result without calling the plugin again);
-2. input validated by the plugin's pydantic model (errors -> ValidationFailed, nothing stored);
-3. core checks: claim window, future timestamps, evidence already used -> stored as REJECTED;
+1. input validated by the plugin's pydantic model and evidence checked (errors -> ValidationFailed,
+   nothing stored);
+2. one read: idempotency pre-check (a replay returns the first result without calling the plugin again;
+   the same key with another input -> IdempotencyConflict) and whether the evidence was already used;
+3. core checks: future timestamps and end before start (errors); claim window and evidence already used
+   (stored as REJECTED, the member sees why);
 4. ``verify`` (async, under ``plugins.timeout_seconds``) and ``calculate`` (pure); a plugin exception or
    timeout -> PluginFailure, nothing stored;
-5. ONE write transaction: claim the idempotency key, lock the member's account row, apply caps, insert
-   the action (``ON CONFLICT DO NOTHING`` on (plugin, fingerprint): a concurrent twin becomes a REJECTED
-   duplicate), credit points via ``post_transaction`` when approved.
+5. ONE write transaction: claim the idempotency key, lock the member's account row, apply the category's
+   caps and the plugin's cap group, insert the action (``ON CONFLICT DO NOTHING`` on (plugin,
+   fingerprint): a concurrent twin becomes a REJECTED duplicate), credit points via ``post_transaction``
+   when approved (ACTION_CREDIT, issuance -> member).
 """
 
 import asyncio
@@ -182,11 +186,20 @@ def validate_input(loaded: LoadedActionType, raw: dict) -> Any:
         raise InvalidActionInput(problems) from None
 
 
-async def _lookup_key(db: Database, scope: str, key: str) -> tuple[str, int | None] | None:
+async def _precheck(
+    db: Database, scope: str, key: str, code: str, fingerprint: str | None
+) -> tuple[tuple[str, int | None] | None, bool]:
     it = idempotency.T
     async with db.read() as conn:
         row = (await conn.execute(select(it.c.request_hash, it.c.result_id).where(it.c.scope == scope, it.c.key == key))).first()
-    return (row.request_hash, row.result_id) if row else None
+        used = False
+        if fingerprint is not None and row is None:
+            used = (
+                await conn.execute(
+                    select(T.c.id).where(T.c.plugin_code == code, T.c.evidence_fingerprint == fingerprint).limit(1)
+                )
+            ).first() is not None
+    return ((row.request_hash, row.result_id) if row else None), used
 
 
 def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datetime, datetime]:
@@ -256,10 +269,9 @@ async def _lock_member(conn: AsyncConnection, user_id: int) -> int:
 
 
 async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
-                  now: datetime, lot_expiry_days: int, actor_user_id: int | None) -> int | None:
+                  now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int) -> int | None:
     if points <= 0:
         return None
-    issuance = await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE)
     tx = await ledger.post_transaction(
         conn,
         kind=ACTION_CREDIT,
@@ -289,6 +301,13 @@ class ActionService:
         self.settings = settings
         self.db = db
         self.host = host
+        self._issuance_id: int | None = None
+
+    async def _issuance(self, conn: AsyncConnection) -> int:
+        """The issuance account's id never changes: look it up once per app."""
+        if self._issuance_id is None:
+            self._issuance_id = await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE)
+        return self._issuance_id
 
     async def submit(
         self,
@@ -306,15 +325,6 @@ class ActionService:
             raise ValidationFailed(f"Action type {code!r} is not enabled / 该类别未启用", code="ACTION_TYPE_DISABLED", field="action")
         scope = f"submitAction:{user_id}"
         req_hash = idempotency.request_hash({"code": code, "input": raw_input, "evidence": raw_evidence})
-        seen = await _lookup_key(self.db, scope, key)
-        if seen is not None:
-            if seen[0] != req_hash:
-                raise IdempotencyConflict(
-                    "This idempotencyKey was already used with a different input / 该幂等键已用于不同的请求",
-                    field="idempotencyKey",
-                )
-            if seen[1] is not None:
-                return SubmitResult(seen[1], True)
         evidence = parse_evidence(raw_evidence)
         model = validate_input(loaded, raw_input)
         at = loaded.action_type
@@ -329,13 +339,23 @@ class ActionService:
             subject = at.subject(model)
         except Exception as exc:  # noqa: BLE001 - plugin code
             raise self._failure(loaded, "period/fingerprint", exc) from None
+        # One read transaction: was this key used (replay / conflict), was this evidence used?
+        seen, evidence_used = await _precheck(self.db, scope, key, code, fingerprint)
+        if seen is not None:
+            if seen[0] != req_hash:
+                raise IdempotencyConflict(
+                    "This idempotencyKey was already used with a different input / 该幂等键已用于不同的请求",
+                    field="idempotencyKey",
+                )
+            if seen[1] is not None:
+                return SubmitResult(seen[1], True)
         if occurred_to > now or occurred_from > now:
             raise ValidationFailed("The action cannot end in the future / 行为时间不能晚于现在", code="FUTURE_TIMESTAMP", field="action")
         if occurred_to < occurred_from:
             raise ValidationFailed("The end must not be before the start / 结束时间不能早于开始时间", code="END_BEFORE_START", field="action")
         if occurred_to < now - ctx.claim_window:
             reasons.append(Reason("CLAIM_WINDOW_PASSED", f"Actions must be claimed within {ctx.claim_window.days} days / 超过申报期限"))
-        elif fingerprint is not None and await ctx.evidence_seen(fingerprint):
+        elif evidence_used:
             reasons.append(Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用"))
         if not reasons:
             try:
@@ -412,7 +432,8 @@ class ActionService:
                 action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
             elif row["status"] == APPROVED:
                 await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
-                              now=now, lot_expiry_days=lot_days, actor_user_id=None)
+                              now=now, lot_expiry_days=lot_days, actor_user_id=None,
+                              issuance=await self._issuance(conn))
             await idempotency.complete(conn, claim, "Action", action_id)
             return SubmitResult(action_id, False)
 
@@ -469,7 +490,8 @@ class ActionService:
                 raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
             if values["status"] == APPROVED:
                 await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
-                              code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id)
+                              code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
+                              issuance=await self._issuance(conn))
             await audit.record(
                 conn,
                 actor_user_id=actor_user_id,
