@@ -194,3 +194,42 @@ async def test_api_token_needs_the_actions_write_scope(gql, member, services, cl
     out = await submit(gql, secret, "transit", trip(clock), key="tok")
     assert out["userErrors"][0]["code"] == "FORBIDDEN"
     assert await count_actions(services) == 0
+
+
+@pytest.fixture
+async def budget_app(db_url, clock):
+    settings = make_settings(db_url, plugins={"enabled": [], "ping": {"platform_daily_cap_grams": 100,
+                                                                        "daily_cap_grams": 50}})
+    app = create_app(settings, clock=clock, plugins=[("ping", fake_plugins.ping)])
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_category_budget_and_member_cap_hold_under_concurrency(budget_app, clock):
+    import asyncio
+
+    setup = GraphQLClient(budget_app)
+    members = [await register_member(setup, email=f"b{i}@example.cn") for i in range(8)]
+    at = (clock() - timedelta(minutes=3)).isoformat()
+
+    async def one(i, j):
+        client = GraphQLClient(budget_app)
+        try:
+            return await submit(client, members[i]["token"], "ping", {"at": at, "grams": 30}, key=f"b{i}-{j}")
+        finally:
+            await client.aclose()
+
+    results = await asyncio.gather(*(one(i, j) for i in range(8) for j in range(2)))
+    credited = [r["action"]["calculation"]["gramsCo2e"] for r in results if r["action"]["status"] == "APPROVED"]
+    assert sum(credited) == 100  # the category's daily budget, all members together
+    codes = {reason["code"] for r in results for reason in r["action"]["reasons"]}
+    assert "CAP_REACHED" in codes
+    per_member = {}
+    for (i, _j), r in zip([(i, j) for i in range(8) for j in range(2)], results, strict=True):
+        if r["action"]["status"] == "APPROVED":
+            per_member[i] = per_member.get(i, 0) + r["action"]["calculation"]["gramsCo2e"]
+    assert max(per_member.values()) <= 50  # the per-member daily cap
+    types = await setup.ok("{ actionTypes { caps { dailyGrams platformDailyGrams } } }")
+    assert types["actionTypes"][0]["caps"] == {"dailyGrams": 50, "platformDailyGrams": 100}
+    await ledger_ok(budget_app.state.services)
+    await setup.aclose()

@@ -243,6 +243,20 @@ async def _cap_room(
         left = max(0, min(limits) - used)
         if room is None or left < room:
             room, which = left, "monthly" if monthly else "daily"
+    if caps.platform_daily_grams is not None:
+        # All members' credits of this category count: serialise them on PostgreSQL with a transaction-level
+        # advisory lock per category (SQLite write transactions are already serialised by BEGIN IMMEDIATE).
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"jingtan.action_cap:{code}"))))
+        start, end = _window_bounds(occurred, tz, False)
+        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
+            T.c.plugin_code == code, T.c.status == APPROVED, T.c.occurred_from >= start, T.c.occurred_from < end,
+        )
+        if exclude_id is not None:
+            q = q.where(T.c.id != exclude_id)
+        left = max(0, caps.platform_daily_grams - int((await conn.execute(q)).scalar_one()))
+        if room is None or left < room:
+            room, which = left, "platform daily"
     if cap_group is not None and cap_group_daily_grams is not None:
         start, end = _window_bounds(occurred, tz, False)
         q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(

@@ -159,12 +159,15 @@ class Methodology:
     factors: list[EmissionFactor] = strawberry.field(description="Factor table with sources. / 因子表。")
 
 
-@strawberry.type(description="Per-member limits of a category (null = none). / 每位会员的上限。")
+@strawberry.type(description="Limits of a category (null = none): per member, and for all members together. / 上限。")
 class ActionCaps:
     daily_grams: int | None = strawberry.field(description="Grams CO2e per day. / 每日克数上限。")
     monthly_grams: int | None = strawberry.field(description="Grams CO2e per month. / 每月克数上限。")
     daily_points: int | None = strawberry.field(description="Points per day. / 每日积分上限。")
     monthly_points: int | None = strawberry.field(description="Points per month. / 每月积分上限。")
+    platform_daily_grams: int | None = strawberry.field(
+        description="Grams CO2e per day for the whole category, all members together. / 全平台每日上限。"
+    )
 
 
 @strawberry.type(name="ActionType", description="An enabled category of low-carbon action. / 已启用的低碳行为类别。")
@@ -197,7 +200,8 @@ class ActionTypeInfo:
                 factors=[EmissionFactor.from_dict(f.as_dict()) for f in m.factors],
             ),
             caps=ActionCaps(daily_grams=c.daily_grams, monthly_grams=c.monthly_grams,
-                            daily_points=c.daily_points, monthly_points=c.monthly_points),
+                            daily_points=c.daily_points, monthly_points=c.monthly_points,
+                            platform_daily_grams=c.platform_daily_grams),
             settings_schema=at.Settings.model_json_schema(),
             input_schema=at.Input.model_json_schema(),
         )

@@ -166,6 +166,8 @@ class Caps:
     monthly_grams: int | None = None
     daily_points: int | None = None
     monthly_points: int | None = None
+    platform_daily_grams: int | None = None
+    """Budget of the whole category per day, all members together."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,9 @@ class ActionSettings(BaseModel):
     monthly_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per month.")
     daily_cap_points: int | None = Field(None, ge=0, description="Most points credited per member per day.")
     monthly_cap_points: int | None = Field(None, ge=0, description="Most points per member per month.")
+    platform_daily_cap_grams: int | None = Field(
+        None, ge=0, description="Most grams CO2e credited per day for this category, all members together."
+    )
     factors: dict[str, FactorOverride] = Field(
         default_factory=dict, description="Factor overrides by factor id (value, source, year, note)."
     )
@@ -351,6 +356,7 @@ class ActionType:
             monthly_grams=pick("monthly_cap_grams", d.monthly_grams),
             daily_points=pick("daily_cap_points", d.daily_points),
             monthly_points=pick("monthly_cap_points", d.monthly_points),
+            platform_daily_grams=pick("platform_daily_cap_grams", d.platform_daily_grams),
         )
 
     def claim_window_days(self, settings: ActionSettings) -> int | None:
