@@ -233,3 +233,38 @@ async def test_category_budget_and_member_cap_hold_under_concurrency(budget_app,
     assert types["actionTypes"][0]["caps"] == {"dailyGrams": 50, "platformDailyGrams": 100}
     await ledger_ok(budget_app.state.services)
     await setup.aclose()
+
+
+def test_operator_configuration_from_toml(tmp_path, monkeypatch):
+    from jingtan_api.settings import load_settings
+
+    config = tmp_path / "jingtan.toml"
+    config.write_text(
+        """
+database_url = "sqlite+aiosqlite:///unused.db"
+[points]
+grams_per_point = 5
+[plugins]
+enabled = ["transit", "recycling"]
+[plugins.transit]
+review_above_grams = 800
+partners = { sz-metro = "abcdefabcdefabcdef" }
+mode_daily_cap_grams = { WALK = 200 }
+[plugins.transit.factors."transit.metro"]
+value = 40.1
+source = "Local study 2026"
+""",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("JINGTAN_CONFIG", str(config))
+    settings = load_settings()
+    host = manager.load_plugins(settings)
+    assert sorted(host.action_types) == ["recycling", "transit"]
+    transit = host.get("transit")
+    assert transit.settings.review_above_grams == 800
+    metro = transit.methodology.factor("transit.metro")
+    assert str(metro.value) == "40.1" and metro.source == "Local study 2026" and metro.year is None
+    assert settings.points.grams_per_point == 5
+    config.write_text(config.read_text().replace("mode_daily_cap_grams = { WALK = 200 }", "mode_daily_cap_grams = { CAR = 1 }"))
+    with pytest.raises(ConfigurationError, match=r"plugin 'transit': invalid settings \[plugins.transit\]: mode_daily_cap_grams"):
+        manager.load_plugins(load_settings())

@@ -337,7 +337,7 @@ class ActionType:
                     value=o.value,
                     unit=f.unit,
                     source=o.source or f"{f.source} (value overridden by operator configuration)",
-                    year=o.year if o.year is not None else f.year,
+                    year=o.year if o.year is not None else (None if o.source else f.year),
                     region=f.region,
                     note=o.note if o.note is not None else f.note,
                 )
