@@ -30,6 +30,10 @@ async def test_members_see_only_their_own_actions(gql, member, admin, clock):
     everything = await gql.ok("{ actions(status: APPROVED) { totalCount nodes { member { id } } } }", token=admin["token"])
     assert everything["actions"]["totalCount"] == 1
     assert everything["actions"]["nodes"][0]["member"]["id"] == member["id"]
+    none = await gql.ok('{ actions(actionType: "recycling") { totalCount nodes { id } } }', token=admin["token"])
+    assert none["actions"] == {"totalCount": 0, "nodes": []}
+    paged = await gql.ok('{ actions(actionType: "transit", last: 1) { totalCount nodes { id } } }', token=admin["token"])
+    assert paged["actions"]["totalCount"] == 1 and paged["actions"]["nodes"][0]["id"] == mine["action"]["id"]
 
 
 async def test_concurrent_approvals_credit_once(app, gql, member, admin, services, clock):

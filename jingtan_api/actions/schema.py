@@ -4,6 +4,7 @@
 
 import logging
 import typing
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -41,19 +42,20 @@ def action_service(info: Info) -> service.ActionService:
 
 
 async def action_connection(
-    info: Info, *, user_id: int | None, status: str | None, first, after, last, before
+    info: Info, *, user_id: int | None, status: str | None, first, after, last, before, plugin_code: str | None = None
 ) -> Connection[Action]:
     ctx = info.context
     first_n, after_key, last_n, before_key = page_args(info, first, after, last, before)
     page = await ctx.read(
-        service.actions_page, user_id=user_id, status=status, first=first_n, after=after_key, last=last_n, before=before_key
+        service.actions_page, user_id=user_id, status=status, plugin_code=plugin_code,
+        first=first_n, after=after_key, last=last_n, before=before_key,
     )
     return build_connection(
         [Action.from_row(r) for r in page.rows],
         [r["id"] for r in page.rows],
         has_next=page.has_next,
         has_previous=page.has_previous,
-        count=lambda: ctx.read(service.count_actions, user_id=user_id, status=status),
+        count=lambda: ctx.read(service.count_actions, user_id=user_id, status=status, plugin_code=plugin_code),
     )
 
 
@@ -72,6 +74,7 @@ class ActionsQuery:
         self,
         info: Info,
         status: ActionStatus | None = None,
+        action_type: Annotated[str | None, strawberry.argument(description="Only this category (code).")] = None,
         first: int | None = None,
         after: str | None = None,
         last: int | None = None,
@@ -79,7 +82,8 @@ class ActionsQuery:
     ) -> Connection[Action]:
         info.context.viewer.require_role(ADMIN, scope="actions:review")
         return await action_connection(
-            info, user_id=None, status=status.value if status else None, first=first, after=after, last=last, before=before
+            info, user_id=None, status=status.value if status else None, first=first, after=after, last=last,
+            before=before, plugin_code=action_type,
         )
 
     @strawberry.field(description="Actions waiting for review, newest first (admins only). / 待审核行为（管理员）。")

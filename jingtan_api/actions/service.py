@@ -570,8 +570,12 @@ async def actions_page(
     return Page([action_dict(r) for r in rows[:n]], has_next=len(rows) > n, has_previous=after is not None)
 
 
-async def count_actions(conn: AsyncConnection, *, user_id: int | None = None, status: str | None = None) -> int:
+async def count_actions(
+    conn: AsyncConnection, *, user_id: int | None = None, status: str | None = None, plugin_code: str | None = None
+) -> int:
     q = select(func.count()).select_from(T)
+    if plugin_code is not None:
+        q = q.where(T.c.plugin_code == plugin_code)
     if user_id is not None:
         q = q.where(T.c.user_id == user_id)
     if status is not None:
