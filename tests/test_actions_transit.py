@@ -37,10 +37,12 @@ async def test_metro_trip_credits_points(gql, member, services, clock):
     listed = await gql.ok("{ viewer { actions(first: 5) { totalCount nodes { id status } } } }", token=member["token"])
     assert listed["viewer"]["actions"]["totalCount"] == 1
     node = await gql.ok(
-        "query($id: ID!) { node(id: $id) { ... on Action { status transaction { id } } } }", {"id": action["id"]},
+        "query($id: ID!) { node(id: $id) { ... on Action { status actionType { nameZh } transaction { id } } } }",
+        {"id": action["id"]},
         token=member["token"],
     )
-    assert node["node"]["status"] == "APPROVED"
+    assert node["node"]["status"] == "APPROVED" and node["node"]["actionType"]["nameZh"] == "绿色出行"
+    assert node["node"]["transaction"] is None  # ledger transactions are for admins
     await ledger_ok(services)
 
 

@@ -20,6 +20,7 @@ from jingtan_api.actions.types import (
     ReviewActionPayload,
     ReviewDecision,
     SubmitActionPayload,
+    action_type_infos,
     can_see_action,
 )
 from jingtan_api.auth.permissions import ADMIN
@@ -63,11 +64,7 @@ async def action_connection(
 class ActionsQuery:
     @strawberry.field(description="Enabled categories of low-carbon action with their methodology. / 已启用的低碳行为类别。")
     def action_types(self, info: Info) -> list[ActionTypeInfo]:
-        host: PluginHost = info.context.services.extras["plugin_host"]
-        cache = info.context.services.extras.setdefault("action_type_infos", {})
-        if "all" not in cache:
-            cache["all"] = [ActionTypeInfo.from_loaded(t) for t in host.action_types.values()]
-        return cache["all"]
+        return list(action_type_infos(info).values())
 
     @strawberry.field(description="All actions, newest first (admins only). / 全部行为（管理员）。")
     async def actions(

@@ -122,6 +122,10 @@ class Action(Node):
             transaction_pk=row["transaction_id"],
         )
 
+    @strawberry.field(description="Its category, when still enabled (names, methodology). / 所属类别（仍启用时）。")
+    def action_type(self, info: Info) -> Annotated["ActionTypeInfo", strawberry.lazy("jingtan_api.actions.types")] | None:
+        return action_type_infos(info).get(self.action_type_code)
+
     @strawberry.field(description="The member who submitted it. / 提交人。")
     async def member(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
         from jingtan_api.users.types import User, users_loader
@@ -205,6 +209,17 @@ class ActionTypeInfo:
             settings_schema=at.Settings.model_json_schema(),
             input_schema=at.Input.model_json_schema(),
         )
+
+
+def action_type_infos(info: Info) -> dict[str, ActionTypeInfo]:
+    """The enabled categories as GraphQL objects, built once per app (they only change on restart)."""
+    extras = info.context.services.extras
+    infos = extras.get("action_type_infos")
+    if infos is None:
+        infos = extras["action_type_infos"] = {
+            code: ActionTypeInfo.from_loaded(t) for code, t in extras["plugin_host"].action_types.items()
+        }
+    return infos
 
 
 @strawberry.input(description="Evidence for an action (optional). / 行为凭证（可选）。")
