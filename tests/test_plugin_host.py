@@ -268,3 +268,15 @@ source = "Local study 2026"
     config.write_text(config.read_text().replace("mode_daily_cap_grams = { WALK = 200 }", "mode_daily_cap_grams = { CAR = 1 }"))
     with pytest.raises(ConfigurationError, match=r"plugin 'transit': invalid settings \[plugins.transit\]: mode_daily_cap_grams"):
         manager.load_plugins(load_settings())
+
+
+async def test_huge_credit_goes_to_review_and_is_bounded(tmp_path):
+    from jingtan_api.plugins.testing import PluginHarness
+
+    async with PluginHarness([("ping", fake_plugins.ping)], workdir=tmp_path,
+                             points={"grams_per_point": 1, "max_single_amount": 1000}) as h:
+        at = (h.clock() - timedelta(minutes=1)).isoformat()
+        out = await h.submit("ping", {"at": at, "grams": 5000})
+        assert out["action"]["status"] == "NEEDS_REVIEW"
+        assert out["action"]["reasons"][0]["code"] == "LARGE_CREDIT"
+        assert await h.balance() == 0

@@ -390,6 +390,11 @@ class ActionService:
             reasons.extend(verification.reasons)
         status = verification.status.value if verification is not None else REJECTED
         grams = calculation.grams_co2e if calculation else 0
+        max_points = self.settings.points.max_single_amount
+        if status == APPROVED and grams // self.settings.points.grams_per_point > max_points:
+            # A plugin bug or a forged input must not mint an unbounded credit: a person looks at it first.
+            status = NEEDS_REVIEW
+            reasons.append(Reason("LARGE_CREDIT", f"More than {max_points} points in one action needs review / 单次积分过大，需审核"))
         base_row = {
             "user_id": user_id,
             "plugin_code": code,
@@ -488,6 +493,7 @@ class ActionService:
                                               occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
                                               cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
                 grams, exhausted = _apply_cap(row["grams_co2e"], room, which, caps, reasons)
+                grams = min(grams, self.settings.points.max_single_amount * gpp)
                 status = REJECTED if exhausted else APPROVED
                 values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))
                 if exhausted:
