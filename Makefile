@@ -31,7 +31,7 @@ schema: $(STAMP)
 	$(BIN)/jingtan config example
 
 lint: $(STAMP)
-	$(BIN)/ruff check jingtan_api plugins tests
+	$(BIN)/ruff check jingtan_api plugins examples tests
 	$(BIN)/jingtan schema check
 	$(BIN)/jingtan config check
 

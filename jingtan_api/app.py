@@ -104,18 +104,35 @@ class JingtanGraphQL(GraphQL):
         return data
 
 
+def _build_with_plugins(settings: Settings, services: Services, plugins: Any) -> Any:
+    """One plugin host per app; action types contribute the @oneOf ActionInput and the action fields."""
+    from jingtan_api.actions import types as action_types
+    from jingtan_api.actions.schema import build_action_fragments
+    from jingtan_api.actions.service import ActionService
+    from jingtan_api.graphql.schema import core_type_names
+    from jingtan_api.plugins.manager import load_plugins
+
+    host = load_plugins(settings, plugins)
+    services.extras["plugin_host"] = host
+    services.extras["actions"] = ActionService(settings, services.db, host)
+    services.extras["node_resolvers"]["Action"] = action_types.node_resolver
+    queries, mutations, types = build_action_fragments(host, core_type_names())
+    return build_schema(settings, query_fragments=queries, mutation_fragments=mutations, types=types)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     plugins: Any = None,
     clock: Clock | None = None,
 ) -> Starlette:
-    """Build the app. ``plugins`` is reserved for the plugin host (an explicit plugin set for tests)."""
+    """Build the app. ``plugins``: an explicit list of plugin objects (or ``(name, plugin)`` pairs) to
+    use instead of the enabled entry points (tests); ConfigurationError when a plugin cannot be used."""
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.json_format)
     services = Services.build(settings, clock=clock or utcnow)
     services.extras["node_resolvers"] = dict(CORE_NODE_RESOLVERS)
-    schema = build_schema(settings)
+    schema = _build_with_plugins(settings, services, plugins)
     graphql_app = JingtanGraphQL(
         services,
         schema=schema,

@@ -214,6 +214,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins_list(args: argparse.Namespace) -> int:
+    """Installed entry points of group jingtan.plugins, which are enabled, and their action types."""
+    from jingtan_api.plugins.manager import discover_entry_points, load_plugins
+
+    settings = _settings()
+    enabled = set(settings.plugins.enabled)
+    installed = discover_entry_points()
+    host = load_plugins(settings)  # only the enabled ones are imported
+    for name in sorted(set(installed) | enabled):
+        ep = installed.get(name)
+        dist = getattr(getattr(ep, "dist", None), "version", "") if ep else ""
+        state = "enabled" if name in enabled else "disabled"
+        where = ep.value if ep else "NOT INSTALLED"
+        types = [t for t in host.action_types.values() if t.plugin == name]
+        detail = ", ".join(f"{t.code} v{t.action_type.version} (input field {t.field_name})" for t in types)
+        print(f"{name}\t{state}\t{where} {dist}\t{detail}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jingtan", description="Jingtan (鲸碳星球) API")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("expire-redemptions", help="expire unused redemption codes past their expiry and refund them")
     p.set_defaults(fn=cmd_expire_redemptions)
+
+    p = sub.add_parser("plugins", help="list installed and enabled action plugins")
+    p.add_argument("action", choices=["list"])
+    p.set_defaults(fn=cmd_plugins_list)
 
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
     p.set_defaults(fn=cmd_ledger_check)

@@ -58,6 +58,28 @@ class PointsSettings(_Section):
     max_single_amount: int = Field(
         1_000_000, ge=1, description="Largest amount one grant/revoke/credit may move."
     )
+    grams_per_point: int = Field(
+        10, ge=1, le=1_000_000, description="Grams CO2e per point credited for an action (rounded down)."
+    )
+
+
+class ActionsSettings(_Section):
+    claim_window_days: int = Field(
+        7, ge=1, le=366, description="Actions that ended more than this many days ago are refused."
+    )
+    timezone: str = Field(
+        "Asia/Shanghai", description="Time zone of 'day' and 'month' in caps (IANA name)."
+    )
+
+    @model_validator(mode="after")
+    def _check_timezone(self) -> "ActionsSettings":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
 
 
 class OffersSettings(_Section):
@@ -143,6 +165,7 @@ class Settings(BaseSettings):
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    actions: ActionsSettings = Field(default_factory=ActionsSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
 
     @classmethod

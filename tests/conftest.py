@@ -111,11 +111,11 @@ ADMIN_PASSWORD = "Steady-green-2026"
 @pytest.fixture
 async def admin(gql, services, clock) -> dict:
     user_id = await services.users.create_admin(
-        email="admin@example.cn", phone=None, password=ADMIN_PASSWORD, display_name="管理员 Admin", now=clock()
+        email="ops-lead@example.cn", phone=None, password=ADMIN_PASSWORD, display_name="管理员 Admin", now=clock()
     )
     data = await gql.ok(
         "mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } user { id } userErrors { code } } }",
-        {"i": {"identifier": "admin@example.cn", "password": ADMIN_PASSWORD}},
+        {"i": {"identifier": "ops-lead@example.cn", "password": ADMIN_PASSWORD}},
     )
     return {"pk": user_id, "id": data["login"]["user"]["id"], "token": data["login"]["tokens"]["accessToken"]}
 

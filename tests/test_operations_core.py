@@ -7,16 +7,22 @@ from pathlib import Path
 import pytest
 from graphql import parse, validate
 
+from jingtan_api.app import create_app
 from jingtan_api.cli import default_settings
-from jingtan_api.graphql.schema import build_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = sorted((ROOT / "schema" / "operations").rglob("*.graphql"))
 
 
+@pytest.fixture(scope="module")
+def default_schema():
+    """The schema of the default configuration (built-in plugins enabled), as exported to SDL."""
+    return create_app(default_settings()).state.schema._schema
+
+
 @pytest.mark.parametrize("path", OPERATIONS, ids=lambda p: str(p.relative_to(ROOT / "schema" / "operations")))
-def test_operation_file_is_valid_against_schema(path):
-    schema = build_schema(default_settings())._schema
+def test_operation_file_is_valid_against_schema(path, default_schema):
+    schema = default_schema
     document = parse(path.read_text(encoding="utf-8"))
     assert validate(schema, document) == []
     names = [d.name.value for d in document.definitions if getattr(d, "name", None)]

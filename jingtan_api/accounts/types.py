@@ -31,6 +31,9 @@ class LedgerTransactionKind(Enum):
     EXPIRY = strawberry.enum_value("EXPIRY", description="Points expired. / 积分过期。")
     REDEMPTION = strawberry.enum_value("REDEMPTION", description="Points spent on a merchant offer. / 兑换优惠。")
     REFUND = strawberry.enum_value("REFUND", description="A cancelled or expired redemption refunded. / 兑换退还。")
+    ACTION_CREDIT = strawberry.enum_value(
+        "ACTION_CREDIT", description="Points for a verified low-carbon action. / 低碳行为奖励。"
+    )
 
 
 def can_read_account(info: Info, row: dict) -> bool:

@@ -20,9 +20,11 @@ SCOPES: dict[str, str] = {
     "offers:write": "Create and edit the owner's merchant's offers and profile (merchant staff)",
     "redemptions:confirm": "Confirm redemption codes at the owner's merchant (merchant staff)",
     "merchant:read": "Read the owner's merchant's redemptions, stats and settlement (merchant staff)",
+    "actions:write": "Submit low-carbon actions for the token owner",
+    "actions:review": "List all actions and review pending ones (admin tokens only)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    MEMBER: frozenset({"account:read", "offers:redeem"}),
+    MEMBER: frozenset({"account:read", "offers:redeem", "actions:write"}),
     MERCHANT: frozenset({"account:read", "offers:write", "redemptions:confirm", "merchant:read"}),
     ADMIN: frozenset(SCOPES),
 }

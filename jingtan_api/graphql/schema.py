@@ -1,5 +1,6 @@
 """Assembles the one GraphQL schema from the domains' fragments (and, later, plugins' contributions)."""
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -192,6 +193,21 @@ CORE_TYPES: tuple[type, ...] = (
     AuditLogEntry,
     *OFFERS_TYPES,
 )
+
+
+@functools.cache
+def core_type_names() -> frozenset[str]:
+    """GraphQL type names the core owns (plugins may not reuse them)."""
+    from jingtan_api.actions.schema import ActionsQuery, ReviewMutation
+    from jingtan_api.actions.types import Action
+
+    schema = strawberry.Schema(
+        query=merge_fragments("Query", (*CORE_QUERY_FRAGMENTS, ActionsQuery)),
+        mutation=merge_fragments("Mutation", (*CORE_MUTATION_FRAGMENTS, ReviewMutation)),
+        types=[*CORE_TYPES, Action],
+    )
+    names = set(schema._schema.type_map)
+    return frozenset(names | {"ActionInput", "SubmitActionInput", "SubmitActionPayload", "Mutation", "Query"})
 
 
 def build_schema(

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from jingtan_api.graphql.relay import Node, UserError
+from jingtan_api.actions.types import Action
+from jingtan_api.graphql.relay import Connection, Node, UserError
 from jingtan_api.users import service
 
 if TYPE_CHECKING:
@@ -78,6 +79,20 @@ class User(Node):
 
         self._check_personal(info)
         return await account_of_user(info, self.pk)
+
+    @strawberry.field(description="Low-carbon actions the user submitted, newest first (only the user and admins). / 提交的低碳行为。")
+    async def actions(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Action]:
+        from jingtan_api.actions.schema import action_connection
+
+        self._check_personal(info)
+        return await action_connection(info, user_id=self.pk, status=None, first=first, after=after, last=last, before=before)
 
     @strawberry.field(description="API tokens owned by the user (only the user and admins). / API 令牌。")
     async def api_tokens(self, info: Info) -> list[Annotated["ApiToken", strawberry.lazy("jingtan_api.auth.types")]]:

@@ -1,7 +1,7 @@
 """offers: merchants, merchant staff, offers, redemptions (issue #4)
 
 Revision ID: 20261125_0003
-Revises: 20261125_0001
+Revises: 20261125_0002
 Create Date: 2026-11-25 00:56:58.528389
 """
 
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = '20261125_0003'
-down_revision = '20261125_0001'
+down_revision = '20261125_0002'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,222 @@
+"""Query/Mutation fields of actions. ``ActionInput`` (@oneOf, one field per enabled action type) and
+``SubmitActionInput`` are built per app from the plugin host, so this module must not use
+``from __future__ import annotations``."""
+
+import logging
+import typing
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from jingtan_api.actions import service
+from jingtan_api.actions.inputs import InputBuilder, to_plain
+from jingtan_api.actions.types import (
+    Action,
+    ActionEvidenceInput,
+    ActionStatus,
+    ActionTypeInfo,
+    ReviewActionInput,
+    ReviewActionPayload,
+    ReviewDecision,
+    SubmitActionPayload,
+    action_type_infos,
+    can_see_action,
+)
+from jingtan_api.auth.permissions import ADMIN
+from jingtan_api.errors import DomainError
+from jingtan_api.graphql.relay import (
+    Connection,
+    UserError,
+    build_connection,
+    decode_id,
+    page_args,
+    user_errors_from,
+)
+from jingtan_api.plugins.manager import PluginHost, pascal
+
+log = logging.getLogger("jingtan.actions")
+
+
+def action_service(info: Info) -> service.ActionService:
+    return info.context.services.extras["actions"]
+
+
+async def action_connection(
+    info: Info, *, user_id: int | None, status: str | None, first, after, last, before, plugin_code: str | None = None
+) -> Connection[Action]:
+    ctx = info.context
+    first_n, after_key, last_n, before_key = page_args(info, first, after, last, before)
+    page = await ctx.read(
+        service.actions_page, user_id=user_id, status=status, plugin_code=plugin_code,
+        first=first_n, after=after_key, last=last_n, before=before_key,
+    )
+    return build_connection(
+        [Action.from_row(r) for r in page.rows],
+        [r["id"] for r in page.rows],
+        has_next=page.has_next,
+        has_previous=page.has_previous,
+        count=lambda: ctx.read(service.count_actions, user_id=user_id, status=status, plugin_code=plugin_code),
+    )
+
+
+@strawberry.type
+class ActionsQuery:
+    @strawberry.field(description="Enabled categories of low-carbon action with their methodology. / 已启用的低碳行为类别。")
+    def action_types(self, info: Info) -> list[ActionTypeInfo]:
+        return list(action_type_infos(info).values())
+
+    @strawberry.field(description="All actions, newest first (admins only). / 全部行为（管理员）。")
+    async def actions(
+        self,
+        info: Info,
+        status: ActionStatus | None = None,
+        action_type: Annotated[str | None, strawberry.argument(description="Only this category (code).")] = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Action]:
+        info.context.viewer.require_role(ADMIN, scope="actions:review")
+        return await action_connection(
+            info, user_id=None, status=status.value if status else None, first=first, after=after, last=last,
+            before=before, plugin_code=action_type,
+        )
+
+    @strawberry.field(description="Actions waiting for review, newest first (admins only). / 待审核行为（管理员）。")
+    async def review_queue(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Action]:
+        info.context.viewer.require_role(ADMIN, scope="actions:review")
+        return await action_connection(
+            info, user_id=None, status=service.NEEDS_REVIEW, first=first, after=after, last=last, before=before
+        )
+
+
+async def _load_action(info: Info, action_id: int) -> Action:
+    rows = await info.context.read(service.actions_by_ids, [action_id])
+    return Action.from_row(rows[action_id])
+
+
+@strawberry.type
+class ReviewMutation:
+    @strawberry.mutation(description="Approve or reject a pending action (admin; audit-logged). / 审核待定行为。")
+    async def review_action(self, info: Info, input: ReviewActionInput) -> ReviewActionPayload:
+        ctx = info.context
+        try:
+            actor = ctx.viewer.require_role(ADMIN, scope="actions:review")
+            action_id = decode_id(input.action_id, "Action", field="actionId")
+            await action_service(info).review(
+                actor_user_id=actor,
+                action_id=action_id,
+                approve=input.decision == ReviewDecision.APPROVE,
+                reason=input.reason,
+                now=ctx.now(),
+                request_id=ctx.request_id,
+            )
+        except DomainError as exc:
+            return ReviewActionPayload(user_errors=user_errors_from(exc))
+        return ReviewActionPayload(action=await _load_action(info, action_id))
+
+
+def build_action_fragments(host: PluginHost, reserved_names: set[str]) -> tuple[list[type], list[type], list[type]]:
+    """(query fragments, mutation fragments, extra types) for this app's enabled action types."""
+    query: list[type] = [ActionsQuery]
+    mutation: list[type] = [ReviewMutation]
+    if not host.action_types:
+        return query, mutation, [Action]
+    builder = InputBuilder(reserved_names)
+    annotations: dict[str, typing.Any] = {}
+    namespace: dict[str, typing.Any] = {}
+    for loaded in host.action_types.values():
+        at = loaded.action_type
+        input_type = builder.build(
+            at.Input, loaded.input_type_name, loaded.plugin,
+            description=f"{at.name_en} / {at.name_zh}: {(at.Input.__doc__ or '').strip()}",
+            prefix=pascal(loaded.code),
+        )
+        annotations[loaded.code] = input_type | None
+        namespace[loaded.code] = strawberry.field(
+            default=strawberry.UNSET, name=loaded.field_name, description=f"{at.name_en} / {at.name_zh} ({at.code} v{at.version})"
+        )
+    namespace["__annotations__"] = annotations
+    namespace["__module__"] = __name__
+    action_input = strawberry.input(
+        type("ActionInput", (), namespace),
+        name="ActionInput",
+        one_of=True,
+        description="Exactly one field: the category of the action and its data. / 恰好填写一个字段：行为类别及其数据。",
+    )
+
+    submit_namespace = {
+        "__annotations__": {
+            "action": action_input,
+            "idempotency_key": str,
+            "evidence": ActionEvidenceInput | None,
+        },
+        "__module__": __name__,
+        "action": strawberry.field(description="What was done. / 行为内容。"),
+        "idempotency_key": strawberry.field(
+            description="Client-chosen unique key; a retry with the same key and input returns the first result. / 幂等键。"
+        ),
+        "evidence": strawberry.field(default=None, description="Optional evidence (partner record, signature). / 凭证。"),
+    }
+    submit_input = strawberry.input(
+        type("SubmitActionInput", (), submit_namespace),
+        name="SubmitActionInput",
+        description="Submit a low-carbon action. / 提交低碳行为。",
+    )
+
+    async def submit_action(self, info: Info, input: submit_input) -> SubmitActionPayload:  # type: ignore[valid-type]
+        ctx = info.context
+        try:
+            user_id = ctx.viewer.require_user()
+            ctx.viewer.require_scope("actions:write")
+            chosen = [
+                (code, getattr(input.action, code))
+                for code in host.action_types
+                if getattr(input.action, code) not in (None, strawberry.UNSET)
+            ]
+            if len(chosen) != 1:  # graphql-core enforces @oneOf; this guards direct calls
+                return SubmitActionPayload(user_errors=[UserError(message="Give exactly one action / 只能填写一种行为", code="BAD_USER_INPUT", field=["input", "action"])])
+            code, value = chosen[0]
+            evidence = to_plain(input.evidence) if input.evidence is not None else None
+            result = await action_service(info).submit(
+                user_id=user_id,
+                code=code,
+                raw_input=to_plain(value),
+                raw_evidence=evidence,
+                idempotency_key=input.idempotency_key,
+                now=ctx.now(),
+            )
+        except service.InvalidActionInput as exc:
+            return SubmitActionPayload(
+                user_errors=[UserError(message=m, code=exc.code, field=["input", *p]) for p, m in exc.problems]
+            )
+        except DomainError as exc:
+            return SubmitActionPayload(user_errors=user_errors_from(exc))
+        action = await _load_action(info, result.action_id)
+        if not can_see_action(info, {"user_id": action.user_pk}):
+            return SubmitActionPayload(user_errors=[UserError(message="Not allowed / 无权访问", code="FORBIDDEN", field=None)])
+        return SubmitActionPayload(action=action, replayed=result.replayed)
+
+    fragment = strawberry.type(
+        type(
+            "SubmitActionMutation",
+            (),
+            {
+                "__module__": __name__,
+                "submit_action": strawberry.mutation(
+                    resolver=submit_action,
+                    description="Submit a low-carbon action; the enabled plugin verifies it, computes CO2e and the core credits points. / 提交低碳行为。",
+                ),
+            },
+        )
+    )
+    mutation.append(fragment)
+    return query, mutation, [Action]

@@ -1,0 +1,589 @@
+"""Rules of action submission and review (no GraphQL here).
+
+Flow of a submission (``submit``):
+1. input validated by the plugin's pydantic model and evidence checked (errors -> ValidationFailed,
+   nothing stored);
+2. one read: idempotency pre-check (a replay returns the first result without calling the plugin again;
+   the same key with another input -> IdempotencyConflict) and whether the evidence was already used;
+3. core checks: future timestamps and end before start (errors); claim window and evidence already used
+   (stored as REJECTED, the member sees why);
+4. ``verify`` (async, under ``plugins.timeout_seconds``) and ``calculate`` (pure); a plugin exception or
+   timeout -> PluginFailure, nothing stored;
+5. ONE write transaction: claim the idempotency key, lock the member's account row, apply the category's
+   caps and the plugin's cap group, insert the action (``ON CONFLICT DO NOTHING`` on (plugin,
+   fingerprint): a concurrent twin becomes a REJECTED duplicate), credit points via ``post_transaction``
+   when approved (ACTION_CREDIT, issuance -> member).
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jingtan_api.accounts import idempotency
+from jingtan_api.accounts import service as ledger
+from jingtan_api.accounts.models import Account
+from jingtan_api.actions.models import Action
+from jingtan_api.audit import service as audit
+from jingtan_api.db import Database
+from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
+from jingtan_api.plugins.api import (
+    ActionRecord,
+    Calculation,
+    Caps,
+    Evidence,
+    HistorySource,
+    PluginContext,
+    Reason,
+    Status,
+    Verification,
+)
+from jingtan_api.plugins.manager import LoadedActionType, PluginHost, camel
+from jingtan_api.settings import Settings
+
+log = logging.getLogger("jingtan.actions")
+
+T = Action.__table__
+A = Account.__table__
+ACTION_CREDIT = "ACTION_CREDIT"
+APPROVED, REJECTED, NEEDS_REVIEW = Status.APPROVED.value, Status.REJECTED.value, Status.NEEDS_REVIEW.value
+MAX_EVIDENCE_TEXT = 500
+MAX_ATTACHMENTS = 10
+
+
+class PluginFailure(DomainError):
+    """The plugin raised or timed out; nothing was stored or credited."""
+
+    code = "PLUGIN_FAILURE"
+
+
+class InvalidActionInput(ValidationFailed):
+    """The input does not satisfy the plugin's input model; ``problems`` lists (field path, message)."""
+
+    def __init__(self, problems: list[tuple[list[str], str]]) -> None:
+        super().__init__("; ".join(m for _, m in problems) or "Invalid input / 输入无效")
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    action_id: int
+    replayed: bool
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def _record(row: Any) -> ActionRecord:
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return ActionRecord(
+        id=m["id"],
+        member_id=m["user_id"],
+        status=Status(m["status"]),
+        input=json.loads(m["input"]),
+        occurred_from=m["occurred_from"],
+        occurred_to=m["occurred_to"],
+        subject=m["subject"],
+        grams_co2e=m["grams_co2e"],
+        points=m["points"],
+        created_at=m["created_at"],
+    )
+
+
+class DatabaseHistory(HistorySource):
+    """Read-only history for plugins, each query in its own short read transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def member_actions(self, code, member_id, start, end, statuses) -> list[ActionRecord]:
+        q = select(T).where(T.c.user_id == member_id, T.c.plugin_code == code, T.c.status.in_([s.value for s in statuses]))
+        if start is not None:
+            q = q.where(T.c.occurred_to > start)
+        if end is not None:
+            q = q.where(T.c.occurred_from < end)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
+        return [_record(r) for r in rows]
+
+    async def subject_actions(self, code, subject, statuses) -> list[ActionRecord]:
+        q = select(T).where(T.c.plugin_code == code, T.c.subject == subject, T.c.status.in_([s.value for s in statuses]))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
+        return [_record(r) for r in rows]
+
+    async def evidence_seen(self, code, fingerprint) -> bool:
+        async with self.db.read() as conn:
+            found = (
+                await conn.execute(
+                    select(T.c.id).where(T.c.plugin_code == code, T.c.evidence_fingerprint == fingerprint).limit(1)
+                )
+            ).first()
+        return found is not None
+
+
+def make_context(loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime) -> PluginContext:
+    window = loaded.action_type.claim_window_days(loaded.settings) or settings.actions.claim_window_days
+    return PluginContext(
+        code=loaded.code,
+        member_id=member_id,
+        now=now,
+        settings=loaded.settings,
+        timezone=ZoneInfo(settings.actions.timezone),
+        claim_window=timedelta(days=window),
+        grams_per_point=settings.points.grams_per_point,
+        history=DatabaseHistory(db),
+        logger=logging.getLogger(f"jingtan.plugins.{loaded.code}"),
+    )
+
+
+def parse_evidence(raw: dict | None) -> Evidence:
+    raw = raw or {}
+    for key in ("source", "external_id", "signature"):
+        value = raw.get(key)
+        if value is not None and (len(value) > MAX_EVIDENCE_TEXT or not value.isprintable()):
+            raise ValidationFailed(
+                f"evidence.{camel(key)} must be at most {MAX_EVIDENCE_TEXT} printable characters / 凭证字段无效",
+                field=f"evidence.{camel(key)}",
+            )
+    attachments = tuple(raw.get("attachments") or ())
+    if len(attachments) > MAX_ATTACHMENTS or any(
+        len(a) > MAX_EVIDENCE_TEXT or not a.startswith(("https://", "http://")) for a in attachments
+    ):
+        raise ValidationFailed(
+            f"evidence.attachments: at most {MAX_ATTACHMENTS} http(s) URLs / 附件须为 URL", field="evidence.attachments"
+        )
+    signed_at = raw.get("signed_at")
+    if signed_at is not None and signed_at.tzinfo is None:
+        raise ValidationFailed("evidence.signedAt needs a time zone / 签名时间须带时区", field="evidence.signedAt")
+    return Evidence(
+        source=raw.get("source"),
+        external_id=raw.get("external_id"),
+        signature=raw.get("signature"),
+        signed_at=signed_at,
+        attachments=attachments,
+    )
+
+
+def validate_input(loaded: LoadedActionType, raw: dict) -> Any:
+    try:
+        return loaded.action_type.Input.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = ["action", loaded.field_name, *(camel(str(p)) for p in err["loc"])]
+            problems.append((path, f"{'.'.join(path[1:])}: {err['msg']} / 输入无效"))
+        raise InvalidActionInput(problems) from None
+
+
+async def _precheck(
+    db: Database, scope: str, key: str, code: str, fingerprint: str | None
+) -> tuple[tuple[str, int | None] | None, bool]:
+    it = idempotency.T
+    async with db.read() as conn:
+        row = (await conn.execute(select(it.c.request_hash, it.c.result_id).where(it.c.scope == scope, it.c.key == key))).first()
+        used = False
+        if fingerprint is not None and row is None:
+            used = (
+                await conn.execute(
+                    select(T.c.id).where(T.c.plugin_code == code, T.c.evidence_fingerprint == fingerprint).limit(1)
+                )
+            ).first() is not None
+    return ((row.request_hash, row.result_id) if row else None), used
+
+
+def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datetime, datetime]:
+    local = moment.astimezone(tz)
+    if monthly:
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (start + timedelta(days=32)).replace(day=1)
+    else:
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(days=1)
+    return start, end
+
+
+async def _cap_room(
+    conn: AsyncConnection, *, user_id: int, code: str, caps: Caps, occurred: datetime, tz: ZoneInfo,
+    grams_per_point: int, exclude_id: int | None = None, cap_group: str | None = None,
+    cap_group_daily_grams: int | None = None,
+) -> tuple[int | None, str | None]:
+    """How many more grams may be credited to this member in this category for the day/month of
+    ``occurred`` (None = unlimited), and the name of the tightest cap."""
+    room: int | None = None
+    which: str | None = None
+    for monthly, grams_cap, points_cap in (
+        (False, caps.daily_grams, caps.daily_points),
+        (True, caps.monthly_grams, caps.monthly_points),
+    ):
+        limits = [c for c in (grams_cap, points_cap * grams_per_point if points_cap is not None else None) if c is not None]
+        if not limits:
+            continue
+        start, end = _window_bounds(occurred, tz, monthly)
+        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
+            T.c.user_id == user_id,
+            T.c.plugin_code == code,
+            T.c.status == APPROVED,
+            T.c.occurred_from >= start,
+            T.c.occurred_from < end,
+        )
+        if exclude_id is not None:
+            q = q.where(T.c.id != exclude_id)
+        used = int((await conn.execute(q)).scalar_one())
+        left = max(0, min(limits) - used)
+        if room is None or left < room:
+            room, which = left, "monthly" if monthly else "daily"
+    if caps.platform_daily_grams is not None:
+        # All members' credits of this category count: serialise them on PostgreSQL with a transaction-level
+        # advisory lock per category (SQLite write transactions are already serialised by BEGIN IMMEDIATE).
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"jingtan.action_cap:{code}"))))
+        start, end = _window_bounds(occurred, tz, False)
+        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
+            T.c.plugin_code == code, T.c.status == APPROVED, T.c.occurred_from >= start, T.c.occurred_from < end,
+        )
+        if exclude_id is not None:
+            q = q.where(T.c.id != exclude_id)
+        left = max(0, caps.platform_daily_grams - int((await conn.execute(q)).scalar_one()))
+        if room is None or left < room:
+            room, which = left, "platform daily"
+    if cap_group is not None and cap_group_daily_grams is not None:
+        start, end = _window_bounds(occurred, tz, False)
+        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
+            T.c.user_id == user_id, T.c.plugin_code == code, T.c.status == APPROVED, T.c.cap_group == cap_group,
+            T.c.occurred_from >= start, T.c.occurred_from < end,
+        )
+        if exclude_id is not None:
+            q = q.where(T.c.id != exclude_id)
+        left = max(0, cap_group_daily_grams - int((await conn.execute(q)).scalar_one()))
+        if room is None or left < room:
+            room, which = left, f"daily ({cap_group})"
+    return room, which
+
+
+async def _lock_member(conn: AsyncConnection, user_id: int) -> int:
+    """Serialise one member's credits (caps are read-then-write); SQLite is serialised by BEGIN IMMEDIATE."""
+    q = select(A.c.id).where(A.c.user_id == user_id, A.c.kind == ledger.MEMBER)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    account_id = (await conn.execute(q)).scalar_one_or_none()
+    if account_id is None:
+        raise NotFound("No points account for this user / 该用户没有积分账户")
+    return account_id
+
+
+async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
+                  now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int) -> int | None:
+    if points <= 0:
+        return None
+    tx = await ledger.post_transaction(
+        conn,
+        kind=ACTION_CREDIT,
+        postings=[ledger.Posting(issuance, -points), ledger.Posting(account_id, points)],
+        now=now,
+        lot_expiry_days=lot_expiry_days,
+        memo=f"{code} action #{action_id}",
+        actor_user_id=actor_user_id,
+    )
+    await conn.execute(update(T).where(T.c.id == action_id).values(transaction_id=tx.id))
+    return tx.id
+
+
+def _apply_cap(grams: int, room: int | None, which: str | None, caps: Caps, reasons: list[Reason]) -> tuple[int, bool]:
+    """Returns (grams to credit, cap_exhausted)."""
+    if room is None or grams <= room:
+        return grams, False
+    if room == 0:
+        reasons.append(Reason("CAP_REACHED", f"The {which} limit is reached / 已达到{'每月' if which == 'monthly' else '每日'}上限"))
+        return 0, True
+    reasons.append(Reason("CAPPED", f"Credited only up to the {which} limit ({room} g left) / 按{'每月' if which == 'monthly' else '每日'}上限计入"))
+    return room, False
+
+
+class ActionService:
+    def __init__(self, settings: Settings, db: Database, host: PluginHost) -> None:
+        self.settings = settings
+        self.db = db
+        self.host = host
+        self._issuance_id: int | None = None
+
+    async def _issuance(self, conn: AsyncConnection) -> int:
+        """The issuance account's id never changes: look it up once per app."""
+        if self._issuance_id is None:
+            self._issuance_id = await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE)
+        return self._issuance_id
+
+    async def submit(
+        self,
+        *,
+        user_id: int,
+        code: str,
+        raw_input: dict,
+        raw_evidence: dict | None,
+        idempotency_key: str,
+        now: datetime,
+    ) -> SubmitResult:
+        key = idempotency.validate_key(idempotency_key)
+        loaded = self.host.get(code)
+        if loaded is None:
+            raise ValidationFailed(f"Action type {code!r} is not enabled / 该类别未启用", code="ACTION_TYPE_DISABLED", field="action")
+        scope = f"submitAction:{user_id}"
+        req_hash = idempotency.request_hash({"code": code, "input": raw_input, "evidence": raw_evidence})
+        evidence = parse_evidence(raw_evidence)
+        model = validate_input(loaded, raw_input)
+        at = loaded.action_type
+        ctx = make_context(loaded, self.settings, self.db, user_id, now)
+        reasons: list[Reason] = []
+        verification: Verification | None = None
+        calculation: Calculation | None = None
+        timeout = self.settings.plugins.timeout_seconds
+        try:
+            occurred_from, occurred_to = at.period(model)
+            fingerprint = at.evidence_fingerprint(model, evidence)
+            subject = at.subject(model)
+        except Exception as exc:  # noqa: BLE001 - plugin code
+            raise self._failure(loaded, "period/fingerprint", exc) from None
+        # One read transaction: was this key used (replay / conflict), was this evidence used?
+        seen, evidence_used = await _precheck(self.db, scope, key, code, fingerprint)
+        if seen is not None:
+            if seen[0] != req_hash:
+                raise IdempotencyConflict(
+                    "This idempotencyKey was already used with a different input / 该幂等键已用于不同的请求",
+                    field="idempotencyKey",
+                )
+            if seen[1] is not None:
+                return SubmitResult(seen[1], True)
+        if occurred_to > now or occurred_from > now:
+            raise ValidationFailed("The action cannot end in the future / 行为时间不能晚于现在", code="FUTURE_TIMESTAMP", field="action")
+        if occurred_to < occurred_from:
+            raise ValidationFailed("The end must not be before the start / 结束时间不能早于开始时间", code="END_BEFORE_START", field="action")
+        if occurred_to < now - ctx.claim_window:
+            reasons.append(Reason("CLAIM_WINDOW_PASSED", f"Actions must be claimed within {ctx.claim_window.days} days / 超过申报期限"))
+        elif evidence_used:
+            reasons.append(Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用"))
+        if not reasons:
+            try:
+                verification = await asyncio.wait_for(at.verify(model, evidence, ctx), timeout=timeout)
+                if not isinstance(verification, Verification):
+                    raise TypeError(f"verify returned {type(verification).__name__}, not Verification")
+                if verification.status != Status.REJECTED:
+                    calculation = at.calculate(model, verification, ctx)
+                    if not isinstance(calculation, Calculation):
+                        raise TypeError(f"calculate returned {type(calculation).__name__}, not Calculation")
+            except TimeoutError:
+                log.error("plugin timed out", extra={"plugin": loaded.plugin, "action_type": code, "timeout_s": timeout})
+                raise PluginFailure(
+                    f"The {code} plugin did not answer in time; nothing was recorded, please retry / 插件超时，未记录",
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - isolation: any plugin bug is a typed failure
+                raise self._failure(loaded, "verify/calculate", exc) from None
+            reasons.extend(verification.reasons)
+        status = verification.status.value if verification is not None else REJECTED
+        grams = calculation.grams_co2e if calculation else 0
+        max_points = self.settings.points.max_single_amount
+        if status == APPROVED and grams // self.settings.points.grams_per_point > max_points:
+            # A plugin bug or a forged input must not mint an unbounded credit: a person looks at it first.
+            status = NEEDS_REVIEW
+            reasons.append(Reason("LARGE_CREDIT", f"More than {max_points} points in one action needs review / 单次积分过大，需审核"))
+        base_row = {
+            "user_id": user_id,
+            "plugin_code": code,
+            "plugin_version": at.version,
+            "input": _dumps(model.model_dump(mode="json")),
+            "evidence": _dumps(evidence.as_dict()),
+            "evidence_fingerprint_seen": fingerprint,
+            "subject": subject,
+            "occurred_from": occurred_from,
+            "occurred_to": occurred_to,
+            "factor_ids": _dumps(calculation.factor_ids if calculation else []),
+            "factors": _dumps([f.as_dict() for f in calculation.factors] if calculation else []),
+            "formula": calculation.formula if calculation else "",
+            "cap_group": calculation.cap_group if calculation else None,
+            "cap_group_daily_grams": calculation.cap_group_daily_grams if calculation else None,
+            "created_at": now,
+        }
+        gpp = self.settings.points.grams_per_point
+        tz = ctx.timezone
+        caps = loaded.caps
+        lot_days = self.settings.points.lot_expiry_days
+
+        async def work(conn: AsyncConnection) -> SubmitResult:
+            claim = await idempotency.claim(conn, scope, key, req_hash)
+            if claim.is_replay:
+                return SubmitResult(claim.result_id, True)
+            account_id = await _lock_member(conn, user_id)
+            row_reasons = list(reasons)
+            row_status, row_grams = status, grams
+            if row_status == APPROVED:
+                room, which = await _cap_room(
+                    conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
+                    cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
+                )
+                row_grams, exhausted = _apply_cap(row_grams, room, which, caps, row_reasons)
+                if exhausted:
+                    row_status = REJECTED
+            row = {
+                **base_row,
+                "status": row_status,
+                "reasons": _dumps([r.__dict__ for r in row_reasons]),
+                "grams_co2e": row_grams if row_status != REJECTED else 0,
+                "points": (row_grams // gpp) if row_status != REJECTED else 0,
+                "evidence_fingerprint": fingerprint if row_status != REJECTED else None,
+            }
+            dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            stmt = dialect_insert(T).values(**row)
+            if fingerprint is not None and row_status != REJECTED:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
+            action_id = (await conn.execute(stmt.returning(T.c.id))).scalar_one_or_none()
+            if action_id is None:  # a concurrent twin took this evidence first
+                dup = Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用")
+                row.update(status=REJECTED, grams_co2e=0, points=0, evidence_fingerprint=None, reasons=_dumps([dup.__dict__]))
+                action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
+            elif row["status"] == APPROVED:
+                await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
+                              now=now, lot_expiry_days=lot_days, actor_user_id=None,
+                              issuance=await self._issuance(conn))
+            await idempotency.complete(conn, claim, "Action", action_id)
+            return SubmitResult(action_id, False)
+
+        return await self.db.write(work)
+
+    def _failure(self, loaded: LoadedActionType, stage: str, exc: BaseException) -> PluginFailure:
+        log.error(
+            "plugin failed",
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"plugin": loaded.plugin, "action_type": loaded.code, "stage": stage},
+        )
+        return PluginFailure(
+            f"The {loaded.code} plugin failed; nothing was recorded / 插件出错，未记录（{type(exc).__name__}）"
+        )
+
+    async def review(
+        self, *, actor_user_id: int, action_id: int, approve: bool, reason: str, now: datetime, request_id: str | None
+    ) -> int:
+        reason = ledger.validate_reason(reason)
+        gpp = self.settings.points.grams_per_point
+        tz = ZoneInfo(self.settings.actions.timezone)
+        lot_days = self.settings.points.lot_expiry_days
+
+        async def work(conn: AsyncConnection) -> int:
+            row = (await conn.execute(select(T).where(T.c.id == action_id))).first()
+            if row is None:
+                raise NotFound("No such action / 行为记录不存在", field="actionId")
+            row = row._mapping
+            if row["status"] != NEEDS_REVIEW:
+                raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
+            account_id = await _lock_member(conn, row["user_id"])
+            reasons = [Reason(**r) for r in json.loads(row["reasons"])]
+            values: dict[str, Any] = {"reviewed_by": actor_user_id, "reviewed_at": now, "review_reason": reason}
+            if approve:
+                loaded = self.host.get(row["plugin_code"])
+                caps = loaded.caps if loaded else Caps()
+                room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
+                                              occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
+                                              cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
+                grams, exhausted = _apply_cap(row["grams_co2e"], room, which, caps, reasons)
+                grams = min(grams, self.settings.points.max_single_amount * gpp)
+                status = REJECTED if exhausted else APPROVED
+                values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))
+                if exhausted:
+                    values.update(points=0, evidence_fingerprint=None)
+            else:
+                reasons.append(Reason("REJECTED_BY_REVIEW", reason))
+                values.update(status=REJECTED, grams_co2e=0, points=0, reasons=_dumps([r.__dict__ for r in reasons]))
+            done = (
+                await conn.execute(
+                    update(T).where(T.c.id == action_id, T.c.status == NEEDS_REVIEW).values(**values).returning(T.c.id)
+                )
+            ).scalar_one_or_none()
+            if done is None:
+                raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
+            if values["status"] == APPROVED:
+                await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
+                              code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
+                              issuance=await self._issuance(conn))
+            await audit.record(
+                conn,
+                actor_user_id=actor_user_id,
+                action="action.review." + ("approve" if approve else "reject"),
+                target_type="Action",
+                target_id=action_id,
+                reason=reason,
+                details={"status": values["status"], "points": values.get("points", 0)},
+                request_id=request_id,
+                now=now,
+            )
+            return action_id
+
+        return await self.db.write(work)
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+
+def action_dict(row: Any) -> dict:
+    return dict(row._mapping)
+
+
+async def actions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    if not ids:
+        return {}
+    rows = (await conn.execute(select(T).where(T.c.id.in_(list(ids))))).all()
+    return {r.id: action_dict(r) for r in rows}
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    has_next: bool
+    has_previous: bool
+
+
+async def actions_page(
+    conn: AsyncConnection, *, user_id: int | None = None, status: str | None = None, plugin_code: str | None = None,
+    first: int | None, after: int | None, last: int | None, before: int | None,
+) -> Page:
+    """Newest first, keyset on id."""
+    conds = []
+    if user_id is not None:
+        conds.append(T.c.user_id == user_id)
+    if status is not None:
+        conds.append(T.c.status == status)
+    if plugin_code is not None:
+        conds.append(T.c.plugin_code == plugin_code)
+    if after is not None:
+        conds.append(T.c.id < after)
+    if before is not None:
+        conds.append(T.c.id > before)
+    q = select(T).where(and_(*conds)) if conds else select(T)
+    if last is not None and first is None:
+        rows = (await conn.execute(q.order_by(T.c.id.asc()).limit(last + 1))).all()
+        has_prev = len(rows) > last
+        rows = list(reversed(rows[:last]))
+        return Page([action_dict(r) for r in rows], has_next=before is not None, has_previous=has_prev)
+    n = first or 0
+    rows = (await conn.execute(q.order_by(T.c.id.desc()).limit(n + 1))).all()
+    return Page([action_dict(r) for r in rows[:n]], has_next=len(rows) > n, has_previous=after is not None)
+
+
+async def count_actions(
+    conn: AsyncConnection, *, user_id: int | None = None, status: str | None = None, plugin_code: str | None = None
+) -> int:
+    q = select(func.count()).select_from(T)
+    if plugin_code is not None:
+        q = q.where(T.c.plugin_code == plugin_code)
+    if user_id is not None:
+        q = q.where(T.c.user_id == user_id)
+    if status is not None:
+        q = q.where(T.c.status == status)
+    return int((await conn.execute(q)).scalar_one())

@@ -1,0 +1,20 @@
+"""Hook specifications of the plugin host (pluggy project name ``jingtan``).
+
+Hooks are sync and only *register* things; the core calls the returned objects' (async) methods itself
+(DESIGN.md §3, §6: a raising hook would abort a whole pluggy call, and async hooks return coroutines).
+"""
+
+import pluggy
+
+from jingtan_api.plugins.api import PROJECT_NAME, ActionType
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec
+def jingtan_register_action_types() -> list[ActionType]:
+    """Return the action categories this plugin provides: a list of :class:`ActionType` instances.
+
+    Called once at startup for enabled plugins only. Each code must be unique across plugins.
+    Since plugin API 1.0.
+    """

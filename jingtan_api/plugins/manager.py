@@ -1,0 +1,189 @@
+"""Plugin discovery and loading: one :class:`PluginHost` (one pluggy ``PluginManager``) per app.
+
+Startup rules (DESIGN.md §3): enabled plugins are loaded by entry-point name from the group
+``jingtan.plugins`` (disabled ones are never imported); any problem stops startup with ONE line naming the
+plugin (:class:`jingtan_api.settings.ConfigurationError`).
+"""
+
+import importlib.metadata
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+from pydantic import ValidationError
+
+from jingtan_api.plugins import hookspecs
+from jingtan_api.plugins.api import (
+    ENTRY_POINT_GROUP,
+    PLUGIN_API_VERSION,
+    PROJECT_NAME,
+    ActionSettings,
+    ActionType,
+    Caps,
+    Methodology,
+)
+from jingtan_api.settings import ConfigurationError, Settings
+
+log = logging.getLogger("jingtan.plugins")
+
+CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+
+
+def camel(code: str) -> str:
+    head, *rest = code.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def pascal(code: str) -> str:
+    return "".join(p.capitalize() for p in code.split("_"))
+
+
+def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, Any]:
+    """Entry points of the group by name (not loaded). Tests monkeypatch this function."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
+
+
+def _version_ok(wanted: str) -> bool:
+    try:
+        w_major, w_minor = (int(x) for x in wanted.split(".")[:2])
+        h_major, h_minor = (int(x) for x in PLUGIN_API_VERSION.split(".")[:2])
+    except ValueError:
+        return False
+    return w_major == h_major and w_minor <= h_minor
+
+
+@dataclass
+class LoadedActionType:
+    """An enabled action type with its validated settings and where it came from."""
+
+    plugin: str
+    distribution_version: str
+    action_type: ActionType
+    settings: ActionSettings
+    methodology: Methodology
+    caps: Caps
+
+    @property
+    def code(self) -> str:
+        return self.action_type.code
+
+    @property
+    def field_name(self) -> str:
+        return camel(self.code)
+
+    @property
+    def input_type_name(self) -> str:
+        return self.action_type.graphql_input_name or f"{pascal(self.code)}ActionInput"
+
+
+class PluginHost:
+    """The plugins of one app: its pluggy manager and the enabled action types by code."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.action_types: dict[str, LoadedActionType] = {}
+
+    def get(self, code: str) -> LoadedActionType | None:
+        return self.action_types.get(code)
+
+    def by_field(self, field_name: str) -> LoadedActionType | None:
+        for loaded in self.action_types.values():
+            if loaded.field_name == field_name:
+                return loaded
+        return None
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def register(self, name: str, plugin: Any, settings: Settings, *, dist_version: str = "") -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise ConfigurationError(f"plugin {name!r}: invalid hook implementation: {_one_line(exc)}") from None
+        impls = [i for i in self.pm.hook.jingtan_register_action_types.get_hookimpls() if i.plugin_name == name]
+        for impl in impls:
+            try:
+                types = list(impl.function() or [])
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
+                raise ConfigurationError(
+                    f"plugin {name!r}: jingtan_register_action_types failed: {type(exc).__name__}: {_one_line(exc)}"
+                ) from None
+            for action_type in types:
+                self._add(name, action_type, settings, dist_version)
+
+    def _add(self, plugin: str, action_type: Any, settings: Settings, dist_version: str) -> None:
+        if not isinstance(action_type, ActionType):
+            raise ConfigurationError(f"plugin {plugin!r}: returned {action_type!r}, not an ActionType")
+        code = getattr(action_type, "code", None)
+        if not isinstance(code, str) or not CODE_RE.match(code):
+            raise ConfigurationError(f"plugin {plugin!r}: action type code {code!r} is not snake_case (2-40 chars)")
+        wanted = getattr(action_type, "plugin_api_version", "")
+        if not _version_ok(str(wanted)):
+            raise ConfigurationError(
+                f"plugin {plugin!r}: needs plugin API {wanted}, this server provides {PLUGIN_API_VERSION}"
+            )
+        if code in self.action_types:
+            raise ConfigurationError(
+                f"plugin {plugin!r}: action type code {code!r} is already provided by plugin "
+                f"{self.action_types[code].plugin!r}"
+            )
+        raw = settings.plugins.settings_for(code)
+        try:
+            plugin_settings = action_type.Settings.model_validate(raw)
+            action_type.validate_settings(plugin_settings)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or code}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigurationError(f"plugin {plugin!r}: invalid settings [plugins.{code}]: {problems}") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"plugin {plugin!r}: invalid settings [plugins.{code}]: {_one_line(exc)}") from None
+        loaded = LoadedActionType(
+            plugin=plugin,
+            distribution_version=dist_version,
+            action_type=action_type,
+            settings=plugin_settings,
+            methodology=action_type.methodology(plugin_settings),
+            caps=action_type.caps(plugin_settings),
+        )
+        for other in self.action_types.values():
+            if other.field_name == loaded.field_name:
+                raise ConfigurationError(
+                    f"plugin {plugin!r}: input field {loaded.field_name!r} collides with plugin {other.plugin!r}"
+                )
+        self.action_types[code] = loaded
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def load_plugins(settings: Settings, plugins: Any = None) -> PluginHost:
+    """Load the enabled plugins (or exactly ``plugins`` when given: a list of plugin objects/modules, or
+    of ``(name, plugin)`` pairs — then ``[plugins] enabled`` is ignored). Raises ConfigurationError."""
+    host = PluginHost()
+    if plugins is not None:
+        for item in plugins:
+            name, plugin = item if isinstance(item, tuple) else (getattr(item, "__name__", repr(item)), item)
+            host.register(name, plugin, settings)
+        return host
+    enabled = list(dict.fromkeys(settings.plugins.enabled))
+    if not enabled:
+        return host
+    available = discover_entry_points()
+    for name in enabled:
+        ep = available.get(name)
+        if ep is None:
+            raise ConfigurationError(
+                f"plugin {name!r} is enabled but not installed (no entry point {name!r} in group {ENTRY_POINT_GROUP!r})"
+            )
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - one clear line naming the plugin
+            raise ConfigurationError(f"plugin {name!r} failed to import: {type(exc).__name__}: {_one_line(exc)}") from None
+        dist = getattr(ep, "dist", None)
+        host.register(name, plugin, settings, dist_version=getattr(dist, "version", "") or "")
+    log.info("plugins loaded", extra={"action_types": sorted(host.action_types)})
+    return host

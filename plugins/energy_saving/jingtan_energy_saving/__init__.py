@@ -1,0 +1,240 @@
+"""Energy-saving plugin: household electricity saved against the household's own baseline
+(METHODOLOGY.md "Energy saving", after the Shenzhen residential electricity carbon-inclusion methodology).
+
+saving (kWh) = baseline − actual consumption of the period, where the baseline is the household's own
+average monthly consumption in comparable earlier periods of the same meter (the same months a year
+earlier when known, else up to the last 12 recorded months), or — for a meter's first period — a regional
+per-capita baseline × household size. reduction = saving × grid emission factor.
+
+Decision: a period with no saving (consumption at or above the baseline) is APPROVED with 0 g and 0 points
+and the reason NO_SAVING. It is still recorded so that the meter's readings stay continuous (the next
+period must start from its end reading) and the period counts once. Written only against
+``jingtan_api.plugins.api``.
+"""
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, model_validator
+
+from jingtan_api.plugins.api import (
+    ActionInput,
+    ActionSettings,
+    ActionType,
+    Calculation,
+    Evidence,
+    Factor,
+    Methodology,
+    PluginContext,
+    Reason,
+    Status,
+    Verification,
+    grams_from,
+    hookimpl,
+)
+
+__version__ = "1.0.0"
+CN = ZoneInfo("Asia/Shanghai")
+
+
+class GridRegion(str, Enum):
+    """Regional power grid of the household. / 所在区域电网。"""
+
+    NORTH = "NORTH"
+    EAST = "EAST"
+    CENTRAL = "CENTRAL"
+    NORTHEAST = "NORTHEAST"
+    NORTHWEST = "NORTHWEST"
+    SOUTH = "SOUTH"
+    SOUTHWEST = "SOUTHWEST"
+
+
+def _months_between(start: date, end: date) -> int:
+    return (end.year - start.year) * 12 + end.month - start.month
+
+
+class EnergySavingInput(ActionInput):
+    """Electricity use of a household meter over whole months. / 家庭电表若干整月的用电。"""
+
+    meter_id: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="Meter number. / 电表号。")
+    period_start: date = Field(description="First day of the first month. / 起始月第一天。")
+    period_end: date = Field(description="First day of the month after the last month (exclusive). / 结束月的下一个月第一天。")
+    start_reading_kwh: float = Field(ge=0, le=100_000_000, description="Meter reading at period start, kWh. / 期初读数。")
+    end_reading_kwh: float = Field(ge=0, le=100_000_000, description="Meter reading at period end, kWh. / 期末读数。")
+    household_size: int | None = Field(None, ge=1, le=20, description="People in the household (first period baseline). / 家庭人数。")
+    grid_region: GridRegion | None = Field(None, description="Regional grid; national factor when absent. / 区域电网。")
+    has_rooftop_pv: bool = Field(False, description="The household has rooftop solar. / 是否装有屋顶光伏。")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EnergySavingInput":
+        if self.period_start.day != 1 or self.period_end.day != 1:
+            raise ValueError("periodStart and periodEnd must be first days of months")
+        months = _months_between(self.period_start, self.period_end)
+        if not 1 <= months <= 12:
+            raise ValueError("a period covers 1 to 12 whole months")
+        if self.end_reading_kwh < self.start_reading_kwh:
+            raise ValueError("endReadingKwh must not be below startReadingKwh")
+        return self
+
+    @property
+    def months(self) -> int:
+        return _months_between(self.period_start, self.period_end)
+
+    @property
+    def consumption(self) -> Decimal:
+        return Decimal(str(self.end_reading_kwh)) - Decimal(str(self.start_reading_kwh))
+
+
+class EnergySavingSettings(ActionSettings):
+    """``[plugins.energy_saving]``."""
+
+    claim_window_days: int = Field(45, ge=1, le=366, description="Days after the period ends during which it may be claimed.")
+    exclude_pv_households: bool = Field(True, description="Refuse households with rooftop PV (as Shanghai does).")
+    per_capita_baseline_kwh_month: Decimal = Field(
+        Decimal(80), gt=0, le=10_000, allow_inf_nan=False,
+        description="Per-capita monthly baseline for a meter's first period (operator should set the regional value).",
+    )
+    default_household_size: Decimal = Field(Decimal("2.62"), gt=0, le=20, allow_inf_nan=False,
+                                            description="Household size when not given (2020 census average).")
+    max_kwh_per_month: int = Field(10_000, ge=1, description="Higher monthly consumption is implausible for a household.")
+    national_factor_id: str = Field("energy.grid.national.2023", description="Factor used when no region is given.")
+
+
+MEE = "MEE/NBS consumer-side average grid emission factor"
+FACTORS = (
+    Factor("energy.grid.national.2021", "0.5568", "kgCO2/kWh", MEE, 2021, "CN", ""),
+    Factor("energy.grid.national.2022", "0.5366", "kgCO2/kWh", MEE, 2022, "CN", ""),
+    Factor("energy.grid.national.2023", "0.5306", "kgCO2/kWh", MEE, 2023, "CN",
+           "not 0.5703 (the power-sector compliance factor)"),
+    Factor("energy.grid.north.2022", "0.6776", "kgCO2/kWh", MEE, 2022, "CN-North", ""),
+    Factor("energy.grid.east.2022", "0.5617", "kgCO2/kWh", MEE, 2022, "CN-East", ""),
+    Factor("energy.grid.central.2022", "0.5395", "kgCO2/kWh", MEE, 2022, "CN-Central", ""),
+    Factor("energy.grid.northeast.2022", "0.5564", "kgCO2/kWh", MEE, 2022, "CN-Northeast", ""),
+    Factor("energy.grid.northwest.2022", "0.5857", "kgCO2/kWh", MEE, 2022, "CN-Northwest", ""),
+    Factor("energy.grid.south.2022", "0.3869", "kgCO2/kWh", MEE, 2022, "CN-South", ""),
+    Factor("energy.grid.southwest.2022", "0.2268", "kgCO2/kWh", MEE, 2022, "CN-Southwest", ""),
+)
+
+
+def _fmt(d: Decimal) -> str:
+    return f"{d.quantize(Decimal('0.01')).normalize():f}"
+
+
+class EnergySavingActionType(ActionType):
+    code = "energy_saving"
+    name_zh = "家庭节电"
+    name_en = "Household electricity saving"
+    version = "1.0.0"
+    description = "Electricity saved by a household against its own baseline. / 家庭用电较自身基线的节约量。"
+    Settings = EnergySavingSettings
+    Input = EnergySavingInput
+    graphql_input_name = "EnergySavingActionInput"
+
+    def base_methodology(self) -> Methodology:
+        return Methodology(
+            title="Household electricity saving / 家庭节电减排",
+            reference="Shenzhen residential electricity carbon-inclusion methodology (2022); MEE/NBS grid factors",
+            text="Saving = baseline − actual consumption (kWh) for whole months; the baseline is the household's "
+            "own average monthly consumption in comparable earlier periods of the meter (the same months a year "
+            "earlier when recorded, else up to the last 12 recorded months), or for a first period a per-capita "
+            "baseline × household size. Reduction = saving × grid factor (regional 2022 when a region is given, "
+            "else national 2023), rounded down to whole grams. No saving credits nothing (recorded with 0 points). "
+            "Readings must be monotonic per meter, periods must not overlap, one credit per meter and period; "
+            "rooftop-PV households are excluded by default.",
+            factors=FACTORS,
+        )
+
+    def validate_settings(self, settings: EnergySavingSettings) -> None:
+        super().validate_settings(settings)
+        if settings.national_factor_id not in {f.id for f in FACTORS}:
+            raise ValueError(f"national_factor_id {settings.national_factor_id!r} is not a known factor")
+
+    def period(self, input: EnergySavingInput) -> tuple[datetime, datetime]:
+        return datetime.combine(input.period_start, time(), CN), datetime.combine(input.period_end, time(), CN)
+
+    def subject(self, input: EnergySavingInput) -> str:
+        return input.meter_id
+
+    def evidence_fingerprint(self, input: EnergySavingInput, evidence: Evidence) -> str:
+        return f"{input.meter_id}:{input.period_start.isoformat()}"
+
+    def factor_for(self, input: EnergySavingInput, ctx: PluginContext) -> Factor:
+        m = self.methodology(ctx.settings)
+        if input.grid_region is not None:
+            return m.factor(f"energy.grid.{input.grid_region.value.lower()}.2022")
+        return m.factor(ctx.settings.national_factor_id)
+
+    async def verify(self, input: EnergySavingInput, evidence: Evidence, ctx: PluginContext) -> Verification:
+        s: EnergySavingSettings = ctx.settings
+        if input.has_rooftop_pv and s.exclude_pv_households:
+            return Verification.rejected(("PV_EXCLUDED", "Households with rooftop PV are excluded / 装有屋顶光伏的家庭不参与"))
+        if input.consumption > s.max_kwh_per_month * input.months:
+            return Verification.rejected(
+                ("READING_IMPLAUSIBLE", f"More than {s.max_kwh_per_month} kWh per month is not a household / 用电量不合理")
+            )
+        history = await ctx.subject_actions(input.meter_id, statuses=(Status.APPROVED, Status.NEEDS_REVIEW))
+        start, end = self.period(input)
+        earlier = []
+        for record in history:
+            if record.occurred_from < end and record.occurred_to > start:
+                return Verification.rejected(("PERIOD_OVERLAP", "This meter already has a claim for these months / 该电表此期间已申报"))
+            if record.occurred_to <= start:
+                earlier.append(record)
+        if earlier:
+            last = max(earlier, key=lambda r: r.occurred_to)
+            if Decimal(str(input.start_reading_kwh)) < Decimal(str(last.input["end_reading_kwh"])):
+                return Verification.rejected(
+                    ("METER_NOT_MONOTONIC", f"Start reading is below the last recorded reading {last.input['end_reading_kwh']} kWh / 读数小于上次读数")
+                )
+        for record in history:
+            if record.occurred_from >= end and Decimal(str(record.input["start_reading_kwh"])) < Decimal(str(input.end_reading_kwh)):
+                return Verification.rejected(("METER_NOT_MONOTONIC", "A later period has a lower reading / 后续期间读数更小"))
+        baseline, source = self._baseline(input, earlier, s)
+        reasons = []
+        if baseline * input.months <= input.consumption:
+            reasons.append(Reason("NO_SAVING", "No electricity saved against the baseline; nothing credited / 未较基线节电，不计积分"))
+        return Verification.approved(data={"baseline_kwh_per_month": str(baseline), "baseline_source": source}, reasons=reasons)
+
+    def _baseline(self, input: EnergySavingInput, earlier: list, s: EnergySavingSettings) -> tuple[Decimal, str]:
+        def consumption(r) -> Decimal:
+            return Decimal(str(r.input["end_reading_kwh"])) - Decimal(str(r.input["start_reading_kwh"]))
+
+        def months(r) -> int:
+            return _months_between(date.fromisoformat(r.input["period_start"]), date.fromisoformat(r.input["period_end"]))
+
+        year_ago = [r for r in earlier
+                    if r.input["period_start"] == input.period_start.replace(year=input.period_start.year - 1).isoformat()
+                    and r.input["period_end"] == input.period_end.replace(year=input.period_end.year - 1).isoformat()]
+        if year_ago:
+            r = year_ago[-1]
+            return consumption(r) / months(r), "same months one year earlier"
+        if earlier:
+            recent, total_m = [], 0
+            for r in sorted(earlier, key=lambda r: r.occurred_from, reverse=True):
+                if total_m >= 12:
+                    break
+                recent.append(r)
+                total_m += months(r)
+            return sum(consumption(r) for r in recent) / total_m, f"average of the last {total_m} recorded months"
+        size = Decimal(input.household_size) if input.household_size else s.default_household_size
+        return s.per_capita_baseline_kwh_month * size, f"per-capita baseline {s.per_capita_baseline_kwh_month} kWh × {size} people"
+
+    def calculate(self, input: EnergySavingInput, verification: Verification, ctx: PluginContext) -> Calculation:
+        factor = self.factor_for(input, ctx)
+        per_month = Decimal(verification.data["baseline_kwh_per_month"])
+        baseline = per_month * input.months
+        saving = baseline - input.consumption
+        head = (f"baseline {_fmt(per_month)} kWh/month × {input.months} ({verification.data['baseline_source']}) − "
+                f"actual {_fmt(input.consumption)} kWh = {_fmt(saving)} kWh")
+        if saving <= 0:
+            return Calculation(grams_co2e=0, factors=(factor,), formula=f"{head}; no saving, nothing credited")
+        grams = grams_from(saving, factor, scale=1000)
+        return Calculation(grams_co2e=grams, factors=(factor,),
+                           formula=f"{head} × {factor.value} kg/kWh ({factor.id}) = {grams} g")
+
+
+@hookimpl
+def jingtan_register_action_types() -> list[ActionType]:
+    return [EnergySavingActionType()]
