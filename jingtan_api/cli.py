@@ -198,10 +198,17 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_with_services(lambda services: seed_demo(services, if_empty=args.if_empty)))
 
 
-def cmd_config(args: argparse.Namespace) -> int:
+def example_config_text() -> str:
+    """jingtan.example.toml: the core settings and the settings of the built-in (default) plugins."""
+    from jingtan_api.plugins.manager import load_plugins
     from jingtan_api.settings import example_toml
 
-    text = example_toml()
+    host = load_plugins(default_settings())
+    return example_toml({code: loaded.settings for code, loaded in host.action_types.items()})
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    text = example_config_text()
     path = Path(args.output)
     if args.action == "example":
         path.write_text(text, encoding="utf-8")

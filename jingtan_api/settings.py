@@ -242,8 +242,44 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot render {value!r} as TOML")
 
 
-def example_toml() -> str:
-    """The documented configuration file: every key with its default (``jingtan config example``)."""
+def _toml_key(key: str) -> str:
+    import re as _re
+
+    return key if _re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    return _toml_value(value)
+
+
+def _render_model(table: str, model: BaseModel, doc: str | None = None) -> list[str]:
+    """One TOML table for a settings model: every field with its description and default."""
+    lines = ["", f"[{table}]"]
+    doc = doc if doc is not None else (type(model).__doc__ or "").strip()
+    if doc:
+        lines += [f"# {line.strip()}" for line in doc.splitlines() if line.strip()]
+    dumped = model.model_dump(mode="json", by_alias=True)
+    fields = type(model).model_fields
+    for name, field in fields.items():
+        key = field.alias or name
+        value = dumped.get(key)
+        if field.description:
+            lines.append(f"# {field.description}")
+        if value is None:
+            lines.append(f"# {key} = (unset: see description)")
+        else:
+            lines.append(f"{_toml_key(key)} = {_inline(value)}")
+    return lines
+
+
+def example_toml(plugin_settings: dict[str, BaseModel] | None = None) -> str:
+    """The documented configuration file: every key with its default (``jingtan config example``).
+
+    ``plugin_settings`` adds a ``[plugins.<code>]`` table per enabled plugin, from its settings model."""
     lines = [
         "# Jingtan API configuration. Every key is shown with its default value.",
         "# Copy to jingtan.toml (read from the working directory) or point JINGTAN_CONFIG at it.",
@@ -252,11 +288,11 @@ def example_toml() -> str:
         "",
     ]
     defaults = Settings.model_construct()
-    sections: list[tuple[str, BaseModel, type[BaseModel]]] = []
+    sections: list[tuple[str, BaseModel]] = []
     for name, field in Settings.model_fields.items():
         value = getattr(defaults, name, field.get_default(call_default_factory=True))
         if isinstance(value, BaseModel):
-            sections.append((name, value, type(value)))
+            sections.append((name, value))
             continue
         if field.description:
             lines.append(f"# {field.description}")
@@ -264,18 +300,8 @@ def example_toml() -> str:
             lines.append(f"# {name} = (unset)")
         else:
             lines.append(f"{name} = {_toml_value(value)}")
-    for name, value, model in sections:
-        lines += ["", f"[{name}]"]
-        doc = (model.__doc__ or "").strip()
-        if doc and model is not BaseModel:
-            lines += [f"# {line}" for line in doc.splitlines()]
-        for fname, field in model.model_fields.items():
-            key = field.alias or fname
-            fvalue = getattr(value, fname)
-            if field.description:
-                lines.append(f"# {field.description}")
-            if fvalue is None:
-                lines.append(f"# {key} = (unset: see description)")
-            else:
-                lines.append(f"{key} = {_toml_value(fvalue)}")
+    for name, value in sections:
+        lines += _render_model(name, value)
+    for code, model in sorted((plugin_settings or {}).items()):
+        lines += _render_model(f"plugins.{code}", model, doc=f"Settings of the {code!r} action plugin.")
     return "\n".join(lines).rstrip() + "\n"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jingtan_api.settings import ConfigurationError, example_toml, load_settings
+from jingtan_api.settings import ConfigurationError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,8 +79,10 @@ def test_cli_reports_configuration_errors_in_one_line(monkeypatch, capsys):
 
 
 def test_example_file_documents_every_key_with_its_default():
+    from jingtan_api.cli import example_config_text
+
     text = (ROOT / "jingtan.example.toml").read_text(encoding="utf-8")
-    assert text == example_toml(), "jingtan.example.toml is stale: run `jingtan config example`"
+    assert text == example_config_text(), "jingtan.example.toml is stale: run `jingtan config example`"
     import tomllib
 
     parsed = tomllib.loads(text)
@@ -94,3 +96,14 @@ def test_example_file_documents_every_key_with_its_default():
                 assert f"# {key} =" in text
             else:
                 assert parsed[section][key] == value, f"{section}.{key}"
+
+
+def test_example_file_works_as_a_configuration(tmp_path):
+    """Copied as jingtan.toml, the example validates, including every plugin's table."""
+    from jingtan_api.plugins.manager import load_plugins
+
+    (tmp_path / "jingtan.toml").write_text((ROOT / "jingtan.example.toml").read_text(encoding="utf-8"))
+    settings = load_settings()
+    host = load_plugins(settings)
+    assert sorted(host.action_types) == ["energy_saving", "recycling", "transit"]
+    assert settings.plugins.settings_for("transit")["review_above_grams"] == 500

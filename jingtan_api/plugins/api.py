@@ -279,9 +279,10 @@ class HistorySource:
 
 
 class ActionSettings(BaseModel):
-    """Base of a plugin's settings model (``[plugins.<code>]``). Unknown keys are refused."""
+    """Base of a plugin's settings model (``[plugins.<code>]``). Unknown keys are refused; defaults are
+    validated like configured values (so enum-keyed defaults become enums)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     daily_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per day.")
     monthly_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per month.")
