@@ -75,22 +75,15 @@ class UsersMutation:
     async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
         ctx = info.context
         try:
-            user_id = await ctx.services.users.register(
+            session = await ctx.services.users.register_session(
                 email=input.email,
                 phone=input.phone,
                 password=input.password,
                 display_name=input.display_name,
                 now=ctx.now(),
             )
-            session = await ctx.services.users.login(
-                identifier=input.email or input.phone,
-                password=input.password,
-                address=client_address(info),
-                now=ctx.now(),
-            )
         except DomainError as exc:
             return RegisterPayload(user_errors=user_errors_from(exc))
-        assert session.user_id == user_id
         await _as_viewer(info, session)
         payload = await _session_payload(info, session)
         return RegisterPayload(user=payload.user, tokens=payload.tokens)

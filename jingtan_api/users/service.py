@@ -1,6 +1,7 @@
 """Users: registration, login, sessions, password changes, roles. Knows nothing about GraphQL."""
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,13 +24,16 @@ from jingtan_api.users.models import User
 U = User.__table__
 LA = LoginAttempt.__table__
 
-_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# ASCII digits only: Python's \d also matches Arabic-Indic, Devanagari, ... digits, which would let the
+# same number be stored under several spellings (and defeat the uniqueness check).
+_CN_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def normalize_phone(phone: str, *, field: str = "phone") -> str:
-    """Mainland mobile numbers (with or without +86) and E.164 numbers, normalised to E.164."""
-    raw = re.sub(r"[\s\-()]", "", phone or "")
+    """Mainland mobile numbers (with or without +86) and E.164 numbers, normalised to E.164.
+    Full-width digits and separators (typed with a Chinese input method) are folded to ASCII first."""
+    raw = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", phone or ""))
     if raw.startswith("0086"):
         raw = "+86" + raw[4:]
     if _CN_MOBILE.match(raw):
@@ -43,7 +47,7 @@ def normalize_phone(phone: str, *, field: str = "phone") -> str:
 
 def normalize_email(email: str, *, field: str = "email") -> str:
     try:
-        result = validate_email(email or "", check_deliverability=False)
+        result = validate_email((email or "").strip(), check_deliverability=False)
     except EmailNotValidError:
         raise ValidationFailed("Not a valid email address / 邮箱格式无效", code="INVALID_EMAIL", field=field) from None
     return result.normalized.lower()
@@ -101,6 +105,37 @@ class UserService:
         roles: frozenset[str] = frozenset({MEMBER}),
         now: datetime,
     ) -> int:
+        """Create a user (and their points account); returns the user id."""
+        user_id, _ = await self._register(
+            email=email, phone=phone, password=password, display_name=display_name, roles=roles,
+            now=now, start_session=False,
+        )
+        return user_id
+
+    async def register_session(
+        self, *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime
+    ) -> Session:
+        """Register a member and start their first session in the same transaction. This is not a
+        login: it is not subject to the failed-login limits, and if anything fails nothing is written."""
+        roles = frozenset({MEMBER})
+        user_id, pair = await self._register(
+            email=email, phone=phone, password=password, display_name=display_name, roles=roles,
+            now=now, start_session=True,
+        )
+        assert pair is not None
+        return Session(user_id=user_id, roles=roles, pair=pair)
+
+    async def _register(
+        self,
+        *,
+        email: str | None,
+        phone: str | None,
+        password: str,
+        display_name: str,
+        roles: frozenset[str],
+        now: datetime,
+        start_session: bool,
+    ) -> tuple[int, tokens.TokenPair | None]:
         if not email and not phone:
             raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
         email_n = normalize_email(email) if email else None
@@ -111,7 +146,7 @@ class UserService:
             raise ValidationFailed("Unknown role / 未知角色", field="roles")
         password_hash = await self.passwords.hash(password)
 
-        async def tx(conn: AsyncConnection) -> int:
+        async def tx(conn: AsyncConnection) -> tuple[int, tokens.TokenPair | None]:
             conditions = [U.c.email == email_n] if email_n else []
             conditions += [U.c.phone == phone_n] if phone_n else []
             taken = (await conn.execute(select(U.c.email, U.c.phone).where(or_(*conditions)).limit(1))).first()
@@ -134,13 +169,18 @@ class UserService:
                 )
             ).scalar_one()
             await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
-            return user_id
+            pair = await self._issue_pair(conn, user_id, roles, family_id=None, now=now) if start_session else None
+            return user_id, pair
 
         try:
             return await self.db.write(tx)
         except IntegrityError:
             # A concurrent registration took the address between our check and insert.
-            self._raise_taken(bool(email_n))
+            if email_n:
+                async with self.db.read() as conn:
+                    email_taken = (await conn.execute(select(U.c.id).where(U.c.email == email_n))).first()
+                self._raise_taken(email_taken is not None)
+            self._raise_taken(False)
 
     @staticmethod
     def _raise_taken(is_email: bool):
