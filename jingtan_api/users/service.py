@@ -1,5 +1,6 @@
 """Users: registration, login, sessions, password changes, roles. Knows nothing about GraphQL."""
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -77,6 +78,12 @@ def roles_of_str(roles: str) -> frozenset[str]:
 
 def roles_of(row) -> frozenset[str]:
     return roles_of_str(row.roles)
+
+
+def _lock_key(kind: str, value: str) -> int:
+    """A signed 64-bit key for pg_advisory_xact_lock."""
+    digest = hashlib.sha256(f"{kind}:{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -230,7 +237,17 @@ class UserService:
         cfg = self.settings.auth
         window_start = now - timedelta(seconds=cfg.login_window_seconds)
         key = ident or (identifier or "").strip().lower()[:254]
-        async with self.db.read() as conn:
+        limited = RateLimited(
+            "Too many failed logins: try again later / 登录失败次数过多，请稍后再试", field="identifier"
+        )
+
+        async def claim(conn: AsyncConnection):
+            """Count the failures in the window and, below the limits, record this attempt as a failure
+            before the password is checked (a success deletes it). Counting and recording happen in one
+            serialised write transaction, so parallel guesses cannot all slip under the limit."""
+            if conn.dialect.name == "postgresql":
+                for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
+                    await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
             by_ident = (
                 await conn.execute(
                     select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
@@ -241,22 +258,21 @@ class UserService:
                     select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
                 )
             ).scalar_one()
-            row = None
-            if ident:
-                column = U.c.email if "@" in ident else U.c.phone
-                row = (await conn.execute(select(U).where(column == ident))).one_or_none()
-        if by_ident >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
-            raise RateLimited(
-                "Too many failed logins: try again later / 登录失败次数过多，请稍后再试", field="identifier"
-            )
+            if by_ident >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
+                return limited
+            await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
+            # Keep the table small: attempts older than the window no longer count.
+            await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
+            if not ident:
+                return None
+            column = U.c.email if "@" in ident else U.c.phone
+            return (await conn.execute(select(U).where(column == ident))).one_or_none()
+
+        row = await self.db.write(claim)
+        if row is limited:
+            raise limited
         ok = await self.passwords.verify(row.password_hash if row else None, password or "")
         if not ok or row is None or row.status != "ACTIVE":
-            async def record(conn: AsyncConnection) -> None:
-                await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
-                # Keep the table small: attempts older than the window no longer count.
-                await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
-
-            await self.db.write(record)
             raise generic
         rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(row.password_hash) else None
 
