@@ -51,7 +51,7 @@ class Viewer:
     def require_user(self) -> int:
         if self.user_id is None:
             if self.auth_error:
-                raise Unauthenticated(_AUTH_ERRORS.get(self.auth_error, self.auth_error), field=None)
+                raise Unauthenticated(_AUTH_ERRORS.get(self.auth_error, self.auth_error), reason=self.auth_error)
             raise Unauthenticated()
         return self.user_id
 

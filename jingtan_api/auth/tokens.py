@@ -81,7 +81,8 @@ class AccessTokens:
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= self.clock().timestamp():
             return Viewer(auth_error="TOKEN_EXPIRED")
-        if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
+        sub = str(claims.get("sub", ""))
+        if claims.get("typ") != "access" or not (sub.isascii() and sub.isdigit() and len(sub) <= 18):
             return Viewer(auth_error="INVALID_TOKEN")
         roles = frozenset(r for r in claims.get("roles", []) if isinstance(r, str))
         return Viewer(user_id=int(claims["sub"]), roles=roles, scopes=scopes_for_roles(roles))

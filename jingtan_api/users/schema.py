@@ -4,9 +4,9 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.errors import DomainError, PermissionDenied
+from jingtan_api.errors import DomainError, PermissionDenied, Unauthenticated
 from jingtan_api.graphql.relay import decode_id, user_errors_from
-from jingtan_api.users.service import Session
+from jingtan_api.users.service import Session, users_by_ids
 from jingtan_api.users.types import (
     AuthPayload,
     AuthTokens,
@@ -58,7 +58,10 @@ async def _as_viewer(info: Info, session: Session) -> None:
 
 @strawberry.type
 class UsersQuery:
-    @strawberry.field(description="The logged-in user, or null when anonymous. / 当前登录用户。")
+    @strawberry.field(
+        description="The logged-in user; null when anonymous, an UNAUTHENTICATED error when the token sent "
+        "is expired, invalid or revoked. / 当前登录用户。"
+    )
     async def viewer(self, info: Info) -> User | None:
         viewer = info.context.viewer
         if viewer.user_id is None:
@@ -66,7 +69,12 @@ class UsersQuery:
                 viewer.require_user()  # raises UNAUTHENTICATED with the reason
             return None
         row = await users_loader(info).load(viewer.user_id)
-        return User.from_row(row) if row else None
+        if row is None or row["status"] != "ACTIVE":
+            # A valid token of a user who was disabled (or no longer exists) since it was issued.
+            raise Unauthenticated(
+                "This token was revoked or the account is disabled / 令牌已吊销或账户已停用", reason="REVOKED_TOKEN"
+            )
+        return User.from_row(row)
 
 
 @strawberry.type
@@ -154,6 +162,8 @@ class UsersMutation:
             )
         except DomainError as exc:
             return SetUserRolesPayload(user_errors=user_errors_from(exc))
-        users_loader(info).clear(user_id)
-        return SetUserRolesPayload(user=User.from_row(await users_loader(info).load(user_id)))
+        # Read the row afresh: the request's loader may hold the roles from before the change (and
+        # DataLoader.clear raises KeyError for a key it never loaded).
+        rows = await ctx.read(users_by_ids, [user_id])
+        return SetUserRolesPayload(user=User.from_row(rows[user_id]))
 
