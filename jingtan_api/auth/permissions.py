@@ -16,6 +16,7 @@ SCOPES: dict[str, str] = {
     "points:write": "Grant and revoke points (admin tokens only)",
     "audit:read": "Read the audit log (admin tokens only)",
     "users:read": "Read member profiles (admin tokens only)",
+    "users:write": "Change users' roles (admin tokens only)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     MEMBER: frozenset({"account:read"}),

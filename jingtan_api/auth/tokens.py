@@ -191,6 +191,10 @@ async def create_api_token(
     name = (name or "").strip()
     if not 1 <= len(name) <= 100:
         raise ValidationFailed("Token name must have 1-100 characters / 令牌名称须为 1-100 个字符", field="name")
+    if expires_at is not None and expires_at.utcoffset() is None:
+        raise ValidationFailed(
+            "Give the expiry with a time zone, e.g. 2026-07-01T00:00:00+08:00 / 过期时间须带时区", field="expiresAt"
+        )
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed("Expiry must be in the future / 过期时间必须在未来", field="expiresAt")
     prefix = secrets.token_hex(6)

@@ -122,6 +122,8 @@ class UsersMutation:
     async def logout(self, info: Info, input: LogoutInput) -> LogoutPayload:
         ctx = info.context
         try:
+            if input.all_sessions and ctx.viewer.api_token_id is not None:
+                raise PermissionDenied("API tokens cannot end login sessions / API 令牌不能注销登录会话")
             await ctx.services.users.logout(
                 user_id=ctx.viewer.user_id,
                 refresh_token=input.refresh_token,
@@ -150,7 +152,7 @@ class UsersMutation:
     async def set_user_roles(self, info: Info, input: SetUserRolesInput) -> SetUserRolesPayload:
         ctx = info.context
         try:
-            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            actor = ctx.viewer.require_role(ADMIN, scope="users:write")
             user_id = decode_id(input.user_id, "User", field="userId")
             await ctx.services.users.set_roles(
                 actor_user_id=actor,
