@@ -30,7 +30,7 @@ from jingtan_api.auth.schema import AuthMutation, AuthQuery
 from jingtan_api.auth.types import ApiToken
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.errors import JingtanMaskErrors
-from jingtan_api.graphql.relay import Node, from_global_id
+from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
 from jingtan_api.settings import Settings
 from jingtan_api.users import service as users_service
 from jingtan_api.users.schema import UsersMutation, UsersQuery
@@ -141,11 +141,12 @@ async def resolve_nodes(info: Info, ids: Sequence[str]) -> list[Node | None]:
         except NotFound:
             parsed.append(None)
             continue
-        if type_name not in resolvers or not raw.isdigit() or len(raw) > 18:
+        pk = parse_pk(raw)
+        if type_name not in resolvers or pk is None:
             parsed.append(None)
             continue
-        parsed.append((type_name, int(raw)))
-        wanted.setdefault(type_name, set()).add(int(raw))
+        parsed.append((type_name, pk))
+        wanted.setdefault(type_name, set()).add(pk)
     found: dict[str, dict[int, Any]] = {}
     for type_name, pks in wanted.items():
         found[type_name] = await resolvers[type_name](info, sorted(pks))
