@@ -89,20 +89,15 @@ async def test_duplicate_registration_is_refused(gql, services, first, second, f
     await _assert_refused(gql, services, second, "ALREADY_REGISTERED", field)
 
 
+# Representative cases through GraphQL (with the nothing-written check); the full tables are in
+# test_auth_units.py.
 @pytest.mark.parametrize(
     "phone",
     [
         "12345",
-        "1380013800",  # 10 digits
-        "138001380001",  # 12 digits
-        "12800138000",  # mainland mobiles start 13-19
         "+86 128 0013 8000",
-        "+8613800138",
         "8613800138000",  # neither E.164 (no +) nor a mainland number
-        "phone",
-        "13800138000x",
         "13٨00138000",  # an Arabic-Indic digit is a digit to Python's \d, not to us
-        "+0123456789",
         "",
     ],
 )
@@ -114,10 +109,7 @@ async def test_malformed_phone_is_refused(gql, services, phone):
     await _assert_refused(gql, services, {"phone": phone}, "INVALID_PHONE", "phone")
 
 
-@pytest.mark.parametrize(
-    "email",
-    ["plainaddress", "@example.cn", "a@", "a@@example.cn", "a b@example.cn", "a@example", "a@-example.cn", "x" * 250 + "@e.cn"],
-)
+@pytest.mark.parametrize("email", ["plainaddress", "a@example", "a@@example.cn", "x" * 250 + "@e.cn"])
 async def test_malformed_email_is_refused(gql, services, email):
     await _assert_refused(gql, services, {"email": email}, "INVALID_EMAIL", "email")
 
@@ -130,11 +122,7 @@ async def test_missing_identifier_is_refused(gql, services):
     "password",
     [
         "short1A",  # too short
-        "alllowercaseletters",  # one character class
-        "12345678901",  # one class, and a common password shape
-        "password123",  # common
         "P@ssw0rd",  # common (case-insensitive)
-        "aaaa1111aaaa",  # too few distinct characters
         "x" * 300 + "A1",  # too long
         "weak13812345678Ab",  # contains the phone number (national form)
         "Weakling-newbie",  # contains the email's local part

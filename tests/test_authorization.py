@@ -77,12 +77,12 @@ async def test_anonymous_reads_nothing_by_id(gql, member):
     assert data["nodes"] == [None, None]
 
 
-@pytest.mark.parametrize("bad", MALFORMED_IDS)
-async def test_malformed_ids_give_null_never_a_500(gql, member, bad):
-    body = await gql(NODE, {"id": bad}, token=member["token"])
-    assert body == {"data": {"node": None}}, body
-    body = await gql(NODES, {"ids": [bad, member["id"]]}, token=member["token"])
-    assert body["data"]["nodes"][0] is None and body["data"]["nodes"][1]["id"] == member["id"], body
+async def test_malformed_ids_give_null_never_a_500(gql, member):
+    for bad in MALFORMED_IDS:
+        body = await gql(NODE, {"id": bad}, token=member["token"])
+        assert body == {"data": {"node": None}}, (bad, body)
+    body = await gql(NODES, {"ids": [*MALFORMED_IDS, member["id"]]}, token=member["token"])
+    assert body["data"]["nodes"] == [None] * len(MALFORMED_IDS) + [{"__typename": "User", "id": member["id"]}], body
 
 
 async def test_malformed_ids_in_mutations_are_not_found(gql, services, admin, member):
