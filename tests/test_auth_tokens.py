@@ -165,11 +165,11 @@ async def test_forged_or_broken_access_tokens_are_refused(gql, services, member,
     assert (await gql.ok(VIEWER, token=genuine))["viewer"]["id"] == member["id"]
 
 
-@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "Token abc", "bearer not-a-token"])
-async def test_malformed_authorization_header_is_refused(gql, header):
-    body = await gql(VIEWER, headers={"Authorization": header})
-    assert body["data"] == {"viewer": None}
-    assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "reason": "INVALID_TOKEN"}
+async def test_malformed_authorization_header_is_refused(gql):
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "Token abc", "bearer not-a-token"):
+        body = await gql(VIEWER, headers={"Authorization": header})
+        assert body["data"] == {"viewer": None}, header
+        assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "reason": "INVALID_TOKEN"}, header
 
 
 async def test_valid_token_of_a_disabled_user_is_refused_by_viewer(gql, services, member):
@@ -241,12 +241,12 @@ async def test_refresh_token_expires(gql, member, clock, settings):
     assert only_error(await refresh(gql, member["refresh"]))["code"] == "INVALID_REFRESH_TOKEN"
 
 
-@pytest.mark.parametrize("token", ["", "nonsense", "x" * 5000])
-async def test_unknown_refresh_token_writes_nothing(gql, services, member, token):
+async def test_unknown_refresh_token_writes_nothing(gql, services, member):
     before = await row_counts(services.db)
-    error = only_error(await refresh(gql, token))
-    assert error["code"] == "INVALID_REFRESH_TOKEN"
+    for token in ("", "nonsense", "x" * 5000, member["refresh"][:-1]):
+        assert only_error(await refresh(gql, token))["code"] == "INVALID_REFRESH_TOKEN", token
     assert await row_counts(services.db) == before
+    assert (await refresh(gql, member["refresh"]))["userErrors"] == []
 
 
 async def test_access_token_cannot_be_used_as_refresh_token(gql, member):

@@ -228,10 +228,14 @@ async def test_unknown_enum_role_is_a_validation_error(gql, admin, member):
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
-@pytest.mark.parametrize(
-    "cursor",
-    ["", "garbage", gid("c:"), gid("c:²"), gid("c:-1"), gid("c:" + "9" * 19), gid("c:" + "9" * 5000), gid("x:1")],
-)
-async def test_malformed_cursors_are_bad_input_not_a_500(gql, admin, cursor):
-    body = await gql("query($c: String) { auditLog(first: 2, after: $c) { totalCount } }", {"c": cursor}, token=admin["token"])
-    assert body["errors"][0]["extensions"]["code"] == "INVALID_CURSOR", body
+MALFORMED_CURSORS = [
+    "", "garbage", gid("c:"), gid("c:²"), gid("c:-1"), gid("c:" + "9" * 19), gid("c:" + "9" * 5000), gid("x:1"),
+]
+
+
+async def test_malformed_cursors_are_bad_input_not_a_500(gql, admin):
+    for cursor in MALFORMED_CURSORS:
+        body = await gql(
+            "query($c: String) { auditLog(first: 2, after: $c) { totalCount } }", {"c": cursor}, token=admin["token"]
+        )
+        assert body["errors"][0]["extensions"]["code"] == "INVALID_CURSOR", (cursor, body)
