@@ -238,3 +238,44 @@ async def test_concurrent_guesses_cannot_exceed_the_account_limit(app, gql, memb
     assert codes.count("RATE_LIMITED") == 20 - ACCOUNT_LIMIT
     assert error_of(await login(gql, "member@example.cn"))["code"] == "RATE_LIMITED"
     assert (await row_counts(services.db))["login_attempt"] == ACCOUNT_LIMIT
+
+
+async def test_account_limit_counts_email_and_phone_of_one_user_together(gql):
+    await register_member(gql, email="two@example.cn", phone="13600000002")
+    for ident in ("two@example.cn", "13600000002", "TWO@example.cn"):
+        assert error_of(await login(gql, ident, "Wrong-pass-2026"))["code"] == "INVALID_CREDENTIALS"
+    assert error_of(await login(gql, "+86 136 0000 0002"))["code"] == "RATE_LIMITED"
+    assert error_of(await login(gql, "two@example.cn"))["code"] == "RATE_LIMITED"
+
+
+async def test_typed_identifiers_cannot_pose_as_another_users_counter(gql, member):
+    # "user:1" is how failures of user 1 are keyed internally; typing it must not count against them.
+    for _ in range(ACCOUNT_LIMIT):
+        error_of(await login(gql, "user:1", "Wrong-pass-2026"))
+    assert (await login(gql, "member@example.cn"))["userErrors"] == []
+
+
+CHANGE = """
+mutation($i: ChangePasswordInput!) { changePassword(input: $i) { tokens { accessToken } userErrors { code field } } }
+"""
+
+
+async def test_wrong_current_passwords_in_change_password_are_rate_limited(gql, member, clock, services):
+    """A stolen access token must not allow unlimited guesses of the password."""
+    for n in range(ACCOUNT_LIMIT):
+        body = await gql.ok(
+            CHANGE, {"i": {"currentPassword": f"Guess-pass-{n}", "newPassword": "Blue-sky-2027"}}, token=member["token"]
+        )
+        assert body["changePassword"]["userErrors"] == [{"code": "INVALID_CREDENTIALS", "field": ["input", "currentPassword"]}]
+    before = await row_counts(services.db)
+    body = await gql.ok(CHANGE, {"i": {"currentPassword": PASSWORD, "newPassword": "Blue-sky-2027"}}, token=member["token"])
+    assert body["changePassword"]["userErrors"] == [{"code": "RATE_LIMITED", "field": ["input", "currentPassword"]}]
+    assert await row_counts(services.db) == before
+    # The same counter guards login.
+    assert error_of(await login(gql, "member@example.cn"))["code"] == "RATE_LIMITED"
+    clock.advance(seconds=WINDOW)
+    body = await gql.ok(CHANGE, {"i": {"currentPassword": PASSWORD, "newPassword": "Blue-sky-2027"}}, token=member["token"])
+    assert body["changePassword"]["userErrors"] == []
+    # The successful change cleared the counter.
+    assert (await row_counts(services.db))["login_attempt"] == 0
+    assert (await login(gql, "member@example.cn", "Blue-sky-2027"))["userErrors"] == []

@@ -361,7 +361,10 @@ async def test_change_password_refusals_write_nothing(gql, services, member, cur
     payload = (await gql.ok(CHANGE, {"i": {"currentPassword": current, "newPassword": new}}, token=member["token"]))
     error = only_error(payload["changePassword"])
     assert error["code"] == code and error["field"] == ["input", field]
-    assert await row_counts(services.db) == before
+    after = await row_counts(services.db)
+    # A wrong current password counts as a failed login attempt; nothing else is written.
+    attempts = 1 if code == "INVALID_CREDENTIALS" else 0
+    assert after == {**before, "login_attempt": before["login_attempt"] + attempts}
     async with services.db.read() as conn:
         assert (await conn.execute(select(U.c.password_hash))).scalar_one() == hash_before
     assert (await refresh(gql, member["refresh"]))["userErrors"] == []

@@ -142,7 +142,11 @@ class UsersMutation:
             if ctx.viewer.api_token_id is not None:
                 raise PermissionDenied("API tokens cannot change passwords / API 令牌不能修改密码")
             session = await ctx.services.users.change_password(
-                user_id=user_id, current=input.current_password, new=input.new_password, now=ctx.now()
+                user_id=user_id,
+                current=input.current_password,
+                new=input.new_password,
+                address=client_address(info),
+                now=ctx.now(),
             )
         except DomainError as exc:
             return AuthPayload(user_errors=user_errors_from(exc))

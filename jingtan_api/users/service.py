@@ -80,6 +80,14 @@ def roles_of(row) -> frozenset[str]:
     return roles_of_str(row.roles)
 
 
+def _attempt_key(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def _rate_limited(field: str) -> RateLimited:
+    return RateLimited("Too many failed attempts: try again later / 失败次数过多，请稍后再试", field=field)
+
+
 def _lock_key(kind: str, value: str) -> int:
     """A signed 64-bit key for pg_advisory_xact_lock."""
     digest = hashlib.sha256(f"{kind}:{value}".encode()).digest()
@@ -234,43 +242,23 @@ class UserService:
             ident = normalize_identifier(identifier)
         except ValidationFailed:
             ident = None
-        cfg = self.settings.auth
-        window_start = now - timedelta(seconds=cfg.login_window_seconds)
-        key = ident or (identifier or "").strip().lower()[:254]
-        limited = RateLimited(
-            "Too many failed logins: try again later / 登录失败次数过多，请稍后再试", field="identifier"
-        )
+        # Unknown accounts are counted by what was typed ("id:" keeps these apart from "user:<id>" keys).
+        raw_key = "id:" + (ident or (identifier or "").strip().lower())[:250]
 
         async def claim(conn: AsyncConnection):
-            """Count the failures in the window and, below the limits, record this attempt as a failure
-            before the password is checked (a success deletes it). Counting and recording happen in one
-            serialised write transaction, so parallel guesses cannot all slip under the limit."""
-            if conn.dialect.name == "postgresql":
-                for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
-                    await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
-            by_ident = (
-                await conn.execute(
-                    select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
-                )
-            ).scalar_one()
-            by_addr = (
-                await conn.execute(
-                    select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
-                )
-            ).scalar_one()
-            if by_ident >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
-                return limited
-            await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
-            # Keep the table small: attempts older than the window no longer count.
-            await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
-            if not ident:
-                return None
-            column = U.c.email if "@" in ident else U.c.phone
-            return (await conn.execute(select(U).where(column == ident))).one_or_none()
+            row = None
+            if ident:
+                column = U.c.email if "@" in ident else U.c.phone
+                row = (await conn.execute(select(U).where(column == ident))).one_or_none()
+            # Failures count per user, whichever of their identifiers (email, phone) was typed.
+            key = _attempt_key(row.id) if row is not None else raw_key
+            allowed = await self._claim_attempt(conn, key=key, address=address, now=now)
+            return (row, key) if allowed else None
 
-        row = await self.db.write(claim)
-        if row is limited:
-            raise limited
+        claimed = await self.db.write(claim)
+        if claimed is None:
+            raise _rate_limited("identifier")
+        row, key = claimed
         ok = await self.passwords.verify(row.password_hash if row else None, password or "")
         if not ok or row is None or row.status != "ACTIVE":
             raise generic
@@ -284,6 +272,33 @@ class UserService:
 
         pair = await self.db.write(start)
         return Session(user_id=row.id, roles=roles_of(row), pair=pair)
+
+    async def _claim_attempt(self, conn: AsyncConnection, *, key: str, address: str, now: datetime) -> bool:
+        """Count the failures in the window and, below the limits, record this attempt as a failure
+        before the password is checked (a success deletes it). Counting and recording happen in one
+        serialised write transaction (BEGIN IMMEDIATE on SQLite, advisory locks on PostgreSQL), so
+        parallel guesses cannot all slip under the limit. Returns False when rate-limited."""
+        cfg = self.settings.auth
+        window_start = now - timedelta(seconds=cfg.login_window_seconds)
+        if conn.dialect.name == "postgresql":
+            for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
+        by_key = (
+            await conn.execute(
+                select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
+            )
+        ).scalar_one()
+        by_addr = (
+            await conn.execute(
+                select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
+            )
+        ).scalar_one()
+        if by_key >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
+            return False
+        await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
+        # Keep the table small: attempts older than the window no longer count.
+        await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
+        return True
 
     async def _issue_pair(
         self, conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
@@ -329,19 +344,27 @@ class UserService:
 
         await self.db.write(tx)
 
-    async def change_password(self, *, user_id: int, current: str, new: str, now: datetime) -> Session:
+    async def change_password(
+        self, *, user_id: int, current: str, new: str, address: str, now: datetime
+    ) -> Session:
+        """Wrong current passwords count as failed logins of the account (same limits), so a stolen
+        access token cannot be used to guess the password."""
         async with self.db.read() as conn:
             row = (await conn.execute(select(U).where(U.c.id == user_id))).one_or_none()
         if row is None:
             raise NotFound("User not found / 用户不存在")
-        if not await self.passwords.verify(row.password_hash, current or ""):
-            raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
         if new == current:
             raise ValidationFailed("New password must differ / 新密码不能与旧密码相同", code="WEAK_PASSWORD", field="newPassword")
         self.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
+        key = _attempt_key(user_id)
+        if not await self.db.write(lambda conn: self._claim_attempt(conn, key=key, address=address, now=now)):
+            raise _rate_limited("currentPassword")
+        if not await self.passwords.verify(row.password_hash, current or ""):
+            raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
         new_hash = await self.passwords.hash(new)
 
         async def tx(conn: AsyncConnection) -> tokens.TokenPair:
+            await conn.execute(delete(LA).where(LA.c.identifier == key))
             await conn.execute(
                 update(U).where(U.c.id == user_id).values(password_hash=new_hash, password_changed_at=now)
             )
