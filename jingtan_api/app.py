@@ -90,8 +90,8 @@ class JingtanGraphQL(GraphQL):
         if credential.startswith(API_TOKEN_PREFIX):
             now = self.services.clock()
             async with self.services.db.read() as conn:
-                viewer = await authenticate_api_token(conn, credential, now=now)
-            if viewer.api_token_id is not None:
+                viewer, touch_due = await authenticate_api_token(conn, credential, now=now)
+            if touch_due:
                 await self.services.db.write(lambda conn: touch_api_token(conn, viewer.api_token_id, now=now))
             return viewer
         return self.services.access_tokens.decode(credential)

@@ -269,3 +269,23 @@ async def test_api_scopes_are_listed(gql):
     names = [s["name"] for s in data["apiScopes"]]
     assert "account:read" in names and "users:write" in names
     assert all(s["description"] for s in data["apiScopes"])
+
+
+async def test_reads_with_a_fresh_token_open_no_write_transaction(gql, services, member, clock, monkeypatch):
+    secret = (await create_ok(gql, member["token"]))["secret"]
+    await gql.ok(VIEWER, token=secret)  # first use records last_used_at
+    writes = []
+    original = services.db.write
+
+    async def counting_write(fn):
+        writes.append(fn)
+        return await original(fn)
+
+    monkeypatch.setattr(services.db, "write", counting_write)
+    for _ in range(3):
+        clock.advance(seconds=10)
+        await gql.ok(VIEWER, token=secret)
+    assert writes == []
+    clock.advance(seconds=60)
+    await gql.ok(VIEWER, token=secret)
+    assert len(writes) == 1

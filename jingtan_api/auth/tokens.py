@@ -229,13 +229,18 @@ def parse_api_token(token: str) -> tuple[str, str] | None:
     return prefix, secret
 
 
-async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: datetime) -> Viewer:
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: datetime) -> tuple[Viewer, bool]:
+    """(viewer, touch_due): touch_due says whether ``last_used_at`` is older than TOUCH_INTERVAL, so the
+    caller opens a write transaction only then (a write per request would serialise API reads)."""
     from jingtan_api.users.models import User
 
     U = User.__table__
     parsed = parse_api_token(token)
     if parsed is None:
-        return Viewer(auth_error="INVALID_TOKEN")
+        return Viewer(auth_error="INVALID_TOKEN"), False
     prefix, secret = parsed
     row = (
         await conn.execute(
@@ -245,15 +250,16 @@ async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: date
         )
     ).one_or_none()
     if row is None or not hmac.compare_digest(row.token_hash, sha256(secret)):
-        return Viewer(auth_error="INVALID_TOKEN")
+        return Viewer(auth_error="INVALID_TOKEN"), False
     if row.revoked_at is not None or row.status != "ACTIVE":
-        return Viewer(auth_error="REVOKED_TOKEN")
+        return Viewer(auth_error="REVOKED_TOKEN"), False
     if row.expires_at is not None and row.expires_at <= now:
-        return Viewer(auth_error="TOKEN_EXPIRED")
+        return Viewer(auth_error="TOKEN_EXPIRED"), False
     roles = frozenset(row.roles.split(","))
     # A token never holds more than its owner's roles allow today.
     scopes = frozenset(row.scopes.split()) & scopes_for_roles(roles)
-    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id)
+    touch_due = row.last_used_at is None or row.last_used_at < now - TOUCH_INTERVAL
+    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id), touch_due
 
 
 async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime) -> None:
@@ -262,7 +268,7 @@ async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime
         update(AT)
         .where(
             AT.c.id == token_id,
-            (AT.c.last_used_at.is_(None)) | (AT.c.last_used_at < now - timedelta(minutes=1)),
+            (AT.c.last_used_at.is_(None)) | (AT.c.last_used_at < now - TOUCH_INTERVAL),
         )
         .values(last_used_at=now)
     )
