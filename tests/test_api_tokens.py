@@ -289,3 +289,25 @@ async def test_reads_with_a_fresh_token_open_no_write_transaction(gql, services,
     clock.advance(seconds=60)
     await gql.ok(VIEWER, token=secret)
     assert len(writes) == 1
+
+
+async def test_api_tokens_cannot_manage_other_tokens(gql, services, member, admin):
+    first = await create_ok(gql, member["token"], name="first")
+    second = await create_ok(gql, member["token"], name="second")
+    # A member's API token cannot revoke the owner's other tokens...
+    payload = (await gql.ok(REVOKE, {"id": second["apiToken"]["id"]}, token=first["secret"]))["revokeApiToken"]
+    assert payload["userErrors"] == [{"code": "FORBIDDEN", "field": ["input", "id"]}]
+    assert "errors" not in await gql(VIEWER, token=second["secret"])
+    # ...nor can an admin API token without users:write see or revoke anyone else's.
+    auditor = (await create_ok(gql, admin["token"], scopes=["audit:read"]))["secret"]
+    node = await gql.ok("query($id: ID!) { node(id: $id) { id } }", {"id": second["apiToken"]["id"]}, token=auditor)
+    assert node["node"] is None
+    payload = (await gql.ok(REVOKE, {"id": second["apiToken"]["id"]}, token=auditor))["revokeApiToken"]
+    assert payload["userErrors"] == [{"code": "NOT_FOUND", "field": ["input", "id"]}]
+    assert "errors" not in await gql(VIEWER, token=second["secret"])
+    # An admin session sees it; a leaked token can revoke itself.
+    node = await gql.ok("query($id: ID!) { node(id: $id) { id } }", {"id": second["apiToken"]["id"]}, token=admin["token"])
+    assert node["node"] == {"id": second["apiToken"]["id"]}
+    payload = (await gql.ok(REVOKE, {"id": first["apiToken"]["id"]}, token=first["secret"]))["revokeApiToken"]
+    assert payload["userErrors"] == []
+    refused(await gql(VIEWER, token=first["secret"]), "UNAUTHENTICATED", "REVOKED_TOKEN")

@@ -134,7 +134,8 @@ async def test_personal_fields_of_another_user_need_users_read(gql, services, me
     )
     auditor = created["createApiToken"]["secret"]
     for personal in ("email", "phone", "roles", "account { balance }"):
-        body = await gql("{ auditLog(first: 1) { edges { node { actor { displayName %s } } } } }" % personal, token=auditor)
+        query = "{ auditLog(first: 1) { edges { node { actor { displayName " + personal + " } } } } }"
+        body = await gql(query, token=auditor)
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
         assert body["errors"][0]["path"][-1] == personal.split()[0]
     ok = await gql.ok("{ auditLog(first: 1) { edges { node { actor { displayName } } } } }", token=auditor)

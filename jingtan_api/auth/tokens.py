@@ -275,9 +275,16 @@ async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime
 
 
 async def revoke_api_token(conn: AsyncConnection, token_id: int, *, viewer: Viewer, now: datetime) -> dict:
+    """Owners revoke their tokens, admins (with users:write) anyone's. An API token may revoke only
+    itself (e.g. when it leaked): it cannot manage its owner's other tokens."""
     row = (await conn.execute(select(AT).where(AT.c.id == token_id))).one_or_none()
-    if row is None or (row.user_id != viewer.user_id and not viewer.is_admin):
+    manages = row is not None and (
+        row.user_id == viewer.user_id or (viewer.is_admin and "users:write" in viewer.scopes)
+    )
+    if not manages:
         raise NotFound("API token not found / 未找到该 API 令牌", field="id")
+    if viewer.api_token_id is not None and viewer.api_token_id != token_id:
+        raise PermissionDenied("An API token can only revoke itself / API 令牌只能吊销自身", field="id")
     if row.revoked_at is None:
         await conn.execute(update(AT).where(AT.c.id == token_id).values(revoked_at=now))
     return dict((await conn.execute(select(AT).where(AT.c.id == token_id))).one()._mapping)

@@ -108,7 +108,7 @@ async def _api_tokens(info: Info, pks: list[int]) -> dict[int, Any]:
     return {
         pk: ApiToken.from_row(r)
         for pk, r in rows.items()
-        if r["user_id"] == viewer.user_id or viewer.is_admin
+        if viewer.can_see_user(r["user_id"])
     }
 
 
