@@ -279,3 +279,17 @@ async def test_wrong_current_passwords_in_change_password_are_rate_limited(gql, 
     # The successful change cleared the counter.
     assert (await row_counts(services.db))["login_attempt"] == 0
     assert (await login(gql, "member@example.cn", "Blue-sky-2027"))["userErrors"] == []
+
+
+async def test_address_limit_covers_an_ipv6_64_network(app, member):
+    clients = [GraphQLClient(app, client_address=f"2001:db8:5:6::{n + 1:x}") for n in range(ADDRESS_LIMIT + 1)]
+    elsewhere = GraphQLClient(app, client_address="2001:db8:5:7::1")
+    try:
+        for n in range(ADDRESS_LIMIT):
+            # A new address of the same /64 for every guess.
+            assert error_of(await login(clients[n], f"victim{n}@example.cn", "Guess-pass-1"))["code"] == "INVALID_CREDENTIALS"
+        assert error_of(await login(clients[ADDRESS_LIMIT], "member@example.cn"))["code"] == "RATE_LIMITED"
+        assert (await login(elsewhere, "member@example.cn"))["userErrors"] == []
+    finally:
+        for c in [*clients, elsewhere]:
+            await c.aclose()

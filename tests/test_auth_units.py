@@ -251,3 +251,20 @@ def test_non_canonical_base64_is_not_an_id():
     for alias in ("VXNlcjox=", "VXNlcjox==", " VXNlcjox"):
         with pytest.raises(NotFound):
             from_global_id(alias)
+
+
+@pytest.mark.parametrize(
+    "address, bucket",
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("local", "local"),
+        ("", "unknown"),
+    ],
+)
+def test_login_limits_count_ipv6_per_64(address, bucket):
+    from jingtan_api.users.service import address_bucket
+
+    assert address_bucket(address) == bucket

@@ -1,6 +1,7 @@
 """Users: registration, login, sessions, password changes, roles. Knows nothing about GraphQL."""
 
 import hashlib
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -78,6 +79,20 @@ def roles_of_str(roles: str) -> frozenset[str]:
 
 def roles_of(row) -> frozenset[str]:
     return roles_of_str(row.roles)
+
+
+def address_bucket(address: str) -> str:
+    """The unit that the per-address login limit counts: an IPv4 address, or the /64 network of an
+    IPv6 address (one subscriber usually holds a whole /64, so single addresses are free to rotate)."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return (address or "unknown")[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _attempt_key(user_id: int) -> str:
@@ -242,6 +257,7 @@ class UserService:
             ident = normalize_identifier(identifier)
         except ValidationFailed:
             ident = None
+        address = address_bucket(address)
         # Unknown accounts are counted by what was typed ("id:" keeps these apart from "user:<id>" keys).
         raw_key = "id:" + (ident or (identifier or "").strip().lower())[:250]
 
@@ -357,6 +373,7 @@ class UserService:
             raise ValidationFailed("New password must differ / 新密码不能与旧密码相同", code="WEAK_PASSWORD", field="newPassword")
         self.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
         key = _attempt_key(user_id)
+        address = address_bucket(address)
         if not await self.db.write(lambda conn: self._claim_attempt(conn, key=key, address=address, now=now)):
             raise _rate_limited("currentPassword")
         if not await self.passwords.verify(row.password_hash, current or ""):
