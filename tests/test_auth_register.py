@@ -185,3 +185,28 @@ async def test_register_twice_concurrently_creates_one_user(app, services):
 async def test_registered_member_helper_round_trip(gql):
     m = await register_member(gql, phone="15900000000")
     assert (await gql.ok("{ viewer { phone } }", token=m["token"]))["viewer"]["phone"] == "+8615900000000"
+
+
+async def test_concurrent_registrations_of_one_phone_in_different_spellings(app, services):
+    import asyncio
+
+    spellings = ["13800138000", "+86 138 0013 8000", "0086-138-0013-8000", "+8613800138000", "１３８００１３８０００"]
+    before = await row_counts(services.db)
+    clients = [GraphQLClient(app, client_address=f"10.0.1.{i}") for i in range(len(spellings))]
+    try:
+        results = await asyncio.gather(
+            *(
+                c(REGISTER, {"input": {"email": f"p{i}@example.cn", "phone": phone, "password": GOOD_PASSWORD,
+                                       "displayName": "P"}})
+                for i, (c, phone) in enumerate(zip(clients, spellings, strict=True))
+            )
+        )
+    finally:
+        for c in clients:
+            await c.aclose()
+    errors = [r["data"]["register"]["userErrors"] for r in results]
+    assert sum(1 for e in errors if e == []) == 1
+    assert all(e[0]["code"] == "ALREADY_REGISTERED" and e[0]["field"] == ["input", "phone"] for e in errors if e)
+    after = await row_counts(services.db)
+    grown = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert grown == {"user_account": 1, "account": 1, "refresh_token": 1}
