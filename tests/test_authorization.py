@@ -240,3 +240,34 @@ async def test_malformed_cursors_are_bad_input_not_a_500(gql, admin):
             "query($c: String) { auditLog(first: 2, after: $c) { totalCount } }", {"c": cursor}, token=admin["token"]
         )
         assert body["errors"][0]["extensions"]["code"] == "INVALID_CURSOR", (cursor, body)
+
+
+async def test_demoted_or_disabled_admin_loses_admin_powers_at_once(gql, services, admin, member, clock):
+    """Admin access tokens are checked against the database on each request (members' stay stateless)."""
+    await services.users.create_admin(
+        email="second@example.cn", phone=None, password="Sturdy-oak-2026", display_name="Second", now=clock()
+    )
+    second = (
+        await gql.ok(
+            "mutation { login(input: {identifier: \"second@example.cn\", password: \"Sturdy-oak-2026\"}) "
+            "{ tokens { accessToken } user { id } } }"
+        )
+    )["login"]
+    payload = await gql.ok(
+        SET_ROLES,
+        {"i": {"userId": second["user"]["id"], "roles": ["MEMBER"], "reason": "left the team"}},
+        token=admin["token"],
+    )
+    assert payload["setUserRoles"]["userErrors"] == []
+    # The demoted admin's unexpired token no longer opens admin fields.
+    body = await gql("{ auditLog(first: 1) { totalCount } }", token=second["tokens"]["accessToken"])
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await gql.ok("{ viewer { roles } }", token=second["tokens"]["accessToken"]))["viewer"]["roles"] == ["MEMBER"]
+    # A disabled admin's token stops working entirely.
+    from sqlalchemy import update
+
+    from jingtan_api.users.service import U
+
+    await services.db.write(lambda conn: conn.execute(update(U).where(U.c.id == admin["pk"]).values(status="DISABLED")))
+    body = await gql("{ auditLog(first: 1) { totalCount } }", token=admin["token"])
+    assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "reason": "REVOKED_TOKEN"}

@@ -397,6 +397,11 @@ async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, d
     return {r.id: dict(r._mapping) for r in rows}
 
 
+async def roles_and_status(conn: AsyncConnection, user_id: int) -> tuple[frozenset[str], str] | None:
+    row = (await conn.execute(select(U.c.roles, U.c.status).where(U.c.id == user_id))).one_or_none()
+    return (roles_of(row), row.status) if row is not None else None
+
+
 async def find_user_id(conn: AsyncConnection, identifier: str) -> int | None:
     ident = normalize_identifier(identifier)
     column = U.c.email if "@" in ident else U.c.phone
