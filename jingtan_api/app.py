@@ -17,7 +17,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from jingtan_api.auth.permissions import Viewer
+from jingtan_api.auth.permissions import Viewer, scopes_for_roles
 from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
 from jingtan_api.context import Clock, Context, Services
 from jingtan_api.db import utcnow
@@ -26,6 +26,7 @@ from jingtan_api.graphql.schema import CORE_NODE_RESOLVERS, build_schema
 from jingtan_api.logs import configure_logging, request_id_var
 from jingtan_api.offers.jobs import run_periodically
 from jingtan_api.settings import Settings, load_settings
+from jingtan_api.users.service import roles_and_status
 
 log = logging.getLogger("jingtan.app")
 
@@ -90,11 +91,22 @@ class JingtanGraphQL(GraphQL):
         if credential.startswith(API_TOKEN_PREFIX):
             now = self.services.clock()
             async with self.services.db.read() as conn:
-                viewer = await authenticate_api_token(conn, credential, now=now)
-            if viewer.api_token_id is not None:
+                viewer, touch_due = await authenticate_api_token(conn, credential, now=now)
+            if touch_due:
                 await self.services.db.write(lambda conn: touch_api_token(conn, viewer.api_token_id, now=now))
             return viewer
-        return self.services.access_tokens.decode(credential)
+        viewer = self.services.access_tokens.decode(credential)
+        if viewer.is_admin:
+            # Access tokens are stateless, but admin powers are checked against the database on every
+            # request (one primary-key read, admins only): demoting or disabling an admin takes effect at
+            # once instead of when their token expires.
+            async with self.services.db.read() as conn:
+                current = await roles_and_status(conn, viewer.user_id)
+            if current is None or current[1] != "ACTIVE":
+                return Viewer(auth_error="REVOKED_TOKEN")
+            roles = current[0]
+            return Viewer(user_id=viewer.user_id, roles=roles, scopes=scopes_for_roles(roles))
+        return viewer
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)

@@ -31,8 +31,18 @@ class NotFound(DomainError):
 class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
 
-    def __init__(self, message: str = "Authentication required / 请先登录", **kw) -> None:
+    def __init__(self, message: str = "Authentication required / 请先登录", *, reason: str | None = None, **kw) -> None:
         super().__init__(message, **kw)
+        # Why a credential that was sent was refused (TOKEN_EXPIRED: refresh; INVALID_TOKEN or
+        # REVOKED_TOKEN: log in again). Shown as ``extensions.reason``.
+        self.reason = reason
+
+    @property
+    def extensions(self) -> dict:
+        ext = super().extensions
+        if self.reason:
+            ext["reason"] = self.reason
+        return ext
 
 
 class PermissionDenied(DomainError):

@@ -246,3 +246,17 @@ async def register_member(
         "phone": phone,
         "password": password,
     }
+
+
+async def row_counts(db: Any) -> dict[str, int]:
+    """Number of rows in every table, to check that a refused operation wrote nothing."""
+    from sqlalchemy import func, select
+    from sqlmodel import SQLModel
+
+    import jingtan_api.models  # noqa: F401 - registers every table
+
+    async with db.read() as conn:
+        return {
+            name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            for name, table in sorted(SQLModel.metadata.tables.items())
+        }

@@ -105,7 +105,7 @@ async def member(gql) -> dict:
     return await register_member(gql, email="member@example.cn", display_name="李雷 Li Lei")
 
 
-ADMIN_PASSWORD = "Steady-green-2026"
+ADMIN_PASSWORD = "Sturdy-oak-2026"
 
 
 @pytest.fixture

@@ -52,7 +52,9 @@ class Passwords:
         for ident in identifiers:
             if ident:
                 core = ident.split("@")[0].lstrip("+").lower()
-                if len(core) >= 4 and core in lowered:
+                # Phones are stored in E.164; people type the national number (13800138000, not 86…).
+                cores = {core, core[2:]} if ident.startswith("+86") else {core}
+                if any(len(c) >= 4 and c in lowered for c in cores):
                     raise ValidationFailed(
                         "Password must not contain your email or phone / 密码不能包含邮箱或手机号",
                         code="WEAK_PASSWORD",

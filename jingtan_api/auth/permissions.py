@@ -22,6 +22,7 @@ SCOPES: dict[str, str] = {
     "merchant:read": "Read the owner's merchant's redemptions, stats and settlement (merchant staff)",
     "actions:write": "Submit low-carbon actions for the token owner",
     "actions:review": "List all actions and review pending ones (admin tokens only)",
+    "users:write": "Change users' roles (admin tokens only)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     MEMBER: frozenset({"account:read", "offers:redeem", "actions:write"}),
@@ -57,7 +58,7 @@ class Viewer:
     def require_user(self) -> int:
         if self.user_id is None:
             if self.auth_error:
-                raise Unauthenticated(_AUTH_ERRORS.get(self.auth_error, self.auth_error), field=None)
+                raise Unauthenticated(_AUTH_ERRORS.get(self.auth_error, self.auth_error), reason=self.auth_error)
             raise Unauthenticated()
         return self.user_id
 

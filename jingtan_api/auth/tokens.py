@@ -81,7 +81,8 @@ class AccessTokens:
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= self.clock().timestamp():
             return Viewer(auth_error="TOKEN_EXPIRED")
-        if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
+        sub = str(claims.get("sub", ""))
+        if claims.get("typ") != "access" or not (sub.isascii() and sub.isdigit() and len(sub) <= 18):
             return Viewer(auth_error="INVALID_TOKEN")
         roles = frozenset(r for r in claims.get("roles", []) if isinstance(r, str))
         return Viewer(user_id=int(claims["sub"]), roles=roles, scopes=scopes_for_roles(roles))
@@ -190,6 +191,10 @@ async def create_api_token(
     name = (name or "").strip()
     if not 1 <= len(name) <= 100:
         raise ValidationFailed("Token name must have 1-100 characters / 令牌名称须为 1-100 个字符", field="name")
+    if expires_at is not None and expires_at.utcoffset() is None:
+        raise ValidationFailed(
+            "Give the expiry with a time zone, e.g. 2026-07-01T00:00:00+08:00 / 过期时间须带时区", field="expiresAt"
+        )
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed("Expiry must be in the future / 过期时间必须在未来", field="expiresAt")
     prefix = secrets.token_hex(6)
@@ -224,13 +229,18 @@ def parse_api_token(token: str) -> tuple[str, str] | None:
     return prefix, secret
 
 
-async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: datetime) -> Viewer:
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: datetime) -> tuple[Viewer, bool]:
+    """(viewer, touch_due): touch_due says whether ``last_used_at`` is older than TOUCH_INTERVAL, so the
+    caller opens a write transaction only then (a write per request would serialise API reads)."""
     from jingtan_api.users.models import User
 
     U = User.__table__
     parsed = parse_api_token(token)
     if parsed is None:
-        return Viewer(auth_error="INVALID_TOKEN")
+        return Viewer(auth_error="INVALID_TOKEN"), False
     prefix, secret = parsed
     row = (
         await conn.execute(
@@ -240,15 +250,16 @@ async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: date
         )
     ).one_or_none()
     if row is None or not hmac.compare_digest(row.token_hash, sha256(secret)):
-        return Viewer(auth_error="INVALID_TOKEN")
+        return Viewer(auth_error="INVALID_TOKEN"), False
     if row.revoked_at is not None or row.status != "ACTIVE":
-        return Viewer(auth_error="REVOKED_TOKEN")
+        return Viewer(auth_error="REVOKED_TOKEN"), False
     if row.expires_at is not None and row.expires_at <= now:
-        return Viewer(auth_error="TOKEN_EXPIRED")
+        return Viewer(auth_error="TOKEN_EXPIRED"), False
     roles = frozenset(row.roles.split(","))
     # A token never holds more than its owner's roles allow today.
     scopes = frozenset(row.scopes.split()) & scopes_for_roles(roles)
-    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id)
+    touch_due = row.last_used_at is None or row.last_used_at < now - TOUCH_INTERVAL
+    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id), touch_due
 
 
 async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime) -> None:
@@ -257,16 +268,23 @@ async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime
         update(AT)
         .where(
             AT.c.id == token_id,
-            (AT.c.last_used_at.is_(None)) | (AT.c.last_used_at < now - timedelta(minutes=1)),
+            (AT.c.last_used_at.is_(None)) | (AT.c.last_used_at < now - TOUCH_INTERVAL),
         )
         .values(last_used_at=now)
     )
 
 
 async def revoke_api_token(conn: AsyncConnection, token_id: int, *, viewer: Viewer, now: datetime) -> dict:
+    """Owners revoke their tokens, admins (with users:write) anyone's. An API token may revoke only
+    itself (e.g. when it leaked): it cannot manage its owner's other tokens."""
     row = (await conn.execute(select(AT).where(AT.c.id == token_id))).one_or_none()
-    if row is None or (row.user_id != viewer.user_id and not viewer.is_admin):
+    manages = row is not None and (
+        row.user_id == viewer.user_id or (viewer.is_admin and "users:write" in viewer.scopes)
+    )
+    if not manages:
         raise NotFound("API token not found / 未找到该 API 令牌", field="id")
+    if viewer.api_token_id is not None and viewer.api_token_id != token_id:
+        raise PermissionDenied("An API token can only revoke itself / API 令牌只能吊销自身", field="id")
     if row.revoked_at is None:
         await conn.execute(update(AT).where(AT.c.id == token_id).values(revoked_at=now))
     return dict((await conn.execute(select(AT).where(AT.c.id == token_id))).one()._mapping)

@@ -25,23 +25,37 @@ def to_global_id(type_name: str, pk: int | str) -> str:
     return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
 
 
+MAX_PK = 2**31 - 1  # primary keys are 32-bit INTEGER columns
+
+
 def from_global_id(gid: str, *, field: str = "id") -> tuple[str, str]:
     try:
         type_name, sep, pk = base64.b64decode(str(gid).encode(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise NotFound("Not a valid ID / ID 无效", field=field) from None
-    if not sep or not type_name or not pk:
+    # Only the canonical spelling is an ID: extra padding or other encodings of the same text are not.
+    if not sep or not type_name or not pk or to_global_id(type_name, pk) != gid:
         raise NotFound("Not a valid ID / ID 无效", field=field)
     return type_name, pk
 
 
+def parse_pk(raw: str) -> int | None:
+    """The primary key in a global ID: ASCII digits, no sign or leading zero, within the column's range.
+    (``str.isdigit`` accepts "²" and "١", which ``int()`` rejects or reads as another number.)"""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or (len(raw) > 1 and raw[0] == "0"):
+        return None
+    pk = int(raw)
+    return pk if pk <= MAX_PK else None
+
+
 def decode_id(gid: str, expected: str | tuple[str, ...], *, field: str = "id") -> int:
     """Primary key of a global ID of the expected type; NOT_FOUND otherwise (never a 500)."""
-    type_name, pk = from_global_id(gid, field=field)
+    type_name, raw = from_global_id(gid, field=field)
     allowed = (expected,) if isinstance(expected, str) else expected
-    if type_name not in allowed or not pk.isdigit() or len(pk) > 18:
+    pk = parse_pk(raw)
+    if type_name not in allowed or pk is None:
         raise NotFound("No such object / 对象不存在", field=field)
-    return int(pk)
+    return pk
 
 
 @strawberry.interface(description="An object with a global ID (Relay). / 具有全局 ID 的对象。")
@@ -97,9 +111,15 @@ def decode_cursor(cursor: str | None, *, field: str) -> int | None:
         raw = base64.b64decode(cursor.encode(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    if not raw.startswith("c:") or not raw[2:].isdigit() or len(raw) > 22:
+    digits = raw[2:]
+    if (
+        not raw.startswith("c:")
+        or not (digits.isascii() and digits.isdigit())
+        or len(digits) > 19
+        or int(digits) > 2**63 - 1
+    ):
         raise ValidationFailed("Invalid cursor / 游标无效", code="INVALID_CURSOR", field=field)
-    return int(raw[2:])
+    return int(digits)
 
 
 def page_args(

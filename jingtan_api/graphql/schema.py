@@ -32,7 +32,7 @@ from jingtan_api.auth.types import ApiToken
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.cost import QueryCost
 from jingtan_api.graphql.errors import JingtanMaskErrors
-from jingtan_api.graphql.relay import Node, from_global_id
+from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
 from jingtan_api.offers.schema import NODE_RESOLVERS as OFFERS_NODE_RESOLVERS
 from jingtan_api.offers.schema import TYPES as OFFERS_TYPES
 from jingtan_api.offers.schema import OffersMutation, OffersQuery
@@ -113,7 +113,7 @@ async def _api_tokens(info: Info, pks: list[int]) -> dict[int, Any]:
     return {
         pk: ApiToken.from_row(r)
         for pk, r in rows.items()
-        if r["user_id"] == viewer.user_id or viewer.is_admin
+        if viewer.can_see_user(r["user_id"])
     }
 
 
@@ -147,11 +147,12 @@ async def resolve_nodes(info: Info, ids: Sequence[str]) -> list[Node | None]:
         except NotFound:
             parsed.append(None)
             continue
-        if type_name not in resolvers or not raw.isdigit() or len(raw) > 18:
+        pk = parse_pk(raw)
+        if type_name not in resolvers or pk is None:
             parsed.append(None)
             continue
-        parsed.append((type_name, int(raw)))
-        wanted.setdefault(type_name, set()).add(int(raw))
+        parsed.append((type_name, pk))
+        wanted.setdefault(type_name, set()).add(pk)
     found: dict[str, dict[int, Any]] = {}
     for type_name, pks in wanted.items():
         found[type_name] = await resolvers[type_name](info, sorted(pks))

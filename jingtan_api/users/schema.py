@@ -4,7 +4,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.errors import DomainError, PermissionDenied
+from jingtan_api.errors import DomainError, PermissionDenied, Unauthenticated
 from jingtan_api.graphql.relay import decode_id, user_errors_from
 from jingtan_api.users.service import Session, users_by_ids
 from jingtan_api.users.types import (
@@ -58,7 +58,10 @@ async def _as_viewer(info: Info, session: Session) -> None:
 
 @strawberry.type
 class UsersQuery:
-    @strawberry.field(description="The logged-in user, or null when anonymous. / 当前登录用户。")
+    @strawberry.field(
+        description="The logged-in user; null when anonymous, an UNAUTHENTICATED error when the token sent "
+        "is expired, invalid or revoked. / 当前登录用户。"
+    )
     async def viewer(self, info: Info) -> User | None:
         viewer = info.context.viewer
         if viewer.user_id is None:
@@ -66,7 +69,12 @@ class UsersQuery:
                 viewer.require_user()  # raises UNAUTHENTICATED with the reason
             return None
         row = await users_loader(info).load(viewer.user_id)
-        return User.from_row(row) if row else None
+        if row is None or row["status"] != "ACTIVE":
+            # A valid token of a user who was disabled (or no longer exists) since it was issued.
+            raise Unauthenticated(
+                "This token was revoked or the account is disabled / 令牌已吊销或账户已停用", reason="REVOKED_TOKEN"
+            )
+        return User.from_row(row)
 
 
 @strawberry.type
@@ -75,22 +83,15 @@ class UsersMutation:
     async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
         ctx = info.context
         try:
-            user_id = await ctx.services.users.register(
+            session = await ctx.services.users.register_session(
                 email=input.email,
                 phone=input.phone,
                 password=input.password,
                 display_name=input.display_name,
                 now=ctx.now(),
             )
-            session = await ctx.services.users.login(
-                identifier=input.email or input.phone,
-                password=input.password,
-                address=client_address(info),
-                now=ctx.now(),
-            )
         except DomainError as exc:
             return RegisterPayload(user_errors=user_errors_from(exc))
-        assert session.user_id == user_id
         await _as_viewer(info, session)
         payload = await _session_payload(info, session)
         return RegisterPayload(user=payload.user, tokens=payload.tokens)
@@ -121,6 +122,8 @@ class UsersMutation:
     async def logout(self, info: Info, input: LogoutInput) -> LogoutPayload:
         ctx = info.context
         try:
+            if input.all_sessions and ctx.viewer.api_token_id is not None:
+                raise PermissionDenied("API tokens cannot end login sessions / API 令牌不能注销登录会话")
             await ctx.services.users.logout(
                 user_id=ctx.viewer.user_id,
                 refresh_token=input.refresh_token,
@@ -139,7 +142,11 @@ class UsersMutation:
             if ctx.viewer.api_token_id is not None:
                 raise PermissionDenied("API tokens cannot change passwords / API 令牌不能修改密码")
             session = await ctx.services.users.change_password(
-                user_id=user_id, current=input.current_password, new=input.new_password, now=ctx.now()
+                user_id=user_id,
+                current=input.current_password,
+                new=input.new_password,
+                address=client_address(info),
+                now=ctx.now(),
             )
         except DomainError as exc:
             return AuthPayload(user_errors=user_errors_from(exc))
@@ -149,7 +156,7 @@ class UsersMutation:
     async def set_user_roles(self, info: Info, input: SetUserRolesInput) -> SetUserRolesPayload:
         ctx = info.context
         try:
-            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            actor = ctx.viewer.require_role(ADMIN, scope="users:write")
             user_id = decode_id(input.user_id, "User", field="userId")
             await ctx.services.users.set_roles(
                 actor_user_id=actor,
@@ -161,7 +168,8 @@ class UsersMutation:
             )
         except DomainError as exc:
             return SetUserRolesPayload(user_errors=user_errors_from(exc))
-        row = (await ctx.read(users_by_ids, [user_id]))[user_id]
-        users_loader(info).prime(user_id, row, force=True)
-        return SetUserRolesPayload(user=User.from_row(row))
+        # Read the row afresh: the request's loader may hold the roles from before the change (and
+        # DataLoader.clear raises KeyError for a key it never loaded).
+        rows = await ctx.read(users_by_ids, [user_id])
+        return SetUserRolesPayload(user=User.from_row(rows[user_id]))
 

@@ -1,6 +1,9 @@
 """Users: registration, login, sessions, password changes, roles. Knows nothing about GraphQL."""
 
+import hashlib
+import ipaddress
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,13 +26,16 @@ from jingtan_api.users.models import User
 U = User.__table__
 LA = LoginAttempt.__table__
 
-_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# ASCII digits only: Python's \d also matches Arabic-Indic, Devanagari, ... digits, which would let the
+# same number be stored under several spellings (and defeat the uniqueness check).
+_CN_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def normalize_phone(phone: str, *, field: str = "phone") -> str:
-    """Mainland mobile numbers (with or without +86) and E.164 numbers, normalised to E.164."""
-    raw = re.sub(r"[\s\-()]", "", phone or "")
+    """Mainland mobile numbers (with or without +86) and E.164 numbers, normalised to E.164.
+    Full-width digits and separators (typed with a Chinese input method) are folded to ASCII first."""
+    raw = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", phone or ""))
     if raw.startswith("0086"):
         raw = "+86" + raw[4:]
     if _CN_MOBILE.match(raw):
@@ -43,7 +49,7 @@ def normalize_phone(phone: str, *, field: str = "phone") -> str:
 
 def normalize_email(email: str, *, field: str = "email") -> str:
     try:
-        result = validate_email(email or "", check_deliverability=False)
+        result = validate_email((email or "").strip(), check_deliverability=False)
     except EmailNotValidError:
         raise ValidationFailed("Not a valid email address / 邮箱格式无效", code="INVALID_EMAIL", field=field) from None
     return result.normalized.lower()
@@ -75,6 +81,34 @@ def roles_of(row) -> frozenset[str]:
     return roles_of_str(row.roles)
 
 
+def address_bucket(address: str) -> str:
+    """The unit that the per-address login limit counts: an IPv4 address, or the /64 network of an
+    IPv6 address (one subscriber usually holds a whole /64, so single addresses are free to rotate)."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return (address or "unknown")[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _attempt_key(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def _rate_limited(field: str) -> RateLimited:
+    return RateLimited("Too many failed attempts: try again later / 失败次数过多，请稍后再试", field=field)
+
+
+def _lock_key(kind: str, value: str) -> int:
+    """A signed 64-bit key for pg_advisory_xact_lock."""
+    digest = hashlib.sha256(f"{kind}:{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 @dataclass(frozen=True)
 class Session:
     user_id: int
@@ -101,6 +135,37 @@ class UserService:
         roles: frozenset[str] = frozenset({MEMBER}),
         now: datetime,
     ) -> int:
+        """Create a user (and their points account); returns the user id."""
+        user_id, _ = await self._register(
+            email=email, phone=phone, password=password, display_name=display_name, roles=roles,
+            now=now, start_session=False,
+        )
+        return user_id
+
+    async def register_session(
+        self, *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime
+    ) -> Session:
+        """Register a member and start their first session in the same transaction. This is not a
+        login: it is not subject to the failed-login limits, and if anything fails nothing is written."""
+        roles = frozenset({MEMBER})
+        user_id, pair = await self._register(
+            email=email, phone=phone, password=password, display_name=display_name, roles=roles,
+            now=now, start_session=True,
+        )
+        assert pair is not None
+        return Session(user_id=user_id, roles=roles, pair=pair)
+
+    async def _register(
+        self,
+        *,
+        email: str | None,
+        phone: str | None,
+        password: str,
+        display_name: str,
+        roles: frozenset[str],
+        now: datetime,
+        start_session: bool,
+    ) -> tuple[int, tokens.TokenPair | None]:
         if not email and not phone:
             raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
         email_n = normalize_email(email) if email else None
@@ -111,7 +176,7 @@ class UserService:
             raise ValidationFailed("Unknown role / 未知角色", field="roles")
         password_hash = await self.passwords.hash(password)
 
-        async def tx(conn: AsyncConnection) -> int:
+        async def tx(conn: AsyncConnection) -> tuple[int, tokens.TokenPair | None]:
             conditions = [U.c.email == email_n] if email_n else []
             conditions += [U.c.phone == phone_n] if phone_n else []
             taken = (await conn.execute(select(U.c.email, U.c.phone).where(or_(*conditions)).limit(1))).first()
@@ -134,13 +199,18 @@ class UserService:
                 )
             ).scalar_one()
             await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
-            return user_id
+            pair = await self._issue_pair(conn, user_id, roles, family_id=None, now=now) if start_session else None
+            return user_id, pair
 
         try:
             return await self.db.write(tx)
         except IntegrityError:
             # A concurrent registration took the address between our check and insert.
-            self._raise_taken(bool(email_n))
+            if email_n:
+                async with self.db.read() as conn:
+                    email_taken = (await conn.execute(select(U.c.id).where(U.c.email == email_n))).first()
+                self._raise_taken(email_taken is not None)
+            self._raise_taken(False)
 
     @staticmethod
     def _raise_taken(is_email: bool):
@@ -187,36 +257,26 @@ class UserService:
             ident = normalize_identifier(identifier)
         except ValidationFailed:
             ident = None
-        cfg = self.settings.auth
-        window_start = now - timedelta(seconds=cfg.login_window_seconds)
-        key = ident or (identifier or "").strip().lower()[:254]
-        async with self.db.read() as conn:
-            by_ident = (
-                await conn.execute(
-                    select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
-                )
-            ).scalar_one()
-            by_addr = (
-                await conn.execute(
-                    select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
-                )
-            ).scalar_one()
+        address = address_bucket(address)
+        # Unknown accounts are counted by what was typed ("id:" keeps these apart from "user:<id>" keys).
+        raw_key = "id:" + (ident or (identifier or "").strip().lower())[:250]
+
+        async def claim(conn: AsyncConnection):
             row = None
             if ident:
                 column = U.c.email if "@" in ident else U.c.phone
                 row = (await conn.execute(select(U).where(column == ident))).one_or_none()
-        if by_ident >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
-            raise RateLimited(
-                "Too many failed logins: try again later / 登录失败次数过多，请稍后再试", field="identifier"
-            )
+            # Failures count per user, whichever of their identifiers (email, phone) was typed.
+            key = _attempt_key(row.id) if row is not None else raw_key
+            allowed = await self._claim_attempt(conn, key=key, address=address, now=now)
+            return (row, key) if allowed else None
+
+        claimed = await self.db.write(claim)
+        if claimed is None:
+            raise _rate_limited("identifier")
+        row, key = claimed
         ok = await self.passwords.verify(row.password_hash if row else None, password or "")
         if not ok or row is None or row.status != "ACTIVE":
-            async def record(conn: AsyncConnection) -> None:
-                await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
-                # Keep the table small: attempts older than the window no longer count.
-                await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
-
-            await self.db.write(record)
             raise generic
         rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(row.password_hash) else None
 
@@ -228,6 +288,33 @@ class UserService:
 
         pair = await self.db.write(start)
         return Session(user_id=row.id, roles=roles_of(row), pair=pair)
+
+    async def _claim_attempt(self, conn: AsyncConnection, *, key: str, address: str, now: datetime) -> bool:
+        """Count the failures in the window and, below the limits, record this attempt as a failure
+        before the password is checked (a success deletes it). Counting and recording happen in one
+        serialised write transaction (BEGIN IMMEDIATE on SQLite, advisory locks on PostgreSQL), so
+        parallel guesses cannot all slip under the limit. Returns False when rate-limited."""
+        cfg = self.settings.auth
+        window_start = now - timedelta(seconds=cfg.login_window_seconds)
+        if conn.dialect.name == "postgresql":
+            for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
+        by_key = (
+            await conn.execute(
+                select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
+            )
+        ).scalar_one()
+        by_addr = (
+            await conn.execute(
+                select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
+            )
+        ).scalar_one()
+        if by_key >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
+            return False
+        await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
+        # Keep the table small: attempts older than the window no longer count.
+        await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
+        return True
 
     async def _issue_pair(
         self, conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
@@ -273,19 +360,28 @@ class UserService:
 
         await self.db.write(tx)
 
-    async def change_password(self, *, user_id: int, current: str, new: str, now: datetime) -> Session:
+    async def change_password(
+        self, *, user_id: int, current: str, new: str, address: str, now: datetime
+    ) -> Session:
+        """Wrong current passwords count as failed logins of the account (same limits), so a stolen
+        access token cannot be used to guess the password."""
         async with self.db.read() as conn:
             row = (await conn.execute(select(U).where(U.c.id == user_id))).one_or_none()
         if row is None:
             raise NotFound("User not found / 用户不存在")
-        if not await self.passwords.verify(row.password_hash, current or ""):
-            raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
         if new == current:
             raise ValidationFailed("New password must differ / 新密码不能与旧密码相同", code="WEAK_PASSWORD", field="newPassword")
         self.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
+        key = _attempt_key(user_id)
+        address = address_bucket(address)
+        if not await self.db.write(lambda conn: self._claim_attempt(conn, key=key, address=address, now=now)):
+            raise _rate_limited("currentPassword")
+        if not await self.passwords.verify(row.password_hash, current or ""):
+            raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
         new_hash = await self.passwords.hash(new)
 
         async def tx(conn: AsyncConnection) -> tokens.TokenPair:
+            await conn.execute(delete(LA).where(LA.c.identifier == key))
             await conn.execute(
                 update(U).where(U.c.id == user_id).values(password_hash=new_hash, password_changed_at=now)
             )
@@ -299,6 +395,11 @@ class UserService:
 async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
     rows = await conn.execute(select(U).where(U.c.id.in_(list(ids))))
     return {r.id: dict(r._mapping) for r in rows}
+
+
+async def roles_and_status(conn: AsyncConnection, user_id: int) -> tuple[frozenset[str], str] | None:
+    row = (await conn.execute(select(U.c.roles, U.c.status).where(U.c.id == user_id))).one_or_none()
+    return (roles_of(row), row.status) if row is not None else None
 
 
 async def find_user_id(conn: AsyncConnection, identifier: str) -> int | None:
