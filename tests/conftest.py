@@ -105,7 +105,7 @@ async def member(gql) -> dict:
     return await register_member(gql, email="member@example.cn", display_name="李雷 Li Lei")
 
 
-ADMIN_PASSWORD = "Admin-pass-2026"
+ADMIN_PASSWORD = "Carbon-keeper-2026"
 
 
 @pytest.fixture
@@ -117,7 +117,13 @@ async def admin(gql, services, clock) -> dict:
         "mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } user { id } userErrors { code } } }",
         {"i": {"identifier": "admin@example.cn", "password": ADMIN_PASSWORD}},
     )
-    return {"pk": user_id, "id": data["login"]["user"]["id"], "token": data["login"]["tokens"]["accessToken"]}
+    return {
+        "pk": user_id,
+        "id": data["login"]["user"]["id"],
+        "token": data["login"]["tokens"]["accessToken"],
+        "email": "admin@example.cn",
+        "password": ADMIN_PASSWORD,
+    }
 
 
 def pytest_runtest_logreport(report) -> None:
