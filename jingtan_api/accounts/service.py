@@ -233,10 +233,30 @@ async def _consume_lots(conn: AsyncConnection, account_id: int, amount: int) -> 
         raise RuntimeError(f"account {account_id}: lots hold {amount - left} points, {amount} needed")
 
 
+async def lock_accounts(conn: AsyncConnection, account_ids: Sequence[int]) -> None:
+    """Take the row locks of these accounts now, in id order (PostgreSQL ``SELECT … FOR UPDATE``).
+
+    Needed when a transaction must read rows guarded by an account's lock (its lots) *before* its first
+    balance UPDATE, or would otherwise lock accounts out of id order. SQLite write transactions are
+    already serialised by ``BEGIN IMMEDIATE``, so this is a no-op there."""
+    if conn.dialect.name == "sqlite" or not account_ids:
+        return
+    await conn.execute(
+        select(A.c.id).where(A.c.id.in_(sorted(set(account_ids)))).order_by(A.c.id).with_for_update()
+    )
+
+
 async def expire_account_lots(
     conn: AsyncConnection, account_id: int, *, now: datetime, lot_expiry_days: int
 ) -> int:
-    """Move what is left of the account's expired lots to the platform EXPIRED account."""
+    """Move what is left of the account's expired lots to the platform EXPIRED account.
+
+    The account row is locked before the lots are counted: on PostgreSQL (READ COMMITTED) a count taken
+    before the lock can be stale when a concurrent expiry or spend commits first, and debiting that
+    stale total would expire the same points twice (taking them from lots that have not expired) or
+    fail with INSUFFICIENT_POINTS. Only the member row is locked here (EXPIRED is locked later by the
+    posting), so an expiry never holds EXPIRED while waiting for a member account."""
+    await lock_accounts(conn, [account_id])
     lots = (
         await conn.execute(
             select(L.c.id, L.c.remaining).where(
@@ -248,8 +268,8 @@ async def expire_account_lots(
     if total == 0:
         return 0
     expired_id = await platform_account_id(conn, EXPIRED_CODE)
-    # Move the points first (this locks the account row), then zero exactly the lots we counted. The
-    # posting's debit would consume soonest-expiring lots, which are precisely these expired ones.
+    # The posting's debit consumes soonest-expiring lots first, which are precisely the expired lots
+    # counted above (under the account lock, so nobody changed them since).
     await post_transaction(
         conn,
         kind=EXPIRY,
@@ -454,6 +474,10 @@ async def adjust_points(
     if direction == GRANT:
         postings = [Posting(issuance_id, -amount), Posting(member_id, amount)]
     else:
+        # Lock both accounts in id order first: the revoke then expires (member, EXPIRED) before it
+        # posts (member, ISSUANCE), which would lock the member before ISSUANCE while a grant to the
+        # same member locks ISSUANCE before the member — a deadlock on PostgreSQL.
+        await lock_accounts(conn, [member_id, issuance_id])
         await expire_account_lots(conn, member_id, now=now, lot_expiry_days=lot_expiry_days)
         postings = [Posting(member_id, -amount), Posting(issuance_id, amount)]
     posted = await post_transaction(
