@@ -10,12 +10,6 @@ import threading
 from collections import Counter
 from contextlib import asynccontextmanager
 
-from jingtan_api.accounts import service as ledger
-from jingtan_api.accounts.jobs import expire_points
-from jingtan_api.app import create_app
-from jingtan_api.db import Database
-from jingtan_api.errors import DomainError
-from jingtan_api.testing import GraphQLClient, make_settings, register_member
 from ledger_helpers import (
     GRANT,
     REVOKE,
@@ -27,6 +21,13 @@ from ledger_helpers import (
     pk_of,
     snapshot,
 )
+
+from jingtan_api.accounts import service as ledger
+from jingtan_api.accounts.jobs import expire_points
+from jingtan_api.app import create_app
+from jingtan_api.db import Database
+from jingtan_api.errors import DomainError
+from jingtan_api.testing import GraphQLClient, make_settings, register_member
 
 CLIENTS = 24
 

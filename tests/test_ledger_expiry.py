@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from ledger_helpers import account_balance, balance_of, grant, invariants, pk_of, relogin, revoke, snapshot
 from sqlalchemy import select
 
 from jingtan_api.accounts import service as ledger
@@ -17,7 +18,6 @@ from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.app import create_app
 from jingtan_api.db import utcnow
 from jingtan_api.testing import FrozenClock, GraphQLClient, make_settings, register_member
-from ledger_helpers import account_balance, balance_of, grant, invariants, pk_of, relogin, revoke, snapshot
 
 BIN = Path(sys.executable).parent
 
@@ -176,7 +176,7 @@ class TestCli:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JINGTAN_")}
         env.update(JINGTAN_DATABASE_URL=db_url, JINGTAN_LOG__LEVEL="WARNING")
         return subprocess.run(
-            [str(BIN / "jingtan"), *args], env=env, capture_output=True, text=True, timeout=60, cwd="/"
+            [str(BIN / "jingtan"), *args], env=env, capture_output=True, text=True, timeout=60, cwd="/", check=False
         )
 
     async def test_cli_expires_remaining_points_of_expired_lots(self, gql, admin, member, services, db_url, two_lots):

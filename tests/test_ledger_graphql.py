@@ -4,10 +4,6 @@ was written), idempotency, the statement (keyset pagination), expiringSoon and t
 from datetime import datetime, timedelta
 
 import pytest
-
-from jingtan_api.accounts import service as ledger
-from jingtan_api.graphql.relay import encode_cursor, to_global_id
-from jingtan_api.testing import register_member
 from ledger_helpers import (
     GRANT,
     REVOKE,
@@ -22,6 +18,10 @@ from ledger_helpers import (
     revoke,
     snapshot,
 )
+
+from jingtan_api.accounts import service as ledger
+from jingtan_api.graphql.relay import encode_cursor, to_global_id
+from jingtan_api.testing import register_member
 
 MAX = 1_000_000  # settings.points.max_single_amount (default)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction, PointsLot
+from jingtan_api.accounts.models import Account, IdempotencyRecord, LedgerEntry, LedgerTransaction, PointsLot
 from jingtan_api.db import utcnow
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
@@ -423,6 +423,13 @@ async def check_invariants(conn: AsyncConnection) -> list[str]:
     problems += [f"account {r.id} balance {r.balance} but lots hold {r.s}" for r in lot_mismatch]
     bad_lots = await conn.execute(select(L.c.id).where(and_(L.c.remaining < 0) | (L.c.remaining > L.c.amount)))
     problems += [f"lot {r.id} remaining out of range" for r in bad_lots]
+    # A committed key without a result means a request claimed it but never recorded its effect, so a
+    # retry would replay nothing (claim and complete belong in the same transaction).
+    IDEM = IdempotencyRecord.__table__
+    unfinished = await conn.execute(
+        select(IDEM.c.id, IDEM.c.scope, IDEM.c.key).where(IDEM.c.result_id.is_(None)).order_by(IDEM.c.id)
+    )
+    problems += [f"idempotency record {r.id} ({r.scope}/{r.key}) has no result" for r in unfinished]
     return problems
 
 
