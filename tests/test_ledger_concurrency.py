@@ -393,3 +393,19 @@ async def test_grants_and_revokes_on_one_member_do_not_deadlock(gql, admin, memb
     assert deadlocks == []
     assert await account_balance(services.db, user_id=target) == 200
     await assert_ledger_consistent(services.db)
+
+
+async def test_same_key_refused_concurrently_leaves_the_key_free(gql, admin, member, services):
+    """Twins of a request that fails (INSUFFICIENT_POINTS) all fail: the key is claimed inside the
+    failing transaction, so it rolls back with it, and a later good request can use the key."""
+    await grant(gql, admin, member["id"], 10)
+    before = await snapshot(services.db)
+    same = adjust_input(member["id"], 11, idem=key())
+    results = await fire(gql, admin["token"], REVOKE, [dict(same) for _ in range(CLIENTS)])
+    assert Counter(outcome(r) for r in results) == {"INSUFFICIENT_POINTS": CLIENTS}
+    assert await snapshot(services.db) == before
+    await grant(gql, admin, member["id"], 1)
+    results = await fire(gql, admin["token"], REVOKE, [dict(same) for _ in range(CLIENTS)])
+    assert Counter(outcome(r) for r in results) == {"ok": 1, "replayed": CLIENTS - 1}
+    assert await account_balance(services.db, user_id=pk_of(member["id"])) == 0
+    await assert_ledger_consistent(services.db)

@@ -8,7 +8,9 @@ Concurrency: balances change only through ``UPDATE account SET balance = balance
 AND (allow_negative OR balance + :d >= 0)``; the row lock it takes serialises concurrent spenders on
 PostgreSQL, and SQLite write transactions are serialised by BEGIN IMMEDIATE. Accounts are updated in id
 order so that two transactions never wait on each other in opposite orders. Lots of an account are only
-touched after its balance row was updated in the same transaction, so they are protected by that lock.
+read or touched after its row was locked in the same transaction (by its balance UPDATE, or earlier by
+``lock_accounts``), so they are protected by that lock; an operation that must lock several accounts
+before its postings (a revoke expires, then posts) takes them all up front with ``lock_accounts``.
 """
 
 from collections.abc import Sequence
