@@ -105,19 +105,26 @@ async def member(gql) -> dict:
     return await register_member(gql, email="member@example.cn", display_name="李雷 Li Lei")
 
 
+ADMIN_EMAIL = "ops-lead@example.cn"
 ADMIN_PASSWORD = "Sturdy-oak-2026"
 
 
 @pytest.fixture
 async def admin(gql, services, clock) -> dict:
     user_id = await services.users.create_admin(
-        email="ops-lead@example.cn", phone=None, password=ADMIN_PASSWORD, display_name="管理员 Admin", now=clock()
+        email=ADMIN_EMAIL, phone=None, password=ADMIN_PASSWORD, display_name="管理员 Admin", now=clock()
     )
     data = await gql.ok(
         "mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } user { id } userErrors { code } } }",
-        {"i": {"identifier": "ops-lead@example.cn", "password": ADMIN_PASSWORD}},
+        {"i": {"identifier": ADMIN_EMAIL, "password": ADMIN_PASSWORD}},
     )
-    return {"pk": user_id, "id": data["login"]["user"]["id"], "token": data["login"]["tokens"]["accessToken"]}
+    return {
+        "pk": user_id,
+        "id": data["login"]["user"]["id"],
+        "token": data["login"]["tokens"]["accessToken"],
+        "email": ADMIN_EMAIL,
+        "password": ADMIN_PASSWORD,
+    }
 
 
 def pytest_runtest_logreport(report) -> None:

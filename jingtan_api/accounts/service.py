@@ -8,7 +8,9 @@ Concurrency: balances change only through ``UPDATE account SET balance = balance
 AND (allow_negative OR balance + :d >= 0)``; the row lock it takes serialises concurrent spenders on
 PostgreSQL, and SQLite write transactions are serialised by BEGIN IMMEDIATE. Accounts are updated in id
 order so that two transactions never wait on each other in opposite orders. Lots of an account are only
-touched after its balance row was updated in the same transaction, so they are protected by that lock.
+read or touched after its row was locked in the same transaction (by its balance UPDATE, or earlier by
+``lock_accounts``), so they are protected by that lock; an operation that must lock several accounts
+before its postings (a revoke expires, then posts) takes them all up front with ``lock_accounts``.
 """
 
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction, PointsLot
+from jingtan_api.accounts.models import Account, IdempotencyRecord, LedgerEntry, LedgerTransaction, PointsLot
 from jingtan_api.db import utcnow
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
@@ -233,25 +235,41 @@ async def _consume_lots(conn: AsyncConnection, account_id: int, amount: int) -> 
         raise RuntimeError(f"account {account_id}: lots hold {amount - left} points, {amount} needed")
 
 
+async def lock_accounts(conn: AsyncConnection, account_ids: Sequence[int]) -> None:
+    """Take the row locks of these accounts now, in id order (PostgreSQL ``SELECT … FOR UPDATE``).
+
+    Needed when a transaction must read rows guarded by an account's lock (its lots) *before* its first
+    balance UPDATE, or would otherwise lock accounts out of id order. SQLite write transactions are
+    already serialised by ``BEGIN IMMEDIATE``, so this is a no-op there."""
+    if conn.dialect.name == "sqlite" or not account_ids:
+        return
+    await conn.execute(
+        select(A.c.id).where(A.c.id.in_(sorted(set(account_ids)))).order_by(A.c.id).with_for_update()
+    )
+
+
 async def expire_account_lots(
     conn: AsyncConnection, account_id: int, *, now: datetime, lot_expiry_days: int
 ) -> int:
-    """Move what is left of the account's expired lots to the platform EXPIRED account."""
+    """Move what is left of the account's expired lots to the platform EXPIRED account.
+
+    The account row is locked before the lots are counted: on PostgreSQL (READ COMMITTED) a count taken
+    before the lock can be stale when a concurrent expiry or spend commits first, and debiting that
+    stale total would expire the same points twice (taking them from lots that have not expired) or
+    fail with INSUFFICIENT_POINTS. Only the member row is locked here (EXPIRED is locked later by the
+    posting), so an expiry never holds EXPIRED while waiting for a member account. When nothing has
+    expired (the common case) no lock is taken at all."""
     expired_lot = (L.c.account_id == account_id) & (L.c.remaining > 0) & (L.c.expires_at <= now)
-    # The common case, nothing expired, takes no lock (locking the member row before the issuance row
-    # would invert the id order that post_transaction keeps and invite deadlocks).
     if (await conn.execute(select(L.c.id).where(expired_lot).limit(1))).first() is None:
         return 0
-    # Lock the account row before counting its lots: two concurrent callers must not both count the same
-    # expired lots (the second would then expire live points). SQLite write transactions are already
-    # serialised by BEGIN IMMEDIATE; FOR UPDATE is omitted there.
-    await lock_account(conn, account_id)
+    await lock_accounts(conn, [account_id])
     lots = (await conn.execute(select(L.c.id, L.c.remaining).where(expired_lot))).all()
     total = sum(lot.remaining for lot in lots)
     if total == 0:
         return 0
     expired_id = await platform_account_id(conn, EXPIRED_CODE)
-    # The debit consumes the soonest-expiring lots first, which are precisely the expired ones counted.
+    # The posting's debit consumes soonest-expiring lots first, which are precisely the expired lots
+    # counted above (under the account lock, so nobody changed them since).
     await post_transaction(
         conn,
         kind=EXPIRY,
@@ -261,11 +279,6 @@ async def expire_account_lots(
         memo="points expired / 积分过期",
     )
     return total
-
-
-async def lock_account(conn: AsyncConnection, account_id: int) -> None:
-    """Take the account's row lock (PostgreSQL ``SELECT … FOR UPDATE``) until the transaction ends."""
-    await conn.execute(select(A.c.id).where(A.c.id == account_id).with_for_update())
 
 
 async def accounts_with_expired_lots(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[int]:
@@ -410,6 +423,13 @@ async def check_invariants(conn: AsyncConnection) -> list[str]:
     problems += [f"account {r.id} balance {r.balance} but lots hold {r.s}" for r in lot_mismatch]
     bad_lots = await conn.execute(select(L.c.id).where(and_(L.c.remaining < 0) | (L.c.remaining > L.c.amount)))
     problems += [f"lot {r.id} remaining out of range" for r in bad_lots]
+    # A committed key without a result means a request claimed it but never recorded its effect, so a
+    # retry would replay nothing (claim and complete belong in the same transaction).
+    IDEM = IdempotencyRecord.__table__
+    unfinished = await conn.execute(
+        select(IDEM.c.id, IDEM.c.scope, IDEM.c.key).where(IDEM.c.result_id.is_(None)).order_by(IDEM.c.id)
+    )
+    problems += [f"idempotency record {r.id} ({r.scope}/{r.key}) has no result" for r in unfinished]
     return problems
 
 
@@ -461,6 +481,10 @@ async def adjust_points(
     if direction == GRANT:
         postings = [Posting(issuance_id, -amount), Posting(member_id, amount)]
     else:
+        # Lock both accounts in id order first: the revoke then expires (member, EXPIRED) before it
+        # posts (member, ISSUANCE), which would lock the member before ISSUANCE while a grant to the
+        # same member locks ISSUANCE before the member — a deadlock on PostgreSQL.
+        await lock_accounts(conn, [member_id, issuance_id])
         await expire_account_lots(conn, member_id, now=now, lot_expiry_days=lot_expiry_days)
         postings = [Posting(member_id, -amount), Posting(issuance_id, amount)]
     posted = await post_transaction(
