@@ -244,6 +244,11 @@ async def check_ledger(url: str, secret: str) -> None:
 
 
 def profile_account(r: Runner, spec: dict) -> None:
+    """py-spy (sampling, low overhead) when it is installed in the venv, else cProfile."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if py_spy.exists():
+        profile_py_spy(r, spec, py_spy)
+        return
     import pstats
 
     out = r.tmp / "account.prof"
@@ -252,8 +257,59 @@ def profile_account(r: Runner, spec: dict) -> None:
         res = r.load(subj, spec)
     log(f"  {res['rps']} req/s under the profiler; stats in {out}")
     stats = pstats.Stats(str(out))
-    stats.sort_stats("tottime").print_stats(25)
-    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(r.args.profile_lines)
+
+
+def profile_py_spy(r: Runner, spec: dict, py_spy: Path) -> None:
+    out = r.tmp / "account.collapsed"
+    log(f"\n[profile] GraphQL account scenario sampled by py-spy (one {r.args.duration:g} s run)")
+    with Server("subject_app", r.env) as subj:
+        sampler = subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(subj.proc.pid), "--format", "raw", "--output", str(out),
+             "--duration", str(int(r.args.warmup + r.args.duration)), "--rate", "250", "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        res = r.load(subj, spec)
+        _, err = sampler.communicate(timeout=60)
+    log(f"  {res['rps']} req/s while sampled; collapsed stacks in {out}")
+    if not out.exists():
+        log(f"  py-spy failed: {err.strip()[-500:]}")
+        return
+    summarize_stacks(out, r.args.profile_lines)
+
+
+def summarize_stacks(path: Path, lines: int) -> None:
+    """Self and inclusive share of samples per function (idle event-loop samples excluded)."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = idle = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = stack.split(";")
+        if "select (selectors.py" in frames[-1] or "_run_once" in frames[-1] and "select" in frames[-1]:
+            idle += count
+            continue
+        total += count
+        leaf = frames[-1]
+        own[leaf] = own.get(leaf, 0) + count
+        for frame in set(frames):
+            incl[frame] = incl.get(frame, 0) + count
+    log(f"  {total} busy samples, {idle} idle (waiting in epoll)")
+
+    def short(frame: str) -> str:
+        return frame.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
+
+    log("  -- self time --")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:lines]:
+        log(f"  {100 * n / total:5.1f}%  {short(frame)[:150]}")
+    log("  -- inclusive time (jingtan_api, strawberry, graphql, sqlalchemy, starlette, uvicorn frames) --")
+    keep = ("jingtan_api", "strawberry/", "graphql/", "sqlalchemy/", "starlette/", "uvicorn/", "aiosqlite", "asyncpg", "jwt/")
+    ranked = [(f, n) for f, n in incl.items() if any(k in f for k in keep)]
+    for frame, n in sorted(ranked, key=lambda kv: -kv[1])[: lines * 2]:
+        log(f"  {100 * n / total:5.1f}%  {short(frame)[:150]}")
 
 
 # --- main ---------------------------------------------------------------------------------------------
@@ -273,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deep-entries", type=int, default=200_000,
                         help="entries of the deep account (DESIGN target: 1000000; seeding takes longer)")
     parser.add_argument("--profile", action="store_true", help="profile the GraphQL account scenario (cProfile)")
+    parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile table")
     parser.add_argument("--json", type=Path, help="also write the result rows to this file")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))

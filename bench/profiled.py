@@ -4,6 +4,7 @@
 """
 
 import cProfile
+import signal
 import sys
 
 import uvicorn
@@ -11,6 +12,8 @@ import uvicorn
 
 def main() -> None:
     target, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    # uvicorn restores this handler after its graceful shutdown and re-raises SIGTERM to it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profiler = cProfile.Profile()
     profiler.enable()
     try:
