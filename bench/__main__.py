@@ -289,7 +289,8 @@ def summarize_stacks(path: Path, lines: int) -> None:
             continue
         count = int(count_s)
         frames = stack.split(";")
-        if "select (selectors.py" in frames[-1] or "_run_once" in frames[-1] and "select" in frames[-1]:
+        # The event loop waiting in epoll, aiosqlite's worker waiting on its queue: idle, not work.
+        if "select (selectors.py" in frames[-1] or "_connection_worker_thread (aiosqlite/core.py:59)" in frames[-1]:
             idle += count
             continue
         total += count
@@ -297,7 +298,7 @@ def summarize_stacks(path: Path, lines: int) -> None:
         own[leaf] = own.get(leaf, 0) + count
         for frame in set(frames):
             incl[frame] = incl.get(frame, 0) + count
-    log(f"  {total} busy samples, {idle} idle (waiting in epoll)")
+    log(f"  {total} busy samples, {idle} idle (event loop in epoll, aiosqlite worker waiting for work)")
 
     def short(frame: str) -> str:
         return frame.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
