@@ -1,6 +1,6 @@
 """Assembles the one GraphQL schema from the domains' fragments (and, later, plugins' contributions)."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import strawberry
@@ -12,12 +12,14 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.tools import merge_types
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.schema import AccountsMutation
@@ -28,6 +30,7 @@ from jingtan_api.audit.types import AuditLogEntry
 from jingtan_api.auth import service as auth_service
 from jingtan_api.auth.schema import AuthMutation, AuthQuery
 from jingtan_api.auth.types import ApiToken
+from jingtan_api.context import Context
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.cost import QueryCost
 from jingtan_api.graphql.errors import JingtanMaskErrors
@@ -45,6 +48,25 @@ class JingtanSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:
         """Unexpected errors are logged (once, with the request id) by JingtanMaskErrors; expected ones
         (validation, domain errors) are answers, not incidents."""
+
+
+class SharedReads(SchemaExtension):
+    """A query operation sent alone runs all its reads in one read transaction (``Context.read``)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        share = (
+            isinstance(ctx, Context)
+            and ctx.single_operation
+            and self.execution_context.operation_type is OperationType.QUERY
+        )
+        if share:
+            ctx.begin_shared_reads()
+        try:
+            yield
+        finally:
+            if share:
+                await ctx.end_shared_reads()
 
 
 class SchemaAssemblyError(Exception):
@@ -198,6 +220,7 @@ def build_schema(
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
         lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size),
+        SharedReads,
     ]
     if not settings.introspection_enabled:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
