@@ -188,4 +188,9 @@ async def test_query_cost_is_reported_and_limited(db_url):
         # Without first/last the default page size (20) counts.
         default = await gql("{ viewer { account { entries { nodes { id } } } } }", token=user["token"])
         assert default["extensions"]["cost"]["requested"] == 1 + 1 + 1 + 20 * 1
+        # Costs are cached per query text AND page-size variables: repeats give the same answers.
+        for n, requested in ((30, 63), (5, 13), (None, 43), (30, 63), (None, 43)):
+            again = await gql(query, {"n": n}, token=user["token"])
+            assert again["extensions"]["cost"]["requested"] == requested
+            assert ("errors" in again) is (requested > 50)
         await gql.aclose()

@@ -211,6 +211,7 @@ def build_schema(
         *QueryDepthLimiter(max_depth=gql.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=gql.max_aliases).validation_rules,
     ]
+    cost_cache: dict = {}
     # Factories, not instances: strawberry builds fresh extensions per request (the parser and
     # validation caches are module-level LRU caches shared by all of them).
     extensions: list[Any] = [
@@ -219,7 +220,7 @@ def build_schema(
         lambda: ValidationCache(maxsize=1000),
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
-        lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size),
+        lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size, cache=cost_cache),
         SharedReads,
     ]
     if not settings.introspection_enabled:
