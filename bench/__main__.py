@@ -224,7 +224,7 @@ def scenario_grant(r: Runner, fx) -> None:
             raise RuntimeError(f"grant: unexpected answers {b0} / {s0}")
         r.compare("grant", "credit transaction", "adjust_points baseline",
                   lambda i: r.load(base, spec(f"b{i}"), expect='"userErrors":[]'),
-                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect='"userErrors": []'), ">= 0.5")
+                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect='"userErrors":[]'), ">= 0.5")
     asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], r.env["JINGTAN_SECRET_KEY"]))
 
 
