@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
-    parser.add_argument("--rounds", type=int, default=2, help="baseline/subject pairs per comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="baseline/subject pairs per comparison")
     parser.add_argument("--shallow-entries", type=int, default=10_000)
     parser.add_argument("--deep-entries", type=int, default=200_000,
                         help="entries of the deep account (DESIGN target: 1000000; seeding takes longer)")
