@@ -146,18 +146,18 @@ _SQLITE_SEED = [
 
 _PG_SEED = [
     """INSERT INTO ledger_transaction (id, kind, memo, actor_user_id, reverses_id, created_at)
-       SELECT :tx0 + i, 'GRANT', 'bench seed grant', :actor, NULL,
-              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, :n) AS i""",
+       SELECT CAST(:tx0 AS bigint) + i, 'GRANT', 'bench seed grant', CAST(:actor AS integer), NULL,
+              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, CAST(:n AS integer)) AS i""",
     """INSERT INTO ledger_entry (id, transaction_id, account_id, amount, balance_after, created_at)
-       SELECT :e0 + 2 * i, :tx0 + i, :iss, -(1 + i % 10), :iss_bal - (i + 45 * (i / 10) + (i % 10) * (i % 10 + 1) / 2),
-              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, :n) AS i
+       SELECT CAST(:e0 AS bigint) + 2 * i, CAST(:tx0 AS bigint) + i, CAST(:iss AS integer), -(1 + i % 10), CAST(:iss_bal AS bigint) - (i + 45 * (i / 10) + (i % 10) * (i % 10 + 1) / 2),
+              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, CAST(:n AS integer)) AS i
        UNION ALL
-       SELECT :e0 + 2 * i + 1, :tx0 + i, :member, 1 + i % 10, :mem_bal + (i + 45 * (i / 10) + (i % 10) * (i % 10 + 1) / 2),
-              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, :n) AS i""",
+       SELECT CAST(:e0 AS bigint) + 2 * i + 1, CAST(:tx0 AS bigint) + i, CAST(:member AS integer), 1 + i % 10, CAST(:mem_bal AS bigint) + (i + 45 * (i / 10) + (i % 10) * (i % 10 + 1) / 2),
+              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, CAST(:n AS integer)) AS i""",
     """INSERT INTO points_lot (id, account_id, entry_id, amount, remaining, expires_at, created_at)
-       SELECT :l0 + i, :member, :e0 + 2 * i + 1, 1 + i % 10, 1 + i % 10,
+       SELECT CAST(:l0 AS bigint) + i, CAST(:member AS integer), CAST(:e0 AS bigint) + 2 * i + 1, 1 + i % 10, 1 + i % 10,
               CAST(:t0 AS timestamptz) + i * interval '1 second' + CAST(:expiry_days AS integer) * interval '1 day',
-              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, :n) AS i""",
+              CAST(:t0 AS timestamptz) + i * interval '1 second' FROM generate_series(1, CAST(:n AS integer)) AS i""",
 ]
 
 
