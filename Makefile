@@ -28,7 +28,9 @@ test: $(STAMP)
 
 # Ratios against baselines measured in the same run (see bench/README.md), e.g.
 #   make bench BENCH_ARGS="account --db postgresql"
+# With --profile, py-spy (a sampling profiler) is installed into .venv first.
 bench: $(STAMP)
+	$(if $(findstring --profile,$(BENCH_ARGS)),$(BIN)/python -m pip install --quiet py-spy)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 schema: $(STAMP)
