@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -73,7 +74,7 @@ class Server:
                    "--port", str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
         else:
             cmd = [sys.executable, "-m", "bench.profiled", target, str(self.port), str(self.profile_to)]
-        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT)
+        self.proc = subprocess.Popen(cmd, env=self.env)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -141,7 +142,7 @@ class Runner:
         if expect:
             cmd += ["--expect", expect]
         out = subprocess.run(
-            cmd, cwd=ROOT, env=self.env, capture_output=True, text=True,
+            cmd, env=self.env, capture_output=True, text=True,
             timeout=self.args.warmup + self.args.duration + 60,
         )
         lines = out.stdout.strip().splitlines()
@@ -361,11 +362,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         env.pop("JINGTAN_CONFIG", None)
         runner = Runner(args, env)
+        # Servers and load generators run in a scratch directory: a developer's ./jingtan.toml must
+        # not configure the apps under test.
+        os.chdir(runner.tmp)
         funcs = {"account": scenario_account, "ledger-depth": scenario_depth, "grant": scenario_grant}
         for name in chosen:
             funcs[name](runner, fx)
     finally:
+        os.chdir(ROOT)
         db.drop()
+    if not args.profile:
+        shutil.rmtree(runner.tmp, ignore_errors=True)
     log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / baseline req/s)")
     log(f"  {'scenario':<14} {'compares':<28} {'baseline req/s':>15} {'subject req/s':>14} {'ratio':>6}  target")
     for row in runner.rows:
