@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test schema lint clean
+.PHONY: install run test bench schema lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Ratios against baselines measured in the same run (see bench/README.md), e.g.
+#   make bench BENCH_ARGS="account --db postgresql"
+# With --profile, py-spy (a sampling profiler) is installed into .venv first.
+bench: $(STAMP)
+	$(if $(findstring --profile,$(BENCH_ARGS)),$(BIN)/python -m pip install --quiet py-spy)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 schema: $(STAMP)
 	$(BIN)/jingtan schema export
 	$(BIN)/jingtan config example
 
 lint: $(STAMP)
-	$(BIN)/ruff check jingtan_api plugins examples tests
+	$(BIN)/ruff check jingtan_api plugins examples tests bench
 	$(BIN)/jingtan schema check
 	$(BIN)/jingtan config check
 

@@ -108,6 +108,16 @@ class JingtanGraphQL(GraphQL):
             return Viewer(user_id=viewer.user_id, roles=roles, scopes=scopes_for_roles(roles))
         return viewer
 
+    async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
+        # Batched operations run concurrently on one context: they never share a read transaction.
+        context.single_operation = not isinstance(request_data, list)
+        try:
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        finally:
+            await context.end_shared_reads()  # normally already done by SharedReads; here for cancellation
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
         if data.get("errors"):

@@ -1,10 +1,14 @@
 """Application services (one set per app instance) and the per-request GraphQL context."""
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
@@ -68,6 +72,13 @@ class Context:
         self.request_id = request_id
         self._loaders: dict[Hashable, DataLoader] = {}
         self._now: datetime | None = None
+        # Set by the HTTP view when the request carries one operation (not a batch); only then may a
+        # query operation run all its reads in one shared read transaction (see ``read``).
+        self.single_operation = False
+        self._share_reads = False
+        self._shared: AsyncConnection | None = None
+        self._shared_cm: contextlib.AbstractAsyncContextManager[AsyncConnection] | None = None
+        self._shared_lock: asyncio.Lock | None = None
 
     def now(self) -> datetime:
         """One clock reading per request, so every resolver sees the same 'now'."""
@@ -88,5 +99,50 @@ class Context:
         return loader
 
     async def read(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        async with self.db.read() as conn:
-            return await fn(conn, *args, **kwargs)
+        """Run ``fn(conn, ...)`` in a read transaction.
+
+        During a query operation (``begin_shared_reads``) every read of the request uses ONE read
+        transaction, taken at the first read and released when the operation ends: one pool checkout,
+        BEGIN and COMMIT per request instead of one per DataLoader batch (on SQLite each of those is a
+        round trip to aiosqlite's thread), and every resolver sees the same snapshot. Reads of one
+        request are then serialised, which is what they mostly are anyway (viewer -> account -> page).
+        Mutations and batches keep one transaction per read, so a read after a write sees the write."""
+        if not self._share_reads:
+            async with self.db.read() as conn:
+                return await fn(conn, *args, **kwargs)
+        if self._shared_lock is None:
+            self._shared_lock = asyncio.Lock()
+        async with self._shared_lock:
+            if self._shared is None:
+                cm = self.db.read()
+                self._shared = await cm.__aenter__()
+                self._shared_cm = cm
+            try:
+                return await fn(self._shared, *args, **kwargs)
+            except (DBAPIError, asyncio.CancelledError) as exc:
+                # The database refused a statement (on PostgreSQL the transaction is now aborted) or
+                # the request was cancelled mid-statement: roll this transaction back; later reads of
+                # the request start a fresh one.
+                await self._release_shared(exc)
+                raise
+
+    def begin_shared_reads(self) -> None:
+        self._share_reads = True
+
+    async def end_shared_reads(self) -> None:
+        self._share_reads = False
+        if self._shared_lock is None:
+            await self._release_shared()
+            return
+        async with self._shared_lock:
+            await self._release_shared()
+
+    async def _release_shared(self, exc: BaseException | None = None) -> None:
+        cm, self._shared_cm, self._shared = self._shared_cm, None, None
+        if cm is None:
+            return
+        if exc is None:
+            await cm.__aexit__(None, None, None)
+            return
+        with contextlib.suppress(Exception):  # the original error is what the caller must see
+            await cm.__aexit__(type(exc), exc, exc.__traceback__)

@@ -82,6 +82,33 @@ async def test_depth_and_alias_limits(db_url):
         await gql.aclose()
 
 
+async def test_a_repeated_document_is_validated_once(db_url, monkeypatch):
+    """The depth/alias rules must be the same classes on every request, or ValidationCache never hits."""
+    import uuid
+
+    import strawberry.schema.schema as strawberry_schema
+
+    calls = []
+    real_validate = strawberry_schema.validate
+
+    def counting_validate(*args, **kwargs):
+        calls.append(1)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(strawberry_schema, "validate", counting_validate)
+    app = create_app(make_settings(db_url, graphql={"max_depth": 3, "max_aliases": 2}))
+    async with app.router.lifespan_context(app):
+        gql = GraphQLClient(app)
+        probe = f"probe{uuid.uuid4().hex}"  # a document no earlier test validated
+        for _ in range(3):
+            assert (await gql(f"{{ {probe}: viewer {{ id }} }}"))["data"] == {probe: None}
+        too_deep = f"{{ {probe}: viewer {{ account {{ entries {{ edges {{ node {{ id }} }} }} }} }} }}"
+        for _ in range(2):
+            assert "exceeds maximum operation depth" in (await gql(too_deep))["errors"][0]["message"]
+        await gql.aclose()
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("mode", ["development", "production"])
 async def test_graphiql_and_introspection_follow_the_mode(db_url, mode):
     overrides = {"mode": mode, "secret_key": PROD_KEY} if mode == "production" else {}
@@ -161,4 +188,9 @@ async def test_query_cost_is_reported_and_limited(db_url):
         # Without first/last the default page size (20) counts.
         default = await gql("{ viewer { account { entries { nodes { id } } } } }", token=user["token"])
         assert default["extensions"]["cost"]["requested"] == 1 + 1 + 1 + 20 * 1
+        # Costs are cached per query text AND page-size variables: repeats give the same answers.
+        for n, requested in ((30, 63), (5, 13), (None, 43), (30, 63), (None, 43)):
+            again = await gql(query, {"n": n}, token=user["token"])
+            assert again["extensions"]["cost"]["requested"] == requested
+            assert ("errors" in again) is (requested > 50)
         await gql.aclose()

@@ -102,22 +102,49 @@ def operation_cost(
     return _selection_cost(schema, operation.selection_set, root, fragments, variables or {}, default_page)
 
 
+CACHE_SIZE = 1000
+
+
+def _cache_key(query: str | None, operation_name: str | None, variables: dict[str, Any]) -> tuple:
+    # Only integer variables can change a cost (page sizes); any other value counts as absent.
+    ints = tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
+    return (query, operation_name, ints)
+
+
 class QueryCost(SchemaExtension):
-    def __init__(self, *, max_cost: int, default_page_size: int) -> None:
+    """``cache`` (one dict per schema) remembers costs by (query text, operation, integer variables):
+    walking the document costs about as much as executing a small query."""
+
+    def __init__(self, *, max_cost: int, default_page_size: int, cache: dict | None = None) -> None:
         super().__init__()
         self.max_cost = max_cost
         self.default_page_size = default_page_size
+        self.cache = cache
         self.cost: int | None = None
+
+    def _operation_cost(self) -> int:
+        ctx = self.execution_context
+        variables = ctx.variables or {}
+        key = _cache_key(ctx.query, ctx.operation_name, variables) if self.cache is not None and ctx.query else None
+        if key is not None:
+            cost = self.cache.get(key)
+            if cost is not None:
+                return cost
+        cost = operation_cost(
+            ctx.schema._schema, ctx.graphql_document, ctx.operation_name, variables, self.default_page_size
+        )
+        if key is not None:
+            if len(self.cache) >= CACHE_SIZE:
+                self.cache.clear()
+            self.cache[key] = cost
+        return cost
 
     def on_validate(self) -> Iterator[None]:
         # Runs after ValidationCache has validated (it is listed before us) and before strawberry checks
         # for pre-execution errors, so an over-limit operation never reaches a resolver.
         ctx = self.execution_context
         if ctx.graphql_document is not None and not ctx.pre_execution_errors:
-            self.cost = operation_cost(
-                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables or {},
-                self.default_page_size,
-            )
+            self.cost = self._operation_cost()
             if self.cost > self.max_cost:
                 ctx.pre_execution_errors = [
                     GraphQLError(

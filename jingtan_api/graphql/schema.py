@@ -1,7 +1,7 @@
 """Assembles the one GraphQL schema from the domains' fragments (and, later, plugins' contributions)."""
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import strawberry
@@ -13,12 +13,14 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.tools import merge_types
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.schema import AccountsMutation
@@ -29,6 +31,7 @@ from jingtan_api.audit.types import AuditLogEntry
 from jingtan_api.auth import service as auth_service
 from jingtan_api.auth.schema import AuthMutation, AuthQuery
 from jingtan_api.auth.types import ApiToken
+from jingtan_api.context import Context
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.cost import QueryCost
 from jingtan_api.graphql.errors import JingtanMaskErrors
@@ -49,6 +52,25 @@ class JingtanSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:
         """Unexpected errors are logged (once, with the request id) by JingtanMaskErrors; expected ones
         (validation, domain errors) are answers, not incidents."""
+
+
+class SharedReads(SchemaExtension):
+    """A query operation sent alone runs all its reads in one read transaction (``Context.read``)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        share = (
+            isinstance(ctx, Context)
+            and ctx.single_operation
+            and self.execution_context.operation_type is OperationType.QUERY
+        )
+        if share:
+            ctx.begin_shared_reads()
+        try:
+            yield
+        finally:
+            if share:
+                await ctx.end_shared_reads()
 
 
 class SchemaAssemblyError(Exception):
@@ -221,16 +243,25 @@ def build_schema(
     query = merge_fragments("Query", (*CORE_QUERY_FRAGMENTS, *query_fragments))
     mutation = merge_fragments("Mutation", (*CORE_MUTATION_FRAGMENTS, *mutation_fragments))
     gql = settings.graphql
+    # QueryDepthLimiter and MaxAliasesLimiter create a new validation-rule CLASS per instance. Built per
+    # request (as factories), they made every request's rule tuple unique, so ValidationCache never hit
+    # and every request paid full graphql-core validation (~40% of a small query's CPU in bench/).
+    # Build their rules once and add the same classes on every request.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=gql.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=gql.max_aliases).validation_rules,
+    ]
+    cost_cache: dict = {}
     # Factories, not instances: strawberry builds fresh extensions per request (the parser and
     # validation caches are module-level LRU caches shared by all of them).
     extensions: list[Any] = [
         JingtanMaskErrors,
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
-        lambda: QueryDepthLimiter(max_depth=gql.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=gql.max_aliases),
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
-        lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size),
+        lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size, cache=cost_cache),
+        SharedReads,
     ]
     if not settings.introspection_enabled:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))

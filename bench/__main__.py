@@ -1,0 +1,387 @@
+"""Run the benchmark scenarios and print req/s ratios against baselines measured in the same run.
+
+    python -m bench                         # every scenario on SQLite
+    python -m bench account --db postgresql
+    python -m bench ledger-depth --deep-entries 1000000
+    python -m bench account --profile       # then a cProfile run of the GraphQL server
+
+Method: each server is a real uvicorn process (one worker, no access log, log level warning) on a free
+127.0.0.1 port; a separate load-generator process (bench/loadgen.py) keeps ``--concurrency`` keep-alive
+connections busy for ``--warmup`` + ``--duration`` seconds; runs alternate baseline / subject
+(B S B S …, ``--rounds`` pairs) and the medians are compared. No timing is asserted anywhere.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.seed import create_database, seed
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("account", "ledger-depth", "grant")
+
+ACCOUNT_QUERY = (
+    "query MyAccount { viewer { account { id balance entries(first: 20) { edges { cursor node { id amount "
+    "balanceAfter kind memo createdAt } } pageInfo { hasNextPage endCursor } } } } }"
+)
+PAGE_QUERY = (
+    "query AccountPage($after: String) { viewer { account { id balance entries(first: 20, after: $after) "
+    "{ edges { cursor node { id amount balanceAfter kind memo createdAt } } pageInfo { hasNextPage endCursor } "
+    "} } } }"
+)
+GRANT_MUTATION = (
+    "mutation Grant($input: AdjustPointsInput!) { grantPoints(input: $input) { transaction { id } replayed "
+    "userErrors { code message field } } }"
+)
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One uvicorn process serving ``bench.servers:<factory>``; stopped by its own pid only."""
+
+    def __init__(self, factory: str, env: dict[str, str], *, profile_to: Path | None = None) -> None:
+        self.factory = factory
+        self.env = env
+        self.port = free_port()
+        self.profile_to = profile_to
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Server":
+        target = f"bench.servers:{self.factory}"
+        if self.profile_to is None:
+            cmd = [sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1",
+                   "--port", str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+        else:
+            cmd = [sys.executable, "-m", "bench.profiled", target, str(self.port), str(self.profile_to)]
+        self.proc = subprocess.Popen(cmd, env=self.env)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.factory} exited with {self.proc.returncode} during startup")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"{self.factory} did not start within 60 s")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def post(self, spec: dict) -> dict:
+        body = spec["body"].replace("@@UNIQUE@@", "0000000000check").encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{spec['path']}",
+            data=body,
+            headers={"Content-Type": "application/json", **spec.get("headers", {})},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+
+def graphql_spec(query: str, token: str, variables: dict | None = None) -> dict:
+    payload: dict = {"query": query}
+    if variables is not None:
+        payload["variables"] = variables
+    return {
+        "method": "POST",
+        "path": "/graphql",
+        "headers": {"Authorization": f"Bearer {token}"},
+        "body": json.dumps(payload, separators=(",", ":")),
+    }
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str]) -> None:
+        self.args = args
+        self.env = env
+        self.tmp = Path(tempfile.mkdtemp(prefix="jt_bench_req_"))
+        self.rows: list[dict] = []
+
+    def load(self, server: Server, spec: dict, *, expect: str | None = None) -> dict:
+        path = self.tmp / f"req-{secrets.token_hex(4)}.json"
+        path.write_text(json.dumps(spec), encoding="utf-8")
+        cmd = [
+            sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--request-file", str(path),
+            "--concurrency", str(self.args.concurrency), "--duration", str(self.args.duration),
+            "--warmup", str(self.args.warmup), "--check-graphql",
+        ]
+        if expect:
+            cmd += ["--expect", expect]
+        out = subprocess.run(
+            cmd, env=self.env, capture_output=True, text=True,
+            timeout=self.args.warmup + self.args.duration + 60,
+        )
+        lines = out.stdout.strip().splitlines()
+        result = json.loads(lines[-1]) if lines else {"error": out.stderr[-2000:]}
+        if out.returncode != 0 or "error" in result:
+            raise RuntimeError(f"load generator failed against {server.factory}: {result.get('error')}")
+        return result
+
+    def compare(self, scenario: str, what: str, base_label: str, base, subj_label: str, subj, target: str) -> None:
+        """Alternate ``base()`` and ``subj()`` (each returns a loadgen result) and record the medians."""
+        b_runs, s_runs = [], []
+        for i in range(self.args.rounds):
+            b = base(i)
+            b_runs.append(b)
+            log(f"    {base_label:<28} {b['rps']:>8.1f} req/s  p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms")
+            s = subj(i)
+            s_runs.append(s)
+            log(f"    {subj_label:<28} {s['rps']:>8.1f} req/s  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms")
+        b_med = statistics.median(r["rps"] for r in b_runs)
+        s_med = statistics.median(r["rps"] for r in s_runs)
+        ratio = s_med / b_med if b_med else 0.0
+        row = {
+            "db": self.args.db, "scenario": scenario, "compares": what, "baseline": base_label,
+            "baseline_rps": round(b_med, 1), "subject": subj_label, "subject_rps": round(s_med, 1),
+            "ratio": round(ratio, 3), "target": target,
+        }
+        self.rows.append(row)
+        log(f"  => {scenario} [{what}]: {subj_label} / {base_label} = {ratio:.2f}  (target {target})")
+
+
+# --- scenarios ----------------------------------------------------------------------------------------
+
+
+def same_data(a: dict, b: dict, label: str) -> None:
+    if "errors" in a or "errors" in b or a.get("data") != b.get("data"):
+        raise RuntimeError(f"{label}: baseline and subject answers differ:\n{json.dumps(a)[:800]}\n{json.dumps(b)[:800]}")
+
+
+def scenario_account(r: Runner, fx) -> None:
+    log("\n[account] viewer.account + last 20 entries: GraphQL vs minimal Starlette endpoint")
+    spec = graphql_spec(ACCOUNT_QUERY, fx.tokens["member"])
+    with Server("baseline_account_app", r.env) as base, Server("subject_app", r.env) as subj:
+        same_data(base.post(spec), subj.post(spec), "account")
+        r.compare("account", "account + 20 entries", "starlette+SQL baseline", lambda i: r.load(base, spec),
+                  "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
+    if r.args.profile:
+        profile_account(r, spec)
+
+
+def scenario_depth(r: Runner, fx) -> None:
+    shallow, deep = fx.entries["shallow"], fx.entries["deep"]
+    log(f"\n[ledger-depth] the same GraphQL page, account with {shallow:,} vs {deep:,} entries")
+    newest = {n: graphql_spec(PAGE_QUERY, fx.tokens[n], {"after": None}) for n in ("shallow", "deep")}
+    middle = {n: graphql_spec(PAGE_QUERY, fx.tokens[n], {"after": fx.mid_cursors[n]}) for n in ("shallow", "deep")}
+    with Server("subject_app", r.env) as subj:
+        for label, specs in (("newest page", newest), ("middle page (after cursor)", middle)):
+            for n in ("shallow", "deep"):
+                page = subj.post(specs[n])["data"]["viewer"]["account"]["entries"]
+                if len(page["edges"]) != 20 or not page["pageInfo"]["hasNextPage"]:
+                    raise RuntimeError(f"ledger-depth: unexpected page for {n}: {json.dumps(page)[:300]}")
+            r.compare("ledger-depth", label, f"{shallow:,} entries", lambda i, s=specs: r.load(subj, s["shallow"]),
+                      f"{deep:,} entries", lambda i, s=specs: r.load(subj, s["deep"]), "~1.0")
+
+
+def scenario_grant(r: Runner, fx) -> None:
+    log("\n[grant] grantPoints mutation vs adjust_points in db.write behind a minimal Starlette endpoint")
+
+    def spec(label: str) -> dict:
+        return graphql_spec(
+            GRANT_MUTATION,
+            fx.tokens["admin"],
+            {"input": {"userId": fx.user_gids["target"], "amount": 5, "reason": "bench grant",
+                       "idempotencyKey": f"{label}-@@UNIQUE@@"}},
+        )
+
+    with Server("baseline_grant_app", r.env) as base, Server("subject_app", r.env) as subj:
+        b0, s0 = base.post(spec("check-b")), subj.post(spec("check-s"))
+        if b0["data"]["grantPoints"]["userErrors"] or s0["data"]["grantPoints"]["userErrors"] or set(
+            b0["data"]["grantPoints"]) != set(s0["data"]["grantPoints"]):
+            raise RuntimeError(f"grant: unexpected answers {b0} / {s0}")
+        r.compare("grant", "credit transaction", "adjust_points baseline",
+                  lambda i: r.load(base, spec(f"b{i}"), expect='"userErrors":[]'),
+                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect='"userErrors":[]'), ">= 0.5")
+    asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], r.env["JINGTAN_SECRET_KEY"]))
+
+
+async def check_ledger(url: str, secret: str) -> None:
+    from jingtan_api.accounts import service as ledger
+    from jingtan_api.db import Database
+
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            problems = await ledger.check_invariants(conn)
+    finally:
+        await db.dispose()
+    if problems:
+        raise RuntimeError(f"ledger invariants violated after the grant runs: {problems[:5]}")
+    log("  ledger invariants hold after the grant runs")
+
+
+def profile_account(r: Runner, spec: dict) -> None:
+    """py-spy (sampling, low overhead) when it is installed in the venv, else cProfile."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if py_spy.exists():
+        profile_py_spy(r, spec, py_spy)
+        return
+    import pstats
+
+    out = r.tmp / "account.prof"
+    log(f"\n[profile] GraphQL account scenario under cProfile (one {r.args.duration:g} s run)")
+    with Server("subject_app", r.env, profile_to=out) as subj:
+        res = r.load(subj, spec)
+    log(f"  {res['rps']} req/s under the profiler; stats in {out}")
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(r.args.profile_lines)
+
+
+def profile_py_spy(r: Runner, spec: dict, py_spy: Path) -> None:
+    out = r.tmp / "account.collapsed"
+    log(f"\n[profile] GraphQL account scenario sampled by py-spy (one {r.args.duration:g} s run)")
+    with Server("subject_app", r.env) as subj:
+        sampler = subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(subj.proc.pid), "--format", "raw", "--output", str(out),
+             "--duration", str(int(r.args.warmup + r.args.duration)), "--rate", "250", "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        res = r.load(subj, spec)
+        _, err = sampler.communicate(timeout=60)
+    log(f"  {res['rps']} req/s while sampled; collapsed stacks in {out}")
+    if not out.exists():
+        log(f"  py-spy failed: {err.strip()[-500:]}")
+        return
+    summarize_stacks(out, r.args.profile_lines)
+
+
+def summarize_stacks(path: Path, lines: int) -> None:
+    """Self and inclusive share of samples per function (idle event-loop samples excluded)."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = idle = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = stack.split(";")
+        # The event loop waiting in epoll, aiosqlite's worker waiting on its queue: idle, not work.
+        if "select (selectors.py" in frames[-1] or "_connection_worker_thread (aiosqlite/core.py:59)" in frames[-1]:
+            idle += count
+            continue
+        total += count
+        leaf = frames[-1]
+        own[leaf] = own.get(leaf, 0) + count
+        for frame in set(frames):
+            incl[frame] = incl.get(frame, 0) + count
+    log(f"  {total} busy samples, {idle} idle (event loop in epoll, aiosqlite worker waiting for work)")
+
+    def short(frame: str) -> str:
+        return frame.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
+
+    log("  -- self time --")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:lines]:
+        log(f"  {100 * n / total:5.1f}%  {short(frame)[:150]}")
+    log("  -- inclusive time (jingtan_api, strawberry, graphql, sqlalchemy, starlette, uvicorn frames) --")
+    keep = ("jingtan_api", "strawberry/", "graphql/", "sqlalchemy/", "starlette/", "uvicorn/", "aiosqlite", "asyncpg", "jwt/")
+    ranked = [(f, n) for f, n in incl.items() if any(k in f for k in keep)]
+    for frame, n in sorted(ranked, key=lambda kv: -kv[1])[: lines * 2]:
+        log(f"  {100 * n / total:5.1f}%  {short(frame)[:150]}")
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
+    parser.add_argument("--rounds", type=int, default=3, help="baseline/subject pairs per comparison")
+    parser.add_argument("--shallow-entries", type=int, default=10_000)
+    parser.add_argument("--deep-entries", type=int, default=200_000,
+                        help="entries of the deep account (DESIGN target: 1000000; seeding takes longer)")
+    parser.add_argument("--profile", action="store_true", help="profile the GraphQL account scenario (cProfile)")
+    parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile table")
+    parser.add_argument("--json", type=Path, help="also write the result rows to this file")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    chosen = [s for s in SCENARIOS if s in args.scenarios] if args.scenarios else list(SCENARIOS)
+    if not (1 <= args.concurrency <= 99 and 0 < args.duration <= 600 and 1 <= args.rounds <= 20):
+        parser.error("concurrency 1-99, duration 0-600 s, rounds 1-20")
+    if not (1000 <= args.shallow_entries <= args.deep_entries <= 10_000_000):
+        parser.error("need 1000 <= --shallow-entries <= --deep-entries <= 10000000")
+
+    log(f"jingtan bench: {', '.join(chosen)} on {args.db}; {args.concurrency} connections, "
+        f"{args.warmup:g}+{args.duration:g} s per run, {args.rounds} rounds; {os.cpu_count()} CPUs")
+    started = time.perf_counter()
+    db = create_database(args.db)
+    try:
+        secret = secrets.token_urlsafe(32)
+        log(f"database {db.name} migrated; seeding")
+        depth = (args.shallow_entries, args.deep_entries) if "ledger-depth" in chosen else None
+        fx = asyncio.run(seed(db.url, secret, depth=depth, log=log))
+        env = {
+            **os.environ,
+            "JINGTAN_DATABASE_URL": db.url,
+            "JINGTAN_SECRET_KEY": secret,
+            "JINGTAN_LOG__LEVEL": "WARNING",
+            "JINGTAN_POINTS__EXPIRY_INTERVAL_SECONDS": "0",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        }
+        env.pop("JINGTAN_CONFIG", None)
+        runner = Runner(args, env)
+        # Servers and load generators run in a scratch directory: a developer's ./jingtan.toml must
+        # not configure the apps under test.
+        os.chdir(runner.tmp)
+        funcs = {"account": scenario_account, "ledger-depth": scenario_depth, "grant": scenario_grant}
+        for name in chosen:
+            funcs[name](runner, fx)
+    finally:
+        os.chdir(ROOT)
+        db.drop()
+    if not args.profile:
+        shutil.rmtree(runner.tmp, ignore_errors=True)
+    log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / baseline req/s)")
+    log(f"  {'scenario':<14} {'compares':<28} {'baseline req/s':>15} {'subject req/s':>14} {'ratio':>6}  target")
+    for row in runner.rows:
+        log(f"  {row['scenario']:<14} {row['compares']:<28} {row['baseline_rps']:>15.1f} "
+            f"{row['subject_rps']:>14.1f} {row['ratio']:>6.2f}  {row['target']}")
+    if args.json:
+        args.json.write_text(json.dumps(runner.rows, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

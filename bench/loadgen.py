@@ -1,0 +1,157 @@
+"""A small, cheap HTTP/1.1 keep-alive load generator (runs as its own process).
+
+Every connection sends the same pre-encoded request (optionally with a fixed-width unique token spliced
+into the body, e.g. an idempotency key), reads the status line and headers, and then exactly
+``Content-Length`` body bytes. Nothing else is parsed on the hot path, so the client costs a few tens of
+microseconds per request and the server under test stays the bottleneck.
+
+Checks: every response must be ``200`` with a Content-Length; with ``--check-graphql`` the body must not
+contain ``"errors"``; with ``--expect BYTES`` it must contain BYTES. The first body of every connection
+is also parsed as JSON. Any failure stops the run with exit code 1 and prints the offending body.
+
+Only 127.0.0.1 is accepted as target. The run stops by itself after ``warmup + duration`` seconds.
+
+    python -m bench.loadgen --port 8000 --request-file req.json --concurrency 16 --duration 5 --warmup 1
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+TOKEN_PLACEHOLDER = b"@@UNIQUE@@"
+TOKEN_WIDTH = 16  # bytes spliced in place of the placeholder: <2-digit conn><14-digit counter>
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def build_request(spec: dict, port: int) -> tuple[bytes, bytes | None]:
+    """Return the request bytes (or the part before the placeholder) and the part after it."""
+    body = spec["body"].encode()
+    has_token = TOKEN_PLACEHOLDER in body
+    length = len(body) - (len(TOKEN_PLACEHOLDER) - TOKEN_WIDTH if has_token else 0)
+    headers = [
+        f"{spec.get('method', 'POST')} {spec['path']} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        "Accept: application/json",
+        f"Content-Length: {length}",
+    ]
+    headers += [f"{k}: {v}" for k, v in spec.get("headers", {}).items()]
+    head = ("\r\n".join(headers) + "\r\n\r\n").encode()
+    if not has_token:
+        return head + body, None
+    before, after = body.split(TOKEN_PLACEHOLDER, 1)
+    return head + before, after
+
+
+async def connection(
+    index: int,
+    port: int,
+    prefix: bytes,
+    suffix: bytes | None,
+    start_measuring: float,
+    stop: float,
+    latencies: list[float],
+    counts: list[int],
+    check_graphql: bool,
+    expect: bytes | None,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    counter = 0
+    first = True
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                break
+            if suffix is None:
+                writer.write(prefix)
+            else:
+                counter += 1
+                writer.write(prefix + b"%02d%014d" % (index, counter) + suffix)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head[9:12]
+            cl = head.find(b"content-length:")
+            if cl < 0:
+                cl = head.lower().find(b"content-length:")
+            if cl < 0:
+                raise CheckFailed(f"no content-length in response head: {head[:300]!r}")
+            end = head.index(b"\r\n", cl)
+            body = await reader.readexactly(int(head[cl + 15 : end]))
+            t1 = time.perf_counter()
+            if status != b"200":
+                raise CheckFailed(f"status {status.decode()}: {body[:500]!r}")
+            if check_graphql and b'"errors"' in body:
+                raise CheckFailed(f"GraphQL errors: {body[:500]!r}")
+            if expect is not None and expect not in body:
+                raise CheckFailed(f"expected {expect!r} in {body[:500]!r}")
+            if first:
+                json.loads(body)
+                first = False
+            if t0 >= start_measuring:
+                counts[0] += 1
+                latencies.append(t1 - t0)
+    finally:
+        writer.close()
+
+
+async def run(args: argparse.Namespace) -> dict:
+    with open(args.request_file, encoding="utf-8") as f:
+        spec = json.load(f)
+    prefix, suffix = build_request(spec, args.port)
+    now = time.perf_counter()
+    start_measuring = now + args.warmup
+    stop = start_measuring + args.duration
+    latencies: list[float] = []
+    counts = [0]
+    await asyncio.gather(
+        *(
+            connection(
+                i, args.port, prefix, suffix, start_measuring, stop, latencies, counts,
+                args.check_graphql, args.expect.encode() if args.expect else None,
+            )
+            for i in range(args.concurrency)
+        )
+    )
+    elapsed = time.perf_counter() - start_measuring
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 3) if latencies else 0.0
+
+    return {
+        "requests": counts[0],
+        "seconds": round(elapsed, 3),
+        "rps": round(counts[0] / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--request-file", required=True, help="JSON: {method, path, headers, body}")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--check-graphql", action="store_true")
+    parser.add_argument("--expect", default=None)
+    args = parser.parse_args(argv)
+    if not 1 <= args.concurrency <= 99 or args.duration <= 0 or args.duration > 600 or args.warmup < 0:
+        parser.error("concurrency 1-99, duration 0-600 s")
+    try:
+        result = asyncio.run(run(args))
+    except (CheckFailed, asyncio.IncompleteReadError, ConnectionError) as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

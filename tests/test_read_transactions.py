@@ -1,0 +1,65 @@
+"""How GraphQL operations use read transactions: a query sent alone reads in ONE transaction."""
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+
+from jingtan_api.auth.permissions import Viewer
+from jingtan_api.context import Context
+
+ACCOUNT = """query { viewer { displayName account { id balance owner { id }
+  entries(first: 5) { totalCount edges { cursor node { id amount transaction { id } } } } } } }"""
+
+
+def count_begins(app) -> list[int]:
+    begins = [0]
+
+    def on_begin(_conn) -> None:
+        begins[0] += 1
+
+    event.listen(app.state.services.db.engine.sync_engine, "begin", on_begin)
+    return begins
+
+
+async def test_a_query_reads_in_one_transaction(app, gql, member, admin):
+    await gql.ok(
+        "mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { userErrors { code } } }",
+        {"i": {"userId": member["id"], "amount": 30, "reason": "welcome", "idempotencyKey": "k1"}},
+        token=admin["token"],
+    )
+    begins = count_begins(app)
+    data = await gql.ok(ACCOUNT, token=member["token"])
+    account = data["viewer"]["account"]
+    assert account["balance"] == 30 and account["entries"]["totalCount"] == 1
+    # viewer, account, owner, entries page, totalCount: one read transaction for all of them.
+    assert begins[0] == 1
+
+    # A mutation reads what it wrote: grantPoints reads its payload inside its write transaction.
+    begins[0] = 0
+    grant = await gql.ok(
+        "mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { account { balance } userErrors { code } } }",
+        {"i": {"userId": member["id"], "amount": 12, "reason": "again", "idempotencyKey": "k2"}},
+        token=admin["token"],
+    )
+    assert grant["grantPoints"]["account"]["balance"] == 42
+    # One read for the admin-token check (admin roles are confirmed against the database on every
+    # request) and one write transaction that also reads the payload.
+    assert begins[0] == 2
+
+
+async def test_a_failed_statement_does_not_poison_later_reads(services):
+    ctx = Context(services, None, Viewer(), "req-1")
+    ctx.begin_shared_reads()
+
+    async def bad(conn):
+        await conn.execute(text("SELECT * FROM no_such_table"))
+
+    async def good(conn):
+        return (await conn.execute(text("SELECT 1"))).scalar_one()
+
+    with pytest.raises(DBAPIError):
+        await ctx.read(bad)
+    # On PostgreSQL the failed statement aborted its transaction: the next read must use a fresh one.
+    assert await ctx.read(good) == 1
+    await ctx.end_shared_reads()
+    assert ctx._shared is None
