@@ -15,6 +15,7 @@ them as ``timestamptz`` on PostgreSQL and as UTC text on SQLite).
 """
 
 import asyncio
+import contextvars
 import logging
 import random
 import weakref
@@ -42,6 +43,8 @@ SQLModel.metadata.naming_convention = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+_IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("jingtan_in_write", default=False)
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
 WRITE_OPTION = "jingtan_write"
@@ -150,7 +153,20 @@ class Database:
                 yield conn
 
     async def write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``fn`` in one write transaction, retrying it whole on serialization failures."""
+        """Run ``fn`` in one write transaction, retrying it whole on serialization failures.
+
+        Calling ``write`` from inside ``fn`` is refused: it would be a second, independent transaction
+        (and on SQLite it would wait forever for the writer lock the outer call holds). Pass the
+        connection down instead."""
+        if _IN_WRITE.get():
+            raise RuntimeError("Database.write() called inside another write transaction; use its connection")
+        token = _IN_WRITE.set(True)
+        try:
+            return await self._write_with_retries(fn)
+        finally:
+            _IN_WRITE.reset(token)
+
+    async def _write_with_retries(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             attempt += 1

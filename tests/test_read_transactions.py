@@ -63,3 +63,19 @@ async def test_a_failed_statement_does_not_poison_later_reads(services):
     assert await ctx.read(good) == 1
     await ctx.end_shared_reads()
     assert ctx._shared is None
+
+
+async def test_a_write_inside_a_write_is_refused_not_hung(services):
+    db = services.db
+
+    async def outer(conn):
+        return await db.write(lambda inner: inner.execute(text("SELECT 1")))
+
+    with pytest.raises(RuntimeError, match="inside another write transaction"):
+        await db.write(outer)
+    # The guard is released: a later write works.
+    assert await db.write(lambda conn: _one(conn)) == 1
+
+
+async def _one(conn):
+    return (await conn.execute(text("SELECT 1"))).scalar_one()
