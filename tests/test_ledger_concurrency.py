@@ -5,6 +5,7 @@ interleave at every await, connections come from one pool), and several threads 
 event loop with its own app / engine on the same database (truly parallel connections)."""
 
 import asyncio
+from datetime import timedelta
 import random
 import threading
 from collections import Counter
@@ -408,4 +409,43 @@ async def test_same_key_refused_concurrently_leaves_the_key_free(gql, admin, mem
     results = await fire(gql, admin["token"], REVOKE, [dict(same) for _ in range(CLIENTS)])
     assert Counter(outcome(r) for r in results) == {"ok": 1, "replayed": CLIENTS - 1}
     assert await account_balance(services.db, user_id=pk_of(member["id"])) == 0
+    await assert_ledger_consistent(services.db)
+
+
+async def test_action_credits_and_admin_grants_on_the_same_members_do_not_deadlock(gql, admin, services, clock, monkeypatch):
+    """An action credit locks the member before ISSUANCE; grants post ISSUANCE and the member. With one
+    lock order everywhere (member rows before platform rows) PostgreSQL never detects a deadlock."""
+    import jingtan_api.db as dbmod
+
+    deadlocks = []
+    original = dbmod.is_retryable
+
+    def counting(exc):
+        if dbmod._sqlstate(exc) == "40P01":
+            deadlocks.append(exc)
+        return original(exc)
+
+    monkeypatch.setattr(dbmod, "is_retryable", counting)
+    members = [await register_member(gql) for _ in range(3)]
+    submit = """mutation($i: SubmitActionInput!) { submitAction(input: $i) {
+        action { status } userErrors { code } } }"""
+    grant_op = """mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { userErrors { code } } }"""
+    dropped_at = (clock() - timedelta(hours=1)).isoformat()
+
+    async def credit(m, j):
+        drop = {"material": "PAPER", "weightGrams": 500, "stationId": "ST-1", "receiptId": f"R-{m['id']}-{j}",
+                "droppedAt": dropped_at}
+        body = await gql.ok(submit, {"i": {"action": {"recycling": drop}, "idempotencyKey": f"a-{j}"}}, token=m["token"])
+        assert body["submitAction"]["userErrors"] == [] and body["submitAction"]["action"]["status"] == "APPROVED"
+
+    async def give(m, j):
+        body = await gql.ok(grant_op, {"i": {"userId": m["id"], "amount": 7, "reason": "lock order",
+                                             "idempotencyKey": f"g-{m['id']}-{j}"}}, token=admin["token"])
+        assert body["grantPoints"]["userErrors"] == []
+
+    await asyncio.gather(*(op(m, j) for m in members for j in range(6) for op in (credit, give)))
+    assert deadlocks == []
+    for m in members:
+        # 0.5 kg paper = 1,750 g CO2e = 175 points per drop-off (under the daily cap), plus 7 per grant.
+        assert await account_balance(services.db, user_id=pk_of(m["id"])) == 6 * 175 + 6 * 7
     await assert_ledger_consistent(services.db)

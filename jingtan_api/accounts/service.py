@@ -6,8 +6,15 @@ approved action, a redemption) atomically.
 
 Concurrency: balances change only through ``UPDATE account SET balance = balance + :d WHERE id = :id
 AND (allow_negative OR balance + :d >= 0)``; the row lock it takes serialises concurrent spenders on
-PostgreSQL, and SQLite write transactions are serialised by BEGIN IMMEDIATE. Accounts are updated in id
-order so that two transactions never wait on each other in opposite orders. Lots of an account are only
+PostgreSQL, and SQLite write transactions are serialised by BEGIN IMMEDIATE.
+
+Lock order (PostgreSQL): accounts are locked in DESCENDING id order. The platform accounts (issuance,
+expired) are created first by the migration and have the lowest ids, so every transaction takes the
+member's or merchant's row before the platform rows: the domains that lock a member up front (an action
+credit, a redemption, a refund, an expiry) and the plain postings (a grant) agree, two transactions never
+wait on each other in opposite orders, and the hot issuance row is held for the shortest time. A
+transaction that touches a member and a merchant locks the member first (the domains do it explicitly).
+Lots of an account are only
 read or touched after its row was locked in the same transaction (by its balance UPDATE, or earlier by
 ``lock_accounts``), so they are protected by that lock; an operation that must lock several accounts
 before its postings (a revoke expires, then posts) takes them all up front with ``lock_accounts``.
@@ -161,7 +168,7 @@ async def post_transaction(
     ).scalar_one()
 
     posted: list[PostedEntry] = []
-    for posting in sorted(postings, key=lambda p: p.account_id):
+    for posting in sorted(postings, key=lambda p: -p.account_id):  # lock order: see the module docstring
         row = (
             await conn.execute(
                 update(A)
@@ -236,16 +243,16 @@ async def _consume_lots(conn: AsyncConnection, account_id: int, amount: int) -> 
 
 
 async def lock_accounts(conn: AsyncConnection, account_ids: Sequence[int]) -> None:
-    """Take the row locks of these accounts now, in id order (PostgreSQL ``SELECT … FOR UPDATE``).
+    """Take the row locks of these accounts now, in the ledger's lock order (descending id; PostgreSQL
+    ``SELECT … FOR UPDATE``), one statement per row so the order is the order of acquisition.
 
     Needed when a transaction must read rows guarded by an account's lock (its lots) *before* its first
-    balance UPDATE, or would otherwise lock accounts out of id order. SQLite write transactions are
+    balance UPDATE, or would otherwise lock accounts out of order. SQLite write transactions are
     already serialised by ``BEGIN IMMEDIATE``, so this is a no-op there."""
     if conn.dialect.name == "sqlite" or not account_ids:
         return
-    await conn.execute(
-        select(A.c.id).where(A.c.id.in_(sorted(set(account_ids)))).order_by(A.c.id).with_for_update()
-    )
+    for account_id in sorted(set(account_ids), reverse=True):
+        await conn.execute(select(A.c.id).where(A.c.id == account_id).with_for_update())
 
 
 async def expire_account_lots(
@@ -481,9 +488,7 @@ async def adjust_points(
     if direction == GRANT:
         postings = [Posting(issuance_id, -amount), Posting(member_id, amount)]
     else:
-        # Lock both accounts in id order first: the revoke then expires (member, EXPIRED) before it
-        # posts (member, ISSUANCE), which would lock the member before ISSUANCE while a grant to the
-        # same member locks ISSUANCE before the member — a deadlock on PostgreSQL.
+        # Lock both accounts (member, then ISSUANCE) before the expiry sweep reads the member's lots.
         await lock_accounts(conn, [member_id, issuance_id])
         await expire_account_lots(conn, member_id, now=now, lot_expiry_days=lot_expiry_days)
         postings = [Posting(member_id, -amount), Posting(issuance_id, amount)]
