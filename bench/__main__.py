@@ -198,7 +198,9 @@ def scenario_account(r: Runner, fx) -> None:
         r.compare("account", "account + 20 entries", "starlette+SQL baseline", lambda i: r.load(base, spec),
                   "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
     if r.args.profile:
-        profile_account(r, spec)
+        profile_subject(r, "catalogue", spec)
+    if r.args.profile:
+        profile_subject(r, "account", spec)
 
 
 def scenario_depth(r: Runner, fx) -> None:
@@ -271,6 +273,8 @@ def scenario_submit(r: Runner, fx) -> None:
         r.compare("submit", "approved action + credit", "direct write baseline",
                   lambda i: r.load(base, spec(f"b{i}"), expect=expect),
                   "submitAction", lambda i: r.load(subj, spec(f"s{i}"), expect=expect), ">= 0.5")
+    if r.args.profile:
+        profile_subject(r, "submit", spec("p"), expect)
     asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "submit"))
 
 
@@ -287,6 +291,8 @@ def scenario_catalogue(r: Runner, fx) -> None:
             raise RuntimeError(f"catalogue: unexpected page {json.dumps(s0)[:800]}")
         r.compare("catalogue", "20 offers + merchants", "starlette+SQL baseline", lambda i: r.load(base, spec),
                   "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
+    if r.args.profile:
+        profile_subject(r, "catalogue", spec)
 
 
 async def check_ledger(url: str, scenario: str) -> None:
@@ -339,33 +345,33 @@ async def check_ledger(url: str, scenario: str) -> None:
     log(f"  ledger invariants hold after the {scenario} runs")
 
 
-def profile_account(r: Runner, spec: dict) -> None:
+def profile_subject(r: Runner, scenario: str, spec: dict, expect: tuple[str, ...] = ()) -> None:
     """py-spy (sampling, low overhead) when it is installed in the venv, else cProfile."""
     py_spy = Path(sys.executable).with_name("py-spy")
     if py_spy.exists():
-        profile_py_spy(r, spec, py_spy)
+        profile_py_spy(r, scenario, spec, py_spy, expect)
         return
     import pstats
 
-    out = r.tmp / "account.prof"
-    log(f"\n[profile] GraphQL account scenario under cProfile (one {r.args.duration:g} s run)")
+    out = r.tmp / f"{scenario}.prof"
+    log(f"\n[profile] GraphQL {scenario} scenario under cProfile (one {r.args.duration:g} s run)")
     with Server("subject_app", r.env, profile_to=out) as subj:
-        res = r.load(subj, spec)
+        res = r.load(subj, spec, expect=expect)
     log(f"  {res['rps']} req/s under the profiler; stats in {out}")
     stats = pstats.Stats(str(out))
     stats.sort_stats("tottime").print_stats(r.args.profile_lines)
 
 
-def profile_py_spy(r: Runner, spec: dict, py_spy: Path) -> None:
-    out = r.tmp / "account.collapsed"
-    log(f"\n[profile] GraphQL account scenario sampled by py-spy (one {r.args.duration:g} s run)")
+def profile_py_spy(r: Runner, scenario: str, spec: dict, py_spy: Path, expect: tuple[str, ...]) -> None:
+    out = r.tmp / f"{scenario}.collapsed"
+    log(f"\n[profile] GraphQL {scenario} scenario sampled by py-spy (one {r.args.duration:g} s run)")
     with Server("subject_app", r.env) as subj:
         sampler = subprocess.Popen(
             [str(py_spy), "record", "--pid", str(subj.proc.pid), "--format", "raw", "--output", str(out),
              "--duration", str(int(r.args.warmup + r.args.duration)), "--rate", "250", "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        res = r.load(subj, spec)
+        res = r.load(subj, spec, expect=expect)
         _, err = sampler.communicate(timeout=60)
     log(f"  {res['rps']} req/s while sampled; collapsed stacks in {out}")
     if not out.exists():
@@ -429,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="members taking turns in the submit scenario (each has a daily cap)")
     parser.add_argument("--merchants", type=int, default=20, help="merchants of the catalogue scenario")
     parser.add_argument("--offers-per-merchant", type=int, default=10, help="active offers per merchant")
-    parser.add_argument("--profile", action="store_true", help="profile the GraphQL account scenario (cProfile)")
+    parser.add_argument("--profile", action="store_true", help="after each account/submit/catalogue comparison, profile its GraphQL server (py-spy if installed, else cProfile)")
     parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile table")
     parser.add_argument("--json", type=Path, help="also write the result rows to this file")
     args = parser.parse_args(argv)
