@@ -265,7 +265,7 @@ def scenario_submit(r: Runner, fx) -> None:
             raise RuntimeError(f"submit: unexpected answer {json.dumps(answer)[:800]}")
         return {**payload, "action": {**payload["action"], "id": "-"}}
 
-    expect = ('"userErrors":[]', '"status":"APPROVED"', '"replayed":false')
+    expect = ('"userErrors":[]', '"status":"APPROVED"', '"reasons":[]', '"replayed":false')
     with Server("baseline_submit_app", r.env) as base, Server("subject_app", r.env) as subj:
         b0, s0 = normalized(base.post(spec("check-b"))), normalized(subj.post(spec("check-s")))
         if b0 != s0:
