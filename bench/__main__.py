@@ -25,12 +25,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.seed import create_database, seed
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("account", "ledger-depth", "grant")
+SCENARIOS = ("account", "ledger-depth", "grant", "submit", "catalogue")
 
 ACCOUNT_QUERY = (
     "query MyAccount { viewer { account { id balance entries(first: 20) { edges { cursor node { id amount "
@@ -45,6 +46,14 @@ GRANT_MUTATION = (
     "mutation Grant($input: AdjustPointsInput!) { grantPoints(input: $input) { transaction { id } replayed "
     "userErrors { code message field } } }"
 )
+
+# The selection of schema/operations/actions/SubmitTransitTrip.graphql, for a recycling drop-off.
+SUBMIT_MUTATION = (
+    "mutation SubmitRecycling($input: SubmitActionInput!) { submitAction(input: $input) { replayed action { id "
+    "status reasons { code message } calculation { formula gramsCo2e points factors { id value unit source } } } "
+    "userErrors { code message field } } }"
+)
+CATALOGUE_QUERY = (ROOT / "schema" / "operations" / "member" / "Catalogue.graphql").read_text(encoding="utf-8")
 
 
 def log(msg: str = "") -> None:
@@ -131,7 +140,7 @@ class Runner:
         self.tmp = Path(tempfile.mkdtemp(prefix="jt_bench_req_"))
         self.rows: list[dict] = []
 
-    def load(self, server: Server, spec: dict, *, expect: str | None = None) -> dict:
+    def load(self, server: Server, spec: dict, *, expect: tuple[str, ...] = ()) -> dict:
         path = self.tmp / f"req-{secrets.token_hex(4)}.json"
         path.write_text(json.dumps(spec), encoding="utf-8")
         cmd = [
@@ -139,8 +148,8 @@ class Runner:
             "--concurrency", str(self.args.concurrency), "--duration", str(self.args.duration),
             "--warmup", str(self.args.warmup), "--check-graphql",
         ]
-        if expect:
-            cmd += ["--expect", expect]
+        for fragment in expect:
+            cmd += ["--expect", fragment]
         out = subprocess.run(
             cmd, env=self.env, capture_output=True, text=True,
             timeout=self.args.warmup + self.args.duration + 60,
@@ -189,7 +198,9 @@ def scenario_account(r: Runner, fx) -> None:
         r.compare("account", "account + 20 entries", "starlette+SQL baseline", lambda i: r.load(base, spec),
                   "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
     if r.args.profile:
-        profile_account(r, spec)
+        profile_subject(r, "catalogue", spec)
+    if r.args.profile:
+        profile_subject(r, "account", spec)
 
 
 def scenario_depth(r: Runner, fx) -> None:
@@ -224,53 +235,143 @@ def scenario_grant(r: Runner, fx) -> None:
             b0["data"]["grantPoints"]) != set(s0["data"]["grantPoints"]):
             raise RuntimeError(f"grant: unexpected answers {b0} / {s0}")
         r.compare("grant", "credit transaction", "adjust_points baseline",
-                  lambda i: r.load(base, spec(f"b{i}"), expect='"userErrors":[]'),
-                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect='"userErrors":[]'), ">= 0.5")
-    asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], r.env["JINGTAN_SECRET_KEY"]))
+                  lambda i: r.load(base, spec(f"b{i}"), expect=('"userErrors":[]',)),
+                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect=('"userErrors":[]',)), ">= 0.5")
+    asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "grant"))
 
 
-async def check_ledger(url: str, secret: str) -> None:
+def scenario_submit(r: Runner, fx) -> None:
+    n = len(fx.submit_tokens)
+    log(f"\n[submit] submitAction (recycling drop-off, {n} members in turn) vs the same credit written directly")
+    # 100 g of PET -> 95 g CO2e -> 9 points; APPROVED without review. Each request: a new receipt id (the
+    # evidence fingerprint is station:receipt) and idempotency key; members in turn, so that each member's
+    # daily cap (20,000 g) holds ~210 requests and the cap query sums a few rows, as in real use.
+    dropped_at = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0).isoformat()
+
+    def spec(label: str) -> dict:
+        s = graphql_spec(
+            SUBMIT_MUTATION,
+            fx.submit_tokens[0],
+            {"input": {"action": {"recycling": {"material": "PET", "weightGrams": 100, "stationId": "BENCH-STATION-1",
+                                                "receiptId": f"{label}-@@UNIQUE@@", "droppedAt": dropped_at}},
+                       "idempotencyKey": f"{label}-@@UNIQUE@@"}},
+        )
+        s["header_variants"] = [{"Authorization": f"Bearer {t}"} for t in fx.submit_tokens]
+        return s
+
+    def normalized(answer: dict) -> dict:
+        payload = answer["data"]["submitAction"]
+        if payload["userErrors"] or payload["replayed"] or payload["action"]["status"] != "APPROVED":
+            raise RuntimeError(f"submit: unexpected answer {json.dumps(answer)[:800]}")
+        return {**payload, "action": {**payload["action"], "id": "-"}}
+
+    expect = ('"userErrors":[]', '"status":"APPROVED"', '"reasons":[]', '"replayed":false')
+    with Server("baseline_submit_app", r.env) as base, Server("subject_app", r.env) as subj:
+        b0, s0 = normalized(base.post(spec("check-b"))), normalized(subj.post(spec("check-s")))
+        if b0 != s0:
+            raise RuntimeError(f"submit: baseline and subject payloads differ:\n{b0}\n{s0}")
+        r.compare("submit", "approved action + credit", "direct write baseline",
+                  lambda i: r.load(base, spec(f"b{i}"), expect=expect),
+                  "submitAction", lambda i: r.load(subj, spec(f"s{i}"), expect=expect), ">= 0.5")
+    if r.args.profile:
+        profile_subject(r, "submit", spec("p"), expect)
+    asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "submit"))
+
+
+def scenario_catalogue(r: Runner, fx) -> None:
+    log(f"\n[catalogue] Catalogue page (20 of {fx.offers} offers with merchants): GraphQL vs minimal Starlette endpoint")
+    spec = graphql_spec(CATALOGUE_QUERY, fx.tokens["member"], {"first": 20})
+    with Server("baseline_catalogue_app", r.env) as base, Server("subject_app", r.env) as subj:
+        b0, s0 = base.post(spec), subj.post(spec)
+        same_data(b0, s0, "catalogue")
+        page = s0["data"]["offers"]
+        edges = page["edges"]
+        if (len(edges) != 20 or not page["pageInfo"]["hasNextPage"] or not all(e["node"]["available"] for e in edges)
+                or len({e["node"]["merchant"]["id"] for e in edges}) < 2):
+            raise RuntimeError(f"catalogue: unexpected page {json.dumps(s0)[:800]}")
+        r.compare("catalogue", "20 offers + merchants", "starlette+SQL baseline", lambda i: r.load(base, spec),
+                  "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
+    if r.args.profile:
+        profile_subject(r, "catalogue", spec)
+
+
+async def check_ledger(url: str, scenario: str) -> None:
+    """Ledger invariants; after ``submit`` also: every action APPROVED, credited by its own ACTION_CREDIT
+    transaction of exactly its points, and one idempotency record per action."""
+    from sqlalchemy import func, select
+
     from jingtan_api.accounts import service as ledger
+    from jingtan_api.accounts.idempotency import T as IDEM
+    from jingtan_api.actions.models import Action
     from jingtan_api.db import Database
 
     db = Database(url)
     try:
         async with db.read() as conn:
             problems = await ledger.check_invariants(conn)
+            if scenario == "submit":
+                act = Action.__table__
+                member_entry = ledger.E.join(ledger.A, ledger.A.c.id == ledger.E.c.account_id)
+                credited = (
+                    select(ledger.E.c.transaction_id, ledger.E.c.amount)
+                    .select_from(member_entry)
+                    .where(ledger.A.c.kind == ledger.MEMBER)
+                    .subquery()
+                )
+                actions, approved = (await conn.execute(
+                    select(func.count(), func.count().filter(act.c.status == "APPROVED")).select_from(act)
+                )).one()
+                matched = (await conn.execute(
+                    select(func.count()).select_from(act.join(ledger.TX, ledger.TX.c.id == act.c.transaction_id)
+                                                     .join(credited, credited.c.transaction_id == ledger.TX.c.id))
+                    .where(ledger.TX.c.kind == "ACTION_CREDIT", credited.c.amount == act.c.points, act.c.points > 0)
+                )).scalar_one()
+                credits = (await conn.execute(
+                    select(func.count()).select_from(ledger.TX).where(ledger.TX.c.kind == "ACTION_CREDIT")
+                )).scalar_one()
+                keys = (await conn.execute(
+                    select(func.count()).select_from(IDEM).where(IDEM.c.scope.like("submitAction:%"),
+                                                                  IDEM.c.result_type == "Action")
+                )).scalar_one()
+                if not actions == approved == matched == credits == keys:
+                    problems.append(f"{actions} actions, {approved} approved, {matched} credited with their points, "
+                                    f"{credits} ACTION_CREDIT transactions, {keys} idempotency records")
+                else:
+                    log(f"  {actions} actions, all APPROVED and credited once with their points")
     finally:
         await db.dispose()
     if problems:
-        raise RuntimeError(f"ledger invariants violated after the grant runs: {problems[:5]}")
-    log("  ledger invariants hold after the grant runs")
+        raise RuntimeError(f"invariants violated after the {scenario} runs: {problems[:5]}")
+    log(f"  ledger invariants hold after the {scenario} runs")
 
 
-def profile_account(r: Runner, spec: dict) -> None:
+def profile_subject(r: Runner, scenario: str, spec: dict, expect: tuple[str, ...] = ()) -> None:
     """py-spy (sampling, low overhead) when it is installed in the venv, else cProfile."""
     py_spy = Path(sys.executable).with_name("py-spy")
     if py_spy.exists():
-        profile_py_spy(r, spec, py_spy)
+        profile_py_spy(r, scenario, spec, py_spy, expect)
         return
     import pstats
 
-    out = r.tmp / "account.prof"
-    log(f"\n[profile] GraphQL account scenario under cProfile (one {r.args.duration:g} s run)")
+    out = r.tmp / f"{scenario}.prof"
+    log(f"\n[profile] GraphQL {scenario} scenario under cProfile (one {r.args.duration:g} s run)")
     with Server("subject_app", r.env, profile_to=out) as subj:
-        res = r.load(subj, spec)
+        res = r.load(subj, spec, expect=expect)
     log(f"  {res['rps']} req/s under the profiler; stats in {out}")
     stats = pstats.Stats(str(out))
     stats.sort_stats("tottime").print_stats(r.args.profile_lines)
 
 
-def profile_py_spy(r: Runner, spec: dict, py_spy: Path) -> None:
-    out = r.tmp / "account.collapsed"
-    log(f"\n[profile] GraphQL account scenario sampled by py-spy (one {r.args.duration:g} s run)")
+def profile_py_spy(r: Runner, scenario: str, spec: dict, py_spy: Path, expect: tuple[str, ...]) -> None:
+    out = r.tmp / f"{scenario}.collapsed"
+    log(f"\n[profile] GraphQL {scenario} scenario sampled by py-spy (one {r.args.duration:g} s run)")
     with Server("subject_app", r.env) as subj:
         sampler = subprocess.Popen(
             [str(py_spy), "record", "--pid", str(subj.proc.pid), "--format", "raw", "--output", str(out),
              "--duration", str(int(r.args.warmup + r.args.duration)), "--rate", "250", "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        res = r.load(subj, spec)
+        res = r.load(subj, spec, expect=expect)
         _, err = sampler.communicate(timeout=60)
     log(f"  {res['rps']} req/s while sampled; collapsed stacks in {out}")
     if not out.exists():
@@ -330,7 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shallow-entries", type=int, default=10_000)
     parser.add_argument("--deep-entries", type=int, default=200_000,
                         help="entries of the deep account (DESIGN target: 1000000; seeding takes longer)")
-    parser.add_argument("--profile", action="store_true", help="profile the GraphQL account scenario (cProfile)")
+    parser.add_argument("--submitters", type=int, default=400,
+                        help="members taking turns in the submit scenario (each has a daily cap)")
+    parser.add_argument("--merchants", type=int, default=20, help="merchants of the catalogue scenario")
+    parser.add_argument("--offers-per-merchant", type=int, default=10, help="active offers per merchant")
+    parser.add_argument("--profile", action="store_true", help="after each account/submit/catalogue comparison, profile its GraphQL server (py-spy if installed, else cProfile)")
     parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile table")
     parser.add_argument("--json", type=Path, help="also write the result rows to this file")
     args = parser.parse_args(argv)
@@ -351,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         secret = secrets.token_urlsafe(32)
         log(f"database {db.name} migrated; seeding")
         depth = (args.shallow_entries, args.deep_entries) if "ledger-depth" in chosen else None
-        fx = asyncio.run(seed(db.url, secret, depth=depth, log=log))
+        fx = asyncio.run(seed(
+            db.url, secret, depth=depth, log=log,
+            submitters=args.submitters if "submit" in chosen else 0,
+            offers=(args.merchants, args.offers_per_merchant) if "catalogue" in chosen else None,
+        ))
         env = {
             **os.environ,
             "JINGTAN_DATABASE_URL": db.url,
@@ -365,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         # Servers and load generators run in a scratch directory: a developer's ./jingtan.toml must
         # not configure the apps under test.
         os.chdir(runner.tmp)
-        funcs = {"account": scenario_account, "ledger-depth": scenario_depth, "grant": scenario_grant}
+        funcs = {"account": scenario_account, "ledger-depth": scenario_depth, "grant": scenario_grant,
+                 "submit": scenario_submit, "catalogue": scenario_catalogue}
         for name in chosen:
             funcs[name](runner, fx)
     finally:

@@ -1,12 +1,13 @@
 """A small, cheap HTTP/1.1 keep-alive load generator (runs as its own process).
 
 Every connection sends the same pre-encoded request (optionally with a fixed-width unique token spliced
-into the body, e.g. an idempotency key), reads the status line and headers, and then exactly
+into the body wherever the placeholder occurs, e.g. an idempotency key and a receipt id, and optionally
+cycling through a list of header variants, e.g. one JWT per member), reads the status line and headers, and then exactly
 ``Content-Length`` body bytes. Nothing else is parsed on the hot path, so the client costs a few tens of
 microseconds per request and the server under test stays the bottleneck.
 
 Checks: every response must be ``200`` with a Content-Length; with ``--check-graphql`` the body must not
-contain ``"errors"``; with ``--expect BYTES`` it must contain BYTES. The first body of every connection
+contain ``"errors"``; with ``--expect BYTES`` (repeatable) it must contain BYTES. The first body of every connection
 is also parsed as JSON. Any failure stops the run with exit code 1 and prints the offending body.
 
 Only 127.0.0.1 is accepted as target. The run stops by itself after ``warmup + duration`` seconds.
@@ -28,37 +29,41 @@ class CheckFailed(Exception):
     pass
 
 
-def build_request(spec: dict, port: int) -> tuple[bytes, bytes | None]:
-    """Return the request bytes (or the part before the placeholder) and the part after it."""
+def build_request(spec: dict, port: int) -> tuple[list[bytes], list[bytes]]:
+    """Return the request heads (one per header variant) and the body split at the placeholders.
+
+    Every occurrence of the placeholder gets the same token (e.g. an idempotency key and a receipt id).
+    ``spec["header_variants"]`` (optional) is a list of header dicts; consecutive requests cycle through
+    them (e.g. one JWT per member) on top of ``spec["headers"]``."""
     body = spec["body"].encode()
-    has_token = TOKEN_PLACEHOLDER in body
-    length = len(body) - (len(TOKEN_PLACEHOLDER) - TOKEN_WIDTH if has_token else 0)
-    headers = [
-        f"{spec.get('method', 'POST')} {spec['path']} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Content-Type: application/json",
-        "Accept: application/json",
-        f"Content-Length: {length}",
-    ]
-    headers += [f"{k}: {v}" for k, v in spec.get("headers", {}).items()]
-    head = ("\r\n".join(headers) + "\r\n\r\n").encode()
-    if not has_token:
-        return head + body, None
-    before, after = body.split(TOKEN_PLACEHOLDER, 1)
-    return head + before, after
+    pieces = body.split(TOKEN_PLACEHOLDER)
+    length = len(body) - (len(pieces) - 1) * (len(TOKEN_PLACEHOLDER) - TOKEN_WIDTH)
+    heads = []
+    for variant in spec.get("header_variants") or [{}]:
+        headers = [
+            f"{spec.get('method', 'POST')} {spec['path']} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Content-Type: application/json",
+            "Accept: application/json",
+            f"Content-Length: {length}",
+        ]
+        headers += [f"{k}: {v}" for k, v in {**spec.get("headers", {}), **variant}.items()]
+        heads.append(("\r\n".join(headers) + "\r\n\r\n").encode())
+    return heads, pieces
 
 
 async def connection(
     index: int,
     port: int,
-    prefix: bytes,
-    suffix: bytes | None,
+    concurrency: int,
+    heads: list[bytes],
+    pieces: list[bytes],
     start_measuring: float,
     stop: float,
     latencies: list[float],
     counts: list[int],
     check_graphql: bool,
-    expect: bytes | None,
+    expect: list[bytes],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     counter = 0
@@ -68,11 +73,12 @@ async def connection(
             t0 = time.perf_counter()
             if t0 >= stop:
                 break
-            if suffix is None:
-                writer.write(prefix)
+            req_head = heads[(counter * concurrency + index) % len(heads)]
+            counter += 1
+            if len(pieces) == 1:
+                writer.write(req_head + pieces[0])
             else:
-                counter += 1
-                writer.write(prefix + b"%02d%014d" % (index, counter) + suffix)
+                writer.write(req_head + (b"%02d%014d" % (index, counter)).join(pieces))
             head = await reader.readuntil(b"\r\n\r\n")
             status = head[9:12]
             cl = head.find(b"content-length:")
@@ -87,8 +93,9 @@ async def connection(
                 raise CheckFailed(f"status {status.decode()}: {body[:500]!r}")
             if check_graphql and b'"errors"' in body:
                 raise CheckFailed(f"GraphQL errors: {body[:500]!r}")
-            if expect is not None and expect not in body:
-                raise CheckFailed(f"expected {expect!r} in {body[:500]!r}")
+            for fragment in expect:
+                if fragment not in body:
+                    raise CheckFailed(f"expected {fragment!r} in {body[:500]!r}")
             if first:
                 json.loads(body)
                 first = False
@@ -102,7 +109,7 @@ async def connection(
 async def run(args: argparse.Namespace) -> dict:
     with open(args.request_file, encoding="utf-8") as f:
         spec = json.load(f)
-    prefix, suffix = build_request(spec, args.port)
+    heads, pieces = build_request(spec, args.port)
     now = time.perf_counter()
     start_measuring = now + args.warmup
     stop = start_measuring + args.duration
@@ -111,8 +118,8 @@ async def run(args: argparse.Namespace) -> dict:
     await asyncio.gather(
         *(
             connection(
-                i, args.port, prefix, suffix, start_measuring, stop, latencies, counts,
-                args.check_graphql, args.expect.encode() if args.expect else None,
+                i, args.port, args.concurrency, heads, pieces, start_measuring, stop, latencies, counts,
+                args.check_graphql, [e.encode() for e in args.expect or ()],
             )
             for i in range(args.concurrency)
         )
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--check-graphql", action="store_true")
-    parser.add_argument("--expect", default=None)
+    parser.add_argument("--expect", action="append", help="bytes every body must contain (repeatable)")
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 99 or args.duration <= 0 or args.duration > 600 or args.warmup < 0:
         parser.error("concurrency 1-99, duration 0-600 s")

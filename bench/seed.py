@@ -88,6 +88,8 @@ class Fixture:
     account_ids: dict[str, int] = field(default_factory=dict)
     mid_cursors: dict[str, str] = field(default_factory=dict)
     entries: dict[str, int] = field(default_factory=dict)
+    submit_tokens: list[str] = field(default_factory=list)
+    offers: int = 0
 
 
 async def _user(services: Services, fx: Fixture, name: str, roles: frozenset[str], now) -> int:
@@ -218,6 +220,60 @@ async def bulk_grants(services: Services, account_id: int, n: int, *, actor_user
     await db.write(tx)
 
 
+async def submit_members(services: Services, fx: Fixture, n: int, now) -> None:
+    """``n`` members (registered through the real service) with access tokens, for ``submitAction``."""
+    for i in range(n):
+        user_id = await services.users.register(
+            email=f"submitter{i}@bench.jingtan.org", phone=None, password="Bench-password-2026",
+            display_name=f"Bench submitter {i}", roles=frozenset({MEMBER}), now=now,
+        )
+        fx.submit_tokens.append(services.access_tokens.issue(user_id, frozenset({MEMBER}), now)[0])
+
+
+CATEGORIES = ("CAFE", "BIKE_SHOP", "TRANSIT", "GROCERY", "RESTAURANT")
+
+
+async def catalogue(services: Services, admin_id: int, merchants: int, per_merchant: int, now) -> int:
+    """``merchants`` ACTIVE merchants with ``per_merchant`` ACTIVE offers each, created through the offers
+    service (validation, ledger account per merchant, audit row); offers created one second apart,
+    interleaved across merchants so that a catalogue page shows offers of many merchants."""
+    from jingtan_api.offers import service as offers
+
+    actor = offers.Actor(user_id=admin_id, is_admin=True, merchant_id=None)
+
+    async def tx(conn) -> int:
+        ids = []
+        for m in range(merchants):
+            ids.append(
+                await offers.create_merchant(
+                    conn, actor_user_id=admin_id, request_id=None, now=now, owner_user_id=None,
+                    profile={
+                        "name_zh": f"低碳商户 {m}", "name_en": f"Bench merchant {m}",
+                        "category": CATEGORIES[m % len(CATEGORIES)], "city": ("上海", "北京", "深圳")[m % 3],
+                        "district": f"第 {m % 7} 区", "address": f"低碳路 {m} 号",
+                        "commitments": ["自带杯立减 / Own cup discount"],
+                    },
+                )
+            )
+        n = 0
+        for k in range(per_merchant):
+            for m, merchant_id in enumerate(ids):
+                created = now - timedelta(seconds=merchants * per_merchant - n)
+                await offers.create_offer(
+                    conn, actor=actor, merchant_id=merchant_id, status=offers.ACTIVE, now=created,
+                    fields={
+                        "title_zh": f"优惠 {m}-{k}", "title_en": f"Offer {m}-{k}",
+                        "image_url": f"https://img.jingtan.org/offers/{m}-{k}.jpg" if k % 2 else None,
+                        "points_price": 50 + 10 * k + m, "total_stock": 1000, "per_member_limit": 2,
+                        "starts_at": now - timedelta(days=1), "ends_at": now + timedelta(days=30 + k),
+                    },
+                )
+                n += 1
+        return n
+
+    return await services.db.write(tx)
+
+
 async def _mid_cursor(services: Services, account_id: int, n: int) -> str:
     async with services.db.read() as conn:
         entry_id = (
@@ -234,11 +290,15 @@ async def seed(
     secret_key: str,
     *,
     depth: tuple[int, int] | None = None,
+    submitters: int = 0,
+    offers: tuple[int, int] | None = None,
     check: bool = True,
     log=print,
 ) -> Fixture:
     """Users ``member`` (40 ledger entries), ``admin``, ``target`` (receives grants) and, with
-    ``depth=(shallow, deep)``, ``shallow`` and ``deep`` members with that many entries."""
+    ``depth=(shallow, deep)``, ``shallow`` and ``deep`` members with that many entries; ``submitters``
+    more members with tokens (``fx.submit_tokens``); with ``offers=(merchants, per_merchant)``, that many
+    active merchants and offers."""
     import time
 
     settings = bench_settings(url, secret_key)
@@ -252,6 +312,13 @@ async def seed(
         for i in range(40):
             await _grant(services, admin_id, member_id, 10 + i, f"seed-member-{i}", now - timedelta(minutes=40 - i))
         fx.entries["member"] = 40
+        if submitters:
+            started = time.perf_counter()
+            await submit_members(services, fx, submitters, now)
+            log(f"  registered {submitters} submitting members in {time.perf_counter() - started:.1f} s")
+        if offers is not None:
+            fx.offers = await catalogue(services, admin_id, offers[0], offers[1], now)
+            log(f"  created {offers[0]} merchants with {fx.offers} active offers")
         if depth is not None:
             for name, n in (("shallow", depth[0]), ("deep", depth[1])):
                 await _user(services, fx, name, frozenset({MEMBER}), now)

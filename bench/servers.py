@@ -8,6 +8,10 @@
 * :func:`baseline_grant_app` — a minimal Starlette endpoint doing the ``grantPoints`` credit directly:
   JWT check, ``ledger.adjust_points`` inside ``db.write`` (same SQL as the mutation's write), and the
   same ``data`` JSON as the bench's mutation selection.
+* :func:`baseline_submit_app` — ``submitAction`` (a recycling drop-off) written directly: JWT check, then
+  in one ``db.write`` the idempotency record, the action row and the ACTION_CREDIT transaction.
+* :func:`baseline_catalogue_app` — the ``Catalogue`` query: ``catalogue_page`` + ``merchants_by_ids`` in
+  one read transaction, the same ``data`` JSON.
 """
 
 import base64
@@ -226,3 +230,182 @@ def baseline_grant_app() -> Starlette:
         lifespan=contextlib.asynccontextmanager(lifespan),
     )
 
+
+
+def baseline_submit_app() -> Starlette:
+    """``submitAction`` for a recycling drop-off written directly: JWT check, the plugin's factor and
+    formula, then in ONE ``db.write`` the idempotency claim, the APPROVED action row, the ACTION_CREDIT
+    transaction (issuance → member, ``post_transaction``), the action's transaction id and the idempotency
+    result — the rows the real mutation writes — and the same payload JSON. No plugin host, no caps, no
+    duplicate/overlap reads: this is the floor the mutation is compared against."""
+    from datetime import datetime
+
+    from sqlalchemy import update
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from jingtan_api.accounts import idempotency
+    from jingtan_api.actions.models import Action
+    from jingtan_api.auth.permissions import scopes_for_roles
+    from jingtan_api.plugins.api import grams_from
+    from jingtan_recycling import FACTORS, FACTOR_OF, RecyclingActionType
+
+    settings = _settings()
+    db = _db(settings)
+    auth = _Auth(settings)
+    cfg = settings.points
+    action_t = Action.__table__
+    factors = {f.id: f for f in FACTORS}
+    version = RecyclingActionType.version
+    empty_evidence = json.dumps(
+        {"attachments": [], "external_id": None, "signature": None, "signed_at": None, "source": None},
+        sort_keys=True, separators=(",", ":"),
+    )
+    issuance: list[int] = []
+
+    def dumps(value) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    async def submit(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        data_in = body["variables"]["input"]
+        who = auth.viewer(request)
+        if who is None or "actions:write" not in scopes_for_roles(who[1]):
+            return _error("forbidden")
+        user_id = who[0]
+        raw = data_in["action"]["recycling"]
+        key = idempotency.validate_key(data_in["idempotencyKey"])
+        factor = factors[FACTOR_OF[raw["material"]]]
+        weight = int(raw["weightGrams"])
+        dropped_at = datetime.fromisoformat(raw["droppedAt"])
+        grams = grams_from(weight, factor)
+        points = grams // cfg.grams_per_point
+        formula = f"{weight / 1000:g} kg × {factor.value} kg CO2e/kg ({factor.id}) = {grams} g"
+        fingerprint = f"{raw['stationId']}:{raw['receiptId']}"
+        stored_input = {"material": raw["material"], "weight_grams": weight, "station_id": raw["stationId"],
+                        "receipt_id": raw["receiptId"], "dropped_at": raw["droppedAt"]}
+        req_hash = idempotency.request_hash({"code": "recycling", "input": stored_input, "evidence": None})
+        now = ledger.utcnow()
+
+        async def work(conn) -> tuple[int, bool]:
+            claim = await idempotency.claim(conn, f"submitAction:{user_id}", key, req_hash)
+            if claim.is_replay:
+                return int(claim.result_id), True
+            account_id = await ledger.member_account_id(conn, user_id)
+            if not issuance:
+                issuance.append(await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE))
+            dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            action_id = (
+                await conn.execute(
+                    dialect_insert(action_t).values(
+                        user_id=user_id, plugin_code="recycling", plugin_version=version, input=dumps(stored_input),
+                        evidence=empty_evidence, evidence_fingerprint=fingerprint, evidence_fingerprint_seen=fingerprint,
+                        subject=raw["stationId"], occurred_from=dropped_at, occurred_to=dropped_at, status="APPROVED",
+                        reasons="[]", grams_co2e=grams, points=points, factor_ids=dumps([factor.id]),
+                        factors=dumps([factor.as_dict()]), formula=formula, cap_group=None,
+                        cap_group_daily_grams=None, created_at=now,
+                    ).returning(action_t.c.id)
+                )
+            ).scalar_one()
+            tx = await ledger.post_transaction(
+                conn, kind="ACTION_CREDIT",
+                postings=[ledger.Posting(issuance[0], -points), ledger.Posting(account_id, points)],
+                now=now, lot_expiry_days=cfg.lot_expiry_days, memo=f"recycling action #{action_id}",
+            )
+            await conn.execute(update(action_t).where(action_t.c.id == action_id).values(transaction_id=tx.id))
+            await idempotency.complete(conn, claim, "Action", action_id)
+            return action_id, False
+
+        action_id, replayed = await db.write(work)
+        factor_out = {"id": factor.id, "value": str(factor.value), "unit": factor.unit, "source": factor.source}
+        return JSONResponse(
+            {
+                "data": {
+                    "submitAction": {
+                        "replayed": replayed,
+                        "action": {
+                            "id": _gid("Action", action_id),
+                            "status": "APPROVED",
+                            "reasons": [],
+                            "calculation": {"formula": formula, "gramsCo2e": grams, "points": points,
+                                            "factors": [factor_out]},
+                        },
+                        "userErrors": [],
+                    }
+                }
+            }
+        )
+
+    return _app(submit, db)
+
+
+def baseline_catalogue_app() -> Starlette:
+    """The ``Catalogue`` query (first 20, NEWEST, no filter) with the same two statements the GraphQL
+    resolvers send (``catalogue_page``, then ``merchants_by_ids`` for the page's merchants) in one read
+    transaction, after the same JWT check, and the same ``data`` JSON."""
+    from jingtan_api.offers import service as offers
+
+    settings = _settings()
+    db = _db(settings)
+    auth = _Auth(settings)
+    no_filter = offers.CatalogueFilter()
+
+    def cursor(row: dict) -> str:
+        raw = json.dumps([offers.NEWEST, row["created_at"].isoformat(), row["id"]], separators=(",", ":"))
+        return base64.b64encode(raw.encode()).decode()
+
+    async def catalogue(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        variables = body.get("variables") or {}
+        if auth.viewer(request) is None:
+            return _error("unauthenticated")
+        first = variables.get("first", 20)
+        now = ledger.utcnow()
+        async with db.read() as conn:
+            rows, has_next = await offers.catalogue_page(
+                conn, now=now, order=offers.NEWEST, first=first, after=None, flt=no_filter
+            )
+            merchants = await offers.merchants_by_ids(conn, list(dict.fromkeys(r["merchant_id"] for r in rows)))
+        edges = []
+        for r in rows:
+            m = merchants[r["merchant_id"]]
+            edges.append(
+                {
+                    "cursor": cursor(r),
+                    "node": {
+                        "id": _gid("Offer", r["id"]),
+                        "titleZh": r["title_zh"],
+                        "titleEn": r["title_en"],
+                        "imageUrl": r["image_url"],
+                        "pointsPrice": r["points_price"],
+                        "stock": r["stock"],
+                        "endsAt": r["ends_at"].isoformat(),
+                        "available": offers.offer_is_available(r, now),
+                        "merchant": {
+                            "id": _gid("Merchant", m["id"]),
+                            "nameZh": m["name_zh"],
+                            "nameEn": m["name_en"],
+                            "category": m["category"],
+                            "city": m["city"],
+                            "district": m["district"],
+                        },
+                    },
+                }
+            )
+        page_info = {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None}
+        return JSONResponse({"data": {"offers": {"edges": edges, "pageInfo": page_info}}})
+
+    return _app(catalogue, db)
+
+
+def _app(endpoint, db) -> Starlette:
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def lifespan(_app):
+        yield
+        await db.dispose()
+
+    return Starlette(
+        routes=[Route("/graphql", endpoint, methods=["POST"]), Route("/healthz", healthz)],
+        lifespan=contextlib.asynccontextmanager(lifespan),
+    )
