@@ -78,13 +78,16 @@ async def test_bad_periods_are_user_errors(gql, member, services, clock, data):
 
 
 async def test_nan_reading_is_refused(gql, member, services, clock):
-    body = '{"query": "mutation($i: SubmitActionInput!) { submitAction(input: $i) { action { id } } }", ' \
+    body = '{"query": "mutation($i: SubmitActionInput!) { submitAction(input: $i) { action { id } userErrors { code } } }", ' \
            '"variables": {"i": {"idempotencyKey": "nan", "action": {"energySaving": {"meterId": "M-0001", ' \
            '"periodStart": "2026-05-01", "periodEnd": "2026-06-01", "startReadingKwh": NaN, "endReadingKwh": 10}}}}}'
     resp = await gql.http.post("/graphql", content=body, headers={
         "content-type": "application/json", "authorization": f"Bearer {member['token']}"})
     data = resp.json()
-    assert data.get("errors") or data["data"]["submitAction"]["action"] is None
+    codes = [e.get("extensions", {}).get("code") for e in data.get("errors") or []]
+    user_codes = [e["code"] for e in ((data.get("data") or {}).get("submitAction") or {}).get("userErrors", [])]
+    assert "INTERNAL_SERVER_ERROR" not in codes, data
+    assert codes or user_codes, data
     assert await count_actions(services) == 0
 
 

@@ -288,10 +288,13 @@ async def expire_account_lots(
     return total
 
 
-async def accounts_with_expired_lots(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[int]:
+async def accounts_with_expired_lots(
+    conn: AsyncConnection, now: datetime, limit: int = 1000, after: int = 0
+) -> list[int]:
+    """Accounts with points in expired lots, by id, after ``after`` (keyset batches)."""
     rows = await conn.execute(
         select(L.c.account_id)
-        .where(L.c.remaining > 0, L.c.expires_at <= now)
+        .where(L.c.remaining > 0, L.c.expires_at <= now, L.c.account_id > after)
         .group_by(L.c.account_id)
         .order_by(L.c.account_id)
         .limit(limit)
@@ -439,9 +442,6 @@ async def check_invariants(conn: AsyncConnection) -> list[str]:
     problems += [f"idempotency record {r.id} ({r.scope}/{r.key}) has no result" for r in unfinished]
     return problems
 
-
-def default_now() -> datetime:
-    return utcnow()
 
 
 # --- admin operations: grant and revoke ------------------------------------------------------------

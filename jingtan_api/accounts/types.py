@@ -61,7 +61,7 @@ class LedgerTransaction(Node):
 
     @strawberry.field(description="All entries of the transaction (admins only); they sum to zero.")
     async def entries(self, info: Info) -> list["LedgerEntry"]:
-        info.context.viewer.require_role(ADMIN)
+        info.context.viewer.require_role(ADMIN, scope="ledger:read")
         ctx = info.context
         rows = await ctx.loader("tx_entries", lambda ids: ctx.read(service.entries_for_transactions, ids)).load(self.pk)
         txs = {self.pk: {"kind": self.kind.value, "memo": self.memo}}
@@ -115,6 +115,12 @@ class Account(Node):
             user_pk=row["user_id"],
         )
 
+    def _require_readable(self, info: Info) -> None:
+        """The statement needs `account:read` (an Account may also appear in a payload, e.g. after a
+        redemption made with an `offers:redeem`-only token, which shows the balance but not the entries)."""
+        if not can_read_account(info, {"user_id": self.user_pk}):
+            raise PermissionDenied()
+
     @strawberry.field(description="Owner of a member account. / 账户所有者。")
     async def owner(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
         from jingtan_api.users.types import User, users_loader
@@ -126,6 +132,7 @@ class Account(Node):
 
     @strawberry.field(description="Points expiring within `days` days (default: configured horizon), soonest first. / 即将过期的积分。")
     async def expiring_soon(self, info: Info, days: int | None = None) -> list[ExpiringPoints]:
+        self._require_readable(info)
         ctx = info.context
         horizon = days if days is not None else ctx.settings.points.expiring_soon_days
         if not 1 <= horizon <= 3650:
@@ -144,6 +151,7 @@ class Account(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[LedgerEntry]:
+        self._require_readable(info)
         ctx = info.context
         first_n, after_key, last_n, before_key = page_args(info, first, after, last, before)
         page = await ctx.read(

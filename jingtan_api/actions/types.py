@@ -138,7 +138,8 @@ class Action(Node):
         from jingtan_api.accounts import service as ledger
         from jingtan_api.accounts.types import LedgerTransaction
 
-        if self.transaction_pk is None or not info.context.viewer.is_admin:
+        viewer = info.context.viewer
+        if self.transaction_pk is None or not (viewer.is_admin and "ledger:read" in viewer.scopes):
             return None
         ctx = info.context
         row = await ctx.loader("transactions", lambda ids: ctx.read(ledger.transactions_by_ids, ids)).load(self.transaction_pk)
@@ -147,7 +148,9 @@ class Action(Node):
 
 def can_see_action(info: Info, row: dict) -> bool:
     viewer = info.context.viewer
-    return viewer.user_id is not None and (row["user_id"] == viewer.user_id or ADMIN in viewer.roles)
+    if row["user_id"] == viewer.user_id:
+        return viewer.has_any_scope("account:read", "actions:write")
+    return ADMIN in viewer.roles and "actions:review" in viewer.scopes
 
 
 async def node_resolver(info: Info, pks: list[int]) -> dict[int, Action]:

@@ -23,6 +23,8 @@ SCOPES: dict[str, str] = {
     "actions:write": "Submit low-carbon actions for the token owner",
     "actions:review": "List all actions and review pending ones (admin tokens only)",
     "users:write": "Change users' roles (admin tokens only)",
+    "merchants:write": "Onboard, approve and suspend merchants (admin tokens only)",
+    "ledger:read": "Read any ledger transaction with all its entries (admin tokens only)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     MEMBER: frozenset({"account:read", "offers:redeem", "actions:write"}),
@@ -74,6 +76,14 @@ class Viewer:
         self.require_user()
         if scope not in self.scopes:
             raise PermissionDenied(f"This token lacks the scope {scope!r} / 令牌缺少权限 {scope}")
+
+    def has_any_scope(self, *scopes: str) -> bool:
+        return self.user_id is not None and any(scope in self.scopes for scope in scopes)
+
+    def require_any_scope(self, *scopes: str) -> None:
+        self.require_user()
+        if not self.has_any_scope(*scopes):
+            raise PermissionDenied(f"This token needs one of the scopes {', '.join(scopes)} / 令牌缺少所需权限")
 
     def can_see_user(self, user_id: int) -> bool:
         return self.user_id == user_id or (self.is_admin and "users:read" in self.scopes)

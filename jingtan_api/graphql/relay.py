@@ -115,8 +115,8 @@ def decode_cursor(cursor: str | None, *, field: str) -> int | None:
     if (
         not raw.startswith("c:")
         or not (digits.isascii() and digits.isdigit())
-        or len(digits) > 19
-        or int(digits) > 2**63 - 1
+        or len(digits) > 10
+        or int(digits) > MAX_PK  # keys are 32-bit ids; a larger value would fail in PostgreSQL
     ):
         raise ValidationFailed("Invalid cursor / 游标无效", code="INVALID_CURSOR", field=field)
     return int(digits)

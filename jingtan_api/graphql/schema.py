@@ -115,7 +115,8 @@ async def _entries(info: Info, pks: list[int]) -> dict[int, Any]:
 
 
 async def _transactions(info: Info, pks: list[int]) -> dict[int, Any]:
-    if not info.context.viewer.is_admin:
+    viewer = info.context.viewer
+    if not (viewer.is_admin and "ledger:read" in viewer.scopes):
         return {}
     rows = await info.context.read(ledger.transactions_by_ids, pks)
     return {pk: LedgerTransaction.from_row(r) for pk, r in rows.items()}

@@ -21,22 +21,26 @@ async def expire_redemptions(
     """Expire every PENDING redemption past its expiry, one transaction each (a crash midway leaves the
     rest for the next run). Returns (redemptions, points refunded)."""
     count = points = 0
+    after = 0
     while True:
         async with db.read() as conn:
-            batch = await service.overdue_redemption_ids(conn, now)
-        if not batch:
-            break
+            batch = await service.overdue_redemption_ids(conn, now, after=after)
         for redemption_id in batch:
-            refunded = await db.write(
-                lambda conn, r=redemption_id: service.expire_redemption(
-                    conn, r, now=now, lot_expiry_days=lot_expiry_days, refund_min_valid_days=refund_min_valid_days
+            try:
+                refunded = await db.write(
+                    lambda conn, r=redemption_id: service.expire_redemption(
+                        conn, r, now=now, lot_expiry_days=lot_expiry_days, refund_min_valid_days=refund_min_valid_days
+                    )
                 )
-            )
+            except Exception:  # noqa: BLE001 - one bad redemption must not stall the others
+                log.exception("expiring a redemption failed", extra={"redemption_id": redemption_id})
+                continue
             if refunded:
                 count += 1
                 points += refunded
         if len(batch) < 500:
             break
+        after = batch[-1]
     if count:
         log.info("redemptions expired", extra={"redemptions": count, "points": points})
     return count, points

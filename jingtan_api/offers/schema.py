@@ -156,7 +156,7 @@ class OffersMutation:
     async def create_merchant(self, info: Info, input: CreateMerchantInput) -> MerchantPayload:
         ctx = info.context
         try:
-            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
             owner = decode_opt(input.owner_user_id, "User", "ownerUserId")
             merchant_id = await ctx.db.write(
                 lambda conn: service.create_merchant(
@@ -186,7 +186,7 @@ class OffersMutation:
     async def review_merchant_application(self, info: Info, input: ReviewMerchantApplicationInput) -> MerchantPayload:
         ctx = info.context
         try:
-            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
             merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
             await ctx.db.write(
                 lambda conn: service.review_application(
@@ -202,7 +202,7 @@ class OffersMutation:
     async def set_merchant_status(self, info: Info, input: SetMerchantStatusInput) -> MerchantPayload:
         ctx = info.context
         try:
-            actor = ctx.viewer.require_role(ADMIN, scope="users:read")
+            actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
             merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
             await ctx.db.write(
                 lambda conn: service.set_merchant_status(

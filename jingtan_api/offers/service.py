@@ -903,9 +903,10 @@ async def cancel(
     )
 
 
-async def overdue_redemption_ids(conn: AsyncConnection, now: datetime, limit: int = 500) -> list[int]:
+async def overdue_redemption_ids(conn: AsyncConnection, now: datetime, limit: int = 500, after: int = 0) -> list[int]:
+    """Overdue PENDING redemptions by id, after ``after`` (keyset batches)."""
     rows = await conn.execute(
-        select(R.c.id).where(R.c.status == PENDING, R.c.expires_at <= now).order_by(R.c.expires_at, R.c.id).limit(limit)
+        select(R.c.id).where(R.c.status == PENDING, R.c.expires_at <= now, R.c.id > after).order_by(R.c.id).limit(limit)
     )
     return [r.id for r in rows]
 
@@ -1023,6 +1024,9 @@ async def settlement(
 ) -> Settlement:
     """Reconciliation for days ``start``..``end`` (inclusive, merchant's time zone): ledger movements on
     the merchant's account per day, and the redemptions created in the range by status."""
+    for name, day in (("from", start), ("to", end)):
+        if not 2000 <= day.year <= 2100:
+            raise ValidationFailed(f"`{name}` must be between 2000 and 2100 / 日期须在 2000 到 2100 年之间", field=name)
     if end < start:
         raise ValidationFailed("`to` must not be before `from` / 结束日期不能早于开始日期", field="to")
     if (end - start).days + 1 > MAX_SETTLEMENT_DAYS:

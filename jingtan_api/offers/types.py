@@ -12,6 +12,7 @@ from strawberry.types import Info
 
 from jingtan_api.errors import PermissionDenied, ValidationFailed
 from jingtan_api.graphql.relay import (
+    MAX_PK,
     Connection,
     Edge,
     Node,
@@ -176,7 +177,7 @@ def decode_offer_cursor(cursor: str | None, order: str) -> tuple[Any, int] | Non
         raise ValidationFailed(
             "This cursor belongs to another sort order / 游标与排序方式不符", code="INVALID_CURSOR", field="after"
         )
-    if isinstance(pk, bool) or not isinstance(pk, int):
+    if isinstance(pk, bool) or not isinstance(pk, int) or not 0 <= pk <= MAX_PK:
         raise invalid
     if order in (service.NEWEST, service.ENDING_SOON):
         try:
@@ -185,7 +186,7 @@ def decode_offer_cursor(cursor: str | None, order: str) -> tuple[Any, int] | Non
             raise invalid from None
         if key.utcoffset() is None:
             raise invalid
-    elif isinstance(key, bool) or not isinstance(key, int):
+    elif isinstance(key, bool) or not isinstance(key, int) or not -MAX_PK <= key <= MAX_PK:
         raise invalid
     return key, pk
 

@@ -24,10 +24,6 @@ class Role(Enum):
     ADMIN = "ADMIN"
 
 
-async def load_users(info: Info, ids: list[int]) -> dict[int, dict]:
-    return await info.context.read(service.users_by_ids, ids)
-
-
 def users_loader(info: Info):
     ctx = info.context
     return ctx.loader("users", lambda ids: ctx.read(service.users_by_ids, ids))
@@ -92,6 +88,7 @@ class User(Node):
         from jingtan_api.actions.schema import action_connection
 
         self._check_personal(info)
+        info.context.viewer.require_any_scope("account:read", "actions:write", "actions:review")
         return await action_connection(info, user_id=self.pk, status=None, first=first, after=after, last=last, before=before)
 
     @strawberry.field(description="API tokens owned by the user (only the user and admins). / API 令牌。")
@@ -115,6 +112,7 @@ class User(Node):
         from jingtan_api.offers.types import redemptions_of_user
 
         self._check_personal(info)
+        info.context.viewer.require_any_scope("offers:redeem", "account:read")
         return await redemptions_of_user(info, self.pk, first, after)
 
 
