@@ -104,7 +104,8 @@ class Context:
         During a query operation (``begin_shared_reads``) every read of the request uses ONE read
         transaction, taken at the first read and released when the operation ends: one pool checkout,
         BEGIN and COMMIT per request instead of one per DataLoader batch (on SQLite each of those is a
-        round trip to aiosqlite's thread), and every resolver sees the same snapshot. Reads of one
+        round trip to aiosqlite's thread). (On SQLite that is one snapshot; PostgreSQL runs at READ
+        COMMITTED, where each statement sees what was committed when it started.) Reads of one
         request are then serialised, which is what they mostly are anyway (viewer -> account -> page).
         Mutations and batches keep one transaction per read, so a read after a write sees the write."""
         if not self._share_reads:

@@ -3,9 +3,10 @@ acts for an admin, and out-of-range cursors and dates are typed errors (never a 
 
 import base64
 import json
+from datetime import timedelta
 
 from actions_helpers import submit, trip
-from offers_helpers import make_admin, make_member, make_merchant, make_offer
+from offers_helpers import CREATE_OFFER, make_admin, make_member, make_merchant, make_offer
 
 from jingtan_api.auth import tokens
 
@@ -94,3 +95,21 @@ async def test_settlement_refuses_dates_out_of_range(gql, services, clock):
         assert body["errors"][0]["extensions"]["field"] == field
     ok = await gql.ok(query, {"id": shop["id"], "from": "2026-06-01", "to": "2026-06-02"}, token=shop["token"])
     assert ok["node"]["settlement"]["pointsReceived"] == 0
+
+
+async def test_removing_the_merchant_role_ends_staff_rights_at_once(gql, services, clock):
+    admin = await make_admin(services, clock)
+    shop = await make_merchant(gql, services, clock, admin)
+    await make_offer(gql, clock, shop)  # the owner can act
+    roles = """mutation($i: SetUserRolesInput!) { setUserRoles(input: $i) { userErrors { code } } }"""
+    done = await gql.ok(roles, {"i": {"userId": shop["owner"]["id"], "roles": ["MEMBER"], "reason": "left the shop"}},
+                        token=admin["token"])
+    assert done["setUserRoles"]["userErrors"] == []
+    # The owner's access token still claims MERCHANT, but the database no longer grants it.
+    now = clock()
+    values = {"titleZh": "豆浆", "titleEn": "Soy milk", "pointsPrice": 10, "totalStock": 1, "perMemberLimit": 1,
+              "startsAt": (now - timedelta(days=1)).isoformat(), "endsAt": (now + timedelta(days=30)).isoformat(),
+              "status": "ACTIVE", "merchantId": shop["id"]}
+    refused = await gql.ok(CREATE_OFFER, {"input": values}, token=shop["token"])
+    assert refused["createOffer"]["userErrors"][0]["code"] == "FORBIDDEN", refused
+    assert refused["createOffer"]["offer"] is None

@@ -79,9 +79,16 @@ class OfferOrder(Enum):
 
 
 async def viewer_merchant_id(info: Info) -> int | None:
-    """The merchant the viewer works for (from merchant_staff, not from token claims)."""
+    """The merchant the viewer works for, read from the database (merchant_staff and the user's current
+    roles), not from token claims: a user added as staff can act at once, and a user whose MERCHANT role
+    an admin removed (setUserRoles) can no longer act for the merchant, even with an unexpired token."""
+    from jingtan_api.users.types import users_loader
+
     user_id = info.context.viewer.user_id
     if user_id is None:
+        return None
+    user = await users_loader(info).load(user_id)
+    if user is None or user["status"] != "ACTIVE" or "MERCHANT" not in user["roles"].split(","):
         return None
     return await loaders.staff_merchant(info).load(user_id)
 
