@@ -127,7 +127,10 @@ async def test_negative_member_balance(ledger_data):
     problems = await invariants(d["db"])
     assert f"account {d['member']} is negative: -5" in problems
     assert f"account {d['member']} balance -5 but lots hold 15" in problems
-    assert len(problems) == 2
+    # The raw debit did not go through the ledger, so it recorded no lot consumption either.
+    debit = await one(d["db"], "SELECT id FROM ledger_entry WHERE transaction_id = :t AND amount < 0", t=tx)
+    assert f"member debit entry {debit} of -20 has lot consumption of 0" in problems
+    assert len(problems) == 3
 
 
 async def test_lots_disagree_with_balance(ledger_data):

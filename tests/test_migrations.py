@@ -114,3 +114,57 @@ def test_comparison_detects_a_schema_difference(empty_db_url, backend):
         diff, _, _ = _diff_and_tables(empty_db_url)
         assert len(diff) == 1 and diff[0][0][0] == "modify_type", diff
         assert diff[0][0][2:4] == ("ledger_entry", "amount")
+
+
+def test_lot_consumption_backfill_replays_the_ledger(empty_db_url):
+    """Migration 0004 backfills lot_consumption for debits written before it existed, exactly as the
+    ledger records them now (soonest-expiring lots first), so the invariant holds after upgrading."""
+    from datetime import UTC, datetime, timedelta
+
+    from jingtan_api.accounts.models import LotConsumption
+
+    LC = LotConsumption.__table__
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def write_ledger():
+        engine = create_async_engine(empty_db_url)
+        try:
+            async with engine.begin() as conn:
+                issuance = await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE)
+                members = [await ledger.create_account(conn, kind=ledger.MEMBER) for _ in range(2)]
+
+                async def post(now, *postings):
+                    await ledger.post_transaction(conn, kind="TEST", postings=postings, now=now, lot_expiry_days=365)
+
+                for i, member in enumerate(members):
+                    # Credits with expiries out of id order, then debits spanning several lots.
+                    await post(t0, ledger.Posting(issuance, -30), ledger.Posting(member, 30, lot_expires_at=t0 + timedelta(days=90 + i)))
+                    await post(t0, ledger.Posting(issuance, -20), ledger.Posting(member, 20, lot_expires_at=t0 + timedelta(days=30)))
+                    await post(t0, ledger.Posting(member, -25), ledger.Posting(issuance, 25))
+                    await post(t0, ledger.Posting(issuance, -10), ledger.Posting(member, 10, lot_expires_at=t0 + timedelta(days=60)))
+                    await post(t0, ledger.Posting(member, -12), ledger.Posting(issuance, 12))
+                await ledger.expire_account_lots(conn, members[0], now=t0 + timedelta(days=100), lot_expiry_days=365)
+                assert await ledger.check_invariants(conn) == []
+        finally:
+            await engine.dispose()
+
+    async def consumption():
+        engine = create_async_engine(empty_db_url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(LC.c.entry_id, LC.c.lot_id, LC.c.amount, LC.c.expires_at).order_by(LC.c.entry_id, LC.c.lot_id)
+                )
+                return [tuple(r) for r in rows], await ledger.check_invariants(conn)
+        finally:
+            await engine.dispose()
+
+    upgrade(empty_db_url, "heads")
+    asyncio.run(write_ledger())
+    written, problems = asyncio.run(consumption())
+    assert problems == [] and len(written) == 9  # 2 + 2 per member, 1 for the expiry
+    downgrade(empty_db_url, "20261125_0003")
+    upgrade(empty_db_url, "heads")
+    backfilled, problems = asyncio.run(consumption())
+    assert problems == []
+    assert backfilled == written

@@ -6,7 +6,7 @@ of its entries, updated in the same database transaction by a conditional UPDATE
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from jingtan_api.db import utcnow
@@ -57,11 +57,28 @@ class PointsLot(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
-    entry_id: int = Field(foreign_key="ledger_entry.id", unique=True)
+    # The credit entry that opened the lot. One entry may open several lots (a refund restores the
+    # points it returns with their original expiries, one lot per expiry).
+    entry_id: int = Field(foreign_key="ledger_entry.id", index=True)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     remaining: int = Field(sa_column=Column(BigInteger, nullable=False))
     expires_at: datetime = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class LotConsumption(SQLModel, table=True):
+    """How much of one lot a debit entry of a member account consumed (written by the ledger for every
+    member debit; the amounts of a debit entry's rows sum to -entry.amount). ``expires_at`` is the lot's,
+    copied so that a refund can restore points with the expiry they had."""
+
+    __tablename__ = "lot_consumption"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="ledger_entry.id", index=True)
+    lot_id: int = Field(foreign_key="points_lot.id")
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: datetime
 
 
 class IdempotencyRecord(SQLModel, table=True):

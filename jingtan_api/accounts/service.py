@@ -27,7 +27,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.accounts.models import Account, IdempotencyRecord, LedgerEntry, LedgerTransaction, PointsLot
+from jingtan_api.accounts.models import (
+    Account,
+    IdempotencyRecord,
+    LedgerEntry,
+    LedgerTransaction,
+    LotConsumption,
+    PointsLot,
+)
 from jingtan_api.db import utcnow
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
@@ -35,6 +42,7 @@ A = Account.__table__
 TX = LedgerTransaction.__table__
 E = LedgerEntry.__table__
 L = PointsLot.__table__
+LC = LotConsumption.__table__
 
 MEMBER = "MEMBER"
 MERCHANT = "MERCHANT"
@@ -58,11 +66,15 @@ HARD_MAX_AMOUNT = 10**12
 class Posting:
     """One side of a transaction: ``amount`` points added to (positive) or taken from ``account_id``.
 
-    ``lot_expires_at`` applies to credits of member accounts (default: now + lot expiry days)."""
+    ``lot_expires_at`` applies to credits of member accounts (default: now + lot expiry days). ``lots``
+    instead splits a credit of a member account into several lots, as ``(points, expires_at)`` pairs
+    whose points are positive and sum to ``amount`` (a refund restoring points with their original
+    expiries); give one or the other, not both."""
 
     account_id: int
     amount: int
     lot_expires_at: datetime | None = None
+    lots: tuple[tuple[int, datetime], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,15 @@ async def post_transaction(
         raise ValueError("postings must sum to zero")
     if any(p.amount == 0 or not isinstance(p.amount, int) for p in postings):
         raise ValueError("postings must be non-zero integers")
+    for p in postings:
+        if p.lots is None:
+            continue
+        if p.amount < 0 or p.lot_expires_at is not None or not p.lots:
+            raise ValueError("lots split a credit and exclude lot_expires_at")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n, _ in p.lots):
+            raise ValueError("lot points must be positive integers")
+        if sum(n for n, _ in p.lots) != p.amount:
+            raise ValueError("lots must sum to the posting's amount")
 
     tx_id = (
         await conn.execute(
@@ -204,42 +225,64 @@ async def post_transaction(
         ).scalar_one()
         if row.kind == MEMBER:
             if posting.amount > 0:
-                expires_at = posting.lot_expires_at or now + timedelta(days=lot_expiry_days)
+                lots = posting.lots or (
+                    (posting.amount, posting.lot_expires_at or now + timedelta(days=lot_expiry_days)),
+                )
                 await conn.execute(
-                    insert(L).values(
-                        account_id=posting.account_id,
-                        entry_id=entry_id,
-                        amount=posting.amount,
-                        remaining=posting.amount,
-                        expires_at=expires_at,
-                        created_at=now,
-                    )
+                    insert(L),
+                    [
+                        dict(
+                            account_id=posting.account_id,
+                            entry_id=entry_id,
+                            amount=points,
+                            remaining=points,
+                            expires_at=expires_at,
+                            created_at=now,
+                        )
+                        for points, expires_at in lots
+                    ],
                 )
             else:
-                await _consume_lots(conn, posting.account_id, -posting.amount)
+                await _consume_lots(conn, posting.account_id, entry_id, -posting.amount)
         posted.append(PostedEntry(entry_id, posting.account_id, posting.amount, row.balance))
     return PostedTransaction(id=tx_id, kind=kind, created_at=now, entries=tuple(posted))
 
 
-async def _consume_lots(conn: AsyncConnection, account_id: int, amount: int) -> None:
-    """Take ``amount`` from the account's lots, soonest-expiring first."""
+async def _consume_lots(conn: AsyncConnection, account_id: int, entry_id: int, amount: int) -> None:
+    """Take ``amount`` from the account's lots, soonest-expiring first, and record in ``lot_consumption``
+    how much the debit entry ``entry_id`` took from each lot (and that lot's expiry)."""
     lots = (
         await conn.execute(
-            select(L.c.id, L.c.remaining)
+            select(L.c.id, L.c.remaining, L.c.expires_at)
             .where(L.c.account_id == account_id, L.c.remaining > 0)
             .order_by(L.c.expires_at, L.c.id)
         )
     ).all()
     left = amount
+    consumed: list[dict] = []
     for lot in lots:
         if left == 0:
             break
         take = min(left, lot.remaining)
         await conn.execute(update(L).where(L.c.id == lot.id).values(remaining=L.c.remaining - take))
+        consumed.append(dict(entry_id=entry_id, lot_id=lot.id, amount=take, expires_at=lot.expires_at))
         left -= take
     if left:
         # The balance check passed, so lots and balance disagree: refuse rather than corrupt the ledger.
         raise RuntimeError(f"account {account_id}: lots hold {amount - left} points, {amount} needed")
+    await conn.execute(insert(LC), consumed)
+
+
+async def consumed_lots(conn: AsyncConnection, entry_id: int) -> list[tuple[int, datetime]]:
+    """What the debit entry ``entry_id`` of a member account took from its lots, as ``(points,
+    expires_at)`` per distinct original expiry, soonest first."""
+    rows = await conn.execute(
+        select(LC.c.expires_at, func.sum(LC.c.amount).label("points"))
+        .where(LC.c.entry_id == entry_id)
+        .group_by(LC.c.expires_at)
+        .order_by(LC.c.expires_at)
+    )
+    return [(int(r.points), r.expires_at) for r in rows]
 
 
 async def lock_accounts(conn: AsyncConnection, account_ids: Sequence[int]) -> None:
@@ -433,6 +476,33 @@ async def check_invariants(conn: AsyncConnection) -> list[str]:
     problems += [f"account {r.id} balance {r.balance} but lots hold {r.s}" for r in lot_mismatch]
     bad_lots = await conn.execute(select(L.c.id).where(and_(L.c.remaining < 0) | (L.c.remaining > L.c.amount)))
     problems += [f"lot {r.id} remaining out of range" for r in bad_lots]
+    # Every debit of a member account records which lots it consumed, exactly its amount in total, and
+    # only from lots of that account.
+    consumption = (
+        select(LC.c.entry_id, func.sum(LC.c.amount).label("s")).group_by(LC.c.entry_id).subquery()
+    )
+    unrecorded = await conn.execute(
+        select(E.c.id, E.c.amount, func.coalesce(consumption.c.s, 0).label("s"))
+        .select_from(E.join(A, A.c.id == E.c.account_id).outerjoin(consumption, consumption.c.entry_id == E.c.id))
+        .where(A.c.kind == MEMBER, E.c.amount < 0, func.coalesce(consumption.c.s, 0) != -E.c.amount)
+        .order_by(E.c.id)
+    )
+    problems += [f"member debit entry {r.id} of {r.amount} has lot consumption of {r.s}" for r in unrecorded]
+    stray = await conn.execute(
+        select(LC.c.id, LC.c.entry_id)
+        .select_from(
+            LC.join(E, E.c.id == LC.c.entry_id).join(A, A.c.id == E.c.account_id).join(L, L.c.id == LC.c.lot_id)
+        )
+        .where(
+            (A.c.kind != MEMBER)
+            | (E.c.amount >= 0)
+            | (L.c.account_id != E.c.account_id)
+            | (LC.c.amount <= 0)
+            | (LC.c.expires_at != L.c.expires_at)
+        )
+        .order_by(LC.c.id)
+    )
+    problems += [f"lot consumption {r.id} does not match its entry {r.entry_id} or lot" for r in stray]
     # A committed key without a result means a request claimed it but never recorded its effect, so a
     # retry would replay nothing (claim and complete belong in the same transaction).
     IDEM = IdempotencyRecord.__table__

@@ -111,5 +111,3 @@ class Redemption(SQLModel, table=True):
     closed_at: datetime | None = None
     transaction_id: int = Field(foreign_key="ledger_transaction.id", unique=True)
     refund_transaction_id: int | None = Field(default=None, foreign_key="ledger_transaction.id", unique=True)
-    # Latest expiry among the lots this redemption consumed: a refund never outlives the points it replaces.
-    refund_lot_expires_at: datetime

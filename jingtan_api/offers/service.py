@@ -693,26 +693,6 @@ async def _lock_member_account(conn: AsyncConnection, user_id: int) -> int:
     return account_id
 
 
-async def _latest_consumed_lot_expiry(conn: AsyncConnection, account_id: int, amount: int, now: datetime) -> datetime:
-    """The expiry of the last lot a spend of ``amount`` would touch (lots are consumed soonest first)."""
-    from jingtan_api.accounts.models import PointsLot
-
-    L = PointsLot.__table__
-    rows = await conn.execute(
-        select(L.c.remaining, L.c.expires_at)
-        .where(L.c.account_id == account_id, L.c.remaining > 0)
-        .order_by(L.c.expires_at, L.c.id)
-    )
-    left = amount
-    latest = now
-    for r in rows:
-        latest = r.expires_at
-        left -= r.remaining
-        if left <= 0:
-            break
-    return latest
-
-
 class RedeemFailure(DomainError):
     """Expected refusals of ``redeemOffer`` (code says which)."""
 
@@ -783,7 +763,6 @@ async def redeem(
 
     points = quantity * offer.points_price
     await ledger.expire_account_lots(conn, member_account, now=now, lot_expiry_days=lot_expiry_days)
-    refund_expiry = await _latest_consumed_lot_expiry(conn, member_account, points, now)
     posted = await ledger.post_transaction(
         conn,
         kind=REDEMPTION,
@@ -814,7 +793,6 @@ async def redeem(
                 created_at=now,
                 expires_at=now + timedelta(days=valid_days),
                 transaction_id=posted.id,
-                refund_lot_expires_at=refund_expiry,
             )
             .returning(R.c.id)
         )
@@ -860,16 +838,27 @@ async def _refund(
 ) -> int:
     await conn.execute(update(O).where(O.c.id == row.offer_id).values(stock=O.c.stock + row.quantity))
     merchant_account = (await conn.execute(select(M.c.account_id).where(M.c.id == row.merchant_id))).scalar_one()
-    # Refunded points keep the expiry of the points they replace, but stay usable for at least
-    # `refund_min_valid_days` — so redeem-and-cancel cannot extend points' life, and a refund made by the
-    # expiry job is not worthless on arrival.
-    lot_expires_at = max(row.refund_lot_expires_at, now + timedelta(days=refund_min_valid_days))
+    # Refunded points get back the expiries of the very lots the redemption consumed (recorded by the
+    # ledger in lot_consumption): one lot per original expiry, so redeem-and-cancel cannot extend any
+    # point's life. The only extension is a floor of `refund_min_valid_days` from now, so that a refund
+    # made after (or just before) the original expiry — e.g. by the expiry job — is not worthless.
+    debit_entry = (
+        await conn.execute(
+            select(E.c.id).where(E.c.transaction_id == row.transaction_id, E.c.account_id == member_account)
+        )
+    ).scalar_one()
+    floor = now + timedelta(days=refund_min_valid_days)
+    by_expiry: dict[datetime, int] = {}
+    for points, expires_at in await ledger.consumed_lots(conn, debit_entry):
+        at = max(expires_at, floor)
+        by_expiry[at] = by_expiry.get(at, 0) + points
+    lots = tuple(sorted(((points, at) for at, points in by_expiry.items()), key=lambda lot: lot[1]))
     posted = await ledger.post_transaction(
         conn,
         kind=REFUND,
         postings=[
             ledger.Posting(merchant_account, -row.points),
-            ledger.Posting(member_account, row.points, lot_expires_at=lot_expires_at),
+            ledger.Posting(member_account, row.points, lots=lots),
         ],
         now=now,
         lot_expiry_days=lot_expiry_days,
