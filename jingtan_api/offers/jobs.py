@@ -10,6 +10,7 @@ from datetime import datetime
 
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.db import Database
+from jingtan_api.jobs import run_batched
 from jingtan_api.offers import service
 
 log = logging.getLogger("jingtan.jobs")
@@ -20,27 +21,15 @@ async def expire_redemptions(
 ) -> tuple[int, int]:
     """Expire every PENDING redemption past its expiry, one transaction each (a crash midway leaves the
     rest for the next run). Returns (redemptions, points refunded)."""
-    count = points = 0
-    after = 0
-    while True:
-        async with db.read() as conn:
-            batch = await service.overdue_redemption_ids(conn, now, after=after)
-        for redemption_id in batch:
-            try:
-                refunded = await db.write(
-                    lambda conn, r=redemption_id: service.expire_redemption(
-                        conn, r, now=now, lot_expiry_days=lot_expiry_days, refund_min_valid_days=refund_min_valid_days
-                    )
-                )
-            except Exception:  # noqa: BLE001 - one bad redemption must not stall the others
-                log.exception("expiring a redemption failed", extra={"redemption_id": redemption_id})
-                continue
-            if refunded:
-                count += 1
-                points += refunded
-        if len(batch) < 500:
-            break
-        after = batch[-1]
+    count, points = await run_batched(
+        db,
+        fetch=lambda conn, after: service.overdue_redemption_ids(conn, now, limit=500, after=after),
+        process=lambda conn, redemption_id: service.expire_redemption(
+            conn, redemption_id, now=now, lot_expiry_days=lot_expiry_days, refund_min_valid_days=refund_min_valid_days
+        ),
+        batch_size=500,
+        what="expiring a redemption",
+    )
     if count:
         log.info("redemptions expired", extra={"redemptions": count, "points": points})
     return count, points
