@@ -145,6 +145,18 @@ async def member_account_id(conn: AsyncConnection, user_id: int) -> int:
     return account_id
 
 
+async def lock_member_account(conn: AsyncConnection, user_id: int) -> int:
+    """Lock the member's account row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite writers are already
+    serialised by BEGIN IMMEDIATE) and return its id. Domains call this first when they must read a
+    member's state (caps, limits, lots) before posting — it is the "member row first" of the lock order."""
+    account_id = (
+        await conn.execute(select(A.c.id).where(A.c.user_id == user_id, A.c.kind == MEMBER).with_for_update())
+    ).scalar_one_or_none()
+    if account_id is None:
+        raise NotFound("No points account for this user / 该用户没有积分账户", field="userId")
+    return account_id
+
+
 async def post_transaction(
     conn: AsyncConnection,
     *,

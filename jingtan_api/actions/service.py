@@ -271,17 +271,6 @@ async def _cap_room(
     return room, which
 
 
-async def _lock_member(conn: AsyncConnection, user_id: int) -> int:
-    """Serialise one member's credits (caps are read-then-write); SQLite is serialised by BEGIN IMMEDIATE."""
-    q = select(A.c.id).where(A.c.user_id == user_id, A.c.kind == ledger.MEMBER)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    account_id = (await conn.execute(q)).scalar_one_or_none()
-    if account_id is None:
-        raise NotFound("No points account for this user / 该用户没有积分账户")
-    return account_id
-
-
 async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
                   now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int) -> int | None:
     if points <= 0:
@@ -421,7 +410,7 @@ class ActionService:
             claim = await idempotency.claim(conn, scope, key, req_hash)
             if claim.is_replay:
                 return SubmitResult(claim.result_id, True)
-            account_id = await _lock_member(conn, user_id)
+            account_id = await ledger.lock_member_account(conn, user_id)
             row_reasons = list(reasons)
             row_status, row_grams = status, grams
             if row_status == APPROVED:
@@ -483,7 +472,7 @@ class ActionService:
             row = row._mapping
             if row["status"] != NEEDS_REVIEW:
                 raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
-            account_id = await _lock_member(conn, row["user_id"])
+            account_id = await ledger.lock_member_account(conn, row["user_id"])
             reasons = [Reason(**r) for r in json.loads(row["reasons"])]
             values: dict[str, Any] = {"reviewed_by": actor_user_id, "reviewed_at": now, "review_reason": reason}
             if approve:

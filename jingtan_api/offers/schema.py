@@ -3,6 +3,7 @@
 import strawberry
 from strawberry.types import Info
 
+from jingtan_api.accounts.types import accounts_loader
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import DomainError, PermissionDenied, ValidationFailed
@@ -101,7 +102,8 @@ class OffersQuery:
         max_price = None
         if f.affordable:
             user_id = ctx.viewer.require_user()
-            max_price = await ctx.read(service.member_balance, user_id)
+            account = await accounts_loader(info).load(user_id)  # the request's loader: no extra query
+            max_price = account["balance"] if account else 0
         flt = service.CatalogueFilter(
             city=f.city.strip() if f.city else None,
             category=f.category.value if f.category else None,

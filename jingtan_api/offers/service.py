@@ -327,7 +327,7 @@ async def create_merchant(
 async def apply_for_merchant(conn: AsyncConnection, *, user_id: int, profile: dict[str, Any], now: datetime) -> int:
     values = validate_profile(profile)
     # One application at a time per user: serialise this user's applications on their account row.
-    await _lock_member_account(conn, user_id)
+    await ledger.lock_member_account(conn, user_id)
     if (await staff_merchant_ids(conn, [user_id])).get(user_id) is not None:
         raise Conflict("You already work for a merchant / 您已是商户员工", code="ALREADY_MERCHANT_STAFF")
     pending = (
@@ -617,13 +617,6 @@ async def catalogue_count(conn: AsyncConnection, *, now: datetime, flt: Catalogu
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def member_balance(conn: AsyncConnection, user_id: int) -> int:
-    value = (
-        await conn.execute(select(A.c.balance).where(A.c.user_id == user_id, A.c.kind == ledger.MEMBER))
-    ).scalar_one_or_none()
-    return int(value or 0)
-
-
 @dataclass(frozen=True)
 class MerchantStats:
     redemptions: int
@@ -680,19 +673,6 @@ async def offer_redeemed_counts(conn: AsyncConnection, offer_ids: Sequence[int])
 # --- redemptions -------------------------------------------------------------------------------------
 
 
-async def _lock_member_account(conn: AsyncConnection, user_id: int) -> int:
-    """Lock the member's account row (PostgreSQL; a no-op clause on SQLite, where BEGIN IMMEDIATE already
-    serialises writers). Serialises everything that creates or closes this member's redemptions."""
-    account_id = (
-        await conn.execute(
-            select(A.c.id).where(A.c.user_id == user_id, A.c.kind == ledger.MEMBER).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if account_id is None:
-        raise NotFound("No points account for this user / 该用户没有积分账户")
-    return account_id
-
-
 class RedeemFailure(DomainError):
     """Expected refusals of ``redeemOffer`` (code says which)."""
 
@@ -736,7 +716,7 @@ async def redeem(
             code="REDEMPTION_LIMIT_REACHED", field="quantity",
         )
 
-    member_account = await _lock_member_account(conn, user_id)
+    member_account = await ledger.lock_member_account(conn, user_id)
     already = (
         await conn.execute(
             select(func.coalesce(func.sum(R.c.quantity), 0)).where(
@@ -878,7 +858,7 @@ async def cancel(
     row = (await conn.execute(select(R).where(R.c.id == redemption_id))).one_or_none()
     if row is None or (row.member_user_id != user_id and not is_admin):
         raise NotFound("No such redemption / 兑换记录不存在", field="redemptionId")
-    member_account = await _lock_member_account(conn, row.member_user_id)
+    member_account = await ledger.lock_member_account(conn, row.member_user_id)
     result = await conn.execute(
         update(R).where(R.c.id == row.id, R.c.status == PENDING).values(status=CANCELLED, closed_at=now)
     )
@@ -908,7 +888,7 @@ async def expire_redemption(
     row = (await conn.execute(select(R).where(R.c.id == redemption_id))).one_or_none()
     if row is None or row.status != PENDING or row.expires_at > now:
         return 0
-    member_account = await _lock_member_account(conn, row.member_user_id)
+    member_account = await ledger.lock_member_account(conn, row.member_user_id)
     result = await conn.execute(
         update(R)
         .where(R.c.id == row.id, R.c.status == PENDING, R.c.expires_at <= now)
