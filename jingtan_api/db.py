@@ -55,6 +55,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def dialect_insert(conn: AsyncConnection, table):
+    """``INSERT`` of the connection's dialect, which offers ``on_conflict_do_nothing`` (PostgreSQL and
+    SQLite spell ON CONFLICT the same way)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
     for candidate in (orig, getattr(orig, "__cause__", None)):

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts.models import IdempotencyRecord
-from jingtan_api.db import utcnow
+from jingtan_api.db import dialect_insert, utcnow
 from jingtan_api.errors import IdempotencyConflict, ValidationFailed
 
 T = IdempotencyRecord.__table__
@@ -54,9 +53,8 @@ class Claim:
 
 
 async def claim(conn: AsyncConnection, scope: str, key: str, req_hash: str) -> Claim:
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        dialect_insert(T)
+        dialect_insert(conn, T)
         .values(scope=scope, key=key, request_hash=req_hash, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["scope", "key"])
         .returning(T.c.id)

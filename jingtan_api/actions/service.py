@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts import idempotency
@@ -34,7 +33,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
-from jingtan_api.db import Database
+from jingtan_api.db import Database, dialect_insert
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.plugins.api import (
     ActionRecord,
@@ -429,8 +428,7 @@ class ActionService:
                 "points": (row_grams // gpp) if row_status != REJECTED else 0,
                 "evidence_fingerprint": fingerprint if row_status != REJECTED else None,
             }
-            dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            stmt = dialect_insert(T).values(**row)
+            stmt = dialect_insert(conn, T).values(**row)
             if fingerprint is not None and row_status != REJECTED:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
             action_id = (await conn.execute(stmt.returning(T.c.id))).scalar_one_or_none()
