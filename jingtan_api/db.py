@@ -186,8 +186,16 @@ class Database:
                     async with self._write_tx() as conn:
                         return await fn(conn)
             except DBAPIError as exc:
-                if not is_retryable(exc) or attempt >= self.max_retries:
+                if not is_retryable(exc):
                     raise
+                if attempt >= self.max_retries:
+                    log.warning("write transaction gave up after retries", extra={"attempts": attempt})
+                    from jingtan_api.errors import Conflict
+
+                    # Typed, so a mutation answers with a userError the client can retry on, not a 500.
+                    raise Conflict(
+                        "The service is busy: please try again / 服务繁忙，请稍后重试", code="TRY_AGAIN"
+                    ) from exc
                 delay = min(0.2, 0.005 * 2**attempt) * (0.5 + random.random())
                 log.info("retrying write transaction", extra={"attempt": attempt, "sqlstate": _sqlstate(exc)})
                 await asyncio.sleep(delay)

@@ -159,8 +159,8 @@ async def balance(services, user_pk: int) -> int:
 
 
 async def make_admin(services, clock) -> dict:
-    """An admin with a minted token. (conftest's ``admin`` fixture uses a password containing its email's
-    local part, which the password policy rejects, so these tests make their own.)"""
+    """An admin with a minted token (no login round trip; several can exist in one test, unlike
+    conftest's single ``admin`` fixture)."""
     from jingtan_api.auth.permissions import ADMIN
 
     email = f"admin-{uuid.uuid4().hex[:8]}@example.cn"

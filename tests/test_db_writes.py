@@ -57,3 +57,57 @@ async def test_sqlite_write_works_from_another_event_loop(tmp_path):
     assert sorted(await asyncio.gather(*(db.write(insert) for _ in range(3)))) == [1, 2, 3]
     assert sorted(run_sync(in_other_loop())) == [4, 5, 6]
     await db.dispose()
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _db_error(sqlstate: str):
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError("UPDATE account …", {}, _PgError(sqlstate))
+
+
+async def test_write_retries_serialization_failures_and_deadlocks(services):
+    attempts = []
+
+    async def flaky(conn):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise _db_error("40001")
+        if len(attempts) == 2:
+            raise _db_error("40P01")
+        return "done"
+
+    assert await services.db.write(flaky) == "done"
+    assert len(attempts) == 3
+
+
+async def test_write_does_not_retry_other_errors_and_gives_up_with_a_typed_error(services):
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    from jingtan_api.errors import Conflict
+
+    calls = []
+
+    async def broken(conn):
+        calls.append(1)
+        raise _db_error("23505")  # unique violation: not retryable
+
+    with pytest.raises(DBAPIError):
+        await services.db.write(broken)
+    assert len(calls) == 1
+
+    calls.clear()
+
+    async def always_conflicting(conn):
+        calls.append(1)
+        raise _db_error("40001")
+
+    with pytest.raises(Conflict) as info:
+        await services.db.write(always_conflicting)
+    assert info.value.code == "TRY_AGAIN" and len(calls) == services.db.max_retries
