@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import text
 
+from jingtan_api.users import service as users_service
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import ADMIN, MEMBER
-from jingtan_api.context import Services
+from jingtan_api.services import Services
 from jingtan_api.db import utcnow
 from jingtan_api.graphql.relay import encode_cursor, to_global_id
 from jingtan_api.testing import _asyncpg_url, _plain_url, make_settings, postgres_admin_url
@@ -93,7 +94,8 @@ class Fixture:
 
 
 async def _user(services: Services, fx: Fixture, name: str, roles: frozenset[str], now) -> int:
-    user_id = await services.users.register(
+    user_id = await users_service.register(
+        services,
         email=f"{name}@bench.jingtan.org",
         phone=None,
         password="Bench-password-2026",
@@ -223,7 +225,8 @@ async def bulk_grants(services: Services, account_id: int, n: int, *, actor_user
 async def submit_members(services: Services, fx: Fixture, n: int, now) -> None:
     """``n`` members (registered through the real service) with access tokens, for ``submitAction``."""
     for i in range(n):
-        user_id = await services.users.register(
+        user_id = await users_service.register(
+            services,
             email=f"submitter{i}@bench.jingtan.org", phone=None, password="Bench-password-2026",
             display_name=f"Bench submitter {i}", roles=frozenset({MEMBER}), now=now,
         )

@@ -19,12 +19,14 @@ from strawberry.types import ExecutionResult
 
 from jingtan_api.auth.permissions import Viewer, scopes_for_roles
 from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
-from jingtan_api.context import Clock, Context, Services
+from jingtan_api.context import Context
 from jingtan_api.db import utcnow
+from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.graphql.errors import error_to_wire
-from jingtan_api.graphql.schema import CORE_NODE_RESOLVERS, build_schema
+from jingtan_api.jobs import run_periodically
 from jingtan_api.logs import configure_logging, request_id_var
-from jingtan_api.offers.jobs import run_periodically
+from jingtan_api.plugins.manager import load_plugins
+from jingtan_api.services import Clock, Services
 from jingtan_api.settings import Settings, load_settings
 from jingtan_api.users.service import roles_and_status
 
@@ -126,22 +128,6 @@ class JingtanGraphQL(GraphQL):
         return data
 
 
-def _build_with_plugins(settings: Settings, services: Services, plugins: Any) -> Any:
-    """One plugin host per app; action types contribute the @oneOf ActionInput and the action fields."""
-    from jingtan_api.actions import types as action_types
-    from jingtan_api.actions.schema import build_action_fragments
-    from jingtan_api.actions.service import ActionService
-    from jingtan_api.graphql.schema import core_type_names
-    from jingtan_api.plugins.manager import load_plugins
-
-    host = load_plugins(settings, plugins)
-    services.extras["plugin_host"] = host
-    services.extras["actions"] = ActionService(settings, services.db, host)
-    services.extras["node_resolvers"]["Action"] = action_types.node_resolver
-    queries, mutations, types = build_action_fragments(host, core_type_names())
-    return build_schema(settings, query_fragments=queries, mutation_fragments=mutations, types=types)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -152,9 +138,9 @@ def create_app(
     use instead of the enabled entry points (tests); ConfigurationError when a plugin cannot be used."""
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.json_format)
-    services = Services.build(settings, clock=clock or utcnow)
-    services.extras["node_resolvers"] = dict(CORE_NODE_RESOLVERS)
-    schema = _build_with_plugins(settings, services, plugins)
+    host = load_plugins(settings, plugins)
+    schema = build_schema(settings, host)
+    services = Services.build(settings, clock=clock or utcnow, plugins=host)
     graphql_app = JingtanGraphQL(
         services,
         schema=schema,

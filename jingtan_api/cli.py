@@ -9,7 +9,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jingtan_api.settings import ConfigurationError, Settings, load_settings
+import difflib
+
+import uvicorn
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from jingtan_api.accounts.jobs import expire_points
+from jingtan_api.accounts.service import check_invariants
+from jingtan_api.app import create_app
+from jingtan_api.auth import tokens
+from jingtan_api.db import utcnow
+from jingtan_api.demo import seed_demo
+from jingtan_api.errors import DomainError, NotFound
+from jingtan_api.migrate import upgrade
+from jingtan_api.offers.jobs import expire_redemptions
+from jingtan_api.offers.service import check_invariants as check_offers
+from jingtan_api.plugins.manager import discover_entry_points, load_plugins
+from jingtan_api.services import Services
+from jingtan_api.settings import ConfigurationError, Settings, example_toml, load_settings
+from jingtan_api.users import service as users
 
 DEFAULT_SCHEMA_PATH = Path("schema/schema.graphql")
 
@@ -30,8 +50,6 @@ def default_settings() -> Settings:
 
 
 def export_sdl(settings: Settings | None = None) -> str:
-    from jingtan_api.app import create_app
-
     app = create_app(settings or default_settings())
     return str(app.state.schema).rstrip() + "\n"
 
@@ -40,8 +58,6 @@ def export_sdl(settings: Settings | None = None) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     settings = _settings()
     uvicorn.run(
         "jingtan_api.app:create_app",
@@ -56,8 +72,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from jingtan_api.migrate import upgrade
-
     settings = _settings()
     upgrade(settings.database_url, args.revision)
     print(f"database migrated to {args.revision}: {_redact(settings.database_url)}")
@@ -65,8 +79,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -80,7 +92,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return 0
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     if current != sdl:
-        import difflib
 
         diff = difflib.unified_diff(current.splitlines(), sdl.splitlines(), str(path), "generated", lineterm="")
         print("\n".join(list(diff)[:80]))
@@ -91,8 +102,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 async def _with_services(fn):
-    from jingtan_api.context import Services
-
     services = Services.build(_settings())
     try:
         return await fn(services)
@@ -109,10 +118,8 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
         password = getpass.getpass("Admin password: ")
 
     async def run(services):
-        from jingtan_api.db import utcnow
-
-        return await services.users.create_admin(
-            email=args.email, phone=args.phone, password=password, display_name=args.name, now=utcnow()
+        return await users.create_admin(
+            services, email=args.email, phone=args.phone, password=password, display_name=args.name, now=utcnow()
         )
 
     user_id = asyncio.run(_with_services(run))
@@ -122,14 +129,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 def cmd_create_api_token(args: argparse.Namespace) -> int:
     async def run(services):
-        from jingtan_api.auth import tokens
-        from jingtan_api.db import utcnow
-        from jingtan_api.errors import NotFound
-        from jingtan_api.users import service as users
-
         async def tx(conn):
-            from sqlalchemy import select
-
             user_id = await users.find_user_id(conn, args.user)
             if user_id is None:
                 raise NotFound(f"no user {args.user}")
@@ -147,8 +147,6 @@ def cmd_create_api_token(args: argparse.Namespace) -> int:
 
 
 def cmd_expire_points(args: argparse.Namespace) -> int:
-    from jingtan_api.accounts.jobs import expire_points
-
     async def run(services):
         return await expire_points(services.db, now=services.clock(), lot_expiry_days=services.settings.points.lot_expiry_days)
 
@@ -158,8 +156,6 @@ def cmd_expire_points(args: argparse.Namespace) -> int:
 
 
 def cmd_expire_redemptions(args: argparse.Namespace) -> int:
-    from jingtan_api.offers.jobs import expire_redemptions
-
     async def run(services):
         cfg = services.settings
         return await expire_redemptions(
@@ -173,11 +169,7 @@ def cmd_expire_redemptions(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_check(args: argparse.Namespace) -> int:
-    from jingtan_api.accounts.service import check_invariants
-
     async def run(services):
-        from jingtan_api.offers.service import check_invariants as check_offers
-
         async with services.db.read() as conn:
             return await check_invariants(conn) + await check_offers(conn)
 
@@ -189,8 +181,6 @@ def cmd_ledger_check(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
-    from jingtan_api.demo import seed_demo
-
     settings = _settings()
     if settings.is_production:
         print("seed-demo refuses to run in production mode", file=sys.stderr)
@@ -200,8 +190,6 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 
 def example_config_text() -> str:
     """jingtan.example.toml: the core settings and the settings of the built-in (default) plugins."""
-    from jingtan_api.plugins.manager import load_plugins
-    from jingtan_api.settings import example_toml
 
     host = load_plugins(default_settings())
     return example_toml({code: loaded.settings for code, loaded in host.action_types.items()})
@@ -223,7 +211,6 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     """Installed entry points of group jingtan.plugins, which are enabled, and their action types."""
-    from jingtan_api.plugins.manager import discover_entry_points, load_plugins
 
     settings = _settings()
     enabled = set(settings.plugins.enabled)
@@ -305,10 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jingtan: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - a CLI prints one line, not a traceback, for domain errors
-        from jingtan_api.errors import DomainError
-
-        from sqlalchemy.exc import DBAPIError
-
         if isinstance(exc, DomainError):
             print(f"jingtan: {exc.code}: {exc.message}", file=sys.stderr)
             return 1

@@ -1,9 +1,8 @@
-"""Application services (one set per app instance) and the per-request GraphQL context."""
+"""The per-request GraphQL context (``info.context``); the app-wide dependencies are ``Services``."""
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,53 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
-from jingtan_api.auth.passwords import Passwords
 from jingtan_api.auth.permissions import Viewer
-from jingtan_api.auth.tokens import AccessTokens
-from jingtan_api.db import Database, utcnow
-from jingtan_api.settings import Settings
-from jingtan_api.users.service import UserService
-
-Clock = Callable[[], datetime]
-
-
-@dataclass
-class Services:
-    """Everything a request may use; built once by ``create_app``. No module-level globals, so several
-    apps (different settings, databases or plugin sets) can live side by side in one process."""
-
-    settings: Settings
-    db: Database
-    passwords: Passwords
-    access_tokens: AccessTokens
-    users: UserService
-    clock: Clock = utcnow
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, settings: Settings, *, clock: Clock = utcnow) -> "Services":
-        db = Database(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            echo=settings.database_echo,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
-        passwords = Passwords(
-            time_cost=settings.auth.argon2_time_cost,
-            memory_cost_kib=settings.auth.argon2_memory_cost_kib,
-            parallelism=settings.auth.argon2_parallelism,
-            min_length=settings.auth.password_min_length,
-        )
-        access = AccessTokens(settings, clock)
-        return cls(
-            settings=settings,
-            db=db,
-            passwords=passwords,
-            access_tokens=access,
-            users=UserService(db, settings, passwords, access),
-            clock=clock,
-        )
-
+from jingtan_api.services import Services
 
 class Context:
     """``info.context`` of every resolver."""

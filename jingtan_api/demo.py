@@ -2,9 +2,10 @@
 
 from datetime import timedelta
 
+from jingtan_api.users import service as users_service
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
-from jingtan_api.context import Services
+from jingtan_api.services import Services
 from jingtan_api.users.service import count_users
 
 DEMO_PASSWORD = "Jingtan-demo-2026"
@@ -40,7 +41,8 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     user_ids = []
     for email, phone, name, roles in DEMO_USERS:
         user_ids.append(
-            await services.users.register(
+            await users_service.register(
+                services,
                 email=email, phone=phone, password=DEMO_PASSWORD, display_name=name, roles=frozenset(roles), now=now
             )
         )

@@ -1,41 +1,40 @@
-"""The shape every background job shares: walk items in keyset batches, one write transaction per item,
-log and skip an item that fails (the next run tries it again) instead of stalling every later item."""
+"""The server's periodic jobs (``points.expiry_interval_seconds``; 0 turns them off) and one run of
+them. Each domain keeps its own job functions (``accounts/jobs.py``, ``offers/jobs.py``); this module
+only orders and schedules them. Item-by-item batching is ``jingtan_api.db.run_batched``."""
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.db import Database
+from jingtan_api.offers.jobs import expire_redemptions
+from jingtan_api.services import Clock
+from jingtan_api.settings import Settings
 
 log = logging.getLogger("jingtan.jobs")
 
 
-async def run_batched(
-    db: Database,
-    *,
-    fetch: Callable[[AsyncConnection, int], Awaitable[list[int]]],
-    process: Callable[[AsyncConnection, int], Awaitable[int]],
-    batch_size: int,
-    what: str,
-) -> tuple[int, int]:
-    """``fetch(conn, after)`` returns up to ``batch_size`` ids greater than ``after``, ascending;
-    ``process(conn, id)`` handles one in its own write transaction and returns an amount (0 = nothing
-    done). Returns (items that did something, total amount)."""
-    done = total = 0
-    after = 0
+async def run_expiry_once(db: Database, *, now: datetime, settings: Settings) -> dict[str, int]:
+    """One run of the server's expiry task: overdue redemptions first (their refunds open lots), then
+    expired points lots. A failure of one part is logged and does not stop the other."""
+    out = {"redemptions": 0, "refunded": 0, "accounts": 0, "expired": 0}
+    try:
+        out["redemptions"], out["refunded"] = await expire_redemptions(
+            db, now=now, lot_expiry_days=settings.points.lot_expiry_days,
+            refund_min_valid_days=settings.offers.refund_min_valid_days,
+        )
+    except Exception:  # the next run retries; the server keeps serving
+        log.exception("redemption expiry run failed")
+    try:
+        out["accounts"], out["expired"] = await expire_points(db, now=now, lot_expiry_days=settings.points.lot_expiry_days)
+    except Exception:  # logged; points expiry still runs next time
+        log.exception("expiry run failed")
+    return out
+
+
+async def run_periodically(db: Database, clock: Clock, *, interval_seconds: int, settings: Settings) -> None:
+    """The server's periodic expiry task (``points.expiry_interval_seconds``; 0 turns it off)."""
     while True:
-        async with db.read() as conn:
-            batch = await fetch(conn, after)
-        for item in batch:
-            try:
-                amount = await db.write(lambda conn, i=item: process(conn, i))
-            except Exception:  # noqa: BLE001 - one bad item must not stall the job for all others
-                log.exception(f"{what} failed", extra={"item_id": item})
-                continue
-            if amount:
-                done += 1
-                total += amount
-        if len(batch) < batch_size:
-            return done, total
-        after = batch[-1]
+        await asyncio.sleep(interval_seconds)
+        await run_expiry_once(db, now=clock(), settings=settings)

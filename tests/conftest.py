@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jingtan_api.users import service as users_service
 from jingtan_api.app import create_app
 from jingtan_api.testing import (
     DatabaseProvider,
@@ -111,7 +112,8 @@ ADMIN_PASSWORD = "Sturdy-oak-2026"
 
 @pytest.fixture
 async def admin(gql, services, clock) -> dict:
-    user_id = await services.users.create_admin(
+    user_id = await users_service.create_admin(
+        services,
         email=ADMIN_EMAIL, phone=None, password=ADMIN_PASSWORD, display_name="管理员 Admin", now=clock()
     )
     data = await gql.ok(

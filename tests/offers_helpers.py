@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from jingtan_api.users import service as users_service
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import MEMBER, MERCHANT
 from jingtan_api.graphql.relay import to_global_id
@@ -17,7 +18,7 @@ PASSWORD = "Green-leaf-2026"
 async def make_member(services, clock, *, points: int = 0, name: str = "会员 Member") -> dict:
     """Register directly through the service and mint an access token (no argon2 login round trip)."""
     email = f"m-{uuid.uuid4().hex[:10]}@example.cn"
-    user_id = await services.users.register(email=email, phone=None, password=PASSWORD, display_name=name, now=clock())
+    user_id = await users_service.register(services, email=email, phone=None, password=PASSWORD, display_name=name, now=clock())
     if points:
         await grant(services, clock, user_id, points)
     token, _ = services.access_tokens.issue(user_id, frozenset({MEMBER}), clock())
@@ -164,7 +165,8 @@ async def make_admin(services, clock) -> dict:
     from jingtan_api.auth.permissions import ADMIN
 
     email = f"admin-{uuid.uuid4().hex[:8]}@example.cn"
-    user_id = await services.users.create_admin(
+    user_id = await users_service.create_admin(
+        services,
         email=email, phone=None, password="Whale-carbon-2026", display_name="管理员 Admin", now=clock()
     )
     token, _ = services.access_tokens.issue(user_id, frozenset({MEMBER, ADMIN}), clock())

@@ -5,6 +5,7 @@ import base64
 
 import pytest
 
+from jingtan_api.users import service as users_service
 from jingtan_api.testing import register_member, row_counts
 
 USER_FIELDS = "... on User { id displayName email phone roles account { id balance } apiTokens { id } }"
@@ -116,7 +117,8 @@ async def test_account_owner_link_shows_own_personal_fields(gql, member):
 async def test_personal_fields_of_another_user_need_users_read(gql, services, member, admin, clock):
     """An admin API token with audit:read but not users:read reaches another admin through the audit
     log: it sees the display name, but email, phone, roles and account are refused field by field."""
-    await services.users.create_admin(
+    await users_service.create_admin(
+        services,
         email="second@example.cn", phone="13700000007", password="Sturdy-oak-2026", display_name="Second", now=clock()
     )
     second = await gql.ok(
@@ -244,7 +246,8 @@ async def test_malformed_cursors_are_bad_input_not_a_500(gql, admin):
 
 async def test_demoted_or_disabled_admin_loses_admin_powers_at_once(gql, services, admin, member, clock):
     """Admin access tokens are checked against the database on each request (members' stay stateless)."""
-    await services.users.create_admin(
+    await users_service.create_admin(
+        services,
         email="second@example.cn", phone=None, password="Sturdy-oak-2026", display_name="Second", now=clock()
     )
     second = (

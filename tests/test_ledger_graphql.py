@@ -19,6 +19,7 @@ from ledger_helpers import (
     snapshot,
 )
 
+from jingtan_api.users import service as users_service
 from jingtan_api.accounts import service as ledger
 from jingtan_api.graphql.relay import encode_cursor, to_global_id
 from jingtan_api.testing import register_member
@@ -272,7 +273,8 @@ async def test_same_key_different_input_is_rejected_and_writes_nothing(gql, admi
 
 
 async def test_idempotency_keys_are_scoped_per_admin(gql, admin, member, services):
-    second = await services.users.create_admin(
+    second = await users_service.create_admin(
+        services,
         email="admin2@example.cn", phone=None, password="Carbon-keeper-2026", display_name="Admin 2", now=services.clock()
     )
     login = await gql.ok(

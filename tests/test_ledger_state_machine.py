@@ -22,11 +22,12 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
+from jingtan_api.users import service as users_service
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.idempotency import T as IDEM
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.audit.service import T as AUDIT
-from jingtan_api.context import Services
+from jingtan_api.services import Services
 from jingtan_api.errors import IdempotencyConflict, InsufficientPoints, ValidationFailed
 from jingtan_api.testing import FrozenClock, make_settings
 
@@ -93,7 +94,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.members = [self.run(self._register(i)) for i in range(MEMBERS)]
         self.model.lots = {i: [] for i in range(MEMBERS)}
         self.admin = self.run(
-            self.services.users.create_admin(
+            users_service.create_admin(
+                self.services,
                 email=f"sm-admin-{self.tag}@example.cn", phone=None, password="Carbon-keeper-2026", display_name="SM", now=self.clock()
             )
         )
@@ -108,7 +110,8 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.runner.run(coro)
 
     async def _register(self, i: int) -> int:
-        return await self.services.users.register(
+        return await users_service.register(
+            self.services,
             email=f"sm{self.tag}-{i}@example.cn", phone=None, password="Green-leaf-2026", display_name=f"SM {i}", now=self.clock()
         )
 

@@ -439,7 +439,7 @@ async def test_redemptions_by_node_id_are_private(gql, services, clock, admin, s
 
 
 async def test_periodic_expiry_run_refunds_redemptions_then_expires_points(gql, services, clock, shop):
-    from jingtan_api.offers.jobs import run_expiry_once
+    from jingtan_api.jobs import run_expiry_once
 
     member = shop["member"]
     await redeem(gql, member, shop["offer"]["id"], quantity=2)  # 200 of the member's 500 points

@@ -74,9 +74,9 @@ def test_no_plugins_means_no_submit_action():
 def test_apps_with_different_plugin_sets_side_by_side():
     a = create_app(_settings([]), plugins=[("ping", fake_plugins.ping)])
     b = create_app(_settings(["transit"]))
-    assert "ping" in a.state.services.extras["plugin_host"].action_types
-    assert "ping" not in b.state.services.extras["plugin_host"].action_types
-    assert a.state.services.extras["plugin_host"].pm is not b.state.services.extras["plugin_host"].pm
+    assert "ping" in a.state.services.plugins.action_types
+    assert "ping" not in b.state.services.plugins.action_types
+    assert a.state.services.plugins.pm is not b.state.services.plugins.pm
 
 
 def test_entry_points_of_builtins_are_installed():

@@ -4,8 +4,7 @@ import logging
 from datetime import datetime
 
 from jingtan_api.accounts import service
-from jingtan_api.db import Database
-from jingtan_api.jobs import run_batched
+from jingtan_api.db import Database, run_batched
 
 log = logging.getLogger("jingtan.jobs")
 

@@ -4,10 +4,21 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.accounts import service
-from jingtan_api.accounts.types import AdjustPointsInput, AdjustPointsPayload, Account, LedgerTransaction, accounts_loader
+from jingtan_api.accounts.types import (
+    Account,
+    AdjustPointsInput,
+    AdjustPointsPayload,
+    LedgerEntry,
+    LedgerTransaction,
+    account_of_user,
+    accounts_loader,
+    can_read_account,
+)
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import DomainError
+from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.users.types import User, require_personal
 
 
 async def _adjust(info: Info, input: AdjustPointsInput, direction: str) -> AdjustPointsPayload:
@@ -55,3 +66,42 @@ class AccountsMutation:
     @strawberry.mutation(description="Take points back from a member (admin; audit-logged; idempotent). / 扣回积分。")
     async def revoke_points(self, info: Info, input: AdjustPointsInput) -> AdjustPointsPayload:
         return await _adjust(info, input, service.REVOKE)
+
+
+@strawberry.type
+class UserAccount:
+    """Fields of ``User`` from the ledger."""
+
+    @strawberry.field(description="The user's points account (only the user and admins). / 积分账户。")
+    async def account(self: User, info: Info) -> Account | None:
+        require_personal(info, self)
+        return await account_of_user(info, self.pk)
+
+
+async def _account_nodes(info: Info, pks: list[int]) -> dict[int, Account]:
+    rows = await info.context.read(service.accounts_by_ids, pks)
+    return {pk: Account.from_row(r) for pk, r in rows.items() if can_read_account(info, r)}
+
+
+async def _entry_nodes(info: Info, pks: list[int]) -> dict[int, LedgerEntry]:
+    rows = await info.context.read(service.entries_by_ids, pks)
+    return {pk: LedgerEntry.from_row(r) for pk, r in rows.items() if can_read_account(info, r)}
+
+
+async def _transaction_nodes(info: Info, pks: list[int]) -> dict[int, LedgerTransaction]:
+    viewer = info.context.viewer
+    if not (viewer.is_admin and "ledger:read" in viewer.scopes):
+        return {}
+    rows = await info.context.read(service.transactions_by_ids, pks)
+    return {pk: LedgerTransaction.from_row(r) for pk, r in rows.items()}
+
+
+@hookimpl
+def jingtan_register_domain() -> Domain:
+    return Domain(
+        name="accounts",
+        mutation=[AccountsMutation],
+        types=[Account, LedgerEntry, LedgerTransaction],
+        nodes={"Account": _account_nodes, "LedgerEntry": _entry_nodes, "LedgerTransaction": _transaction_nodes},
+        extends={"User": [UserAccount]},
+    )

@@ -35,6 +35,8 @@ from jingtan_api.accounts.models import (
     LotConsumption,
     PointsLot,
 )
+from jingtan_api.accounts import idempotency
+from jingtan_api.audit import service as audit
 from jingtan_api.db import utcnow
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
@@ -110,6 +112,14 @@ async def platform_account_id(conn: AsyncConnection, code: str) -> int:
     if account_id is None:
         raise RuntimeError(f"platform account {code!r} is missing; run `jingtan migrate`")
     return account_id
+
+
+async def cached_platform_account_id(cache: dict[str, int], conn: AsyncConnection, code: str) -> int:
+    """``platform_account_id`` remembered in ``cache`` (``Services.platform_accounts``): platform accounts
+    are created by the migrations and their ids never change."""
+    if code not in cache:
+        cache[code] = await platform_account_id(conn, code)
+    return cache[code]
 
 
 async def create_account(
@@ -529,13 +539,6 @@ async def check_invariants(conn: AsyncConnection) -> list[str]:
 # --- admin operations: grant and revoke ------------------------------------------------------------
 
 
-def validate_reason(reason: str | None) -> str:
-    reason = " ".join((reason or "").split())
-    if not 3 <= len(reason) <= 500:
-        raise ValidationFailed("Give a reason of 3-500 characters / 请填写 3-500 字的原因", field="reason")
-    return reason
-
-
 async def adjust_points(
     conn: AsyncConnection,
     *,
@@ -553,13 +556,11 @@ async def adjust_points(
     """Grant (issuance → member) or revoke (member → issuance) points, audit-logged and idempotent.
 
     Returns ``(transaction_id, replayed)``. Runs inside the caller's write transaction."""
-    from jingtan_api.accounts import idempotency
-    from jingtan_api.audit import service as audit
 
     if direction not in (GRANT, REVOKE):
         raise ValueError(direction)
     amount = validate_amount(amount, max_amount=max_amount)
-    reason = validate_reason(reason)
+    reason = audit.validate_reason(reason)
     key = idempotency.validate_key(idempotency_key)
     req_hash = idempotency.request_hash({"op": direction, "userId": user_id, "amount": amount, "reason": reason})
     claim = await idempotency.claim(conn, f"admin:{actor_user_id}:points", key, req_hash)

@@ -2,7 +2,6 @@
 
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -11,9 +10,7 @@ from jingtan_api.accounts import service
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import PermissionDenied, ValidationFailed
 from jingtan_api.graphql.relay import Connection, Node, UserError, build_connection, page_args
-
-if TYPE_CHECKING:
-    from jingtan_api.users.types import User
+from jingtan_api.users.types import User, user_by_id
 
 
 @strawberry.enum(description="Kind of points account. / 账户类型。")
@@ -122,13 +119,8 @@ class Account(Node):
             raise PermissionDenied()
 
     @strawberry.field(description="Owner of a member account. / 账户所有者。")
-    async def owner(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
-        from jingtan_api.users.types import User, users_loader
-
-        if self.user_pk is None:
-            return None
-        row = await users_loader(info).load(self.user_pk)
-        return User.from_row(row) if row else None
+    async def owner(self, info: Info) -> User | None:
+        return await user_by_id(info, self.user_pk)
 
     @strawberry.field(description="Points expiring within `days` days (default: configured horizon), soonest first. / 即将过期的积分。")
     async def expiring_soon(self, info: Info, days: int | None = None) -> list[ExpiringPoints]:

@@ -33,13 +33,11 @@ from jingtan_api.graphql.relay import (
     page_args,
     user_errors_from,
 )
+from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.plugins.manager import PluginHost, pascal
+from jingtan_api.users.types import User, require_personal
 
 log = logging.getLogger("jingtan.actions")
-
-
-def action_service(info: Info) -> service.ActionService:
-    return info.context.services.extras["actions"]
 
 
 async def action_connection(
@@ -111,7 +109,8 @@ class ReviewMutation:
         try:
             actor = ctx.viewer.require_role(ADMIN, scope="actions:review")
             action_id = decode_id(input.action_id, "Action", field="actionId")
-            await action_service(info).review(
+            await service.review(
+                ctx.services,
                 actor_user_id=actor,
                 action_id=action_id,
                 approve=input.decision == ReviewDecision.APPROVE,
@@ -124,12 +123,46 @@ class ReviewMutation:
         return ReviewActionPayload(action=await _load_action(info, action_id))
 
 
-def build_action_fragments(host: PluginHost, reserved_names: set[str]) -> tuple[list[type], list[type], list[type]]:
-    """(query fragments, mutation fragments, extra types) for this app's enabled action types."""
-    query: list[type] = [ActionsQuery]
+@strawberry.type
+class UserActions:
+    """Fields of ``User`` from the actions domain."""
+
+    @strawberry.field(description="Low-carbon actions the user submitted, newest first (only the user and admins). / 提交的低碳行为。")
+    async def actions(
+        self: User,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Action]:
+        require_personal(info, self)
+        info.context.viewer.require_any_scope("account:read", "actions:write", "actions:review")
+        return await action_connection(info, user_id=self.pk, status=None, first=first, after=after, last=last, before=before)
+
+
+async def _action_nodes(info: Info, pks: list[int]) -> dict[int, Action]:
+    rows = await info.context.read(service.actions_by_ids, pks)
+    return {pk: Action.from_row(r) for pk, r in rows.items() if can_see_action(info, r)}
+
+
+@hookimpl
+def jingtan_register_domain(host: PluginHost, reserved_type_names: frozenset[str]) -> Domain:
     mutation: list[type] = [ReviewMutation]
-    if not host.action_types:
-        return query, mutation, [Action]
+    if host.action_types:
+        mutation.append(build_submit_fragment(host, reserved_type_names))
+    return Domain(
+        name="actions",
+        query=[ActionsQuery],
+        mutation=mutation,
+        types=[Action],
+        nodes={"Action": _action_nodes},
+        extends={"User": [UserActions]},
+    )
+
+
+def build_submit_fragment(host: PluginHost, reserved_names: frozenset[str]) -> type:
+    """``submitAction`` with its @oneOf ``ActionInput``: one field per enabled action type."""
     builder = InputBuilder(reserved_names)
     annotations: dict[str, typing.Any] = {}
     namespace: dict[str, typing.Any] = {}
@@ -186,7 +219,8 @@ def build_action_fragments(host: PluginHost, reserved_names: set[str]) -> tuple[
                 return SubmitActionPayload(user_errors=[UserError(message="Give exactly one action / 只能填写一种行为", code="BAD_USER_INPUT", field=["input", "action"])])
             code, value = chosen[0]
             evidence = to_plain(input.evidence) if input.evidence is not None else None
-            result = await action_service(info).submit(
+            result = await service.submit(
+                ctx.services,
                 user_id=user_id,
                 code=code,
                 raw_input=to_plain(value),
@@ -218,5 +252,4 @@ def build_action_fragments(host: PluginHost, reserved_names: set[str]) -> tuple[
             },
         )
     )
-    mutation.append(fragment)
-    return query, mutation, [Action]
+    return fragment

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -46,8 +46,11 @@ from jingtan_api.plugins.api import (
     Status,
     Verification,
 )
-from jingtan_api.plugins.manager import LoadedActionType, PluginHost, camel
+from jingtan_api.plugins.manager import LoadedActionType, camel
 from jingtan_api.settings import Settings
+
+if TYPE_CHECKING:
+    from jingtan_api.services import Services
 
 log = logging.getLogger("jingtan.actions")
 
@@ -298,221 +301,208 @@ def _apply_cap(grams: int, room: int | None, which: str | None, caps: Caps, reas
     return room, False
 
 
-class ActionService:
-    def __init__(self, settings: Settings, db: Database, host: PluginHost) -> None:
-        self.settings = settings
-        self.db = db
-        self.host = host
-        self._issuance_id: int | None = None
-
-    async def _issuance(self, conn: AsyncConnection) -> int:
-        """The issuance account's id never changes: look it up once per app."""
-        if self._issuance_id is None:
-            self._issuance_id = await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE)
-        return self._issuance_id
-
-    async def submit(
-        self,
-        *,
-        user_id: int,
-        code: str,
-        raw_input: dict,
-        raw_evidence: dict | None,
-        idempotency_key: str,
-        now: datetime,
-    ) -> SubmitResult:
-        key = idempotency.validate_key(idempotency_key)
-        loaded = self.host.get(code)
-        if loaded is None:
-            raise ValidationFailed(f"Action type {code!r} is not enabled / 该类别未启用", code="ACTION_TYPE_DISABLED", field="action")
-        scope = f"submitAction:{user_id}"
-        req_hash = idempotency.request_hash({"code": code, "input": raw_input, "evidence": raw_evidence})
-        evidence = parse_evidence(raw_evidence)
-        model = validate_input(loaded, raw_input)
-        at = loaded.action_type
-        ctx = make_context(loaded, self.settings, self.db, user_id, now)
-        reasons: list[Reason] = []
-        verification: Verification | None = None
-        calculation: Calculation | None = None
-        timeout = self.settings.plugins.timeout_seconds
-        try:
-            occurred_from, occurred_to = at.period(model)
-            fingerprint = at.evidence_fingerprint(model, evidence)
-            subject = at.subject(model)
-        except Exception as exc:  # noqa: BLE001 - plugin code
-            raise self._failure(loaded, "period/fingerprint", exc) from None
-        # One read transaction: was this key used (replay / conflict), was this evidence used?
-        seen, evidence_used = await _precheck(self.db, scope, key, code, fingerprint)
-        if seen is not None:
-            if seen[0] != req_hash:
-                raise IdempotencyConflict(
-                    "This idempotencyKey was already used with a different input / 该幂等键已用于不同的请求",
-                    field="idempotencyKey",
-                )
-            if seen[1] is not None:
-                return SubmitResult(seen[1], True)
-        if occurred_to > now or occurred_from > now:
-            raise ValidationFailed("The action cannot end in the future / 行为时间不能晚于现在", code="FUTURE_TIMESTAMP", field="action")
-        if occurred_to < occurred_from:
-            raise ValidationFailed("The end must not be before the start / 结束时间不能早于开始时间", code="END_BEFORE_START", field="action")
-        if occurred_to < now - ctx.claim_window:
-            reasons.append(Reason("CLAIM_WINDOW_PASSED", f"Actions must be claimed within {ctx.claim_window.days} days / 超过申报期限"))
-        elif evidence_used:
-            reasons.append(Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用"))
-        if not reasons:
-            try:
-                verification = await asyncio.wait_for(at.verify(model, evidence, ctx), timeout=timeout)
-                if not isinstance(verification, Verification):
-                    raise TypeError(f"verify returned {type(verification).__name__}, not Verification")
-                if verification.status != Status.REJECTED:
-                    calculation = at.calculate(model, verification, ctx)
-                    if not isinstance(calculation, Calculation):
-                        raise TypeError(f"calculate returned {type(calculation).__name__}, not Calculation")
-            except TimeoutError:
-                log.error("plugin timed out", extra={"plugin": loaded.plugin, "action_type": code, "timeout_s": timeout})
-                raise PluginFailure(
-                    f"The {code} plugin did not answer in time; nothing was recorded, please retry / 插件超时，未记录",
-                ) from None
-            except Exception as exc:  # noqa: BLE001 - isolation: any plugin bug is a typed failure
-                raise self._failure(loaded, "verify/calculate", exc) from None
-            reasons.extend(verification.reasons)
-        status = verification.status.value if verification is not None else REJECTED
-        grams = calculation.grams_co2e if calculation else 0
-        max_points = self.settings.points.max_single_amount
-        if status == APPROVED and grams // self.settings.points.grams_per_point > max_points:
-            # A plugin bug or a forged input must not mint an unbounded credit: a person looks at it first.
-            status = NEEDS_REVIEW
-            reasons.append(Reason("LARGE_CREDIT", f"More than {max_points} points in one action needs review / 单次积分过大，需审核"))
-        base_row = {
-            "user_id": user_id,
-            "plugin_code": code,
-            "plugin_version": at.version,
-            "input": _dumps(model.model_dump(mode="json")),
-            "evidence": _dumps(evidence.as_dict()),
-            "evidence_fingerprint_seen": fingerprint,
-            "subject": subject,
-            "occurred_from": occurred_from,
-            "occurred_to": occurred_to,
-            "factor_ids": _dumps(calculation.factor_ids if calculation else []),
-            "factors": _dumps([f.as_dict() for f in calculation.factors] if calculation else []),
-            "formula": calculation.formula if calculation else "",
-            "cap_group": calculation.cap_group if calculation else None,
-            "cap_group_daily_grams": calculation.cap_group_daily_grams if calculation else None,
-            "created_at": now,
-        }
-        gpp = self.settings.points.grams_per_point
-        tz = ctx.timezone
-        caps = loaded.caps
-        lot_days = self.settings.points.lot_expiry_days
-
-        async def work(conn: AsyncConnection) -> SubmitResult:
-            claim = await idempotency.claim(conn, scope, key, req_hash)
-            if claim.is_replay:
-                return SubmitResult(claim.result_id, True)
-            account_id = await ledger.lock_member_account(conn, user_id)
-            row_reasons = list(reasons)
-            row_status, row_grams = status, grams
-            if row_status == APPROVED:
-                room, which = await _cap_room(
-                    conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
-                    cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
-                )
-                row_grams, exhausted = _apply_cap(row_grams, room, which, caps, row_reasons)
-                if exhausted:
-                    row_status = REJECTED
-            row = {
-                **base_row,
-                "status": row_status,
-                "reasons": _dumps([r.__dict__ for r in row_reasons]),
-                "grams_co2e": row_grams if row_status != REJECTED else 0,
-                "points": (row_grams // gpp) if row_status != REJECTED else 0,
-                "evidence_fingerprint": fingerprint if row_status != REJECTED else None,
-            }
-            stmt = dialect_insert(conn, T).values(**row)
-            if fingerprint is not None and row_status != REJECTED:
-                stmt = stmt.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
-            action_id = (await conn.execute(stmt.returning(T.c.id))).scalar_one_or_none()
-            if action_id is None:  # a concurrent twin took this evidence first
-                dup = Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用")
-                row.update(status=REJECTED, grams_co2e=0, points=0, evidence_fingerprint=None, reasons=_dumps([dup.__dict__]))
-                action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
-            elif row["status"] == APPROVED:
-                await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
-                              now=now, lot_expiry_days=lot_days, actor_user_id=None,
-                              issuance=await self._issuance(conn))
-            await idempotency.complete(conn, claim, "Action", action_id)
-            return SubmitResult(action_id, False)
-
-        return await self.db.write(work)
-
-    def _failure(self, loaded: LoadedActionType, stage: str, exc: BaseException) -> PluginFailure:
-        log.error(
-            "plugin failed",
-            exc_info=(type(exc), exc, exc.__traceback__),
-            extra={"plugin": loaded.plugin, "action_type": loaded.code, "stage": stage},
-        )
-        return PluginFailure(
-            f"The {loaded.code} plugin failed; nothing was recorded / 插件出错，未记录（{type(exc).__name__}）"
-        )
-
-    async def review(
-        self, *, actor_user_id: int, action_id: int, approve: bool, reason: str, now: datetime, request_id: str | None
-    ) -> int:
-        reason = ledger.validate_reason(reason)
-        gpp = self.settings.points.grams_per_point
-        tz = ZoneInfo(self.settings.actions.timezone)
-        lot_days = self.settings.points.lot_expiry_days
-
-        async def work(conn: AsyncConnection) -> int:
-            row = (await conn.execute(select(T).where(T.c.id == action_id))).first()
-            if row is None:
-                raise NotFound("No such action / 行为记录不存在", field="actionId")
-            row = row._mapping
-            if row["status"] != NEEDS_REVIEW:
-                raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
-            account_id = await ledger.lock_member_account(conn, row["user_id"])
-            reasons = [Reason(**r) for r in json.loads(row["reasons"])]
-            values: dict[str, Any] = {"reviewed_by": actor_user_id, "reviewed_at": now, "review_reason": reason}
-            if approve:
-                loaded = self.host.get(row["plugin_code"])
-                caps = loaded.caps if loaded else Caps()
-                room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
-                                              occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
-                                              cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
-                grams, exhausted = _apply_cap(row["grams_co2e"], room, which, caps, reasons)
-                grams = min(grams, self.settings.points.max_single_amount * gpp)
-                status = REJECTED if exhausted else APPROVED
-                values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))
-                if exhausted:
-                    values.update(points=0, evidence_fingerprint=None)
-            else:
-                reasons.append(Reason("REJECTED_BY_REVIEW", reason))
-                values.update(status=REJECTED, grams_co2e=0, points=0, reasons=_dumps([r.__dict__ for r in reasons]))
-            done = (
-                await conn.execute(
-                    update(T).where(T.c.id == action_id, T.c.status == NEEDS_REVIEW).values(**values).returning(T.c.id)
-                )
-            ).scalar_one_or_none()
-            if done is None:
-                raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
-            if values["status"] == APPROVED:
-                await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
-                              code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
-                              issuance=await self._issuance(conn))
-            await audit.record(
-                conn,
-                actor_user_id=actor_user_id,
-                action="action.review." + ("approve" if approve else "reject"),
-                target_type="Action",
-                target_id=action_id,
-                reason=reason,
-                details={"status": values["status"], "points": values.get("points", 0)},
-                request_id=request_id,
-                now=now,
+async def submit(
+    app: "Services",
+    *,
+    user_id: int,
+    code: str,
+    raw_input: dict,
+    raw_evidence: dict | None,
+    idempotency_key: str,
+    now: datetime,
+) -> SubmitResult:
+    key = idempotency.validate_key(idempotency_key)
+    loaded = app.plugins.get(code)
+    if loaded is None:
+        raise ValidationFailed(f"Action type {code!r} is not enabled / 该类别未启用", code="ACTION_TYPE_DISABLED", field="action")
+    scope = f"submitAction:{user_id}"
+    req_hash = idempotency.request_hash({"code": code, "input": raw_input, "evidence": raw_evidence})
+    evidence = parse_evidence(raw_evidence)
+    model = validate_input(loaded, raw_input)
+    at = loaded.action_type
+    ctx = make_context(loaded, app.settings, app.db, user_id, now)
+    reasons: list[Reason] = []
+    verification: Verification | None = None
+    calculation: Calculation | None = None
+    timeout = app.settings.plugins.timeout_seconds
+    try:
+        occurred_from, occurred_to = at.period(model)
+        fingerprint = at.evidence_fingerprint(model, evidence)
+        subject = at.subject(model)
+    except Exception as exc:  # noqa: BLE001 - plugin code
+        raise _failure(loaded, "period/fingerprint", exc) from None
+    # One read transaction: was this key used (replay / conflict), was this evidence used?
+    seen, evidence_used = await _precheck(app.db, scope, key, code, fingerprint)
+    if seen is not None:
+        if seen[0] != req_hash:
+            raise IdempotencyConflict(
+                "This idempotencyKey was already used with a different input / 该幂等键已用于不同的请求",
+                field="idempotencyKey",
             )
-            return action_id
+        if seen[1] is not None:
+            return SubmitResult(seen[1], True)
+    if occurred_to > now or occurred_from > now:
+        raise ValidationFailed("The action cannot end in the future / 行为时间不能晚于现在", code="FUTURE_TIMESTAMP", field="action")
+    if occurred_to < occurred_from:
+        raise ValidationFailed("The end must not be before the start / 结束时间不能早于开始时间", code="END_BEFORE_START", field="action")
+    if occurred_to < now - ctx.claim_window:
+        reasons.append(Reason("CLAIM_WINDOW_PASSED", f"Actions must be claimed within {ctx.claim_window.days} days / 超过申报期限"))
+    elif evidence_used:
+        reasons.append(Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用"))
+    if not reasons:
+        try:
+            verification = await asyncio.wait_for(at.verify(model, evidence, ctx), timeout=timeout)
+            if not isinstance(verification, Verification):
+                raise TypeError(f"verify returned {type(verification).__name__}, not Verification")
+            if verification.status != Status.REJECTED:
+                calculation = at.calculate(model, verification, ctx)
+                if not isinstance(calculation, Calculation):
+                    raise TypeError(f"calculate returned {type(calculation).__name__}, not Calculation")
+        except TimeoutError:
+            log.error("plugin timed out", extra={"plugin": loaded.plugin, "action_type": code, "timeout_s": timeout})
+            raise PluginFailure(
+                f"The {code} plugin did not answer in time; nothing was recorded, please retry / 插件超时，未记录",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - isolation: any plugin bug is a typed failure
+            raise _failure(loaded, "verify/calculate", exc) from None
+        reasons.extend(verification.reasons)
+    status = verification.status.value if verification is not None else REJECTED
+    grams = calculation.grams_co2e if calculation else 0
+    max_points = app.settings.points.max_single_amount
+    if status == APPROVED and grams // app.settings.points.grams_per_point > max_points:
+        # A plugin bug or a forged input must not mint an unbounded credit: a person looks at it first.
+        status = NEEDS_REVIEW
+        reasons.append(Reason("LARGE_CREDIT", f"More than {max_points} points in one action needs review / 单次积分过大，需审核"))
+    base_row = {
+        "user_id": user_id,
+        "plugin_code": code,
+        "plugin_version": at.version,
+        "input": _dumps(model.model_dump(mode="json")),
+        "evidence": _dumps(evidence.as_dict()),
+        "evidence_fingerprint_seen": fingerprint,
+        "subject": subject,
+        "occurred_from": occurred_from,
+        "occurred_to": occurred_to,
+        "factor_ids": _dumps(calculation.factor_ids if calculation else []),
+        "factors": _dumps([f.as_dict() for f in calculation.factors] if calculation else []),
+        "formula": calculation.formula if calculation else "",
+        "cap_group": calculation.cap_group if calculation else None,
+        "cap_group_daily_grams": calculation.cap_group_daily_grams if calculation else None,
+        "created_at": now,
+    }
+    gpp = app.settings.points.grams_per_point
+    tz = ctx.timezone
+    caps = loaded.caps
+    lot_days = app.settings.points.lot_expiry_days
 
-        return await self.db.write(work)
+    async def work(conn: AsyncConnection) -> SubmitResult:
+        claim = await idempotency.claim(conn, scope, key, req_hash)
+        if claim.is_replay:
+            return SubmitResult(claim.result_id, True)
+        account_id = await ledger.lock_member_account(conn, user_id)
+        row_reasons = list(reasons)
+        row_status, row_grams = status, grams
+        if row_status == APPROVED:
+            room, which = await _cap_room(
+                conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
+                cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
+            )
+            row_grams, exhausted = _apply_cap(row_grams, room, which, caps, row_reasons)
+            if exhausted:
+                row_status = REJECTED
+        row = {
+            **base_row,
+            "status": row_status,
+            "reasons": _dumps([r.__dict__ for r in row_reasons]),
+            "grams_co2e": row_grams if row_status != REJECTED else 0,
+            "points": (row_grams // gpp) if row_status != REJECTED else 0,
+            "evidence_fingerprint": fingerprint if row_status != REJECTED else None,
+        }
+        stmt = dialect_insert(conn, T).values(**row)
+        if fingerprint is not None and row_status != REJECTED:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
+        action_id = (await conn.execute(stmt.returning(T.c.id))).scalar_one_or_none()
+        if action_id is None:  # a concurrent twin took this evidence first
+            dup = Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用")
+            row.update(status=REJECTED, grams_co2e=0, points=0, evidence_fingerprint=None, reasons=_dumps([dup.__dict__]))
+            action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
+        elif row["status"] == APPROVED:
+            await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
+                          now=now, lot_expiry_days=lot_days, actor_user_id=None,
+                          issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+        await idempotency.complete(conn, claim, "Action", action_id)
+        return SubmitResult(action_id, False)
+
+    return await app.db.write(work)
+
+def _failure(loaded: LoadedActionType, stage: str, exc: BaseException) -> PluginFailure:
+    log.error(
+        "plugin failed",
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"plugin": loaded.plugin, "action_type": loaded.code, "stage": stage},
+    )
+    return PluginFailure(
+        f"The {loaded.code} plugin failed; nothing was recorded / 插件出错，未记录（{type(exc).__name__}）"
+    )
+
+async def review(
+    app: "Services", *, actor_user_id: int, action_id: int, approve: bool, reason: str, now: datetime, request_id: str | None
+) -> int:
+    reason = audit.validate_reason(reason)
+    gpp = app.settings.points.grams_per_point
+    tz = ZoneInfo(app.settings.actions.timezone)
+    lot_days = app.settings.points.lot_expiry_days
+
+    async def work(conn: AsyncConnection) -> int:
+        row = (await conn.execute(select(T).where(T.c.id == action_id))).first()
+        if row is None:
+            raise NotFound("No such action / 行为记录不存在", field="actionId")
+        row = row._mapping
+        if row["status"] != NEEDS_REVIEW:
+            raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
+        account_id = await ledger.lock_member_account(conn, row["user_id"])
+        reasons = [Reason(**r) for r in json.loads(row["reasons"])]
+        values: dict[str, Any] = {"reviewed_by": actor_user_id, "reviewed_at": now, "review_reason": reason}
+        if approve:
+            loaded = app.plugins.get(row["plugin_code"])
+            caps = loaded.caps if loaded else Caps()
+            room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
+                                          occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
+                                          cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
+            grams, exhausted = _apply_cap(row["grams_co2e"], room, which, caps, reasons)
+            grams = min(grams, app.settings.points.max_single_amount * gpp)
+            status = REJECTED if exhausted else APPROVED
+            values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))
+            if exhausted:
+                values.update(points=0, evidence_fingerprint=None)
+        else:
+            reasons.append(Reason("REJECTED_BY_REVIEW", reason))
+            values.update(status=REJECTED, grams_co2e=0, points=0, reasons=_dumps([r.__dict__ for r in reasons]))
+        done = (
+            await conn.execute(
+                update(T).where(T.c.id == action_id, T.c.status == NEEDS_REVIEW).values(**values).returning(T.c.id)
+            )
+        ).scalar_one_or_none()
+        if done is None:
+            raise Conflict("This action is not awaiting review / 该行为不在待审核状态", code="NOT_PENDING_REVIEW", field="actionId")
+        if values["status"] == APPROVED:
+            await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
+                          code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
+                          issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+        await audit.record(
+            conn,
+            actor_user_id=actor_user_id,
+            action="action.review." + ("approve" if approve else "reject"),
+            target_type="Action",
+            target_id=action_id,
+            reason=reason,
+            details={"status": values["status"], "points": values.get("points", 0)},
+            request_id=request_id,
+            now=now,
+        )
+        return action_id
+
+    return await app.db.write(work)
 
 
 # --- reads ------------------------------------------------------------------------------------------

@@ -1,22 +1,21 @@
 """GraphQL types of actions (static part; the @oneOf ``ActionInput`` is built per app in schema.py)."""
 
 import json
+import weakref
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from jingtan_api.actions import service
+from jingtan_api.accounts import service as ledger
+from jingtan_api.accounts.types import LedgerTransaction
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.graphql.relay import Node, UserError
-from jingtan_api.plugins.manager import LoadedActionType
-
-if TYPE_CHECKING:
-    from jingtan_api.accounts.types import LedgerTransaction
-    from jingtan_api.users.types import User
+from jingtan_api.plugins.manager import LoadedActionType, PluginHost
+from jingtan_api.users.types import User, user_by_id
 
 
 @strawberry.enum(description="Status of an action. / 行为状态。")
@@ -127,17 +126,11 @@ class Action(Node):
         return action_type_infos(info).get(self.action_type_code)
 
     @strawberry.field(description="The member who submitted it. / 提交人。")
-    async def member(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
-        from jingtan_api.users.types import User, users_loader
-
-        row = await users_loader(info).load(self.user_pk)
-        return User.from_row(row) if row else None
+    async def member(self, info: Info) -> User | None:
+        return await user_by_id(info, self.user_pk)
 
     @strawberry.field(description="The ledger transaction that credited it (admins only). / 入账交易（管理员）。")
-    async def transaction(self, info: Info) -> Annotated["LedgerTransaction", strawberry.lazy("jingtan_api.accounts.types")] | None:
-        from jingtan_api.accounts import service as ledger
-        from jingtan_api.accounts.types import LedgerTransaction
-
+    async def transaction(self, info: Info) -> LedgerTransaction | None:
         viewer = info.context.viewer
         if self.transaction_pk is None or not (viewer.is_admin and "ledger:read" in viewer.scopes):
             return None
@@ -151,11 +144,6 @@ def can_see_action(info: Info, row: dict) -> bool:
     if row["user_id"] == viewer.user_id:
         return viewer.has_any_scope("account:read", "actions:write")
     return ADMIN in viewer.roles and "actions:review" in viewer.scopes
-
-
-async def node_resolver(info: Info, pks: list[int]) -> dict[int, Action]:
-    rows = await info.context.read(service.actions_by_ids, pks)
-    return {pk: Action.from_row(r) for pk, r in rows.items() if can_see_action(info, r)}
 
 
 @strawberry.type(description="A methodology: how a category computes CO2e. / 方法学。")
@@ -214,14 +202,16 @@ class ActionTypeInfo:
         )
 
 
+_INFOS: "weakref.WeakKeyDictionary[PluginHost, dict[str, ActionTypeInfo]]" = weakref.WeakKeyDictionary()
+
+
 def action_type_infos(info: Info) -> dict[str, ActionTypeInfo]:
-    """The enabled categories as GraphQL objects, built once per app (they only change on restart)."""
-    extras = info.context.services.extras
-    infos = extras.get("action_type_infos")
+    """The enabled categories as GraphQL objects, built once per app's plugin host (they only change on
+    restart; building them renders JSON Schemas)."""
+    host = info.context.services.plugins
+    infos = _INFOS.get(host)
     if infos is None:
-        infos = extras["action_type_infos"] = {
-            code: ActionTypeInfo.from_loaded(t) for code, t in extras["plugin_host"].action_types.items()
-        }
+        infos = _INFOS[host] = {code: ActionTypeInfo.from_loaded(t) for code, t in host.action_types.items()}
     return infos
 
 

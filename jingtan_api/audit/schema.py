@@ -6,7 +6,8 @@ from strawberry.types import Info
 from jingtan_api.audit import service
 from jingtan_api.audit.types import AuditLogEntry
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args
+from jingtan_api.graphql.domain import Domain, hookimpl
+from jingtan_api.graphql.relay import Connection, build_connection, decode_id, from_global_id, page_args
 
 
 @strawberry.type
@@ -26,8 +27,6 @@ class AuditQuery:
         first_n, after_key, _, _ = page_args(info, first, after, None, None)
         target_type = target_pk = None
         if target_id is not None:
-            from jingtan_api.graphql.relay import from_global_id
-
             target_type, raw = from_global_id(target_id, field="targetId")
             target_pk = decode_id(target_id, target_type, field="targetId")
         rows, has_next = await ctx.read(
@@ -45,3 +44,16 @@ class AuditQuery:
             has_next=has_next,
             has_previous=after_key is not None,
         )
+
+
+async def _audit_nodes(info: Info, pks: list[int]) -> dict[int, AuditLogEntry]:
+    viewer = info.context.viewer
+    if not (viewer.is_admin and "audit:read" in viewer.scopes):
+        return {}
+    rows = await info.context.read(service.by_ids, pks)
+    return {pk: AuditLogEntry.from_row(r) for pk, r in rows.items()}
+
+
+@hookimpl
+def jingtan_register_domain() -> Domain:
+    return Domain(name="audit", query=[AuditQuery], types=[AuditLogEntry], nodes={"AuditLogEntry": _audit_nodes})

@@ -8,8 +8,17 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.audit.models import AuditLogEntry
+from jingtan_api.errors import ValidationFailed
 
 T = AuditLogEntry.__table__
+
+
+def validate_reason(reason: str | None) -> str:
+    """The reason an admin gives for an audited action: 3-500 characters, whitespace folded."""
+    reason = " ".join((reason or "").split())
+    if not 3 <= len(reason) <= 500:
+        raise ValidationFailed("Give a reason of 3-500 characters / 请填写 3-500 字的原因", field="reason")
+    return reason
 
 
 async def record(

@@ -2,16 +2,13 @@
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from jingtan_api.graphql.relay import Node
-
-if TYPE_CHECKING:
-    from jingtan_api.users.types import User
+from jingtan_api.graphql.relay import Node, to_global_id
+from jingtan_api.users.types import User, user_by_id
 
 
 @strawberry.type(description="One administrative action: who, what, when, why. / 审计日志。")
@@ -27,8 +24,6 @@ class AuditLogEntry(Node):
 
     @classmethod
     def from_row(cls, row: dict) -> "AuditLogEntry":
-        from jingtan_api.graphql.relay import to_global_id
-
         target = row["target_id"]
         return cls(
             pk=row["id"],
@@ -43,10 +38,5 @@ class AuditLogEntry(Node):
         )
 
     @strawberry.field(description="Who did it. / 操作人。")
-    async def actor(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
-        from jingtan_api.users.types import User, users_loader
-
-        if self.actor_pk is None:
-            return None
-        row = await users_loader(info).load(self.actor_pk)
-        return User.from_row(row) if row else None
+    async def actor(self, info: Info) -> User | None:
+        return await user_by_id(info, self.actor_pk)

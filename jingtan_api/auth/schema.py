@@ -13,8 +13,11 @@ from jingtan_api.auth.types import (
     RevokeApiTokenInput,
     RevokeApiTokenPayload,
 )
+from jingtan_api.auth.types import api_tokens_of
 from jingtan_api.errors import DomainError
+from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.users.types import User, require_personal
 
 
 @strawberry.type
@@ -31,14 +34,16 @@ class AuthMutation:
         ctx = info.context
         try:
             owner = decode_id(input.user_id, "User", field="userId") if input.user_id else None
-            row, secret = await service.create_api_token(
-                ctx.db,
-                viewer=ctx.viewer,
-                owner_user_id=owner,
-                name=input.name,
-                scopes=input.scopes,
-                expires_at=input.expires_at,
-                now=ctx.now(),
+            row, secret = await ctx.db.write(
+                lambda conn: service.create_api_token(
+                    conn,
+                    viewer=ctx.viewer,
+                    owner_user_id=owner,
+                    name=input.name,
+                    scopes=input.scopes,
+                    expires_at=input.expires_at,
+                    now=ctx.now(),
+                )
             )
         except DomainError as exc:
             return CreateApiTokenPayload(user_errors=user_errors_from(exc))
@@ -56,3 +61,33 @@ class AuthMutation:
         except DomainError as exc:
             return RevokeApiTokenPayload(user_errors=user_errors_from(exc))
         return RevokeApiTokenPayload(api_token=ApiToken.from_row(row))
+
+
+@strawberry.type
+class UserApiTokens:
+    """Fields of ``User`` from the auth domain."""
+
+    @strawberry.field(description="API tokens owned by the user (only the user and admins). / API 令牌。")
+    async def api_tokens(self: User, info: Info) -> list[ApiToken]:
+        require_personal(info, self)
+        return await api_tokens_of(info, self.pk)
+
+
+async def _api_token_nodes(info: Info, pks: list[int]) -> dict[int, ApiToken]:
+    viewer = info.context.viewer
+    if viewer.user_id is None:
+        return {}
+    rows = await info.context.read(service.api_tokens_by_ids, pks)
+    return {pk: ApiToken.from_row(r) for pk, r in rows.items() if viewer.can_see_user(r["user_id"])}
+
+
+@hookimpl
+def jingtan_register_domain() -> Domain:
+    return Domain(
+        name="auth",
+        query=[AuthQuery],
+        mutation=[AuthMutation],
+        types=[ApiToken],
+        nodes={"ApiToken": _api_token_nodes},
+        extends={"User": [UserApiTokens]},
+    )

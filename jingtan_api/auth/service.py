@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jingtan_api.auth import tokens
 from jingtan_api.auth.models import ApiToken
 from jingtan_api.auth.permissions import Viewer
-from jingtan_api.db import Database
 from jingtan_api.errors import NotFound, PermissionDenied
 from jingtan_api.users.service import U, roles_of
 
@@ -17,7 +16,7 @@ AT = ApiToken.__table__
 
 
 async def create_api_token(
-    db: Database,
+    conn: AsyncConnection,
     *,
     viewer: Viewer,
     owner_user_id: int | None,
@@ -34,19 +33,18 @@ async def create_api_token(
     owner = owner_user_id if owner_user_id is not None else actor
     if owner != actor and not viewer.is_admin:
         raise PermissionDenied()
+    row = (await conn.execute(select(U).where(U.c.id == owner))).one_or_none()
+    if row is None:
+        raise NotFound("User not found / 用户不存在", field="userId")
+    valid_scopes = tokens.validate_scopes(scopes, roles_of(row))
+    token_id, secret = await tokens.create_api_token(
+        conn, user_id=owner, name=name, scopes=valid_scopes, created_by=actor, expires_at=expires_at, now=now
+    )
+    return (await api_tokens_by_ids(conn, [token_id]))[token_id], secret
 
-    async def tx(conn: AsyncConnection) -> tuple[dict, str]:
-        row = (await conn.execute(select(U).where(U.c.id == owner))).one_or_none()
-        if row is None:
-            raise NotFound("User not found / 用户不存在", field="userId")
-        valid_scopes = tokens.validate_scopes(scopes, roles_of(row))
-        token_id, secret = await tokens.create_api_token(
-            conn, user_id=owner, name=name, scopes=valid_scopes, created_by=actor, expires_at=expires_at, now=now
-        )
-        token_row = (await conn.execute(select(AT).where(AT.c.id == token_id))).one()
-        return dict(token_row._mapping), secret
 
-    return await db.write(tx)
+async def api_tokens_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    return {r.id: dict(r._mapping) for r in await conn.execute(select(AT).where(AT.c.id.in_(list(ids))))}
 
 
 async def tokens_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, list[dict]]:

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from jingtan_api.context import Services
+from jingtan_api.services import Services
 from jingtan_api.offers import service
 
 DEMO_MERCHANTS = [

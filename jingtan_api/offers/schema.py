@@ -3,11 +3,12 @@
 import strawberry
 from strawberry.types import Info
 
-from jingtan_api.accounts.types import accounts_loader
 from jingtan_api.accounts import service as ledger
+from jingtan_api.accounts.types import Account, accounts_loader
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import DomainError, PermissionDenied, ValidationFailed
-from jingtan_api.graphql.relay import Connection, decode_id, user_errors_from
+from jingtan_api.graphql.domain import Domain, hookimpl
+from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args, user_errors_from
 from jingtan_api.offers import loaders, service
 from jingtan_api.offers.types import (
     AddMerchantStaffInput,
@@ -28,6 +29,7 @@ from jingtan_api.offers.types import (
     RedeemOfferInput,
     RedeemOfferPayload,
     Redemption,
+    RedemptionConnection,
     RedemptionPayload,
     ReviewMerchantApplicationInput,
     SetMerchantStatusInput,
@@ -45,7 +47,11 @@ from jingtan_api.offers.types import (
     profile_dict,
     visible_merchants,
     visible_offers,
+    visible_redemptions,
+    merchant_of_user,
+    redemptions_of_user,
 )
+from jingtan_api.users.types import User, require_personal, users_loader
 
 
 def _member(info: Info) -> int:
@@ -136,8 +142,6 @@ class OffersQuery:
         category: MerchantCategory | None = None,
         status: MerchantStatus = MerchantStatus.ACTIVE,
     ) -> Connection[Merchant]:
-        from jingtan_api.graphql.relay import build_connection, page_args
-
         ctx = info.context
         if status != MerchantStatus.ACTIVE:
             ctx.viewer.require_role(ADMIN, scope="users:read")
@@ -231,8 +235,6 @@ class OffersMutation:
 
     @strawberry.mutation(description="Add a staff member (admin or the merchant's owner; audit-logged). / 添加商户员工。")
     async def add_merchant_staff(self, info: Info, input: AddMerchantStaffInput) -> AddMerchantStaffPayload:
-        from jingtan_api.users.types import User, users_loader
-
         ctx = info.context
         try:
             actor = await actor_of(info, "offers:write")
@@ -295,8 +297,6 @@ class OffersMutation:
 
     @strawberry.mutation(description="Redeem an offer with points; returns a code to show at the counter (idempotent). / 兑换优惠。")
     async def redeem_offer(self, info: Info, input: RedeemOfferInput) -> RedeemOfferPayload:
-        from jingtan_api.accounts.types import Account, accounts_loader
-
         ctx = info.context
         try:
             user_id = _member(info)
@@ -347,19 +347,31 @@ class OffersMutation:
         return await _redemption_payload(info, redemption_id)
 
 
-async def _merchant_nodes(info: Info, pks: list[int]) -> dict:
-    return await visible_merchants(info, pks)
+@strawberry.type
+class UserMerchantFields:
+    """Fields of ``User`` from merchants, offers and redemptions."""
+
+    @strawberry.field(description="The merchant the user works for (only the user and admins). / 所属商户。")
+    async def merchant(self: User, info: Info) -> Merchant | None:
+        require_personal(info, self)
+        return await merchant_of_user(info, self.pk)
+
+    @strawberry.field(description="The user's redemptions, newest first (only the user and admins). / 我的兑换。")
+    async def redemptions(
+        self: User, info: Info, first: int | None = None, after: str | None = None
+    ) -> RedemptionConnection:
+        require_personal(info, self)
+        info.context.viewer.require_any_scope("offers:redeem", "account:read")
+        return await redemptions_of_user(info, self.pk, first, after)
 
 
-async def _offer_nodes(info: Info, pks: list[int]) -> dict:
-    return await visible_offers(info, pks)
-
-
-async def _redemption_nodes(info: Info, pks: list[int]) -> dict:
-    from jingtan_api.offers.types import visible_redemptions
-
-    return await visible_redemptions(info, pks)
-
-
-NODE_RESOLVERS = {"Merchant": _merchant_nodes, "Offer": _offer_nodes, "Redemption": _redemption_nodes}
-TYPES = (Merchant, Offer, Redemption)
+@hookimpl
+def jingtan_register_domain() -> Domain:
+    return Domain(
+        name="offers",
+        query=[OffersQuery],
+        mutation=[OffersMutation],
+        types=[Merchant, Offer, Redemption],
+        nodes={"Merchant": visible_merchants, "Offer": visible_offers, "Redemption": visible_redemptions},
+        extends={"User": [UserMerchantFields]},
+    )

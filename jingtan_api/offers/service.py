@@ -352,7 +352,7 @@ async def review_application(
     request_id: str | None,
     now: datetime,
 ) -> None:
-    reason = ledger.validate_reason(reason)
+    reason = audit.validate_reason(reason)
     row = await _merchant_row(conn, merchant_id)
     new_status = M_ACTIVE if approve else M_REJECTED
     result = await conn.execute(
@@ -385,7 +385,7 @@ async def set_merchant_status(
 ) -> None:
     """Admin: suspend an ACTIVE merchant (its offers leave the catalogue and cannot be redeemed; codes
     already issued can still be confirmed or cancelled) or reactivate a SUSPENDED one. Audit-logged."""
-    reason = ledger.validate_reason(reason)
+    reason = audit.validate_reason(reason)
     row = await _merchant_row(conn, merchant_id)
     allowed = {M_ACTIVE: M_SUSPENDED, M_SUSPENDED: M_ACTIVE}
     if allowed.get(row.status) != status:

@@ -5,7 +5,7 @@ import binascii
 import json
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -22,11 +22,9 @@ from jingtan_api.graphql.relay import (
     decode_id,
     page_args,
 )
+from jingtan_api.accounts.types import Account
 from jingtan_api.offers import loaders, service
-
-if TYPE_CHECKING:
-    from jingtan_api.accounts.types import Account
-    from jingtan_api.users.types import User
+from jingtan_api.users.types import User, user_by_id, users_loader
 
 
 # --- enums -------------------------------------------------------------------------------------------
@@ -82,8 +80,6 @@ async def viewer_merchant_id(info: Info) -> int | None:
     """The merchant the viewer works for, read from the database (merchant_staff and the user's current
     roles), not from token claims: a user added as staff can act at once, and a user whose MERCHANT role
     an admin removed (setUserRoles) can no longer act for the merchant, even with an unexpired token."""
-    from jingtan_api.users.types import users_loader
-
     user_id = info.context.viewer.user_id
     if user_id is None:
         return None
@@ -473,16 +469,13 @@ class Redemption(Node):
         return Merchant.from_row(await loaders.merchants(info).load(self.merchant_pk))
 
     @strawberry.field(description="The member who redeemed (their public profile). / 兑换会员。")
-    async def member(self, info: Info) -> Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None:
-        from jingtan_api.users.types import User, users_loader
-
-        row = await users_loader(info).load(self.member_pk)
-        return User.from_row(row) if row else None
+    async def member(self, info: Info) -> User | None:
+        return await user_by_id(info, self.member_pk)
 
 
 @strawberry.type(name="RedemptionConnection", description="A page of redemptions (Relay cursor connection). / 兑换记录分页。")
 class RedemptionConnection(Connection[Redemption]):
-    """Concrete (non-generic) so that other modules can refer to it lazily (``User.redemptions``)."""
+    """Concrete (non-generic): its SDL name ``RedemptionConnection`` is part of the public schema."""
 
 
 async def redemption_connection(
@@ -693,7 +686,7 @@ class MerchantPayload:
 @strawberry.type(description="Result of `addMerchantStaff`.")
 class AddMerchantStaffPayload:
     merchant: Merchant | None = strawberry.field(default=None, description="The merchant.")
-    user: Annotated["User", strawberry.lazy("jingtan_api.users.types")] | None = strawberry.field(
+    user: User | None = strawberry.field(
         default=None, description="The new staff member."
     )
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
@@ -708,7 +701,7 @@ class OfferPayload:
 @strawberry.type(description="Result of `redeemOffer`.")
 class RedeemOfferPayload:
     redemption: Redemption | None = strawberry.field(default=None, description="The redemption with its code.")
-    account: Annotated["Account", strawberry.lazy("jingtan_api.accounts.types")] | None = strawberry.field(
+    account: Account | None = strawberry.field(
         default=None, description="The member's account after it."
     )
     replayed: bool = strawberry.field(default=False, description="True when an earlier identical request's result was returned.")

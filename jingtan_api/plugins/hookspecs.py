@@ -4,9 +4,15 @@ Hooks are sync and only *register* things; the core calls the returned objects' 
 (DESIGN.md §3, §6: a raising hook would abort a whole pluggy call, and async hooks return coroutines).
 """
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
 from jingtan_api.plugins.api import PROJECT_NAME, ActionType
+
+if TYPE_CHECKING:
+    from jingtan_api.graphql.domain import Domain
+    from jingtan_api.plugins.manager import PluginHost
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -17,4 +23,18 @@ def jingtan_register_action_types() -> list[ActionType]:
 
     Called once at startup for enabled plugins only. Each code must be unique across plugins.
     Since plugin API 1.0.
+    """
+
+
+@hookspec
+def jingtan_register_domain(host: "PluginHost", reserved_type_names: frozenset[str]) -> "Domain | None":
+    """Return what a domain adds to the GraphQL schema: a :class:`jingtan_api.graphql.domain.Domain`
+    (Query and Mutation fields, types, ``node(id:)`` lookups, fields on shared types such as ``User``).
+
+    The core's own domains (users, accounts, actions, merchants, ...) register through this hook, in
+    the order of ``jingtan_api.graphql.assemble.CORE_DOMAINS``; ``host`` gives the enabled action types;
+    ``reserved_type_names`` are the GraphQL type names of the core, which types built at startup (from
+    plugins' input models) must not reuse. An implementation may take either argument or none.
+    Core-internal in plugin API 1.x: the GraphQL types it returns are the core's, so it is not part of
+    the stable plugin API (``jingtan_api.plugins.api``) and may change in a minor version.
     """

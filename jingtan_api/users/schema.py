@@ -3,9 +3,11 @@
 import strawberry
 from strawberry.types import Info
 
-from jingtan_api.auth.permissions import ADMIN
+from jingtan_api.auth.permissions import ADMIN, Viewer, scopes_for_roles
 from jingtan_api.errors import DomainError, PermissionDenied, Unauthenticated
+from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.users import service
 from jingtan_api.users.service import Session, users_by_ids
 from jingtan_api.users.types import (
     AuthPayload,
@@ -51,8 +53,6 @@ async def _session_payload(info: Info, session: Session) -> AuthPayload:
 
 async def _as_viewer(info: Info, session: Session) -> None:
     """Resolvers after login in the same operation see the new user as the viewer."""
-    from jingtan_api.auth.permissions import Viewer, scopes_for_roles
-
     info.context.viewer = Viewer(user_id=session.user_id, roles=session.roles, scopes=scopes_for_roles(session.roles))
 
 
@@ -83,7 +83,8 @@ class UsersMutation:
     async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
         ctx = info.context
         try:
-            session = await ctx.services.users.register_session(
+            session = await service.register_session(
+                ctx.services,
                 email=input.email,
                 phone=input.phone,
                 password=input.password,
@@ -100,7 +101,8 @@ class UsersMutation:
     async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         ctx = info.context
         try:
-            session = await ctx.services.users.login(
+            session = await service.login(
+                ctx.services,
                 identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now()
             )
         except DomainError as exc:
@@ -112,7 +114,7 @@ class UsersMutation:
     async def refresh_token(self, info: Info, input: RefreshTokenInput) -> AuthPayload:
         ctx = info.context
         try:
-            session = await ctx.services.users.refresh(refresh_token=input.refresh_token, now=ctx.now())
+            session = await service.refresh(ctx.services, refresh_token=input.refresh_token, now=ctx.now())
         except DomainError as exc:
             return AuthPayload(user_errors=user_errors_from(exc))
         await _as_viewer(info, session)
@@ -124,7 +126,8 @@ class UsersMutation:
         try:
             if input.all_sessions and ctx.viewer.api_token_id is not None:
                 raise PermissionDenied("API tokens cannot end login sessions / API 令牌不能注销登录会话")
-            await ctx.services.users.logout(
+            await service.logout(
+                ctx.services,
                 user_id=ctx.viewer.user_id,
                 refresh_token=input.refresh_token,
                 all_sessions=input.all_sessions,
@@ -141,7 +144,8 @@ class UsersMutation:
             user_id = ctx.viewer.require_user()
             if ctx.viewer.api_token_id is not None:
                 raise PermissionDenied("API tokens cannot change passwords / API 令牌不能修改密码")
-            session = await ctx.services.users.change_password(
+            session = await service.change_password(
+                ctx.services,
                 user_id=user_id,
                 current=input.current_password,
                 new=input.new_password,
@@ -158,7 +162,8 @@ class UsersMutation:
         try:
             actor = ctx.viewer.require_role(ADMIN, scope="users:write")
             user_id = decode_id(input.user_id, "User", field="userId")
-            await ctx.services.users.set_roles(
+            await service.set_roles(
+                ctx.services,
                 actor_user_id=actor,
                 user_id=user_id,
                 roles=frozenset(r.value for r in input.roles),
@@ -173,3 +178,14 @@ class UsersMutation:
         rows = await ctx.read(users_by_ids, [user_id])
         return SetUserRolesPayload(user=User.from_row(rows[user_id]))
 
+
+
+async def _user_nodes(info: Info, pks: list[int]) -> dict[int, User]:
+    viewer = info.context.viewer
+    rows = await info.context.read(users_by_ids, [p for p in pks if viewer.can_see_user(p)])
+    return {pk: User.from_row(r) for pk, r in rows.items()}
+
+
+@hookimpl
+def jingtan_register_domain() -> Domain:
+    return Domain(name="users", query=[UsersQuery], mutation=[UsersMutation], types=[User], nodes={"User": _user_nodes})

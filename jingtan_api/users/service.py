@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, insert, or_, select, update
@@ -14,14 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts import service as ledger
+from jingtan_api.audit import service as audit
 from jingtan_api.auth import tokens
 from jingtan_api.auth.models import LoginAttempt
-from jingtan_api.auth.passwords import Passwords
 from jingtan_api.auth.permissions import ADMIN, MEMBER, ROLES
-from jingtan_api.db import Database
 from jingtan_api.errors import Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
-from jingtan_api.settings import Settings
 from jingtan_api.users.models import User
+
+if TYPE_CHECKING:
+    from jingtan_api.services import Services
 
 U = User.__table__
 LA = LoginAttempt.__table__
@@ -116,280 +118,263 @@ class Session:
     pair: tokens.TokenPair
 
 
-class UserService:
-    def __init__(self, db: Database, settings: Settings, passwords: Passwords, access: tokens.AccessTokens) -> None:
-        self.db = db
-        self.settings = settings
-        self.passwords = passwords
-        self.access = access
+# --- registration ------------------------------------------------------------------------------
 
-    # --- registration ------------------------------------------------------------------------------
+async def register(app: "Services",
+    *,
+    email: str | None,
+    phone: str | None,
+    password: str,
+    display_name: str,
+    roles: frozenset[str] = frozenset({MEMBER}),
+    now: datetime,
+) -> int:
+    """Create a user (and their points account); returns the user id."""
+    user_id, _ = await _register(app,
+        email=email, phone=phone, password=password, display_name=display_name, roles=roles,
+        now=now, start_session=False,
+    )
+    return user_id
 
-    async def register(
-        self,
-        *,
-        email: str | None,
-        phone: str | None,
-        password: str,
-        display_name: str,
-        roles: frozenset[str] = frozenset({MEMBER}),
-        now: datetime,
-    ) -> int:
-        """Create a user (and their points account); returns the user id."""
-        user_id, _ = await self._register(
-            email=email, phone=phone, password=password, display_name=display_name, roles=roles,
-            now=now, start_session=False,
-        )
-        return user_id
+async def register_session(app: "Services", *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime
+) -> Session:
+    """Register a member and start their first session in the same transaction. This is not a
+    login: it is not subject to the failed-login limits, and if anything fails nothing is written."""
+    roles = frozenset({MEMBER})
+    user_id, pair = await _register(app,
+        email=email, phone=phone, password=password, display_name=display_name, roles=roles,
+        now=now, start_session=True,
+    )
+    assert pair is not None
+    return Session(user_id=user_id, roles=roles, pair=pair)
 
-    async def register_session(
-        self, *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime
-    ) -> Session:
-        """Register a member and start their first session in the same transaction. This is not a
-        login: it is not subject to the failed-login limits, and if anything fails nothing is written."""
-        roles = frozenset({MEMBER})
-        user_id, pair = await self._register(
-            email=email, phone=phone, password=password, display_name=display_name, roles=roles,
-            now=now, start_session=True,
-        )
-        assert pair is not None
-        return Session(user_id=user_id, roles=roles, pair=pair)
+async def _register(app: "Services",
+    *,
+    email: str | None,
+    phone: str | None,
+    password: str,
+    display_name: str,
+    roles: frozenset[str],
+    now: datetime,
+    start_session: bool,
+) -> tuple[int, tokens.TokenPair | None]:
+    if not email and not phone:
+        raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
+    email_n = normalize_email(email) if email else None
+    phone_n = normalize_phone(phone) if phone else None
+    name = validate_display_name(display_name)
+    app.passwords.check_policy(password, identifiers=(email_n, phone_n))
+    if not roles or not roles <= set(ROLES):
+        raise ValidationFailed("Unknown role / 未知角色", field="roles")
+    password_hash = await app.passwords.hash(password)
 
-    async def _register(
-        self,
-        *,
-        email: str | None,
-        phone: str | None,
-        password: str,
-        display_name: str,
-        roles: frozenset[str],
-        now: datetime,
-        start_session: bool,
-    ) -> tuple[int, tokens.TokenPair | None]:
-        if not email and not phone:
-            raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
-        email_n = normalize_email(email) if email else None
-        phone_n = normalize_phone(phone) if phone else None
-        name = validate_display_name(display_name)
-        self.passwords.check_policy(password, identifiers=(email_n, phone_n))
-        if not roles or not roles <= set(ROLES):
-            raise ValidationFailed("Unknown role / 未知角色", field="roles")
-        password_hash = await self.passwords.hash(password)
-
-        async def tx(conn: AsyncConnection) -> tuple[int, tokens.TokenPair | None]:
-            conditions = [U.c.email == email_n] if email_n else []
-            conditions += [U.c.phone == phone_n] if phone_n else []
-            taken = (await conn.execute(select(U.c.email, U.c.phone).where(or_(*conditions)).limit(1))).first()
-            if taken is not None:
-                self._raise_taken(taken.email == email_n and email_n is not None)
-            user_id = (
-                await conn.execute(
-                    insert(U)
-                    .values(
-                        email=email_n,
-                        phone=phone_n,
-                        display_name=name,
-                        password_hash=password_hash,
-                        roles=",".join(sorted(roles)),
-                        status="ACTIVE",
-                        created_at=now,
-                        password_changed_at=now,
-                    )
-                    .returning(U.c.id)
-                )
-            ).scalar_one()
-            await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
-            pair = await self._issue_pair(conn, user_id, roles, family_id=None, now=now) if start_session else None
-            return user_id, pair
-
-        try:
-            return await self.db.write(tx)
-        except IntegrityError:
-            # A concurrent registration took the address between our check and insert.
-            if email_n:
-                async with self.db.read() as conn:
-                    email_taken = (await conn.execute(select(U.c.id).where(U.c.email == email_n))).first()
-                self._raise_taken(email_taken is not None)
-            self._raise_taken(False)
-
-    @staticmethod
-    def _raise_taken(is_email: bool):
-        if is_email:
-            raise Conflict("This email is already registered / 该邮箱已注册", code="ALREADY_REGISTERED", field="email")
-        raise Conflict("This phone number is already registered / 该手机号已注册", code="ALREADY_REGISTERED", field="phone")
-
-    async def set_roles(
-        self, *, actor_user_id: int | None, user_id: int, roles: frozenset[str], reason: str,
-        request_id: str | None, now: datetime,
-    ) -> None:
-        """Replace a user's roles; audit-logged."""
-        from jingtan_api.accounts.service import validate_reason
-        from jingtan_api.audit import service as audit
-
-        if not roles or not roles <= set(ROLES):
-            raise ValidationFailed("Give at least one known role / 至少需要一个有效角色", field="roles")
-        reason = validate_reason(reason)
-
-        async def tx(conn: AsyncConnection) -> None:
-            result = await conn.execute(update(U).where(U.c.id == user_id).values(roles=",".join(sorted(roles))))
-            if result.rowcount != 1:
-                raise NotFound("User not found / 用户不存在", field="userId")
-            await audit.record(
-                conn, actor_user_id=actor_user_id, action="user.set_roles", target_type="User",
-                target_id=user_id, reason=reason, details={"roles": sorted(roles)}, request_id=request_id, now=now,
-            )
-
-        await self.db.write(tx)
-
-    async def create_admin(self, *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime) -> int:
-        return await self.register(
-            email=email, phone=phone, password=password, display_name=display_name,
-            roles=frozenset({MEMBER, ADMIN}), now=now,
-        )
-
-    # --- login and sessions ------------------------------------------------------------------------
-
-    async def login(self, *, identifier: str, password: str, address: str, now: datetime) -> Session:
-        generic = Unauthenticated(
-            "Wrong account or password / 账号或密码错误", code="INVALID_CREDENTIALS", field="password"
-        )
-        try:
-            ident = normalize_identifier(identifier)
-        except ValidationFailed:
-            ident = None
-        address = address_bucket(address)
-        # Unknown accounts are counted by what was typed ("id:" keeps these apart from "user:<id>" keys).
-        raw_key = "id:" + (ident or (identifier or "").strip().lower())[:250]
-
-        async def claim(conn: AsyncConnection):
-            row = None
-            if ident:
-                column = U.c.email if "@" in ident else U.c.phone
-                row = (await conn.execute(select(U).where(column == ident))).one_or_none()
-            # Failures count per user, whichever of their identifiers (email, phone) was typed.
-            key = _attempt_key(row.id) if row is not None else raw_key
-            allowed = await self._claim_attempt(conn, key=key, address=address, now=now)
-            return (row, key) if allowed else None
-
-        claimed = await self.db.write(claim)
-        if claimed is None:
-            raise _rate_limited("identifier")
-        row, key = claimed
-        ok = await self.passwords.verify(row.password_hash if row else None, password or "")
-        if not ok or row is None or row.status != "ACTIVE":
-            raise generic
-        rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(row.password_hash) else None
-
-        async def start(conn: AsyncConnection) -> tokens.TokenPair:
-            await conn.execute(delete(LA).where(LA.c.identifier == key))
-            if rehash:
-                await conn.execute(update(U).where(U.c.id == row.id).values(password_hash=rehash))
-            return await self._issue_pair(conn, row.id, roles_of(row), family_id=None, now=now)
-
-        pair = await self.db.write(start)
-        return Session(user_id=row.id, roles=roles_of(row), pair=pair)
-
-    async def _claim_attempt(self, conn: AsyncConnection, *, key: str, address: str, now: datetime) -> bool:
-        """Count the failures in the window and, below the limits, record this attempt as a failure
-        before the password is checked (a success deletes it). Counting and recording happen in one
-        serialised write transaction (BEGIN IMMEDIATE on SQLite, advisory locks on PostgreSQL), so
-        parallel guesses cannot all slip under the limit. Returns False when rate-limited."""
-        cfg = self.settings.auth
-        window_start = now - timedelta(seconds=cfg.login_window_seconds)
-        if conn.dialect.name == "postgresql":
-            for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
-                await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
-        by_key = (
+    async def tx(conn: AsyncConnection) -> tuple[int, tokens.TokenPair | None]:
+        conditions = [U.c.email == email_n] if email_n else []
+        conditions += [U.c.phone == phone_n] if phone_n else []
+        taken = (await conn.execute(select(U.c.email, U.c.phone).where(or_(*conditions)).limit(1))).first()
+        if taken is not None:
+            _raise_taken(taken.email == email_n and email_n is not None)
+        user_id = (
             await conn.execute(
-                select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
+                insert(U)
+                .values(
+                    email=email_n,
+                    phone=phone_n,
+                    display_name=name,
+                    password_hash=password_hash,
+                    roles=",".join(sorted(roles)),
+                    status="ACTIVE",
+                    created_at=now,
+                    password_changed_at=now,
+                )
+                .returning(U.c.id)
             )
         ).scalar_one()
-        by_addr = (
-            await conn.execute(
-                select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
-            )
-        ).scalar_one()
-        if by_key >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
-            return False
-        await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
-        # Keep the table small: attempts older than the window no longer count.
-        await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
-        return True
+        await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
+        pair = await _issue_pair(app, conn, user_id, roles, family_id=None, now=now) if start_session else None
+        return user_id, pair
 
-    async def _issue_pair(
-        self, conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
-    ) -> tokens.TokenPair:
-        access, access_exp = self.access.issue(user_id, roles, now)
-        refresh, refresh_exp = await tokens.issue_refresh_token(
-            conn, user_id, family_id=family_id, now=now, ttl_days=self.settings.auth.refresh_token_ttl_days
+    try:
+        return await app.db.write(tx)
+    except IntegrityError:
+        # A concurrent registration took the address between our check and insert.
+        if email_n:
+            async with app.db.read() as conn:
+                email_taken = (await conn.execute(select(U.c.id).where(U.c.email == email_n))).first()
+            _raise_taken(email_taken is not None)
+        _raise_taken(False)
+
+def _raise_taken(is_email: bool):
+    if is_email:
+        raise Conflict("This email is already registered / 该邮箱已注册", code="ALREADY_REGISTERED", field="email")
+    raise Conflict("This phone number is already registered / 该手机号已注册", code="ALREADY_REGISTERED", field="phone")
+
+async def set_roles(app: "Services", *, actor_user_id: int | None, user_id: int, roles: frozenset[str], reason: str,
+    request_id: str | None, now: datetime,
+) -> None:
+    """Replace a user's roles; audit-logged."""
+    if not roles or not roles <= set(ROLES):
+        raise ValidationFailed("Give at least one known role / 至少需要一个有效角色", field="roles")
+    reason = audit.validate_reason(reason)
+
+    async def tx(conn: AsyncConnection) -> None:
+        result = await conn.execute(update(U).where(U.c.id == user_id).values(roles=",".join(sorted(roles))))
+        if result.rowcount != 1:
+            raise NotFound("User not found / 用户不存在", field="userId")
+        await audit.record(
+            conn, actor_user_id=actor_user_id, action="user.set_roles", target_type="User",
+            target_id=user_id, reason=reason, details={"roles": sorted(roles)}, request_id=request_id, now=now,
         )
-        return tokens.TokenPair(access, access_exp, refresh, refresh_exp)
 
-    async def refresh(self, *, refresh_token: str, now: datetime) -> Session:
-        async def tx(conn: AsyncConnection) -> Session | Unauthenticated:
-            try:
-                user_id, family_id = await tokens.rotate_refresh_token(
-                    conn, refresh_token, now=now, ttl_days=self.settings.auth.refresh_token_ttl_days
-                )
-            except Unauthenticated as exc:
-                # Commit the family revocation, then report the failure.
-                return exc
-            row = (await conn.execute(select(U).where(U.c.id == user_id))).one()
-            if row.status != "ACTIVE":
-                await tokens.revoke_family(conn, family_id, now=now, reason="user-disabled")
-                return Unauthenticated("Account disabled / 账户已停用", code="ACCOUNT_DISABLED")
-            pair = await self._issue_pair(conn, user_id, roles_of(row), family_id=family_id, now=now)
-            return Session(user_id=user_id, roles=roles_of(row), pair=pair)
+    await app.db.write(tx)
 
-        result = await self.db.write(tx)
-        if isinstance(result, Unauthenticated):
-            raise result
-        return result
+async def create_admin(app: "Services", *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime) -> int:
+    return await register(app,
+        email=email, phone=phone, password=password, display_name=display_name,
+        roles=frozenset({MEMBER, ADMIN}), now=now,
+    )
 
-    async def logout(self, *, user_id: int | None, refresh_token: str | None, all_sessions: bool, now: datetime) -> None:
-        async def tx(conn: AsyncConnection) -> None:
-            if all_sessions:
-                if user_id is None:
-                    raise Unauthenticated()
-                await tokens.revoke_user_refresh_tokens(conn, user_id, now=now, reason="logout-all")
-                return
-            found = await tokens.family_of(conn, refresh_token or "")
-            if found is None or (user_id is not None and found[0] != user_id):
-                raise Unauthenticated("Invalid refresh token / 刷新令牌无效", code="INVALID_REFRESH_TOKEN", field="refreshToken")
-            await tokens.revoke_family(conn, found[1], now=now, reason="logout")
+# --- login and sessions ------------------------------------------------------------------------
 
-        await self.db.write(tx)
+async def login(app: "Services", *, identifier: str, password: str, address: str, now: datetime) -> Session:
+    generic = Unauthenticated(
+        "Wrong account or password / 账号或密码错误", code="INVALID_CREDENTIALS", field="password"
+    )
+    try:
+        ident = normalize_identifier(identifier)
+    except ValidationFailed:
+        ident = None
+    address = address_bucket(address)
+    # Unknown accounts are counted by what was typed ("id:" keeps these apart from "user:<id>" keys).
+    raw_key = "id:" + (ident or (identifier or "").strip().lower())[:250]
 
-    async def change_password(
-        self, *, user_id: int, current: str, new: str, address: str, now: datetime
-    ) -> Session:
-        """Wrong current passwords count as failed logins of the account (same limits), so a stolen
-        access token cannot be used to guess the password."""
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(U).where(U.c.id == user_id))).one_or_none()
-        if row is None:
-            raise NotFound("User not found / 用户不存在")
-        if new == current:
-            raise ValidationFailed("New password must differ / 新密码不能与旧密码相同", code="WEAK_PASSWORD", field="newPassword")
-        self.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
-        key = _attempt_key(user_id)
-        address = address_bucket(address)
-        if not await self.db.write(lambda conn: self._claim_attempt(conn, key=key, address=address, now=now)):
-            raise _rate_limited("currentPassword")
-        if not await self.passwords.verify(row.password_hash, current or ""):
-            raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
-        new_hash = await self.passwords.hash(new)
+    async def claim(conn: AsyncConnection):
+        row = None
+        if ident:
+            column = U.c.email if "@" in ident else U.c.phone
+            row = (await conn.execute(select(U).where(column == ident))).one_or_none()
+        # Failures count per user, whichever of their identifiers (email, phone) was typed.
+        key = _attempt_key(row.id) if row is not None else raw_key
+        allowed = await _claim_attempt(app, conn, key=key, address=address, now=now)
+        return (row, key) if allowed else None
 
-        async def tx(conn: AsyncConnection) -> tokens.TokenPair:
-            await conn.execute(delete(LA).where(LA.c.identifier == key))
-            await conn.execute(
-                update(U).where(U.c.id == user_id).values(password_hash=new_hash, password_changed_at=now)
+    claimed = await app.db.write(claim)
+    if claimed is None:
+        raise _rate_limited("identifier")
+    row, key = claimed
+    ok = await app.passwords.verify(row.password_hash if row else None, password or "")
+    if not ok or row is None or row.status != "ACTIVE":
+        raise generic
+    rehash = await app.passwords.hash(password) if app.passwords.needs_rehash(row.password_hash) else None
+
+    async def start(conn: AsyncConnection) -> tokens.TokenPair:
+        await conn.execute(delete(LA).where(LA.c.identifier == key))
+        if rehash:
+            await conn.execute(update(U).where(U.c.id == row.id).values(password_hash=rehash))
+        return await _issue_pair(app, conn, row.id, roles_of(row), family_id=None, now=now)
+
+    pair = await app.db.write(start)
+    return Session(user_id=row.id, roles=roles_of(row), pair=pair)
+
+async def _claim_attempt(app: "Services", conn: AsyncConnection, *, key: str, address: str, now: datetime) -> bool:
+    """Count the failures in the window and, below the limits, record this attempt as a failure
+    before the password is checked (a success deletes it). Counting and recording happen in one
+    serialised write transaction (BEGIN IMMEDIATE on SQLite, advisory locks on PostgreSQL), so
+    parallel guesses cannot all slip under the limit. Returns False when rate-limited."""
+    cfg = app.settings.auth
+    window_start = now - timedelta(seconds=cfg.login_window_seconds)
+    if conn.dialect.name == "postgresql":
+        for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
+            await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
+    by_key = (
+        await conn.execute(
+            select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
+        )
+    ).scalar_one()
+    by_addr = (
+        await conn.execute(
+            select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
+        )
+    ).scalar_one()
+    if by_key >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
+        return False
+    await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
+    # Keep the table small: attempts older than the window no longer count.
+    await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
+    return True
+
+async def _issue_pair(app: "Services", conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
+) -> tokens.TokenPair:
+    access, access_exp = app.access_tokens.issue(user_id, roles, now)
+    refresh, refresh_exp = await tokens.issue_refresh_token(
+        conn, user_id, family_id=family_id, now=now, ttl_days=app.settings.auth.refresh_token_ttl_days
+    )
+    return tokens.TokenPair(access, access_exp, refresh, refresh_exp)
+
+async def refresh(app: "Services", *, refresh_token: str, now: datetime) -> Session:
+    async def tx(conn: AsyncConnection) -> Session | Unauthenticated:
+        try:
+            user_id, family_id = await tokens.rotate_refresh_token(
+                conn, refresh_token, now=now, ttl_days=app.settings.auth.refresh_token_ttl_days
             )
-            await tokens.revoke_user_refresh_tokens(conn, user_id, now=now, reason="password-changed")
-            return await self._issue_pair(conn, user_id, roles_of(row), family_id=None, now=now)
-
-        pair = await self.db.write(tx)
+        except Unauthenticated as exc:
+            # Commit the family revocation, then report the failure.
+            return exc
+        row = (await conn.execute(select(U).where(U.c.id == user_id))).one()
+        if row.status != "ACTIVE":
+            await tokens.revoke_family(conn, family_id, now=now, reason="user-disabled")
+            return Unauthenticated("Account disabled / 账户已停用", code="ACCOUNT_DISABLED")
+        pair = await _issue_pair(app, conn, user_id, roles_of(row), family_id=family_id, now=now)
         return Session(user_id=user_id, roles=roles_of(row), pair=pair)
+
+    result = await app.db.write(tx)
+    if isinstance(result, Unauthenticated):
+        raise result
+    return result
+
+async def logout(app: "Services", *, user_id: int | None, refresh_token: str | None, all_sessions: bool, now: datetime) -> None:
+    async def tx(conn: AsyncConnection) -> None:
+        if all_sessions:
+            if user_id is None:
+                raise Unauthenticated()
+            await tokens.revoke_user_refresh_tokens(conn, user_id, now=now, reason="logout-all")
+            return
+        found = await tokens.family_of(conn, refresh_token or "")
+        if found is None or (user_id is not None and found[0] != user_id):
+            raise Unauthenticated("Invalid refresh token / 刷新令牌无效", code="INVALID_REFRESH_TOKEN", field="refreshToken")
+        await tokens.revoke_family(conn, found[1], now=now, reason="logout")
+
+    await app.db.write(tx)
+
+async def change_password(app: "Services", *, user_id: int, current: str, new: str, address: str, now: datetime
+) -> Session:
+    """Wrong current passwords count as failed logins of the account (same limits), so a stolen
+    access token cannot be used to guess the password."""
+    async with app.db.read() as conn:
+        row = (await conn.execute(select(U).where(U.c.id == user_id))).one_or_none()
+    if row is None:
+        raise NotFound("User not found / 用户不存在")
+    if new == current:
+        raise ValidationFailed("New password must differ / 新密码不能与旧密码相同", code="WEAK_PASSWORD", field="newPassword")
+    app.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
+    key = _attempt_key(user_id)
+    address = address_bucket(address)
+    if not await app.db.write(lambda conn: _claim_attempt(app, conn, key=key, address=address, now=now)):
+        raise _rate_limited("currentPassword")
+    if not await app.passwords.verify(row.password_hash, current or ""):
+        raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
+    new_hash = await app.passwords.hash(new)
+
+    async def tx(conn: AsyncConnection) -> tokens.TokenPair:
+        await conn.execute(delete(LA).where(LA.c.identifier == key))
+        await conn.execute(
+            update(U).where(U.c.id == user_id).values(password_hash=new_hash, password_changed_at=now)
+        )
+        await tokens.revoke_user_refresh_tokens(conn, user_id, now=now, reason="password-changed")
+        return await _issue_pair(app, conn, user_id, roles_of(row), family_id=None, now=now)
+
+    pair = await app.db.write(tx)
+    return Session(user_id=user_id, roles=roles_of(row), pair=pair)
 
 
 async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:

@@ -1,20 +1,15 @@
-"""GraphQL types of the users domain."""
+"""GraphQL types of the users domain. ``User`` has the user's own fields; other domains add theirs
+(``account``, ``actions``, ``merchant``, ...) from their own packages (``jingtan_api.graphql.assemble``)."""
 
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from jingtan_api.actions.types import Action
-from jingtan_api.graphql.relay import Connection, Node, UserError
+from jingtan_api.errors import PermissionDenied
+from jingtan_api.graphql.relay import Node, UserError
 from jingtan_api.users import service
-
-if TYPE_CHECKING:
-    from jingtan_api.accounts.types import Account
-    from jingtan_api.auth.types import ApiToken
-    from jingtan_api.offers.types import Merchant, RedemptionConnection
 
 
 @strawberry.enum(description="Role of a user. / 用户角色。")
@@ -27,6 +22,21 @@ class Role(Enum):
 def users_loader(info: Info):
     ctx = info.context
     return ctx.loader("users", lambda ids: ctx.read(service.users_by_ids, ids))
+
+
+async def user_by_id(info: Info, user_id: int | None) -> "User | None":
+    """A user's public profile through the request's loader (null when unknown)."""
+    if user_id is None:
+        return None
+    row = await users_loader(info).load(user_id)
+    return User.from_row(row) if row else None
+
+
+def require_personal(info: Info, user: "User") -> None:
+    """Personal fields of a user (contacts, roles, and the account, actions, tokens ... that other
+    domains add to ``User``) are for the user and admins only."""
+    if not info.context.viewer.can_see_user(user.pk):
+        raise PermissionDenied()
 
 
 @strawberry.type(description="A person with a login (member, merchant staff or admin). / 用户。")
@@ -48,72 +58,20 @@ class User(Node):
             _roles=service.roles_of_str(row["roles"]),
         )
 
-    def _check_personal(self, info: Info) -> None:
-        from jingtan_api.errors import PermissionDenied
-
-        if not info.context.viewer.can_see_user(self.pk):
-            raise PermissionDenied()
-
     @strawberry.field(description="Email address (only the user and admins). / 邮箱（仅本人与管理员可见）。")
     def email(self, info: Info) -> str | None:
-        self._check_personal(info)
+        require_personal(info, self)
         return self._email
 
     @strawberry.field(description="Phone number in E.164 (only the user and admins). / 手机号（仅本人与管理员可见）。")
     def phone(self, info: Info) -> str | None:
-        self._check_personal(info)
+        require_personal(info, self)
         return self._phone
 
     @strawberry.field(description="Roles of the user (only the user and admins). / 角色。")
     def roles(self, info: Info) -> list[Role]:
-        self._check_personal(info)
+        require_personal(info, self)
         return [Role(r) for r in sorted(self._roles)]
-
-    @strawberry.field(description="The user's points account (only the user and admins). / 积分账户。")
-    async def account(self, info: Info) -> Annotated["Account", strawberry.lazy("jingtan_api.accounts.types")] | None:
-        from jingtan_api.accounts.types import account_of_user
-
-        self._check_personal(info)
-        return await account_of_user(info, self.pk)
-
-    @strawberry.field(description="Low-carbon actions the user submitted, newest first (only the user and admins). / 提交的低碳行为。")
-    async def actions(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Action]:
-        from jingtan_api.actions.schema import action_connection
-
-        self._check_personal(info)
-        info.context.viewer.require_any_scope("account:read", "actions:write", "actions:review")
-        return await action_connection(info, user_id=self.pk, status=None, first=first, after=after, last=last, before=before)
-
-    @strawberry.field(description="API tokens owned by the user (only the user and admins). / API 令牌。")
-    async def api_tokens(self, info: Info) -> list[Annotated["ApiToken", strawberry.lazy("jingtan_api.auth.types")]]:
-        from jingtan_api.auth.types import api_tokens_of
-
-        self._check_personal(info)
-        return await api_tokens_of(info, self.pk)
-
-    @strawberry.field(description="The merchant the user works for (only the user and admins). / 所属商户。")
-    async def merchant(self, info: Info) -> Annotated["Merchant", strawberry.lazy("jingtan_api.offers.types")] | None:
-        from jingtan_api.offers.types import merchant_of_user
-
-        self._check_personal(info)
-        return await merchant_of_user(info, self.pk)
-
-    @strawberry.field(description="The user's redemptions, newest first (only the user and admins). / 我的兑换。")
-    async def redemptions(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Annotated["RedemptionConnection", strawberry.lazy("jingtan_api.offers.types")]:
-        from jingtan_api.offers.types import redemptions_of_user
-
-        self._check_personal(info)
-        info.context.viewer.require_any_scope("offers:redeem", "account:read")
-        return await redemptions_of_user(info, self.pk, first, after)
 
 
 @strawberry.type(description="Tokens of a logged-in session. / 登录令牌。")

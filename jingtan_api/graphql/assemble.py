@@ -1,0 +1,274 @@
+"""The one place that assembles the GraphQL schema.
+
+Every domain contributes through the ``jingtan_register_domain`` hook (``jingtan_api.graphql.domain``):
+the core's domains are registered on the app's plugin manager first, in the order of ``CORE_DOMAINS``,
+then come the enabled plugins' contributions, through the same path (datasette registers its built-ins
+through its own hooks the same way). Adding a domain = a package whose ``schema.py`` implements the hook,
+and one line in ``CORE_DOMAINS``.
+
+``Query``, ``Mutation`` and the shared object types (``User``, ``Merchant``, ``Account``, ...) get the
+fields that domains contribute through :meth:`JingtanSchema.get_fields`, per schema: the Python classes
+are never changed, so apps with different plugin sets (or an extra test domain) live side by side, and
+``node(id:)`` returns objects of the very type the schema publishes.
+"""
+
+import functools
+import importlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
+from strawberry.types import Info
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
+from strawberry.types.graphql import OperationType
+
+from jingtan_api.context import Context
+from jingtan_api.errors import NotFound, ValidationFailed
+from jingtan_api.graphql.cost import QueryCost
+from jingtan_api.graphql.domain import Domain, NodeLookup
+from jingtan_api.graphql.errors import JingtanMaskErrors
+from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
+from jingtan_api.plugins.manager import PluginHost
+from jingtan_api.settings import ConfigurationError, Settings
+
+# The core's domains, in schema order. Each module implements ``jingtan_register_domain``.
+CORE_DOMAINS: tuple[str, ...] = (
+    "jingtan_api.users.schema",
+    "jingtan_api.auth.schema",
+    "jingtan_api.audit.schema",
+    "jingtan_api.accounts.schema",
+    "jingtan_api.offers.schema",
+    "jingtan_api.actions.schema",
+)
+
+MAX_NODES = 100
+_NAMES = NameConverter()
+
+
+class SchemaAssemblyError(ConfigurationError):
+    """Two contributions clash (a field contributed twice, a type extended that does not exist)."""
+
+
+class SharedReads(SchemaExtension):
+    """A query operation sent alone runs all its reads in one read transaction (``Context.read``)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        share = (
+            isinstance(ctx, Context)
+            and ctx.single_operation
+            and self.execution_context.operation_type is OperationType.QUERY
+        )
+        if share:
+            ctx.begin_shared_reads()
+        try:
+            yield
+        finally:
+            if share:
+                await ctx.end_shared_reads()
+
+
+# --- node(id:) ---------------------------------------------------------------------------------------
+
+
+async def resolve_nodes(info: Info, ids: Sequence[str]) -> list[Node | None]:
+    """Objects the viewer may see, in order; unknown, malformed and foreign IDs give null."""
+    lookups: Mapping[str, NodeLookup] = info.schema.node_lookups
+    wanted: dict[str, set[int]] = {}
+    parsed: list[tuple[str, int] | None] = []
+    for gid in ids:
+        try:
+            type_name, raw = from_global_id(gid)
+        except NotFound:
+            parsed.append(None)
+            continue
+        pk = parse_pk(raw)
+        if type_name not in lookups or pk is None:
+            parsed.append(None)
+            continue
+        parsed.append((type_name, pk))
+        wanted.setdefault(type_name, set()).add(pk)
+    found: dict[str, Mapping[int, Any]] = {}
+    for type_name, pks in wanted.items():
+        found[type_name] = await lookups[type_name](info, sorted(pks))
+    return [found[p[0]].get(p[1]) if p else None for p in parsed]
+
+
+@strawberry.type(name="Query", description="Everything you can read. / 查询入口。")
+class Query:
+    @strawberry.field(description="Fetch any object by global ID; null when unknown or not visible to you.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return (await resolve_nodes(info, [id]))[0]
+
+    @strawberry.field(description=f"Fetch up to {MAX_NODES} objects by global ID, in order.")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise ValidationFailed(f"At most {MAX_NODES} ids / 最多 {MAX_NODES} 个 ID", field="ids")
+        return await resolve_nodes(info, ids)
+
+
+@strawberry.type(name="Mutation", description="Everything you can change. / 变更入口。")
+class Mutation:
+    """Its fields all come from the domains."""
+
+
+# --- collecting the contributions ----------------------------------------------------------------------
+
+
+def register_core_domains(host: PluginHost, modules: Sequence[str | ModuleType] = CORE_DOMAINS) -> None:
+    """Register the core's domain modules on the app's plugin manager (once)."""
+    for item in modules:
+        module = importlib.import_module(item) if isinstance(item, str) else item
+        if not host.pm.is_registered(module):
+            host.pm.register(module, name=module.__name__)
+
+
+def collect_domains(host: PluginHost, reserved_type_names: frozenset[str] = frozenset()) -> list[Domain]:
+    """Every registered domain's contribution, in registration order (core first)."""
+    domains: list[Domain] = []
+    args = {"host": host, "reserved_type_names": reserved_type_names}
+    for impl in host.pm.hook.jingtan_register_domain.get_hookimpls():
+        try:
+            domain = impl.function(*(args[a] for a in impl.argnames))
+        except Exception as exc:  # noqa: BLE001 - one line naming the plugin stops startup
+            raise ConfigurationError(
+                f"plugin {impl.plugin_name!r}: jingtan_register_domain failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if domain is None:
+            continue
+        if not isinstance(domain, Domain):
+            raise ConfigurationError(f"plugin {impl.plugin_name!r}: jingtan_register_domain returned {domain!r}, not a Domain")
+        domains.append(domain)
+    return domains
+
+
+def _fields_of(fragment: type) -> list[StrawberryField]:
+    definition = getattr(fragment, "__strawberry_definition__", None)
+    if not isinstance(definition, StrawberryObjectDefinition):
+        raise SchemaAssemblyError(f"{fragment!r} is not a @strawberry.type fragment")
+    return list(definition.fields)
+
+
+class Assembly:
+    """The fields every shared type gets, the extra types and the node lookups of one schema."""
+
+    def __init__(self, domains: Sequence[Domain]) -> None:
+        self.fields: dict[str, list[StrawberryField]] = {}
+        self.owners: dict[tuple[str, str], str] = {}
+        self.types: list[type] = []
+        self.node_lookups: dict[str, NodeLookup] = {}
+        for domain in domains:
+            for type_name, fragments in (("Query", domain.query), ("Mutation", domain.mutation), *domain.extends.items()):
+                for fragment in fragments:
+                    self._add(type_name, fragment, domain.name)
+            self.types.extend(t for t in domain.types if t not in self.types)
+            for type_name, lookup in domain.nodes.items():
+                if type_name in self.node_lookups:
+                    raise SchemaAssemblyError(f"node lookup for {type_name} is contributed twice (by {domain.name})")
+                self.node_lookups[type_name] = lookup
+
+    def _add(self, type_name: str, fragment: type, domain: str) -> None:
+        for f in _fields_of(fragment):
+            key = (type_name, _NAMES.get_graphql_name(f))
+            if key in self.owners:
+                raise SchemaAssemblyError(
+                    f"{type_name}.{key[1]} is contributed twice: by {self.owners[key]} and {domain} ({fragment.__name__})"
+                )
+            self.owners[key] = f"{domain} ({fragment.__name__})"
+            self.fields.setdefault(type_name, []).append(f)
+
+    def check(self, schema: "JingtanSchema") -> None:
+        """Every extended type exists, and no contributed field shadows one of the type's own."""
+        for type_name, fields in self.fields.items():
+            if type_name in ("Query", "Mutation"):
+                continue
+            definition = schema.get_type_by_name(type_name)
+            if not isinstance(definition, StrawberryObjectDefinition):
+                raise SchemaAssemblyError(f"fields contributed to {type_name}, which is not an object type of the schema")
+            own = {_NAMES.get_graphql_name(f) for f in definition.fields}
+            for f in fields:
+                if _NAMES.get_graphql_name(f) in own:
+                    raise SchemaAssemblyError(f"{type_name}.{_NAMES.get_graphql_name(f)} already exists; a domain cannot replace it")
+
+
+class JingtanSchema(strawberry.Schema):
+    """A strawberry schema whose object types also get the fields domains contribute to them."""
+
+    def __init__(self, assembly: Assembly, **kwargs: Any) -> None:
+        self.assembly = assembly
+        self.node_lookups: Mapping[str, NodeLookup] = assembly.node_lookups
+        super().__init__(query=Query, mutation=Mutation, types=assembly.types, **kwargs)
+        assembly.check(self)
+
+    def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
+        extra = self.assembly.fields.get(type_definition.name)
+        return [*type_definition.fields, *extra] if extra else type_definition.fields
+
+    def process_errors(self, errors, execution_context=None) -> None:
+        """Unexpected errors are logged (once, with the request id) by JingtanMaskErrors; expected ones
+        (validation, domain errors) are answers, not incidents."""
+
+
+def _extensions(settings: Settings) -> list[Any]:
+    gql = settings.graphql
+    # QueryDepthLimiter and MaxAliasesLimiter create a new validation-rule CLASS per instance. Built per
+    # request (as factories), they made every request's rule tuple unique, so ValidationCache never hit
+    # and every request paid full graphql-core validation (~40% of a small query's CPU in bench/).
+    # Build their rules once and add the same classes on every request.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=gql.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=gql.max_aliases).validation_rules,
+    ]
+    cost_cache: dict = {}
+    # Factories, not instances: strawberry builds fresh extensions per request (the parser and
+    # validation caches are module-level LRU caches shared by all of them).
+    extensions: list[Any] = [
+        JingtanMaskErrors,
+        lambda: ParserCache(maxsize=1000),
+        lambda: ValidationCache(maxsize=1000),
+        lambda: AddValidationRules(limit_rules),
+        lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
+        lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size, cache=cost_cache),
+        SharedReads,
+    ]
+    if not settings.introspection_enabled:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return extensions
+
+
+def build_schema(settings: Settings, host: PluginHost) -> JingtanSchema:
+    """The app's schema: the core domains and the enabled plugins' contributions."""
+    register_core_domains(host)
+    gql = settings.graphql
+    return JingtanSchema(
+        Assembly(collect_domains(host, core_type_names())),
+        extensions=_extensions(settings),
+        config=StrawberryConfig(
+            batching_config={"max_operations": gql.max_batch_operations} if gql.batching else None,
+        ),
+    )
+
+
+@functools.cache
+def core_type_names() -> frozenset[str]:
+    """GraphQL type names the core owns, which plugins' input types may not reuse: the schema of the
+    core domains with no action type enabled, plus the names the actions domain builds per app.
+    (Built once per process; passed to the domains as ``reserved_type_names``.)"""
+    host = PluginHost()
+    register_core_domains(host)
+    schema = JingtanSchema(Assembly(collect_domains(host)))
+    return frozenset(set(schema._schema.type_map) | {"ActionInput", "SubmitActionInput", "SubmitActionPayload"})

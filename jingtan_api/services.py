@@ -1,0 +1,57 @@
+"""The application's shared dependencies, built once per app instance (no GraphQL here).
+
+Domain rules are module functions (``jingtan_api.<domain>.service``). A function that works inside one
+transaction takes the connection first (``fn(conn, ...)``, run through ``db.read``/``db.write``); a
+workflow that needs several transactions or work outside them (password hashing must not hold SQLite's
+writer lock) takes these ``Services`` first (``fn(app, ...)``) and opens its transactions itself.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jingtan_api.auth.passwords import Passwords
+from jingtan_api.auth.tokens import AccessTokens
+from jingtan_api.db import Database, utcnow
+from jingtan_api.plugins.manager import PluginHost
+from jingtan_api.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Services:
+    """Everything a request or a job may use. No module-level globals, so several apps (different
+    settings, databases or plugin sets) can live side by side in one process."""
+
+    settings: Settings
+    db: Database
+    passwords: Passwords
+    access_tokens: AccessTokens
+    plugins: PluginHost = field(default_factory=PluginHost)
+    clock: Clock = utcnow
+    # Ids of platform accounts (issuance, expired) by code; they never change once migrated.
+    platform_accounts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock = utcnow, plugins: PluginHost | None = None) -> "Services":
+        db = Database(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            echo=settings.database_echo,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+        passwords = Passwords(
+            time_cost=settings.auth.argon2_time_cost,
+            memory_cost_kib=settings.auth.argon2_memory_cost_kib,
+            parallelism=settings.auth.argon2_parallelism,
+            min_length=settings.auth.password_min_length,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            passwords=passwords,
+            access_tokens=AccessTokens(settings, clock),
+            plugins=plugins if plugins is not None else PluginHost(),
+            clock=clock,
+        )
