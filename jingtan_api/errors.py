@@ -19,6 +19,10 @@ class DomainError(Exception):
             ext["field"] = self.field
         return ext
 
+    def problems(self) -> list[tuple[str, str, list[str] | None]]:
+        """(message, code, path of the input field) of each problem; one unless a subclass has more."""
+        return [(self.message, self.code, ["input", self.field] if self.field else None)]
+
 
 class ValidationFailed(DomainError):
     code = "BAD_USER_INPUT"
@@ -66,3 +70,62 @@ class RateLimited(DomainError):
 
 class Conflict(DomainError):
     code = "CONFLICT"
+
+
+# Every error code the API can answer with, and what it means. Each domain's GraphQL enum of codes
+# (``LedgerErrorCode``, ...) takes its values and descriptions from here; string values never change.
+COMMON_CODES: tuple[str, ...] = (
+    "BAD_USER_INPUT", "NOT_FOUND", "UNAUTHENTICATED", "FORBIDDEN", "CONFLICT", "RATE_LIMITED", "TRY_AGAIN",
+)
+ERROR_CODES: dict[str, str] = {
+    # common
+    "BAD_USER_INPUT": "An input value is invalid; see field and message. / 输入无效。",
+    "NOT_FOUND": "The object does not exist or is not visible to you. / 对象不存在或不可见。",
+    "UNAUTHENTICATED": "Log in first, or the token sent is expired, invalid or revoked. / 未登录或令牌无效。",
+    "FORBIDDEN": "You are logged in but not allowed to do this. / 无权操作。",
+    "CONFLICT": "The object is not in a state that allows this. / 状态冲突。",
+    "RATE_LIMITED": "Too many attempts; wait and retry. / 尝试次数过多。",
+    "TRY_AGAIN": "The database was busy (serialization failure or deadlock); retry the same request. / 请重试。",
+    "INVALID_CURSOR": "The pagination cursor is malformed or belongs to another list or order. / 游标无效。",
+    "PAGE_SIZE_EXCEEDED": "first/last is outside 0..max page size. / 每页数量超出范围。",
+    "IDEMPOTENCY_KEY_REUSED": "The idempotencyKey was used before with a different input. / 幂等键已用于不同请求。",
+    # users and sessions
+    "ALREADY_REGISTERED": "The email or phone number is already registered. / 已注册。",
+    "INVALID_EMAIL": "Not a valid email address. / 邮箱无效。",
+    "INVALID_PHONE": "Not a valid phone number. / 手机号无效。",
+    "WEAK_PASSWORD": "The password does not meet the policy. / 密码强度不足。",
+    "INVALID_CREDENTIALS": "Wrong account or password. / 账号或密码错误。",
+    "ACCOUNT_DISABLED": "The account is disabled. / 账户已停用。",
+    "INVALID_REFRESH_TOKEN": "The refresh token is unknown, expired or already used. / 刷新令牌无效。",
+    "REFRESH_TOKEN_REUSED": "A used refresh token was sent again; the whole session was ended. / 刷新令牌被重复使用。",
+    # ledger
+    "INSUFFICIENT_POINTS": "Not enough points. / 积分不足。",
+    # actions
+    "ACTION_TYPE_DISABLED": "The action type is not enabled. / 该行为类别未启用。",
+    "FUTURE_TIMESTAMP": "The action cannot end in the future. / 行为时间晚于现在。",
+    "END_BEFORE_START": "The action ends before it starts. / 结束时间早于开始时间。",
+    "PLUGIN_FAILURE": "The action type's plugin failed or timed out; nothing was recorded. / 插件出错。",
+    "NOT_PENDING_REVIEW": "The action is not waiting for review. / 不在待审核状态。",
+    # merchants
+    "APPLICATION_PENDING": "An application of yours is already waiting for review. / 已有待审核申请。",
+    "ALREADY_REVIEWED": "The application was already decided. / 申请已审核。",
+    "ALREADY_MERCHANT_STAFF": "The user already works for a merchant. / 已是商户员工。",
+    "MERCHANT_NOT_ACTIVE": "The merchant is not active. / 商户未启用。",
+    "INVALID_COORDINATES": "Latitude/longitude are out of range or only one was given. / 坐标无效。",
+    "INVALID_STATUS": "That status cannot be set here. / 状态无效。",
+    "INVALID_STATUS_TRANSITION": "The object cannot move from its status to that one. / 状态变更无效。",
+    "RANGE_TOO_LONG": "The date range is too long. / 日期范围过长。",
+    # offers
+    "INVALID_URL": "Not an https URL. / 链接无效。",
+    "INVALID_WINDOW": "The offer must end after it starts. / 时间窗口无效。",
+    "STOCK_BELOW_REDEEMED": "The total stock cannot go below what was already redeemed. / 库存低于已兑换数。",
+    "OFFER_NOT_ACTIVE": "The offer is not active. / 优惠未上架。",
+    "OFFER_NOT_STARTED": "The offer has not started yet. / 优惠未开始。",
+    "OFFER_ENDED": "The offer has ended. / 优惠已结束。",
+    "OUT_OF_STOCK": "Not enough items left. / 库存不足。",
+    # redemptions
+    "REDEMPTION_LIMIT_REACHED": "You already hold as many of this offer as one member may. / 已达每人限兑。",
+    "ALREADY_CONFIRMED": "The code was already used. / 兑换码已核销。",
+    "REDEMPTION_CANCELLED": "The redemption was cancelled. / 兑换已取消。",
+    "REDEMPTION_EXPIRED": "The redemption expired. / 兑换已过期。",
+}

@@ -15,42 +15,39 @@ from jingtan_api.accounts.types import (
     can_read_account,
 )
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.errors import DomainError
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.graphql.relay import decode_id
 from jingtan_api.users.types import User, require_personal
 
 
 async def _adjust(info: Info, input: AdjustPointsInput, direction: str) -> AdjustPointsPayload:
     ctx = info.context
-    try:
-        actor = ctx.viewer.require_role(ADMIN, scope="points:write")
-        user_id = decode_id(input.user_id, "User", field="userId")
-        cfg = ctx.settings.points
+    actor = ctx.viewer.require_role(ADMIN, scope="points:write")
+    user_id = decode_id(input.user_id, "User", field="userId")
+    cfg = ctx.settings.points
 
-        async def write(conn):
-            tx_id, replayed = await service.adjust_points(
-                conn,
-                direction=direction,
-                actor_user_id=actor,
-                user_id=user_id,
-                amount=input.amount,
-                reason=input.reason,
-                idempotency_key=input.idempotency_key,
-                max_amount=cfg.max_single_amount,
-                lot_expiry_days=cfg.lot_expiry_days,
-                now=ctx.now(),
-                request_id=ctx.request_id,
-            )
-            # Read the results in the same transaction: two fewer transactions per grant, and the
-            # payload shows exactly the state this write produced.
-            tx = (await service.transactions_by_ids(conn, [tx_id]))[tx_id]
-            account = (await service.accounts_by_user_ids(conn, [user_id]))[user_id]
-            return tx, account, replayed
+    async def write(conn):
+        tx_id, replayed = await service.adjust_points(
+            conn,
+            direction=direction,
+            actor_user_id=actor,
+            user_id=user_id,
+            amount=input.amount,
+            reason=input.reason,
+            idempotency_key=input.idempotency_key,
+            max_amount=cfg.max_single_amount,
+            lot_expiry_days=cfg.lot_expiry_days,
+            now=ctx.now(),
+            request_id=ctx.request_id,
+        )
+        # Read the results in the same transaction: two fewer transactions per grant, and the
+        # payload shows exactly the state this write produced.
+        tx = (await service.transactions_by_ids(conn, [tx_id]))[tx_id]
+        account = (await service.accounts_by_user_ids(conn, [user_id]))[user_id]
+        return tx, account, replayed
 
-        tx, account, replayed = await ctx.db.write(write)
-    except DomainError as exc:
-        return AdjustPointsPayload(user_errors=user_errors_from(exc))
+    tx, account, replayed = await ctx.db.write(write)
     accounts_loader(info).prime(user_id, account, force=True)
     return AdjustPointsPayload(
         transaction=LedgerTransaction.from_row(tx), account=Account.from_row(account), replayed=replayed
@@ -59,11 +56,11 @@ async def _adjust(info: Info, input: AdjustPointsInput, direction: str) -> Adjus
 
 @strawberry.type
 class AccountsMutation:
-    @strawberry.mutation(description="Grant points to a member (admin; audit-logged; idempotent). / 发放积分。")
+    @payload_mutation(description="Grant points to a member (admin; audit-logged; idempotent). / 发放积分。")
     async def grant_points(self, info: Info, input: AdjustPointsInput) -> AdjustPointsPayload:
         return await _adjust(info, input, service.GRANT)
 
-    @strawberry.mutation(description="Take points back from a member (admin; audit-logged; idempotent). / 扣回积分。")
+    @payload_mutation(description="Take points back from a member (admin; audit-logged; idempotent). / 扣回积分。")
     async def revoke_points(self, info: Info, input: AdjustPointsInput) -> AdjustPointsPayload:
         return await _adjust(info, input, service.REVOKE)
 

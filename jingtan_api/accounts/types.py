@@ -9,6 +9,7 @@ from strawberry.types import Info
 from jingtan_api.accounts import service
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.errors import PermissionDenied, ValidationFailed
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Connection, Node, UserError, build_connection, page_args
 from jingtan_api.users.types import User, user_by_id
 
@@ -172,6 +173,15 @@ async def account_of_user(info: Info, user_id: int) -> Account | None:
     return Account.from_row(row)
 
 
+LedgerErrorCode = error_code_enum(
+    "LedgerErrorCode", ("INSUFFICIENT_POINTS", "IDEMPOTENCY_KEY_REUSED"),
+    description="Codes of ledger mutations' userErrors. / 积分账务错误代码。",
+)
+LedgerError = user_error_type(
+    "LedgerError", LedgerErrorCode, description="Why a ledger mutation failed (grantPoints, revokePoints). / 积分账务错误。"
+)
+
+
 @strawberry.input(description="Grant or revoke points (admin). / 发放或扣回积分（管理员）。")
 class AdjustPointsInput:
     user_id: strawberry.ID = strawberry.field(description="Global ID of the member.")
@@ -188,3 +198,4 @@ class AdjustPointsPayload:
     account: Account | None = strawberry.field(default=None, description="The member's account after it.")
     replayed: bool = strawberry.field(default=False, description="True when an earlier identical request's result was returned.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[LedgerError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")

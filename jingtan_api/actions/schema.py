@@ -24,16 +24,14 @@ from jingtan_api.actions.types import (
     can_see_action,
 )
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.errors import DomainError
 from jingtan_api.graphql.relay import (
     Connection,
-    UserError,
     build_connection,
     decode_id,
     page_args,
-    user_errors_from,
 )
 from jingtan_api.graphql.domain import Domain, hookimpl
+from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.plugins.manager import PluginHost, pascal
 from jingtan_api.users.types import User, require_personal
 
@@ -103,23 +101,20 @@ async def _load_action(info: Info, action_id: int) -> Action:
 
 @strawberry.type
 class ReviewMutation:
-    @strawberry.mutation(description="Approve or reject a pending action (admin; audit-logged). / 审核待定行为。")
+    @payload_mutation(description="Approve or reject a pending action (admin; audit-logged). / 审核待定行为。")
     async def review_action(self, info: Info, input: ReviewActionInput) -> ReviewActionPayload:
         ctx = info.context
-        try:
-            actor = ctx.viewer.require_role(ADMIN, scope="actions:review")
-            action_id = decode_id(input.action_id, "Action", field="actionId")
-            await service.review(
-                ctx.services,
-                actor_user_id=actor,
-                action_id=action_id,
-                approve=input.decision == ReviewDecision.APPROVE,
-                reason=input.reason,
-                now=ctx.now(),
-                request_id=ctx.request_id,
-            )
-        except DomainError as exc:
-            return ReviewActionPayload(user_errors=user_errors_from(exc))
+        actor = ctx.viewer.require_role(ADMIN, scope="actions:review")
+        action_id = decode_id(input.action_id, "Action", field="actionId")
+        await service.review(
+            ctx.services,
+            actor_user_id=actor,
+            action_id=action_id,
+            approve=input.decision == ReviewDecision.APPROVE,
+            reason=input.reason,
+            now=ctx.now(),
+            request_id=ctx.request_id,
+        )
         return ReviewActionPayload(action=await _load_action(info, action_id))
 
 
@@ -207,37 +202,25 @@ def build_submit_fragment(host: PluginHost, reserved_names: frozenset[str]) -> t
 
     async def submit_action(self, info: Info, input: submit_input) -> SubmitActionPayload:  # type: ignore[valid-type]
         ctx = info.context
-        try:
-            user_id = ctx.viewer.require_user()
-            ctx.viewer.require_scope("actions:write")
-            chosen = [
-                (code, getattr(input.action, code))
-                for code in host.action_types
-                if getattr(input.action, code) not in (None, strawberry.UNSET)
-            ]
-            if len(chosen) != 1:  # graphql-core enforces @oneOf; this guards direct calls
-                return SubmitActionPayload(user_errors=[UserError(message="Give exactly one action / 只能填写一种行为", code="BAD_USER_INPUT", field=["input", "action"])])
-            code, value = chosen[0]
-            evidence = to_plain(input.evidence) if input.evidence is not None else None
-            result = await service.submit(
-                ctx.services,
-                user_id=user_id,
-                code=code,
-                raw_input=to_plain(value),
-                raw_evidence=evidence,
-                idempotency_key=input.idempotency_key,
-                now=ctx.now(),
-            )
-        except service.InvalidActionInput as exc:
-            return SubmitActionPayload(
-                user_errors=[UserError(message=m, code=exc.code, field=["input", *p]) for p, m in exc.problems]
-            )
-        except DomainError as exc:
-            return SubmitActionPayload(user_errors=user_errors_from(exc))
-        action = await _load_action(info, result.action_id)
-        if not can_see_action(info, {"user_id": action.user_pk}):
-            return SubmitActionPayload(user_errors=[UserError(message="Not allowed / 无权访问", code="FORBIDDEN", field=None)])
-        return SubmitActionPayload(action=action, replayed=result.replayed)
+        user_id = ctx.viewer.require_user()
+        ctx.viewer.require_scope("actions:write")
+        # ActionInput is @oneOf: graphql-core lets exactly one field through.
+        ((code, value),) = [
+            (code, getattr(input.action, code))
+            for code in host.action_types
+            if getattr(input.action, code) not in (None, strawberry.UNSET)
+        ]
+        evidence = to_plain(input.evidence) if input.evidence is not None else None
+        result = await service.submit(
+            ctx.services,
+            user_id=user_id,
+            code=code,
+            raw_input=to_plain(value),
+            raw_evidence=evidence,
+            idempotency_key=input.idempotency_key,
+            now=ctx.now(),
+        )
+        return SubmitActionPayload(action=await _load_action(info, result.action_id), replayed=result.replayed)
 
     fragment = strawberry.type(
         type(
@@ -245,7 +228,7 @@ def build_submit_fragment(host: PluginHost, reserved_names: frozenset[str]) -> t
             (),
             {
                 "__module__": __name__,
-                "submit_action": strawberry.mutation(
+                "submit_action": payload_mutation(
                     resolver=submit_action,
                     description="Submit a low-carbon action; the enabled plugin verifies it, computes CO2e and the core credits points. / 提交低碳行为。",
                 ),

@@ -73,7 +73,10 @@ class InvalidActionInput(ValidationFailed):
 
     def __init__(self, problems: list[tuple[list[str], str]]) -> None:
         super().__init__("; ".join(m for _, m in problems) or "Invalid input / 输入无效")
-        self.problems = problems
+        self.input_problems = problems
+
+    def problems(self) -> list[tuple[str, str, list[str] | None]]:
+        return [(m, self.code, ["input", *path]) for path, m in self.input_problems]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from strawberry.types import Info
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.types import LedgerTransaction
 from jingtan_api.auth.permissions import ADMIN
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Node, UserError
 from jingtan_api.plugins.manager import LoadedActionType, PluginHost
 from jingtan_api.users.types import User, user_by_id
@@ -215,6 +216,17 @@ def action_type_infos(info: Info) -> dict[str, ActionTypeInfo]:
     return infos
 
 
+ActionErrorCode = error_code_enum(
+    "ActionErrorCode",
+    ("ACTION_TYPE_DISABLED", "FUTURE_TIMESTAMP", "END_BEFORE_START", "PLUGIN_FAILURE", "NOT_PENDING_REVIEW",
+     "IDEMPOTENCY_KEY_REUSED"),
+    description="Codes of the action mutations' userErrors. / 低碳行为错误代码。",
+)
+ActionError = user_error_type(
+    "ActionError", ActionErrorCode, description="Why submitting or reviewing an action recorded nothing. / 低碳行为错误。"
+)
+
+
 @strawberry.input(description="Evidence for an action (optional). / 行为凭证（可选）。")
 class ActionEvidenceInput:
     source: str | None = strawberry.field(default=None, description="Partner or app, e.g. a metro operator id. / 来源。")
@@ -229,6 +241,7 @@ class SubmitActionPayload:
     action: Action | None = strawberry.field(default=None, description="The stored action (approved, rejected or pending). / 行为记录。")
     replayed: bool = strawberry.field(default=False, description="True when an identical earlier request's result was returned.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why nothing was recorded. / 错误。")
+    errors: list[ActionError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.input(description="An admin's decision on a pending action. / 审核待定行为。")
@@ -242,3 +255,4 @@ class ReviewActionInput:
 class ReviewActionPayload:
     action: Action | None = strawberry.field(default=None, description="The action after the decision. / 行为记录。")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed. / 错误。")
+    errors: list[ActionError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")

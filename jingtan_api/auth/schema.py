@@ -14,9 +14,9 @@ from jingtan_api.auth.types import (
     RevokeApiTokenPayload,
 )
 from jingtan_api.auth.types import api_tokens_of
-from jingtan_api.errors import DomainError
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.graphql.relay import decode_id
 from jingtan_api.users.types import User, require_personal
 
 
@@ -29,37 +29,31 @@ class AuthQuery:
 
 @strawberry.type
 class AuthMutation:
-    @strawberry.mutation(description="Create an API token; the secret is returned once. / 创建 API 令牌。")
+    @payload_mutation(description="Create an API token; the secret is returned once. / 创建 API 令牌。")
     async def create_api_token(self, info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
         ctx = info.context
-        try:
-            owner = decode_id(input.user_id, "User", field="userId") if input.user_id else None
-            row, secret = await ctx.db.write(
-                lambda conn: service.create_api_token(
-                    conn,
-                    viewer=ctx.viewer,
-                    owner_user_id=owner,
-                    name=input.name,
-                    scopes=input.scopes,
-                    expires_at=input.expires_at,
-                    now=ctx.now(),
-                )
+        owner = decode_id(input.user_id, "User", field="userId") if input.user_id else None
+        row, secret = await ctx.db.write(
+            lambda conn: service.create_api_token(
+                conn,
+                viewer=ctx.viewer,
+                owner_user_id=owner,
+                name=input.name,
+                scopes=input.scopes,
+                expires_at=input.expires_at,
+                now=ctx.now(),
             )
-        except DomainError as exc:
-            return CreateApiTokenPayload(user_errors=user_errors_from(exc))
+        )
         return CreateApiTokenPayload(api_token=ApiToken.from_row(row), secret=secret)
 
-    @strawberry.mutation(description="Revoke an API token at once. / 吊销 API 令牌。")
+    @payload_mutation(description="Revoke an API token at once. / 吊销 API 令牌。")
     async def revoke_api_token(self, info: Info, input: RevokeApiTokenInput) -> RevokeApiTokenPayload:
         ctx = info.context
-        try:
-            ctx.viewer.require_user()
-            token_id = decode_id(input.id, "ApiToken")
-            row = await ctx.db.write(
-                lambda conn: tokens.revoke_api_token(conn, token_id, viewer=ctx.viewer, now=ctx.now())
-            )
-        except DomainError as exc:
-            return RevokeApiTokenPayload(user_errors=user_errors_from(exc))
+        ctx.viewer.require_user()
+        token_id = decode_id(input.id, "ApiToken")
+        row = await ctx.db.write(
+            lambda conn: tokens.revoke_api_token(conn, token_id, viewer=ctx.viewer, now=ctx.now())
+        )
         return RevokeApiTokenPayload(api_token=ApiToken.from_row(row))
 
 

@@ -6,6 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.auth import service
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Node, UserError
 
 
@@ -39,6 +40,14 @@ async def api_tokens_of(info: Info, user_id: int) -> list[ApiToken]:
     return [ApiToken.from_row(r) for r in rows or []]
 
 
+ApiTokenErrorCode = error_code_enum(
+    "ApiTokenErrorCode", (), description="Codes of API-token mutations' userErrors. / API 令牌错误代码。"
+)
+ApiTokenError = user_error_type(
+    "ApiTokenError", ApiTokenErrorCode, description="Why createApiToken or revokeApiToken failed. / API 令牌错误。"
+)
+
+
 @strawberry.input(description="Create an API token. / 创建 API 令牌。")
 class CreateApiTokenInput:
     name: str = strawberry.field(description="What the token is for, 1-100 characters.")
@@ -61,12 +70,14 @@ class CreateApiTokenPayload:
         default=None, description="The token to send as `Authorization: Bearer …`; shown only once."
     )
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[ApiTokenError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="Result of `revokeApiToken`.")
 class RevokeApiTokenPayload:
     api_token: ApiToken | None = strawberry.field(default=None, description="The revoked token.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[ApiTokenError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="A scope an API token may carry.")

@@ -4,9 +4,10 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.auth.permissions import ADMIN, Viewer, scopes_for_roles
-from jingtan_api.errors import DomainError, PermissionDenied, Unauthenticated
+from jingtan_api.errors import PermissionDenied, Unauthenticated
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.graphql.relay import decode_id
 from jingtan_api.users import service
 from jingtan_api.users.service import Session, users_by_ids
 from jingtan_api.users.types import (
@@ -79,100 +80,82 @@ class UsersQuery:
 
 @strawberry.type
 class UsersMutation:
-    @strawberry.mutation(description="Register a member account; returns a session. / 注册会员。")
+    @payload_mutation(description="Register a member account; returns a session. / 注册会员。")
     async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
         ctx = info.context
-        try:
-            session = await service.register_session(
-                ctx.services,
-                email=input.email,
-                phone=input.phone,
-                password=input.password,
-                display_name=input.display_name,
-                now=ctx.now(),
-            )
-        except DomainError as exc:
-            return RegisterPayload(user_errors=user_errors_from(exc))
+        session = await service.register_session(
+            ctx.services,
+            email=input.email,
+            phone=input.phone,
+            password=input.password,
+            display_name=input.display_name,
+            now=ctx.now(),
+        )
         await _as_viewer(info, session)
         payload = await _session_payload(info, session)
         return RegisterPayload(user=payload.user, tokens=payload.tokens)
 
-    @strawberry.mutation(description="Log in; rate-limited per account and per client address. / 登录。")
+    @payload_mutation(description="Log in; rate-limited per account and per client address. / 登录。")
     async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         ctx = info.context
-        try:
-            session = await service.login(
-                ctx.services,
-                identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now()
-            )
-        except DomainError as exc:
-            return AuthPayload(user_errors=user_errors_from(exc))
+        session = await service.login(
+            ctx.services,
+            identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now()
+        )
         await _as_viewer(info, session)
         return await _session_payload(info, session)
 
-    @strawberry.mutation(description="Rotate a refresh token into a new token pair. / 刷新令牌。")
+    @payload_mutation(description="Rotate a refresh token into a new token pair. / 刷新令牌。")
     async def refresh_token(self, info: Info, input: RefreshTokenInput) -> AuthPayload:
         ctx = info.context
-        try:
-            session = await service.refresh(ctx.services, refresh_token=input.refresh_token, now=ctx.now())
-        except DomainError as exc:
-            return AuthPayload(user_errors=user_errors_from(exc))
+        session = await service.refresh(ctx.services, refresh_token=input.refresh_token, now=ctx.now())
         await _as_viewer(info, session)
         return await _session_payload(info, session)
 
-    @strawberry.mutation(description="End this session (or all of the viewer's sessions). / 退出登录。")
+    @payload_mutation(description="End this session (or all of the viewer's sessions). / 退出登录。")
     async def logout(self, info: Info, input: LogoutInput) -> LogoutPayload:
         ctx = info.context
-        try:
-            if input.all_sessions and ctx.viewer.api_token_id is not None:
-                raise PermissionDenied("API tokens cannot end login sessions / API 令牌不能注销登录会话")
-            await service.logout(
-                ctx.services,
-                user_id=ctx.viewer.user_id,
-                refresh_token=input.refresh_token,
-                all_sessions=input.all_sessions,
-                now=ctx.now(),
-            )
-        except DomainError as exc:
-            return LogoutPayload(ok=False, user_errors=user_errors_from(exc))
+        if input.all_sessions and ctx.viewer.api_token_id is not None:
+            raise PermissionDenied("API tokens cannot end login sessions / API 令牌不能注销登录会话")
+        await service.logout(
+            ctx.services,
+            user_id=ctx.viewer.user_id,
+            refresh_token=input.refresh_token,
+            all_sessions=input.all_sessions,
+            now=ctx.now(),
+        )
         return LogoutPayload(ok=True)
 
-    @strawberry.mutation(description="Change the viewer's password and sign out other sessions. / 修改密码。")
+    @payload_mutation(description="Change the viewer's password and sign out other sessions. / 修改密码。")
     async def change_password(self, info: Info, input: ChangePasswordInput) -> AuthPayload:
         ctx = info.context
-        try:
-            user_id = ctx.viewer.require_user()
-            if ctx.viewer.api_token_id is not None:
-                raise PermissionDenied("API tokens cannot change passwords / API 令牌不能修改密码")
-            session = await service.change_password(
-                ctx.services,
-                user_id=user_id,
-                current=input.current_password,
-                new=input.new_password,
-                address=client_address(info),
-                now=ctx.now(),
-            )
-        except DomainError as exc:
-            return AuthPayload(user_errors=user_errors_from(exc))
+        user_id = ctx.viewer.require_user()
+        if ctx.viewer.api_token_id is not None:
+            raise PermissionDenied("API tokens cannot change passwords / API 令牌不能修改密码")
+        session = await service.change_password(
+            ctx.services,
+            user_id=user_id,
+            current=input.current_password,
+            new=input.new_password,
+            address=client_address(info),
+            now=ctx.now(),
+        )
         return await _session_payload(info, session)
 
-    @strawberry.mutation(description="Set a user's roles (admin; audit-logged). / 设置用户角色（管理员）。")
+    @payload_mutation(description="Set a user's roles (admin; audit-logged). / 设置用户角色（管理员）。")
     async def set_user_roles(self, info: Info, input: SetUserRolesInput) -> SetUserRolesPayload:
         ctx = info.context
-        try:
-            actor = ctx.viewer.require_role(ADMIN, scope="users:write")
-            user_id = decode_id(input.user_id, "User", field="userId")
-            await service.set_roles(
-                ctx.services,
-                actor_user_id=actor,
-                user_id=user_id,
-                roles=frozenset(r.value for r in input.roles),
-                reason=input.reason,
-                request_id=ctx.request_id,
-                now=ctx.now(),
-            )
-        except DomainError as exc:
-            return SetUserRolesPayload(user_errors=user_errors_from(exc))
+        actor = ctx.viewer.require_role(ADMIN, scope="users:write")
+        user_id = decode_id(input.user_id, "User", field="userId")
+        await service.set_roles(
+            ctx.services,
+            actor_user_id=actor,
+            user_id=user_id,
+            roles=frozenset(r.value for r in input.roles),
+            reason=input.reason,
+            request_id=ctx.request_id,
+            now=ctx.now(),
+        )
         # Read the row afresh: the request's loader may hold the roles from before the change (and
         # DataLoader.clear raises KeyError for a key it never loaded).
         rows = await ctx.read(users_by_ids, [user_id])

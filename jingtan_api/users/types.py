@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.errors import PermissionDenied
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Node, UserError
 from jingtan_api.users import service
 
@@ -83,6 +84,18 @@ class AuthTokens:
     token_type: str = strawberry.field(default="Bearer", description="Always `Bearer`.")
 
 
+AuthErrorCode = error_code_enum(
+    "AuthErrorCode",
+    ("ALREADY_REGISTERED", "INVALID_EMAIL", "INVALID_PHONE", "WEAK_PASSWORD", "INVALID_CREDENTIALS", "ACCOUNT_DISABLED",
+     "INVALID_REFRESH_TOKEN", "REFRESH_TOKEN_REUSED"),
+    description="Codes of registration, session, password and role mutations' userErrors. / 注册与登录错误代码。",
+)
+AuthError = user_error_type(
+    "AuthError", AuthErrorCode,
+    description="Why register, login, refreshToken, logout, changePassword or setUserRoles failed. / 注册与登录错误。",
+)
+
+
 @strawberry.input(description="Register a member with an email or a phone number. / 注册。")
 class RegisterInput:
     email: str | None = strawberry.field(default=None, description="Email address. / 邮箱。")
@@ -128,6 +141,7 @@ class RegisterPayload:
     user: User | None = strawberry.field(default=None, description="The new user.")
     tokens: AuthTokens | None = strawberry.field(default=None, description="A session for the new user.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[AuthError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="Result of `login`, `refreshToken` and `changePassword`.")
@@ -135,15 +149,18 @@ class AuthPayload:
     tokens: AuthTokens | None = strawberry.field(default=None, description="The new session tokens.")
     user: User | None = strawberry.field(default=None, description="The logged-in user.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[AuthError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="Result of `logout`.")
 class LogoutPayload:
-    ok: bool = strawberry.field(description="True when the session(s) ended.")
+    ok: bool = strawberry.field(default=False, description="True when the session(s) ended.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[AuthError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="Result of `setUserRoles`.")
 class SetUserRolesPayload:
     user: User | None = strawberry.field(default=None, description="The user with the new roles.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[AuthError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
