@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -137,12 +137,12 @@ class Methodology:
 @dataclass(frozen=True)
 class Calculation:
     """Result of ``ActionType.calculate``: integer grams CO2e avoided, the factors used and the formula
-    in words and numbers. ``points`` is filled in by the core from its configured rate (leave it None)."""
+    in words and numbers. Points are not part of it: the core computes them from the credited grams and
+    its configured rate, after caps."""
 
     grams_co2e: int
     factors: tuple[Factor, ...]
     formula: str
-    points: int | None = None
     cap_group: str | None = None
     """Optional sub-limit inside the category (e.g. ``"mode:WALK"``): the core credits at most
     ``cap_group_daily_grams`` per member and local day for the group, atomically with the credit."""
@@ -438,8 +438,6 @@ def sign_record(secret: str, record: dict[str, Any], signed_at: datetime) -> str
     """What a partner computes (also used in tests)."""
     return hmac_sha256_hex(secret, canonical_json({**record, "signed_at": signed_at.isoformat()}))
 
-
-HistoryFn = Callable[..., Awaitable[list[ActionRecord]]]
 
 __all__ = [
     "ENTRY_POINT_GROUP",

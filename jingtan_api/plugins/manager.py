@@ -89,12 +89,6 @@ class PluginHost:
     def get(self, code: str) -> LoadedActionType | None:
         return self.action_types.get(code)
 
-    def by_field(self, field_name: str) -> LoadedActionType | None:
-        for loaded in self.action_types.values():
-            if loaded.field_name == field_name:
-                return loaded
-        return None
-
     # --- loading ---------------------------------------------------------------------------------
 
     def register(self, name: str, plugin: Any, settings: Settings, *, dist_version: str = "") -> None:

@@ -38,8 +38,6 @@ class TransitMode(str, Enum):
     METRO = "METRO"
 
 
-MODE_ZH = {"WALK": "步行", "BICYCLE": "骑行", "EBIKE": "电动自行车", "BUS": "公交", "METRO": "地铁"}
-
 
 class GpsTraceSummary(BaseModel):
     """Summary of the GPS trace recorded by the app. / GPS 轨迹摘要。"""
@@ -103,7 +101,7 @@ FACTORS = (
     Factor("transit.ebike", "0", "gCO2e/pkm", "e-bikes emit themselves (Meituan reports 61.8 g/km)", None, "CN",
            "0 by default; an operator may configure a value"),
 )
-FACTOR_OF = {m: f"transit.{m.lower()}" for m in MODE_ZH}
+FACTOR_OF = {m.value: f"transit.{m.value.lower()}" for m in TransitMode}
 
 
 class TransitActionType(ActionType):
@@ -148,7 +146,7 @@ class TransitActionType(ActionType):
         }
 
     def raw_grams(self, input: TransitInput, ctx: PluginContext) -> tuple[int, Factor]:
-        factor = ctx_methodology(self, ctx).factor(FACTOR_OF[input.mode.value])
+        factor = self.methodology(ctx.settings).factor(FACTOR_OF[input.mode.value])
         return grams_from(input.distance_meters, factor, scale="0.001"), factor
 
     async def verify(self, input: TransitInput, evidence: Evidence, ctx: PluginContext) -> Verification:
@@ -189,7 +187,6 @@ class TransitActionType(ActionType):
                     ("MODE_DAILY_CAP_REACHED", f"Daily limit of {cap} g for {mode.value} reached / 今日该方式已达上限")
                 )
         data = {"mode_used_today_grams": used}
-        reasons = []
         if input.gps_trace is not None:
             trace = input.gps_trace.distance_meters
             if abs(trace - input.distance_meters) > max(200, input.distance_meters // 4):
@@ -206,7 +203,7 @@ class TransitActionType(ActionType):
             )
             if problem is not None:
                 return Verification.rejected(problem)
-            return Verification.approved(data={**data, "signed": True}, reasons=reasons)
+            return Verification.approved(data={**data, "signed": True})
         grams, _ = self.raw_grams(input, ctx)
         if cap is not None:
             grams = min(grams, cap - used)
@@ -215,7 +212,7 @@ class TransitActionType(ActionType):
                 ("UNSIGNED_HIGH_VALUE", f"Unsigned trip worth more than {s.review_above_grams} g needs review / 无签名的大额行程需审核"),
                 data=data,
             )
-        return Verification.approved(data=data, reasons=reasons)
+        return Verification.approved(data=data)
 
     def calculate(self, input: TransitInput, verification: Verification, ctx: PluginContext) -> Calculation:
         s: TransitSettings = ctx.settings
@@ -232,10 +229,6 @@ class TransitActionType(ActionType):
             grams_co2e=grams, factors=(factor,), formula=formula,
             cap_group=f"mode:{input.mode.value}" if cap is not None else None, cap_group_daily_grams=cap,
         )
-
-
-def ctx_methodology(action_type: ActionType, ctx: PluginContext) -> Methodology:
-    return action_type.methodology(ctx.settings)
 
 
 @hookimpl
