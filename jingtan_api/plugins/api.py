@@ -1,4 +1,4 @@
-"""The public plugin API: everything an action plugin may import (DESIGN.md §3).
+"""The public plugin API: everything an action plugin may import (docs/architecture.md, section "Plugins").
 
 A plugin is a module (or object) registered through the ``jingtan.plugins`` entry-point group that
 implements :func:`jingtan_register_action_types` with the :data:`hookimpl` marker and returns

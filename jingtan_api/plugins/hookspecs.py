@@ -1,7 +1,8 @@
 """Hook specifications of the plugin host (pluggy project name ``jingtan``).
 
 Hooks are sync and only *register* things; the core calls the returned objects' (async) methods itself
-(DESIGN.md §3, §6: a raising hook would abort a whole pluggy call, and async hooks return coroutines).
+(docs/architecture.md, section "Plugins": a raising hook would abort a whole pluggy call, and async hooks
+return coroutines).
 """
 
 import pluggy

@@ -1,8 +1,8 @@
 """Plugin discovery and loading: one :class:`PluginHost` (one pluggy ``PluginManager``) per app.
 
-Startup rules (DESIGN.md §3): enabled plugins are loaded by entry-point name from the group
-``jingtan.plugins`` (disabled ones are never imported); any problem stops startup with ONE line naming the
-plugin (:class:`jingtan_api.settings.ConfigurationError`).
+Startup rules (docs/architecture.md, section "Plugins"): enabled plugins are loaded by entry-point name
+from the group ``jingtan.plugins`` (disabled ones are never imported); any problem stops startup with ONE
+line naming the plugin (:class:`jingtan_api.settings.ConfigurationError`).
 """
 
 import importlib.metadata

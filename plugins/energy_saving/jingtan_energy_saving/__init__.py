@@ -1,5 +1,6 @@
 """Energy-saving plugin: household electricity saved against the household's own baseline
-(METHODOLOGY.md "Energy saving", after the Shenzhen residential electricity carbon-inclusion methodology).
+(docs/methodology.md, section "Energy saving"; after the Shenzhen residential electricity carbon-inclusion
+methodology).
 
 saving (kWh) = baseline − actual consumption of the period, where the baseline is the household's own
 average monthly consumption in comparable earlier periods of the same meter (the same months a year

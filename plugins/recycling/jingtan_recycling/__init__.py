@@ -1,4 +1,4 @@
-"""Recycling plugin: drop-offs of sorted recyclables at a station (METHODOLOGY.md "Recycling").
+"""Recycling plugin: drop-offs of sorted recyclables at a station (docs/methodology.md, section "Recycling").
 
 reduction = weight (kg) × life-cycle factor (kg CO2e avoided per kg of material). The default factors are
 US EPA WARM v16 and Hong Kong Zero2 figures — not Chinese local methodologies — and operators may replace

@@ -1,4 +1,4 @@
-"""Transit plugin: walking, cycling, e-bike, bus and metro trips (METHODOLOGY.md "Transit").
+"""Transit plugin: walking, cycling, e-bike, bus and metro trips (docs/methodology.md, section "Transit").
 
 reduction = distance_km × per-mode factor (grams CO2e per passenger-km avoided against the baseline
 traffic mix). Written only against ``jingtan_api.plugins.api``.
