@@ -124,6 +124,14 @@ class RaisingPlugin:
         raise KeyError("oops")
 
 
+class NoInput(ActionType):
+    """Neither type arguments nor ``Input = ...``."""
+
+    code = "no_input"
+    name_zh = "无输入"
+    name_en = "No input"
+
+
 ping = Plugin(Ping)
 boom = Plugin(Boom)
 calc_boom = Plugin(CalcBoom)
@@ -134,3 +142,4 @@ same_input_name = Plugin(SameInputName)
 core_clash = Plugin(CoreClash)
 future_api = Plugin(FutureApi)
 raising = RaisingPlugin()
+no_input = Plugin(NoInput)

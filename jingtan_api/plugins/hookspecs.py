@@ -5,6 +5,8 @@ Hooks are sync and only *register* things; the core calls the returned objects' 
 return coroutines).
 """
 
+from typing import Any
+
 import pluggy
 
 from jingtan_api.plugins.api import PROJECT_NAME, ActionType
@@ -13,9 +15,10 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     """Return the action categories this plugin provides: a list of :class:`ActionType` instances.
 
     Called once at startup for enabled plugins only. Each code must be unique across plugins.
     Since plugin API 1.0.
     """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this

@@ -8,8 +8,11 @@ line naming the plugin (:class:`jingtan_api.settings.ConfigurationError`).
 import importlib.metadata
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 import pluggy
 from pydantic import ValidationError
@@ -40,7 +43,7 @@ def pascal(code: str) -> str:
     return "".join(p.capitalize() for p in code.split("_"))
 
 
-def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, Any]:
+def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, importlib.metadata.EntryPoint]:
     """Entry points of the group by name (not loaded). Tests monkeypatch this function."""
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
 
@@ -60,7 +63,7 @@ class LoadedActionType:
 
     plugin: str
     distribution_version: str
-    action_type: ActionType
+    action_type: ActionType[Any, Any]
     settings: ActionSettings
     methodology: Methodology
     caps: Caps
@@ -91,7 +94,7 @@ class PluginHost:
 
     # --- loading ---------------------------------------------------------------------------------
 
-    def register(self, name: str, plugin: Any, settings: Settings, *, dist_version: str = "") -> None:
+    def register(self, name: str, plugin: object, settings: Settings, *, dist_version: str = "") -> None:
         try:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
@@ -99,7 +102,10 @@ class PluginHost:
         impls = [i for i in self.pm.hook.jingtan_register_action_types.get_hookimpls() if i.plugin_name == name]
         for impl in impls:
             try:
-                types = list(impl.function() or [])
+                result = impl.function()
+                if result is not None and not isinstance(result, Iterable):
+                    raise TypeError(f"returned {type(result).__name__}, not a list of ActionType")
+                types = list(result or [])
             except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
                 raise ConfigurationError(
                     f"plugin {name!r}: jingtan_register_action_types failed: {type(exc).__name__}: {_one_line(exc)}"
@@ -107,12 +113,19 @@ class PluginHost:
             for action_type in types:
                 self._add(name, action_type, settings, dist_version)
 
-    def _add(self, plugin: str, action_type: Any, settings: Settings, dist_version: str) -> None:
+    def _add(self, plugin: str, action_type: object, settings: Settings, dist_version: str) -> None:
         if not isinstance(action_type, ActionType):
             raise ConfigurationError(f"plugin {plugin!r}: returned {action_type!r}, not an ActionType")
         code = getattr(action_type, "code", None)
         if not isinstance(code, str) or not CODE_RE.match(code):
             raise ConfigurationError(f"plugin {plugin!r}: action type code {code!r} is not snake_case (2-40 chars)")
+        for attr in ("Input", "Settings"):
+            model = getattr(action_type, attr, None)
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ConfigurationError(
+                    f"plugin {plugin!r}: action type {code!r} has no pydantic {attr} model "
+                    f"(give it as a type argument: ActionType[MyInput, MySettings])"
+                )
         wanted = getattr(action_type, "plugin_api_version", "")
         if not _version_ok(str(wanted)):
             raise ConfigurationError(
@@ -154,7 +167,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def load_plugins(settings: Settings, plugins: Any = None) -> PluginHost:
+def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) -> PluginHost:
     """Load the enabled plugins (or exactly ``plugins`` when given: a list of plugin objects/modules, or
     of ``(name, plugin)`` pairs — then ``[plugins] enabled`` is ignored). Raises ConfigurationError."""
     host = PluginHost()

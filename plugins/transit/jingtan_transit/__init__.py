@@ -6,6 +6,7 @@ traffic mix). Written only against ``jingtan_api.plugins.api``.
 
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -60,8 +61,13 @@ class TransitInput(ActionInput):
     )
 
 
-DEFAULT_MAX_SPEED_KMH = {"WALK": 7, "BICYCLE": 30, "EBIKE": 25, "BUS": 60, "METRO": 100}
-DEFAULT_MAX_DISTANCE_M = {"WALK": 30_000, "BICYCLE": 100_000, "EBIKE": 100_000, "BUS": 150_000, "METRO": 150_000}
+DEFAULT_MAX_SPEED_KMH: dict[TransitMode, float] = {
+    TransitMode.WALK: 7, TransitMode.BICYCLE: 30, TransitMode.EBIKE: 25, TransitMode.BUS: 60, TransitMode.METRO: 100,
+}
+DEFAULT_MAX_DISTANCE_M: dict[TransitMode, int] = {
+    TransitMode.WALK: 30_000, TransitMode.BICYCLE: 100_000, TransitMode.EBIKE: 100_000, TransitMode.BUS: 150_000,
+    TransitMode.METRO: 150_000,
+}
 
 
 class TransitSettings(ActionSettings):
@@ -104,14 +110,12 @@ FACTORS = (
 FACTOR_OF = {m.value: f"transit.{m.value.lower()}" for m in TransitMode}
 
 
-class TransitActionType(ActionType):
+class TransitActionType(ActionType[TransitInput, TransitSettings]):
     code = "transit"
     name_zh = "绿色出行"
     name_en = "Low-carbon trip"
     version = "1.0.0"
     description = "A walk, bicycle, e-bike, bus or metro trip instead of a car. / 以步行、骑行、公交、地铁代替开车。"
-    Settings = TransitSettings
-    Input = TransitInput
     graphql_input_name = "TransitActionInput"
 
     def base_methodology(self) -> Methodology:
@@ -135,7 +139,7 @@ class TransitActionType(ActionType):
             return None
         return f"{evidence.source or '-'}:{input.partner_trip_id}"
 
-    def signed_record(self, input: TransitInput, evidence: Evidence) -> dict:
+    def signed_record(self, input: TransitInput, evidence: Evidence) -> dict[str, Any]:
         return {
             "partner": evidence.source,
             "trip_id": input.partner_trip_id,
@@ -145,12 +149,14 @@ class TransitActionType(ActionType):
             "distance_meters": input.distance_meters,
         }
 
-    def raw_grams(self, input: TransitInput, ctx: PluginContext) -> tuple[int, Factor]:
+    def raw_grams(self, input: TransitInput, ctx: PluginContext[TransitSettings]) -> tuple[int, Factor]:
         factor = self.methodology(ctx.settings).factor(FACTOR_OF[input.mode.value])
         return grams_from(input.distance_meters, factor, scale="0.001"), factor
 
-    async def verify(self, input: TransitInput, evidence: Evidence, ctx: PluginContext) -> Verification:
-        s: TransitSettings = ctx.settings
+    async def verify(
+        self, input: TransitInput, evidence: Evidence, ctx: PluginContext[TransitSettings]
+    ) -> Verification:
+        s = ctx.settings
         mode = input.mode
         duration = (input.ended_at - input.started_at).total_seconds()
         if duration < s.min_duration_seconds:
@@ -161,13 +167,13 @@ class TransitActionType(ActionType):
             return Verification.rejected(
                 ("DISTANCE_TOO_SHORT", f"A trip must be at least {s.min_distance_meters} m / 行程距离过短")
             )
-        max_dist = s.max_distance_meters.get(mode, DEFAULT_MAX_DISTANCE_M[mode.value])
+        max_dist = s.max_distance_meters.get(mode, DEFAULT_MAX_DISTANCE_M[mode])
         if input.distance_meters > max_dist:
             return Verification.rejected(
                 ("DISTANCE_IMPLAUSIBLE", f"{mode.value} trips are at most {max_dist} m / 距离超出该方式的合理范围")
             )
         speed = input.distance_meters / 1000 / (duration / 3600)
-        max_speed = s.max_speed_kmh.get(mode, DEFAULT_MAX_SPEED_KMH[mode.value])
+        max_speed = s.max_speed_kmh.get(mode, DEFAULT_MAX_SPEED_KMH[mode])
         if speed > max_speed:
             return Verification.rejected(
                 ("SPEED_IMPLAUSIBLE",
@@ -214,8 +220,10 @@ class TransitActionType(ActionType):
             )
         return Verification.approved(data=data)
 
-    def calculate(self, input: TransitInput, verification: Verification, ctx: PluginContext) -> Calculation:
-        s: TransitSettings = ctx.settings
+    def calculate(
+        self, input: TransitInput, verification: Verification, ctx: PluginContext[TransitSettings]
+    ) -> Calculation:
+        s = ctx.settings
         grams, factor = self.raw_grams(input, ctx)
         km = f"{input.distance_meters / 1000:g}"
         formula = f"{km} km × {factor.value} g/pkm ({factor.id}) = {grams} g"
@@ -232,5 +240,5 @@ class TransitActionType(ActionType):
 
 
 @hookimpl
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     return [TransitActionType()]
