@@ -124,6 +124,14 @@ class RaisingPlugin:
         raise KeyError("oops")
 
 
+class MisspelledPlugin:
+    """Implements ``jingtan_register_action_type`` (no s): a hook no specification knows."""
+
+    @hookimpl
+    def jingtan_register_action_type(self) -> list[ActionType]:
+        return [Ping()]
+
+
 class NoInput(ActionType):
     """Neither type arguments nor ``Input = ...``."""
 
@@ -142,4 +150,5 @@ same_input_name = Plugin(SameInputName)
 core_clash = Plugin(CoreClash)
 future_api = Plugin(FutureApi)
 raising = RaisingPlugin()
+misspelled = MisspelledPlugin()
 no_input = Plugin(NoInput)

@@ -17,7 +17,7 @@ from tests.actions_helpers import balance, count_actions, ledger_ok, submit
 FAKES = {
     name: importlib.metadata.EntryPoint(name=name, value=f"tests.fake_plugins:{name}", group="jingtan.plugins")
     for name in ("ping", "boom", "calc_boom", "hang", "needs_key", "dup_transit", "same_input_name", "core_clash",
-                 "future_api", "raising", "no_input")
+                 "future_api", "raising", "misspelled", "no_input")
 }
 FAKES["broken"] = importlib.metadata.EntryPoint(name="broken", value="tests.fake_plugin_broken", group="jingtan.plugins")
 
@@ -46,6 +46,8 @@ def _settings(enabled, **plugin_tables):
         (["core_clash"], {}, "plugin 'core_clash': GraphQL type name 'AccountKind' is already used by the core"),
         (["future_api"], {}, f"plugin 'future_api': needs plugin API 2.0, this server provides {PLUGIN_API_VERSION}"),
         (["raising"], {}, "plugin 'raising': jingtan_register_action_types failed: KeyError"),
+        (["transit", "misspelled"], {}, "plugin 'misspelled': unknown hook 'jingtan_register_action_type' (no such "
+                                        "hook specification; this server provides jingtan_register_action_types"),
         (["no_input"], {}, "plugin 'no_input': action type 'no_input' has no pydantic Input model"),
     ],
 )

@@ -2,7 +2,8 @@
 
 Startup rules (docs/architecture.md, section "Plugins"): enabled plugins are loaded by entry-point name
 from the group ``jingtan.plugins`` (disabled ones are never imported); any problem stops startup with ONE
-line naming the plugin (:class:`jingtan_api.settings.ConfigurationError`).
+line naming the plugin (:class:`jingtan_api.settings.ConfigurationError`), including a hook implementation
+that matches no hook specification (a misspelled hook name would otherwise be ignored silently).
 """
 
 import importlib.metadata
@@ -99,6 +100,7 @@ class PluginHost:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise ConfigurationError(f"plugin {name!r}: invalid hook implementation: {_one_line(exc)}") from None
+        self._check_hooks_known(name, plugin)
         impls = [i for i in self.pm.hook.jingtan_register_action_types.get_hookimpls() if i.plugin_name == name]
         for impl in impls:
             try:
@@ -112,6 +114,20 @@ class PluginHost:
                 ) from None
             for action_type in types:
                 self._add(name, action_type, settings, dist_version)
+
+    def _check_hooks_known(self, name: str, plugin: object) -> None:
+        """``pm.check_pending()``: every hook implementation of the plugin just registered must match a
+        hook specification (plugins registered before it passed the same check)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            culprit = self.pm.get_name(exc.plugin) or name
+            unknown = sorted(c.name for c in self.pm.get_hookcallers(exc.plugin) or () if not c.has_spec())
+            known = sorted(n for n, c in vars(self.pm.hook).items() if not n.startswith("_") and c.has_spec())
+            what = f"unknown hook {', '.join(map(repr, unknown))}" if unknown else _one_line(exc)
+            raise ConfigurationError(
+                f"plugin {culprit!r}: {what} (no such hook specification; this server provides {', '.join(known)})"
+            ) from None
 
     def _add(self, plugin: str, action_type: object, settings: Settings, dist_version: str) -> None:
         if not isinstance(action_type, ActionType):
