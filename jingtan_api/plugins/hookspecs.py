@@ -2,7 +2,8 @@
 
 Hooks are sync and only *register* things; the core calls the returned objects' (async) methods itself
 (docs/architecture.md, section "Plugins": a raising hook would abort a whole pluggy call, and async hooks
-return coroutines).
+return coroutines). Every hook here is listed in docs/plugins.md and has a ``test_hook_<name>`` test
+(``tests/test_hookspecs_documented.py`` checks both).
 """
 
 from typing import Any
