@@ -37,8 +37,10 @@ schema: $(STAMP)
 	$(BIN)/jingtan schema export
 	$(BIN)/jingtan config example
 
+# mypy: strict on the plugin API/host, the plugins and examples/byo_cup ([tool.mypy] in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check jingtan_api plugins examples tests bench
+	$(BIN)/mypy
 	$(BIN)/jingtan schema check
 	$(BIN)/jingtan config check
 

@@ -124,6 +124,22 @@ class RaisingPlugin:
         raise KeyError("oops")
 
 
+class MisspelledPlugin:
+    """Implements ``jingtan_register_action_type`` (no s): a hook no specification knows."""
+
+    @hookimpl
+    def jingtan_register_action_type(self) -> list[ActionType]:
+        return [Ping()]
+
+
+class NoInput(ActionType):
+    """Neither type arguments nor ``Input = ...``."""
+
+    code = "no_input"
+    name_zh = "无输入"
+    name_en = "No input"
+
+
 ping = Plugin(Ping)
 boom = Plugin(Boom)
 calc_boom = Plugin(CalcBoom)
@@ -134,3 +150,5 @@ same_input_name = Plugin(SameInputName)
 core_clash = Plugin(CoreClash)
 future_api = Plugin(FutureApi)
 raising = RaisingPlugin()
+misspelled = MisspelledPlugin()
+no_input = Plugin(NoInput)

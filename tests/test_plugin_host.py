@@ -8,6 +8,7 @@ import pytest
 
 from jingtan_api.app import create_app
 from jingtan_api.plugins import manager
+from jingtan_api.plugins.api import PLUGIN_API_VERSION
 from jingtan_api.settings import ConfigurationError
 from jingtan_api.testing import GraphQLClient, make_settings, register_member
 from tests import fake_plugins
@@ -16,7 +17,7 @@ from tests.actions_helpers import balance, count_actions, ledger_ok, submit
 FAKES = {
     name: importlib.metadata.EntryPoint(name=name, value=f"tests.fake_plugins:{name}", group="jingtan.plugins")
     for name in ("ping", "boom", "calc_boom", "hang", "needs_key", "dup_transit", "same_input_name", "core_clash",
-                 "future_api", "raising")
+                 "future_api", "raising", "misspelled", "no_input")
 }
 FAKES["broken"] = importlib.metadata.EntryPoint(name="broken", value="tests.fake_plugin_broken", group="jingtan.plugins")
 
@@ -43,8 +44,11 @@ def _settings(enabled, **plugin_tables):
         (["transit", "dup_transit"], {}, "plugin 'dup_transit': action type code 'transit' is already provided by plugin 'transit'"),
         (["ping", "same_input_name"], {}, "plugin 'same_input_name': GraphQL type name 'PingActionInput' is already used by plugin 'ping'"),
         (["core_clash"], {}, "plugin 'core_clash': GraphQL type name 'AccountKind' is already used by the core"),
-        (["future_api"], {}, "plugin 'future_api': needs plugin API 2.0, this server provides 1.0"),
+        (["future_api"], {}, f"plugin 'future_api': needs plugin API 2.0, this server provides {PLUGIN_API_VERSION}"),
         (["raising"], {}, "plugin 'raising': jingtan_register_action_types failed: KeyError"),
+        (["transit", "misspelled"], {}, "plugin 'misspelled': unknown hook 'jingtan_register_action_type' (no such "
+                                        "hook specification; this server provides jingtan_register_action_types"),
+        (["no_input"], {}, "plugin 'no_input': action type 'no_input' has no pydantic Input model"),
     ],
 )
 def test_startup_fails_with_one_line_naming_the_plugin(fake_entry_points, enabled, tables, expected):

@@ -105,13 +105,16 @@ def _record(row: Any) -> ActionRecord:
     )
 
 
-class DatabaseHistory(HistorySource):
-    """Read-only history for plugins, each query in its own short read transaction."""
+class DatabaseHistory:
+    """Read-only history for plugins, each query in its own short read transaction (a
+    :class:`HistorySource`, structurally)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def member_actions(self, code, member_id, start, end, statuses) -> list[ActionRecord]:
+    async def member_actions(
+        self, code: str, member_id: int, start: datetime | None, end: datetime | None, statuses: Sequence[Status]
+    ) -> list[ActionRecord]:
         q = select(T).where(T.c.user_id == member_id, T.c.plugin_code == code, T.c.status.in_([s.value for s in statuses]))
         if start is not None:
             q = q.where(T.c.occurred_to > start)
@@ -121,13 +124,13 @@ class DatabaseHistory(HistorySource):
             rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
         return [_record(r) for r in rows]
 
-    async def subject_actions(self, code, subject, statuses) -> list[ActionRecord]:
+    async def subject_actions(self, code: str, subject: str, statuses: Sequence[Status]) -> list[ActionRecord]:
         q = select(T).where(T.c.plugin_code == code, T.c.subject == subject, T.c.status.in_([s.value for s in statuses]))
         async with self.db.read() as conn:
             rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
         return [_record(r) for r in rows]
 
-    async def evidence_seen(self, code, fingerprint) -> bool:
+    async def evidence_seen(self, code: str, fingerprint: str) -> bool:
         async with self.db.read() as conn:
             found = (
                 await conn.execute(
@@ -139,6 +142,7 @@ class DatabaseHistory(HistorySource):
 
 def make_context(loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime) -> PluginContext:
     window = loaded.action_type.claim_window_days(loaded.settings) or settings.actions.claim_window_days
+    history: HistorySource = DatabaseHistory(db)
     return PluginContext(
         code=loaded.code,
         member_id=member_id,
@@ -147,7 +151,7 @@ def make_context(loaded: LoadedActionType, settings: Settings, db: Database, mem
         timezone=ZoneInfo(settings.actions.timezone),
         claim_window=timedelta(days=window),
         grams_per_point=settings.points.grams_per_point,
-        history=DatabaseHistory(db),
+        history=history,
         logger=logging.getLogger(f"jingtan.plugins.{loaded.code}"),
     )
 

@@ -1,4 +1,5 @@
-"""The plugin host (DESIGN.md §3): hook specifications, the public plugin API, discovery and loading.
+"""The plugin host (docs/architecture.md, section "Plugins"): hook specifications, the public plugin API,
+discovery and loading.
 
 Plugins import only :mod:`jingtan_api.plugins.api`.
 """

@@ -1,10 +1,14 @@
-"""The public plugin API: everything an action plugin may import (DESIGN.md §3).
+"""The public plugin API: everything an action plugin may import (docs/architecture.md, section "Plugins").
 
 A plugin is a module (or object) registered through the ``jingtan.plugins`` entry-point group that
 implements :func:`jingtan_register_action_types` with the :data:`hookimpl` marker and returns
 :class:`ActionType` instances. The core validates the plugin's settings, builds a GraphQL input from its
 pydantic ``Input`` model, calls ``verify`` (async, with a timeout) and ``calculate`` (pure), applies caps,
 stores the action and credits points on the ledger. Plugins never touch the database or the ledger.
+
+The API is typed: ``class Refill(ActionType[RefillInput, RefillSettings])`` gets ``verify(self, input:
+RefillInput, evidence: Evidence, ctx: PluginContext[RefillSettings])`` with ``ctx.settings`` typed as
+``RefillSettings``; ``Input`` and ``Settings`` are taken from the two type arguments (since plugin API 1.1).
 
 Versioning: :data:`PLUGIN_API_VERSION` is ``MAJOR.MINOR``. A plugin states the version it was written
 against in ``ActionType.plugin_api_version``; it loads when the major versions are equal and its minor is
@@ -15,18 +19,19 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"
 PROJECT_NAME = "jingtan"
 ENTRY_POINT_GROUP = "jingtan.plugins"
 
@@ -81,9 +86,10 @@ class Verification:
         return cls(Status.NEEDS_REVIEW, _reasons(reasons), dict(data or {}))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Factor:
-    """One emission factor: data, shown through the API and recorded on each action that used it."""
+    """One emission factor: data, shown through the API and recorded on each action that used it.
+    ``value`` may be given as a decimal string (``"46.7"``), an int or a Decimal; it is stored as a Decimal."""
 
     id: str
     value: Decimal
@@ -93,8 +99,24 @@ class Factor:
     region: str | None = None
     note: str = ""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "value", Decimal(str(self.value)))
+    def __init__(
+        self,
+        id: str,
+        value: Decimal | str | int | float,
+        unit: str,
+        source: str,
+        year: int | None = None,
+        region: str | None = None,
+        note: str = "",
+    ) -> None:
+        set_ = object.__setattr__  # the dataclass is frozen
+        set_(self, "id", id)
+        set_(self, "value", Decimal(str(value)))
+        set_(self, "unit", unit)
+        set_(self, "source", source)
+        set_(self, "year", year)
+        set_(self, "region", region)
+        set_(self, "note", note)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -137,12 +159,12 @@ class Methodology:
 @dataclass(frozen=True)
 class Calculation:
     """Result of ``ActionType.calculate``: integer grams CO2e avoided, the factors used and the formula
-    in words and numbers. ``points`` is filled in by the core from its configured rate (leave it None)."""
+    in words and numbers. Points are not part of it: the core computes them from the credited grams and
+    its configured rate, after caps."""
 
     grams_co2e: int
     factors: tuple[Factor, ...]
     formula: str
-    points: int | None = None
     cap_group: str | None = None
     """Optional sub-limit inside the category (e.g. ``"mode:WALK"``): the core credits at most
     ``cap_group_daily_grams`` per member and local day for the group, atomically with the credit."""
@@ -207,10 +229,60 @@ class ActionRecord:
     created_at: datetime
 
 
-class PluginContext:
+class ActionSettings(BaseModel):
+    """Base of a plugin's settings model (``[plugins.<code>]``). Unknown keys are refused; defaults are
+    validated like configured values (so enum-keyed defaults become enums)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    daily_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per day.")
+    monthly_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per month.")
+    daily_cap_points: int | None = Field(None, ge=0, description="Most points credited per member per day.")
+    monthly_cap_points: int | None = Field(None, ge=0, description="Most points per member per month.")
+    platform_daily_cap_grams: int | None = Field(
+        None, ge=0, description="Most grams CO2e credited per day for this category, all members together."
+    )
+    factors: dict[str, FactorOverride] = Field(
+        default_factory=dict, description="Factor overrides by factor id (value, source, year, note)."
+    )
+
+
+class ActionInput(BaseModel):
+    """Base of a plugin's input model: unknown fields are refused, NaN/inf are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+InputT = TypeVar("InputT", bound=ActionInput)
+"""The pydantic input model of an action type (a subclass of :class:`ActionInput`)."""
+SettingsT = TypeVar("SettingsT", bound=ActionSettings)
+"""The pydantic settings model of an action type (a subclass of :class:`ActionSettings`)."""
+
+
+class HistorySource(Protocol):
+    """What :class:`PluginContext` reads history from: the core passes one backed by the database, tests
+    a :class:`jingtan_api.plugins.testing.FakeHistory`. Structural: any object with these three methods
+    fits, no base class needed. ``statuses`` are the statuses to include; each list is oldest first."""
+
+    async def member_actions(
+        self, code: str, member_id: int, start: datetime | None, end: datetime | None, statuses: Sequence[Status]
+    ) -> list[ActionRecord]:
+        """Actions of category ``code`` by ``member_id`` whose span overlaps [start, end) (None = open)."""
+        ...
+
+    async def subject_actions(self, code: str, subject: str, statuses: Sequence[Status]) -> list[ActionRecord]:
+        """Actions of category ``code`` (any member) about ``subject``."""
+        ...
+
+    async def evidence_seen(self, code: str, fingerprint: str) -> bool:
+        """Whether an action of category ``code`` already used this evidence fingerprint."""
+        ...
+
+
+class PluginContext(Generic[SettingsT]):
     """What a plugin sees during one submission: the member, the clock, read-only history of its own
-    category, its validated settings and a logger. Built by the core; tests use
-    :func:`jingtan_api.plugins.testing.make_context`."""
+    category, its validated settings (typed: ``PluginContext[MySettings].settings`` is a ``MySettings``)
+    and a logger. Built by the core; tests use :func:`jingtan_api.plugins.testing.make_context`."""
 
     def __init__(
         self,
@@ -218,22 +290,24 @@ class PluginContext:
         code: str,
         member_id: int,
         now: datetime,
-        settings: Any,
+        settings: SettingsT,
         timezone: ZoneInfo,
         claim_window: timedelta,
         grams_per_point: int,
-        history: "HistorySource",
-        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        history: HistorySource,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.code = code
         self.member_id = member_id
         self.now = now
-        self.settings = settings
+        self.settings: SettingsT = settings
         self.timezone = timezone
         self.claim_window = claim_window
         self.grams_per_point = grams_per_point
         self._history = history
-        self.log = logger or logging.getLogger(f"jingtan.plugins.{code}")
+        self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = (
+            logger or logging.getLogger(f"jingtan.plugins.{code}")
+        )
 
     async def my_actions(
         self,
@@ -262,49 +336,21 @@ class PluginContext:
         return start, start + timedelta(days=1)
 
     def points_for(self, grams: int) -> int:
+        """The points ``grams`` earn at the core's rate, before caps (for messages: the core credits)."""
         return grams // self.grams_per_point
 
 
-class HistorySource:
-    """Interface of the history the core gives to :class:`PluginContext` (tests pass a fake)."""
-
-    async def member_actions(self, code, member_id, start, end, statuses) -> list[ActionRecord]:
-        raise NotImplementedError
-
-    async def subject_actions(self, code, subject, statuses) -> list[ActionRecord]:
-        raise NotImplementedError
-
-    async def evidence_seen(self, code, fingerprint) -> bool:
-        raise NotImplementedError
+_MODEL_BASES: dict[str, type[BaseModel]] = {"Input": ActionInput, "Settings": ActionSettings}
 
 
-class ActionSettings(BaseModel):
-    """Base of a plugin's settings model (``[plugins.<code>]``). Unknown keys are refused; defaults are
-    validated like configured values (so enum-keyed defaults become enums)."""
+class ActionType(Generic[InputT, SettingsT]):
+    """Base class of an action category, generic over its input and settings models:
+    ``class Refill(ActionType[RefillInput, RefillSettings])``. Subclasses set the class attributes and
+    implement :meth:`verify`, :meth:`calculate`, :meth:`period` and (usually) :meth:`evidence_fingerprint`.
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    daily_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per day.")
-    monthly_cap_grams: int | None = Field(None, ge=0, description="Most grams CO2e credited per member per month.")
-    daily_cap_points: int | None = Field(None, ge=0, description="Most points credited per member per day.")
-    monthly_cap_points: int | None = Field(None, ge=0, description="Most points per member per month.")
-    platform_daily_cap_grams: int | None = Field(
-        None, ge=0, description="Most grams CO2e credited per day for this category, all members together."
-    )
-    factors: dict[str, FactorOverride] = Field(
-        default_factory=dict, description="Factor overrides by factor id (value, source, year, note)."
-    )
-
-
-class ActionInput(BaseModel):
-    """Base of a plugin's input model: unknown fields are refused, NaN/inf are refused."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class ActionType:
-    """Base class of an action category. Subclasses set the class attributes and implement
-    :meth:`verify`, :meth:`calculate`, :meth:`period` and (usually) :meth:`evidence_fingerprint`."""
+    ``Input`` and ``Settings`` are taken from the type arguments. Plugins written against API 1.0 subclass
+    the bare ``ActionType`` and set ``Input = ...`` / ``Settings = ...`` themselves; that still works. Setting
+    them next to type arguments is allowed when they are the same models (or subclasses of them)."""
 
     code: ClassVar[str]
     """snake_case, unique; the field name of ``ActionInput`` is its camelCase."""
@@ -314,22 +360,40 @@ class ActionType:
     """Version of the rules; recorded on every action."""
     plugin_api_version: ClassVar[str] = PLUGIN_API_VERSION
     description: ClassVar[str] = ""
-    Settings: ClassVar[type[ActionSettings]] = ActionSettings
-    Input: ClassVar[type[ActionInput]]
+    """What counts as this action, shown as ``actionTypes { description }`` (write zh + en)."""
+    Input: type[InputT]
+    """The pydantic input model (a subclass of :class:`ActionInput`): the first type argument."""
+    Settings: type[SettingsT]
+    """The pydantic settings model of ``[plugins.<code>]``: the second type argument (default
+    :class:`ActionSettings`)."""
     graphql_input_name: ClassVar[str | None] = None
     """Name of the GraphQL input type (default: PascalCase of the code + ``ActionInput``)."""
     default_caps: ClassVar[Caps] = Caps()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        models = _models_of_type_arguments(cls)
+        if "Settings" not in models and not hasattr(cls, "Settings"):
+            models["Settings"] = ActionSettings  # the default of plugin API 1.0
+        for attr, model in models.items():
+            explicit = cls.__dict__.get(attr)
+            if explicit is None:
+                setattr(cls, attr, model)
+            elif not (isinstance(explicit, type) and issubclass(explicit, model)):
+                raise TypeError(
+                    f"{cls.__qualname__}.{attr} = {explicit!r} does not match its type argument {model.__qualname__}"
+                )
 
     # --- declared data ---------------------------------------------------------------------------
 
     def base_methodology(self) -> Methodology:
         raise NotImplementedError
 
-    def methodology(self, settings: ActionSettings) -> Methodology:
+    def methodology(self, settings: SettingsT) -> Methodology:
         """The methodology with factor overrides from settings applied."""
         base = self.base_methodology()
         overrides = getattr(settings, "factors", {}) or {}
-        factors = []
+        factors: list[Factor] = []
         for f in base.factors:
             o = overrides.get(f.id)
             if o is not None:
@@ -345,7 +409,7 @@ class ActionType:
             factors.append(f)
         return Methodology(base.title, base.reference, base.text, tuple(factors))
 
-    def caps(self, settings: ActionSettings) -> Caps:
+    def caps(self, settings: SettingsT) -> Caps:
         d = self.default_caps
 
         def pick(name: str, default: int | None) -> int | None:
@@ -360,12 +424,12 @@ class ActionType:
             platform_daily_grams=pick("platform_daily_cap_grams", d.platform_daily_grams),
         )
 
-    def claim_window_days(self, settings: ActionSettings) -> int | None:
+    def claim_window_days(self, settings: SettingsT) -> int | None:
         """Days after an action ends during which it may be claimed; None = the core default
         (``[actions] claim_window_days``). Since plugin API 1.0."""
         return getattr(settings, "claim_window_days", None)
 
-    def validate_settings(self, settings: ActionSettings) -> None:
+    def validate_settings(self, settings: SettingsT) -> None:
         """Cross-field checks of settings beyond the model (raise ValueError with a clear message)."""
         base = {f.id for f in self.base_methodology().factors}
         unknown = set(getattr(settings, "factors", {}) or {}) - base
@@ -374,31 +438,48 @@ class ActionType:
 
     # --- per submission ----------------------------------------------------------------------------
 
-    def period(self, input: Any) -> tuple[datetime, datetime]:
+    def period(self, input: InputT) -> tuple[datetime, datetime]:
         """When the action happened: [start, end] (aware datetimes). Used for the claim window, caps
         and history queries."""
         raise NotImplementedError
 
-    def subject(self, input: Any) -> str | None:
+    def subject(self, input: InputT) -> str | None:
         """What the action is about across members (a meter id, …), for ``subject_actions``."""
         return None
 
-    def evidence_fingerprint(self, input: Any, evidence: Evidence) -> str | None:
+    def evidence_fingerprint(self, input: InputT, evidence: Evidence) -> str | None:
         """A stable string identifying the real-world evidence (e.g. station + receipt id). The core
         refuses a second action of this category with the same fingerprint (a database constraint)."""
         return None
 
-    async def verify(self, input: Any, evidence: Evidence, ctx: PluginContext) -> Verification:
+    async def verify(self, input: InputT, evidence: Evidence, ctx: PluginContext[SettingsT]) -> Verification:
+        """Check the submission: approved, rejected (stored, with reasons) or sent to review."""
         raise NotImplementedError
 
-    def calculate(self, input: Any, verification: Verification, ctx: PluginContext) -> Calculation:
+    def calculate(self, input: InputT, verification: Verification, ctx: PluginContext[SettingsT]) -> Calculation:
+        """The grams CO2e avoided (pure: no history, no clock beyond ``ctx.now``; use ``verification.data``)."""
         raise NotImplementedError
+
+
+def _models_of_type_arguments(cls: type) -> dict[str, type[BaseModel]]:
+    """``{"Input": ..., "Settings": ...}`` from the concrete type arguments of ``cls``'s own bases that are
+    :class:`ActionType` classes (``ActionType[I, S]``, or ``MyBase[I]`` of a generic subclass)."""
+    found: dict[str, type[BaseModel]] = {}
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = typing.get_origin(base)
+        if not (isinstance(origin, type) and issubclass(origin, ActionType)):
+            continue
+        for arg in typing.get_args(base):
+            for attr, model_base in _MODEL_BASES.items():
+                if isinstance(arg, type) and issubclass(arg, model_base):
+                    found[attr] = arg
+    return found
 
 
 # --- helpers for plugins ---------------------------------------------------------------------------
 
 
-def grams_from(quantity: Decimal | int, factor: Factor, *, scale: Decimal | int = 1) -> int:
+def grams_from(quantity: Decimal | int, factor: Factor, *, scale: Decimal | int | str = 1) -> int:
     """floor(quantity × factor.value × scale) as int grams — exact decimal arithmetic, no floats."""
     value = Decimal(quantity) * factor.value * Decimal(scale)
     return int(value.to_integral_value(rounding=ROUND_FLOOR))
@@ -439,8 +520,6 @@ def sign_record(secret: str, record: dict[str, Any], signed_at: datetime) -> str
     return hmac_sha256_hex(secret, canonical_json({**record, "signed_at": signed_at.isoformat()}))
 
 
-HistoryFn = Callable[..., Awaitable[list[ActionRecord]]]
-
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PLUGIN_API_VERSION",
@@ -454,9 +533,11 @@ __all__ = [
     "Factor",
     "FactorOverride",
     "HistorySource",
+    "InputT",
     "Methodology",
     "PluginContext",
     "Reason",
+    "SettingsT",
     "Status",
     "Verification",
     "canonical_json",

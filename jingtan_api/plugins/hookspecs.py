@@ -1,10 +1,12 @@
 """Hook specifications of the plugin host (pluggy project name ``jingtan``).
 
 Hooks are sync and only *register* things; the core calls the returned objects' (async) methods itself
-(DESIGN.md §3, §6: a raising hook would abort a whole pluggy call, and async hooks return coroutines).
+(docs/architecture.md, section "Plugins": a raising hook would abort a whole pluggy call, and async hooks
+return coroutines). Every hook here is listed in docs/plugins.md and has a ``test_hook_<name>`` test
+(``tests/test_hookspecs_documented.py`` checks both).
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -18,12 +20,13 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     """Return the action categories this plugin provides: a list of :class:`ActionType` instances.
 
     Called once at startup for enabled plugins only. Each code must be unique across plugins.
     Since plugin API 1.0.
     """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this
 
 
 @hookspec
@@ -38,3 +41,4 @@ def jingtan_register_domain(host: "PluginHost", reserved_type_names: frozenset[s
     Core-internal in plugin API 1.x: the GraphQL types it returns are the core's, so it is not part of
     the stable plugin API (``jingtan_api.plugins.api``) and may change in a minor version.
     """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this

@@ -1,15 +1,19 @@
 """Plugin discovery and loading: one :class:`PluginHost` (one pluggy ``PluginManager``) per app.
 
-Startup rules (DESIGN.md §3): enabled plugins are loaded by entry-point name from the group
-``jingtan.plugins`` (disabled ones are never imported); any problem stops startup with ONE line naming the
-plugin (:class:`jingtan_api.settings.ConfigurationError`).
+Startup rules (docs/architecture.md, section "Plugins"): enabled plugins are loaded by entry-point name
+from the group ``jingtan.plugins`` (disabled ones are never imported); any problem stops startup with ONE
+line naming the plugin (:class:`jingtan_api.settings.ConfigurationError`), including a hook implementation
+that matches no hook specification (a misspelled hook name would otherwise be ignored silently).
 """
 
 import importlib.metadata
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 import pluggy
 from pydantic import ValidationError
@@ -40,7 +44,7 @@ def pascal(code: str) -> str:
     return "".join(p.capitalize() for p in code.split("_"))
 
 
-def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, Any]:
+def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, importlib.metadata.EntryPoint]:
     """Entry points of the group by name (not loaded). Tests monkeypatch this function."""
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
 
@@ -60,7 +64,7 @@ class LoadedActionType:
 
     plugin: str
     distribution_version: str
-    action_type: ActionType
+    action_type: ActionType[Any, Any]
     settings: ActionSettings
     methodology: Methodology
     caps: Caps
@@ -89,23 +93,21 @@ class PluginHost:
     def get(self, code: str) -> LoadedActionType | None:
         return self.action_types.get(code)
 
-    def by_field(self, field_name: str) -> LoadedActionType | None:
-        for loaded in self.action_types.values():
-            if loaded.field_name == field_name:
-                return loaded
-        return None
-
     # --- loading ---------------------------------------------------------------------------------
 
-    def register(self, name: str, plugin: Any, settings: Settings, *, dist_version: str = "") -> None:
+    def register(self, name: str, plugin: object, settings: Settings, *, dist_version: str = "") -> None:
         try:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise ConfigurationError(f"plugin {name!r}: invalid hook implementation: {_one_line(exc)}") from None
+        self._check_hooks_known(name, plugin)
         impls = [i for i in self.pm.hook.jingtan_register_action_types.get_hookimpls() if i.plugin_name == name]
         for impl in impls:
             try:
-                types = list(impl.function() or [])
+                result = impl.function()
+                if result is not None and not isinstance(result, Iterable):
+                    raise TypeError(f"returned {type(result).__name__}, not a list of ActionType")
+                types = list(result or [])
             except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
                 raise ConfigurationError(
                     f"plugin {name!r}: jingtan_register_action_types failed: {type(exc).__name__}: {_one_line(exc)}"
@@ -113,12 +115,33 @@ class PluginHost:
             for action_type in types:
                 self._add(name, action_type, settings, dist_version)
 
-    def _add(self, plugin: str, action_type: Any, settings: Settings, dist_version: str) -> None:
+    def _check_hooks_known(self, name: str, plugin: object) -> None:
+        """``pm.check_pending()``: every hook implementation of the plugin just registered must match a
+        hook specification (plugins registered before it passed the same check)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            culprit = self.pm.get_name(exc.plugin) or name
+            unknown = sorted(c.name for c in self.pm.get_hookcallers(exc.plugin) or () if not c.has_spec())
+            known = sorted(n for n, c in vars(self.pm.hook).items() if not n.startswith("_") and c.has_spec())
+            what = f"unknown hook {', '.join(map(repr, unknown))}" if unknown else _one_line(exc)
+            raise ConfigurationError(
+                f"plugin {culprit!r}: {what} (no such hook specification; this server provides {', '.join(known)})"
+            ) from None
+
+    def _add(self, plugin: str, action_type: object, settings: Settings, dist_version: str) -> None:
         if not isinstance(action_type, ActionType):
             raise ConfigurationError(f"plugin {plugin!r}: returned {action_type!r}, not an ActionType")
         code = getattr(action_type, "code", None)
         if not isinstance(code, str) or not CODE_RE.match(code):
             raise ConfigurationError(f"plugin {plugin!r}: action type code {code!r} is not snake_case (2-40 chars)")
+        for attr in ("Input", "Settings"):
+            model = getattr(action_type, attr, None)
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ConfigurationError(
+                    f"plugin {plugin!r}: action type {code!r} has no pydantic {attr} model "
+                    f"(give it as a type argument: ActionType[MyInput, MySettings])"
+                )
         wanted = getattr(action_type, "plugin_api_version", "")
         if not _version_ok(str(wanted)):
             raise ConfigurationError(
@@ -160,7 +183,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def load_plugins(settings: Settings, plugins: Any = None) -> PluginHost:
+def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) -> PluginHost:
     """Load the enabled plugins (or exactly ``plugins`` when given: a list of plugin objects/modules, or
     of ``(name, plugin)`` pairs — then ``[plugins] enabled`` is ignored). Raises ConfigurationError."""
     host = PluginHost()

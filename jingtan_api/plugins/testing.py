@@ -11,28 +11,37 @@
 import asyncio
 import itertools
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from jingtan_api.plugins.api import ActionRecord, ActionType, HistorySource, PluginContext, Status
+from jingtan_api.plugins.api import ActionRecord, ActionType, HistorySource, PluginContext, SettingsT, Status
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from jingtan_api.testing import FrozenClock, GraphQLClient
 
 _ids = itertools.count(1)
 
 
-class FakeHistory(HistorySource):
-    """History held in a list of :class:`ActionRecord`; ``add`` records more."""
+class FakeHistory:
+    """History held in a list of :class:`ActionRecord`; ``add`` records more. It satisfies
+    :class:`HistorySource` structurally, like the core's database-backed history."""
 
     def __init__(self, records: Sequence[ActionRecord] = (), fingerprints: Sequence[str] = ()) -> None:
         self.records = list(records)
         self.fingerprints = set(fingerprints)
 
-    def add(self, *, member_id: int = 1, input: dict, occurred_from: datetime, occurred_to: datetime | None = None,
-            status: Status = Status.APPROVED, grams_co2e: int = 0, points: int = 0, subject: str | None = None) -> ActionRecord:
+    def add(self, *, member_id: int = 1, input: dict[str, Any], occurred_from: datetime,
+            occurred_to: datetime | None = None, status: Status = Status.APPROVED, grams_co2e: int = 0,
+            points: int = 0, subject: str | None = None) -> ActionRecord:
         record = ActionRecord(
             id=next(_ids), member_id=member_id, status=status, input=input, occurred_from=occurred_from,
             occurred_to=occurred_to or occurred_from, subject=subject, grams_co2e=grams_co2e, points=points,
@@ -41,7 +50,9 @@ class FakeHistory(HistorySource):
         self.records.append(record)
         return record
 
-    async def member_actions(self, code, member_id, start, end, statuses) -> list[ActionRecord]:
+    async def member_actions(
+        self, code: str, member_id: int, start: datetime | None, end: datetime | None, statuses: Sequence[Status]
+    ) -> list[ActionRecord]:
         return sorted(
             (r for r in self.records
              if r.member_id == member_id and r.status in statuses
@@ -49,27 +60,28 @@ class FakeHistory(HistorySource):
             key=lambda r: (r.occurred_from, r.id),
         )
 
-    async def subject_actions(self, code, subject, statuses) -> list[ActionRecord]:
+    async def subject_actions(self, code: str, subject: str, statuses: Sequence[Status]) -> list[ActionRecord]:
         return sorted((r for r in self.records if r.subject == subject and r.status in statuses),
                       key=lambda r: (r.occurred_from, r.id))
 
-    async def evidence_seen(self, code, fingerprint) -> bool:
+    async def evidence_seen(self, code: str, fingerprint: str) -> bool:
         return fingerprint in self.fingerprints
 
 
 def make_context(
-    action_type: ActionType,
+    action_type: ActionType[Any, SettingsT],
     *,
-    settings: dict | Any = None,
+    settings: SettingsT | Mapping[str, Any] | None = None,
     member_id: int = 1,
     now: datetime | None = None,
-    history: FakeHistory | None = None,
+    history: HistorySource | None = None,
     timezone: str = "Asia/Shanghai",
     claim_window_days: int = 7,
     grams_per_point: int = 10,
-) -> PluginContext:
-    """A context for unit tests; ``settings`` may be a dict (validated by the plugin's Settings model)."""
-    if settings is None or isinstance(settings, dict):
+) -> PluginContext[SettingsT]:
+    """A context for unit tests; ``settings`` may be a dict (validated by the plugin's Settings model),
+    ``history`` any :class:`HistorySource` (default: an empty :class:`FakeHistory`)."""
+    if settings is None or isinstance(settings, Mapping):
         settings = action_type.Settings.model_validate(settings or {})
     return PluginContext(
         code=action_type.code,
@@ -98,20 +110,23 @@ mutation Submit($input: SubmitActionInput!) {
 class PluginHarness:
     """A real app (fresh SQLite database) with exactly ``plugins``; a registered member to submit as."""
 
-    def __init__(self, plugins: Sequence[Any], *, settings: dict | None = None, now: datetime | None = None,
-                 workdir: Path | None = None, **overrides: Any) -> None:
+    def __init__(self, plugins: Sequence[object], *, settings: dict[str, Any] | None = None,
+                 now: datetime | None = None, workdir: Path | None = None, **overrides: Any) -> None:
         from jingtan_api.testing import FrozenClock
 
         self.plugins = list(plugins)
         self.plugin_settings = settings or {}
         self.overrides = overrides
         self.clock = FrozenClock(now)
-        self._tmp = None if workdir else tempfile.TemporaryDirectory()
-        self.workdir = workdir or Path(self._tmp.name)
-        self.app = None
-        self.gql = None
-        self.member: dict = {}
-        self._lifespan = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory()
+            workdir = Path(self._tmp.name)
+        self.workdir = workdir
+        self.app: Starlette | None = None
+        self.gql: GraphQLClient | None = None
+        self.member: dict[str, Any] = {}
+        self._lifespan: AbstractAsyncContextManager[Any] | None = None
 
     async def __aenter__(self) -> "PluginHarness":  # noqa: PYI034
         from jingtan_api.app import create_app
@@ -128,42 +143,50 @@ class PluginHarness:
         self.member = await register_member(self.gql, email="plugin-tester@example.cn", display_name="Tester")
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.gql is not None:
             await self.gql.aclose()
         if self._lifespan is not None:
-            await self._lifespan.__aexit__(*exc)
+            await self._lifespan.__aexit__(exc_type, exc, tb)
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    async def submit(self, field: str, data: dict, *, key: str | None = None, evidence: dict | None = None,
-                     token: str | None = None) -> dict:
+    def _client(self) -> "GraphQLClient":
+        if self.gql is None:
+            raise RuntimeError("use the harness as `async with PluginHarness(...) as h:`")
+        return self.gql
+
+    async def submit(self, field: str, data: dict[str, Any], *, key: str | None = None,
+                     evidence: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
         """Submit ``{field: data}`` as the harness member; returns the ``submitAction`` payload."""
-        variables = {"input": {"action": {field: data}, "idempotencyKey": key or f"k-{next(_ids)}"}}
+        submission: dict[str, Any] = {"action": {field: data}, "idempotencyKey": key or f"k-{next(_ids)}"}
         if evidence is not None:
-            variables["input"]["evidence"] = evidence
-        body = await self.gql(SUBMIT, variables, token=token or self.member["token"])
+            submission["evidence"] = evidence
+        body = await self._client()(SUBMIT, {"input": submission}, token=token or self.member["token"])
         if body.get("errors"):
             return {"errors": body["errors"]}
-        return body["data"]["submitAction"]
+        payload: dict[str, Any] = body["data"]["submitAction"]
+        return payload
 
     async def balance(self) -> int:
-        data = await self.gql.ok("{ viewer { account { balance } } }", token=self.member["token"])
-        return data["viewer"]["account"]["balance"]
+        data = await self._client().ok("{ viewer { account { balance } } }", token=self.member["token"])
+        return int(data["viewer"]["account"]["balance"])
 
 
 @pytest.fixture
-def plugin_clock():
+def plugin_clock() -> "FrozenClock":
     from jingtan_api.testing import FrozenClock
 
     return FrozenClock()
 
 
 @pytest.fixture
-def plugin_harness(tmp_path) -> Any:
+def plugin_harness(tmp_path: Path) -> Callable[..., PluginHarness]:
     """Factory: ``async with plugin_harness([plugin], settings={...}) as h: ...``."""
 
-    def factory(plugins: Sequence[Any], **kwargs: Any) -> PluginHarness:
+    def factory(plugins: Sequence[object], **kwargs: Any) -> PluginHarness:
         kwargs.setdefault("workdir", tmp_path)
         return PluginHarness(plugins, **kwargs)
 

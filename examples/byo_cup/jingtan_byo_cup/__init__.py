@@ -7,6 +7,7 @@ illustrative value an operator must replace with a sourced one). One credit per 
 """
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import AwareDatetime, Field
 
@@ -45,14 +46,13 @@ class ByoCupSettings(ActionSettings):
     require_signature: bool = Field(False, description="Refuse orders without a valid till signature.")
 
 
-class ByoCupActionType(ActionType):
+class ByoCupActionType(ActionType[ByoCupInput, ByoCupSettings]):
     code = "byo_cup"
     name_zh = "自带杯"
     name_en = "Bring your own cup"
     version = "0.1.0"
+    plugin_api_version = "1.1"  # type arguments give Input and Settings
     description = "A drink bought in your own cup at a partner café. / 在合作咖啡馆使用自带杯。"
-    Settings = ByoCupSettings
-    Input = ByoCupInput
     graphql_input_name = "ByoCupActionInput"
     default_caps = Caps(daily_grams=150)
 
@@ -71,8 +71,8 @@ class ByoCupActionType(ActionType):
     def evidence_fingerprint(self, input: ByoCupInput, evidence: Evidence) -> str:
         return f"{input.cafe_id}:{input.order_id}"
 
-    async def verify(self, input: ByoCupInput, evidence: Evidence, ctx: PluginContext) -> Verification:
-        s: ByoCupSettings = ctx.settings
+    async def verify(self, input: ByoCupInput, evidence: Evidence, ctx: PluginContext[ByoCupSettings]) -> Verification:
+        s = ctx.settings
         if evidence.signature is None:
             if s.require_signature:
                 return Verification.rejected(("SIGNATURE_REQUIRED", "The café must sign the order / 需要咖啡馆签名"))
@@ -85,12 +85,12 @@ class ByoCupActionType(ActionType):
                                   signed_at=evidence.signed_at, now=ctx.now, max_age=timedelta(hours=24))
         return Verification.rejected(problem) if problem else Verification.approved()
 
-    def calculate(self, input: ByoCupInput, verification: Verification, ctx: PluginContext) -> Calculation:
+    def calculate(self, input: ByoCupInput, verification: Verification, ctx: PluginContext[ByoCupSettings]) -> Calculation:
         factor = self.methodology(ctx.settings).factors[0]
         grams = grams_from(input.cups, factor)
         return Calculation(grams_co2e=grams, factors=(factor,), formula=f"{input.cups} × {factor.value} g = {grams} g")
 
 
 @hookimpl
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     return [ByoCupActionType()]

@@ -1,5 +1,6 @@
 """Energy-saving plugin: household electricity saved against the household's own baseline
-(METHODOLOGY.md "Energy saving", after the Shenzhen residential electricity carbon-inclusion methodology).
+(docs/methodology.md, section "Energy saving"; after the Shenzhen residential electricity carbon-inclusion
+methodology).
 
 saving (kWh) = baseline − actual consumption of the period, where the baseline is the household's own
 average monthly consumption in comparable earlier periods of the same meter (the same months a year
@@ -15,12 +16,14 @@ period must start from its end reading) and the period counts once. Written only
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
 from jingtan_api.plugins.api import (
     ActionInput,
+    ActionRecord,
     ActionSettings,
     ActionType,
     Calculation,
@@ -122,14 +125,12 @@ def _fmt(d: Decimal) -> str:
     return f"{d.quantize(Decimal('0.01')).normalize():f}"
 
 
-class EnergySavingActionType(ActionType):
+class EnergySavingActionType(ActionType[EnergySavingInput, EnergySavingSettings]):
     code = "energy_saving"
     name_zh = "家庭节电"
     name_en = "Household electricity saving"
     version = "1.0.0"
     description = "Electricity saved by a household against its own baseline. / 家庭用电较自身基线的节约量。"
-    Settings = EnergySavingSettings
-    Input = EnergySavingInput
     graphql_input_name = "EnergySavingActionInput"
 
     def base_methodology(self) -> Methodology:
@@ -160,14 +161,16 @@ class EnergySavingActionType(ActionType):
     def evidence_fingerprint(self, input: EnergySavingInput, evidence: Evidence) -> str:
         return f"{input.meter_id}:{input.period_start.isoformat()}"
 
-    def factor_for(self, input: EnergySavingInput, ctx: PluginContext) -> Factor:
+    def factor_for(self, input: EnergySavingInput, ctx: PluginContext[EnergySavingSettings]) -> Factor:
         m = self.methodology(ctx.settings)
         if input.grid_region is not None:
             return m.factor(f"energy.grid.{input.grid_region.value.lower()}.2022")
         return m.factor(ctx.settings.national_factor_id)
 
-    async def verify(self, input: EnergySavingInput, evidence: Evidence, ctx: PluginContext) -> Verification:
-        s: EnergySavingSettings = ctx.settings
+    async def verify(
+        self, input: EnergySavingInput, evidence: Evidence, ctx: PluginContext[EnergySavingSettings]
+    ) -> Verification:
+        s = ctx.settings
         if input.has_rooftop_pv and s.exclude_pv_households:
             return Verification.rejected(("PV_EXCLUDED", "Households with rooftop PV are excluded / 装有屋顶光伏的家庭不参与"))
         if input.consumption > s.max_kwh_per_month * input.months:
@@ -176,7 +179,7 @@ class EnergySavingActionType(ActionType):
             )
         history = await ctx.subject_actions(input.meter_id, statuses=(Status.APPROVED, Status.NEEDS_REVIEW))
         start, end = self.period(input)
-        earlier = []
+        earlier: list[ActionRecord] = []
         for record in history:
             if record.occurred_from < end and record.occurred_to > start:
                 return Verification.rejected(("PERIOD_OVERLAP", "This meter already has a claim for these months / 该电表此期间已申报"))
@@ -192,16 +195,18 @@ class EnergySavingActionType(ActionType):
             if record.occurred_from >= end and Decimal(str(record.input["start_reading_kwh"])) < Decimal(str(input.end_reading_kwh)):
                 return Verification.rejected(("METER_NOT_MONOTONIC", "A later period has a lower reading / 后续期间读数更小"))
         baseline, source = self._baseline(input, earlier, s)
-        reasons = []
+        reasons: list[Reason] = []
         if baseline * input.months <= input.consumption:
             reasons.append(Reason("NO_SAVING", "No electricity saved against the baseline; nothing credited / 未较基线节电，不计积分"))
         return Verification.approved(data={"baseline_kwh_per_month": str(baseline), "baseline_source": source}, reasons=reasons)
 
-    def _baseline(self, input: EnergySavingInput, earlier: list, s: EnergySavingSettings) -> tuple[Decimal, str]:
-        def consumption(r) -> Decimal:
+    def _baseline(
+        self, input: EnergySavingInput, earlier: list[ActionRecord], s: EnergySavingSettings
+    ) -> tuple[Decimal, str]:
+        def consumption(r: ActionRecord) -> Decimal:
             return Decimal(str(r.input["end_reading_kwh"])) - Decimal(str(r.input["start_reading_kwh"]))
 
-        def months(r) -> int:
+        def months(r: ActionRecord) -> int:
             return _months_between(date.fromisoformat(r.input["period_start"]), date.fromisoformat(r.input["period_end"]))
 
         year_ago = [r for r in earlier
@@ -217,11 +222,13 @@ class EnergySavingActionType(ActionType):
                     break
                 recent.append(r)
                 total_m += months(r)
-            return sum(consumption(r) for r in recent) / total_m, f"average of the last {total_m} recorded months"
+            return sum((consumption(r) for r in recent), Decimal(0)) / total_m, f"average of the last {total_m} recorded months"
         size = Decimal(input.household_size) if input.household_size else s.default_household_size
         return s.per_capita_baseline_kwh_month * size, f"per-capita baseline {s.per_capita_baseline_kwh_month} kWh × {size} people"
 
-    def calculate(self, input: EnergySavingInput, verification: Verification, ctx: PluginContext) -> Calculation:
+    def calculate(
+        self, input: EnergySavingInput, verification: Verification, ctx: PluginContext[EnergySavingSettings]
+    ) -> Calculation:
         factor = self.factor_for(input, ctx)
         per_month = Decimal(verification.data["baseline_kwh_per_month"])
         baseline = per_month * input.months
@@ -236,5 +243,5 @@ class EnergySavingActionType(ActionType):
 
 
 @hookimpl
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     return [EnergySavingActionType()]

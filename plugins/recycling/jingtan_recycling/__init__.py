@@ -1,4 +1,4 @@
-"""Recycling plugin: drop-offs of sorted recyclables at a station (METHODOLOGY.md "Recycling").
+"""Recycling plugin: drop-offs of sorted recyclables at a station (docs/methodology.md, section "Recycling").
 
 reduction = weight (kg) × life-cycle factor (kg CO2e avoided per kg of material). The default factors are
 US EPA WARM v16 and Hong Kong Zero2 figures — not Chinese local methodologies — and operators may replace
@@ -7,6 +7,7 @@ them in ``[plugins.recycling.factors.<id>]``. Written only against ``jingtan_api
 
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from pydantic import AwareDatetime, Field
 
@@ -84,14 +85,12 @@ FACTORS = (
 FACTOR_OF = {m: f"recycling.{m.value.lower()}" for m in RecyclingMaterial}
 
 
-class RecyclingActionType(ActionType):
+class RecyclingActionType(ActionType[RecyclingInput, RecyclingSettings]):
     code = "recycling"
     name_zh = "垃圾分类回收"
     name_en = "Recycling drop-off"
     version = "1.0.0"
     description = "Sorted recyclables weighed at a partner station. / 在合作回收站投递并称重的可回收物。"
-    Settings = RecyclingSettings
-    Input = RecyclingInput
     graphql_input_name = "RecyclingActionInput"
     default_caps = Caps(daily_grams=20_000)
 
@@ -123,7 +122,7 @@ class RecyclingActionType(ActionType):
     def evidence_fingerprint(self, input: RecyclingInput, evidence: Evidence) -> str:
         return f"{input.station_id}:{input.receipt_id}"
 
-    def signed_record(self, input: RecyclingInput) -> dict:
+    def signed_record(self, input: RecyclingInput) -> dict[str, Any]:
         return {
             "station_id": input.station_id,
             "receipt_id": input.receipt_id,
@@ -132,8 +131,10 @@ class RecyclingActionType(ActionType):
             "dropped_at": input.dropped_at.isoformat(),
         }
 
-    async def verify(self, input: RecyclingInput, evidence: Evidence, ctx: PluginContext) -> Verification:
-        s: RecyclingSettings = ctx.settings
+    async def verify(
+        self, input: RecyclingInput, evidence: Evidence, ctx: PluginContext[RecyclingSettings]
+    ) -> Verification:
+        s = ctx.settings
         if input.material == RecyclingMaterial.E_WASTE and s.e_waste_factor is None:
             return Verification.rejected(
                 ("MATERIAL_DISABLED", "E-waste is not credited yet (no factor configured) / 电子废弃物暂不计入")
@@ -161,12 +162,14 @@ class RecyclingActionType(ActionType):
             )
         return Verification.approved()
 
-    def _grams(self, input: RecyclingInput, ctx: PluginContext) -> tuple[int, Factor]:
+    def _grams(self, input: RecyclingInput, ctx: PluginContext[RecyclingSettings]) -> tuple[int, Factor]:
         factor = self.methodology(ctx.settings).factor(FACTOR_OF[input.material])
         # weight g × (kg CO2e / kg) = g CO2e
         return grams_from(input.weight_grams, factor), factor
 
-    def calculate(self, input: RecyclingInput, verification: Verification, ctx: PluginContext) -> Calculation:
+    def calculate(
+        self, input: RecyclingInput, verification: Verification, ctx: PluginContext[RecyclingSettings]
+    ) -> Calculation:
         grams, factor = self._grams(input, ctx)
         kg = f"{input.weight_grams / 1000:g}"
         return Calculation(
@@ -175,5 +178,5 @@ class RecyclingActionType(ActionType):
 
 
 @hookimpl
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     return [RecyclingActionType()]

@@ -1,4 +1,4 @@
-"""Transit plugin: walking, cycling, e-bike, bus and metro trips (METHODOLOGY.md "Transit").
+"""Transit plugin: walking, cycling, e-bike, bus and metro trips (docs/methodology.md, section "Transit").
 
 reduction = distance_km × per-mode factor (grams CO2e per passenger-km avoided against the baseline
 traffic mix). Written only against ``jingtan_api.plugins.api``.
@@ -6,6 +6,7 @@ traffic mix). Written only against ``jingtan_api.plugins.api``.
 
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -38,8 +39,6 @@ class TransitMode(str, Enum):
     METRO = "METRO"
 
 
-MODE_ZH = {"WALK": "步行", "BICYCLE": "骑行", "EBIKE": "电动自行车", "BUS": "公交", "METRO": "地铁"}
-
 
 class GpsTraceSummary(BaseModel):
     """Summary of the GPS trace recorded by the app. / GPS 轨迹摘要。"""
@@ -62,8 +61,13 @@ class TransitInput(ActionInput):
     )
 
 
-DEFAULT_MAX_SPEED_KMH = {"WALK": 7, "BICYCLE": 30, "EBIKE": 25, "BUS": 60, "METRO": 100}
-DEFAULT_MAX_DISTANCE_M = {"WALK": 30_000, "BICYCLE": 100_000, "EBIKE": 100_000, "BUS": 150_000, "METRO": 150_000}
+DEFAULT_MAX_SPEED_KMH: dict[TransitMode, float] = {
+    TransitMode.WALK: 7, TransitMode.BICYCLE: 30, TransitMode.EBIKE: 25, TransitMode.BUS: 60, TransitMode.METRO: 100,
+}
+DEFAULT_MAX_DISTANCE_M: dict[TransitMode, int] = {
+    TransitMode.WALK: 30_000, TransitMode.BICYCLE: 100_000, TransitMode.EBIKE: 100_000, TransitMode.BUS: 150_000,
+    TransitMode.METRO: 150_000,
+}
 
 
 class TransitSettings(ActionSettings):
@@ -103,17 +107,15 @@ FACTORS = (
     Factor("transit.ebike", "0", "gCO2e/pkm", "e-bikes emit themselves (Meituan reports 61.8 g/km)", None, "CN",
            "0 by default; an operator may configure a value"),
 )
-FACTOR_OF = {m: f"transit.{m.lower()}" for m in MODE_ZH}
+FACTOR_OF = {m.value: f"transit.{m.value.lower()}" for m in TransitMode}
 
 
-class TransitActionType(ActionType):
+class TransitActionType(ActionType[TransitInput, TransitSettings]):
     code = "transit"
     name_zh = "绿色出行"
     name_en = "Low-carbon trip"
     version = "1.0.0"
     description = "A walk, bicycle, e-bike, bus or metro trip instead of a car. / 以步行、骑行、公交、地铁代替开车。"
-    Settings = TransitSettings
-    Input = TransitInput
     graphql_input_name = "TransitActionInput"
 
     def base_methodology(self) -> Methodology:
@@ -137,7 +139,7 @@ class TransitActionType(ActionType):
             return None
         return f"{evidence.source or '-'}:{input.partner_trip_id}"
 
-    def signed_record(self, input: TransitInput, evidence: Evidence) -> dict:
+    def signed_record(self, input: TransitInput, evidence: Evidence) -> dict[str, Any]:
         return {
             "partner": evidence.source,
             "trip_id": input.partner_trip_id,
@@ -147,12 +149,14 @@ class TransitActionType(ActionType):
             "distance_meters": input.distance_meters,
         }
 
-    def raw_grams(self, input: TransitInput, ctx: PluginContext) -> tuple[int, Factor]:
-        factor = ctx_methodology(self, ctx).factor(FACTOR_OF[input.mode.value])
+    def raw_grams(self, input: TransitInput, ctx: PluginContext[TransitSettings]) -> tuple[int, Factor]:
+        factor = self.methodology(ctx.settings).factor(FACTOR_OF[input.mode.value])
         return grams_from(input.distance_meters, factor, scale="0.001"), factor
 
-    async def verify(self, input: TransitInput, evidence: Evidence, ctx: PluginContext) -> Verification:
-        s: TransitSettings = ctx.settings
+    async def verify(
+        self, input: TransitInput, evidence: Evidence, ctx: PluginContext[TransitSettings]
+    ) -> Verification:
+        s = ctx.settings
         mode = input.mode
         duration = (input.ended_at - input.started_at).total_seconds()
         if duration < s.min_duration_seconds:
@@ -163,13 +167,13 @@ class TransitActionType(ActionType):
             return Verification.rejected(
                 ("DISTANCE_TOO_SHORT", f"A trip must be at least {s.min_distance_meters} m / 行程距离过短")
             )
-        max_dist = s.max_distance_meters.get(mode, DEFAULT_MAX_DISTANCE_M[mode.value])
+        max_dist = s.max_distance_meters.get(mode, DEFAULT_MAX_DISTANCE_M[mode])
         if input.distance_meters > max_dist:
             return Verification.rejected(
                 ("DISTANCE_IMPLAUSIBLE", f"{mode.value} trips are at most {max_dist} m / 距离超出该方式的合理范围")
             )
         speed = input.distance_meters / 1000 / (duration / 3600)
-        max_speed = s.max_speed_kmh.get(mode, DEFAULT_MAX_SPEED_KMH[mode.value])
+        max_speed = s.max_speed_kmh.get(mode, DEFAULT_MAX_SPEED_KMH[mode])
         if speed > max_speed:
             return Verification.rejected(
                 ("SPEED_IMPLAUSIBLE",
@@ -189,7 +193,6 @@ class TransitActionType(ActionType):
                     ("MODE_DAILY_CAP_REACHED", f"Daily limit of {cap} g for {mode.value} reached / 今日该方式已达上限")
                 )
         data = {"mode_used_today_grams": used}
-        reasons = []
         if input.gps_trace is not None:
             trace = input.gps_trace.distance_meters
             if abs(trace - input.distance_meters) > max(200, input.distance_meters // 4):
@@ -206,7 +209,7 @@ class TransitActionType(ActionType):
             )
             if problem is not None:
                 return Verification.rejected(problem)
-            return Verification.approved(data={**data, "signed": True}, reasons=reasons)
+            return Verification.approved(data={**data, "signed": True})
         grams, _ = self.raw_grams(input, ctx)
         if cap is not None:
             grams = min(grams, cap - used)
@@ -215,10 +218,12 @@ class TransitActionType(ActionType):
                 ("UNSIGNED_HIGH_VALUE", f"Unsigned trip worth more than {s.review_above_grams} g needs review / 无签名的大额行程需审核"),
                 data=data,
             )
-        return Verification.approved(data=data, reasons=reasons)
+        return Verification.approved(data=data)
 
-    def calculate(self, input: TransitInput, verification: Verification, ctx: PluginContext) -> Calculation:
-        s: TransitSettings = ctx.settings
+    def calculate(
+        self, input: TransitInput, verification: Verification, ctx: PluginContext[TransitSettings]
+    ) -> Calculation:
+        s = ctx.settings
         grams, factor = self.raw_grams(input, ctx)
         km = f"{input.distance_meters / 1000:g}"
         formula = f"{km} km × {factor.value} g/pkm ({factor.id}) = {grams} g"
@@ -234,10 +239,6 @@ class TransitActionType(ActionType):
         )
 
 
-def ctx_methodology(action_type: ActionType, ctx: PluginContext) -> Methodology:
-    return action_type.methodology(ctx.settings)
-
-
 @hookimpl
-def jingtan_register_action_types() -> list[ActionType]:
+def jingtan_register_action_types() -> list[ActionType[Any, Any]]:
     return [TransitActionType()]
