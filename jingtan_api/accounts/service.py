@@ -53,7 +53,6 @@ EXPIRED = "EXPIRED"
 
 ISSUANCE_CODE = "platform:issuance"
 EXPIRED_CODE = "platform:expired"
-PLATFORM_ACCOUNTS = {ISSUANCE_CODE: ISSUANCE, EXPIRED_CODE: EXPIRED}
 
 # Transaction kinds written by the core.
 GRANT = "GRANT"

@@ -297,7 +297,7 @@ async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, poi
     return tx.id
 
 
-def _apply_cap(grams: int, room: int | None, which: str | None, caps: Caps, reasons: list[Reason]) -> tuple[int, bool]:
+def _apply_cap(grams: int, room: int | None, which: str | None, reasons: list[Reason]) -> tuple[int, bool]:
     """Returns (grams to credit, cap_exhausted)."""
     if room is None or grams <= room:
         return grams, False
@@ -414,7 +414,7 @@ async def submit(
                 conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
                 cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
             )
-            row_grams, exhausted = _apply_cap(row_grams, room, which, caps, row_reasons)
+            row_grams, exhausted = _apply_cap(row_grams, room, which, row_reasons)
             if exhausted:
                 row_status = REJECTED
         row = {
@@ -476,7 +476,7 @@ async def review(
             room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
                                           occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
                                           cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
-            grams, exhausted = _apply_cap(row["grams_co2e"], room, which, caps, reasons)
+            grams, exhausted = _apply_cap(row["grams_co2e"], room, which, reasons)
             grams = min(grams, app.settings.points.max_single_amount * gpp)
             status = REJECTED if exhausted else APPROVED
             values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))

@@ -50,10 +50,6 @@ class Viewer:
     auth_error: str | None = field(default=None, compare=False)
 
     @property
-    def is_authenticated(self) -> bool:
-        return self.user_id is not None
-
-    @property
     def is_admin(self) -> bool:
         return ADMIN in self.roles
 

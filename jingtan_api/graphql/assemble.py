@@ -141,7 +141,12 @@ def collect_domains(host: PluginHost, reserved_type_names: frozenset[str] = froz
     """Every registered domain's contribution, in registration order (core first)."""
     domains: list[Domain] = []
     args = {"host": host, "reserved_type_names": reserved_type_names}
-    for impl in host.pm.hook.jingtan_register_domain.get_hookimpls():
+    impls = host.pm.hook.jingtan_register_domain.get_hookimpls()
+    core = {name: i for i, name in enumerate(CORE_DOMAINS)}
+    # The core's domains first, in CORE_DOMAINS order, then plugins' in registration order (the plugins
+    # were registered on the manager before the core's modules, at load time).
+    impls = sorted(impls, key=lambda impl: core.get(impl.plugin_name, len(core)))
+    for impl in impls:
         try:
             domain = impl.function(*(args[a] for a in impl.argnames))
         except Exception as exc:  # noqa: BLE001 - one line naming the plugin stops startup

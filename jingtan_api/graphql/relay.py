@@ -8,15 +8,12 @@ at entry 1,000,000 as at entry 10.
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.types import Info
 
 from jingtan_api.errors import NotFound, ValidationFailed
-
-if TYPE_CHECKING:
-    from jingtan_api.context import Context
 
 T = TypeVar("T")
 
@@ -65,10 +62,6 @@ class Node:
     @strawberry.field(description="Global ID of the object. / 对象的全局 ID。")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id(self.__class__.__strawberry_definition__.name, self.pk))
-
-
-# Resolvers for `node(id:)`: GraphQL type name -> async (context, [pk]) -> {pk: object visible to viewer}.
-NodeResolver = Callable[["Context", list[int]], Awaitable[dict[int, Any]]]
 
 
 @strawberry.type(description="Pagination state of a connection. / 分页信息。")
