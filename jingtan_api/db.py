@@ -31,6 +31,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 
+from jingtan_api.errors import Conflict
+
 jobs_log = logging.getLogger("jingtan.jobs")
 log = logging.getLogger("jingtan.db")
 
@@ -191,8 +193,6 @@ class Database:
                     raise
                 if attempt >= self.max_retries:
                     log.warning("write transaction gave up after retries", extra={"attempts": attempt})
-                    from jingtan_api.errors import Conflict
-
                     # Typed, so a mutation answers with a userError the client can retry on, not a 500.
                     raise Conflict(
                         "The service is busy: please try again / 服务繁忙，请稍后重试", code="TRY_AGAIN"

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+import jingtan_api.models  # noqa: F401 - registers every table (row_counts)
+from jingtan_api.migrate import upgrade
 from jingtan_api.settings import Settings
 
 T = TypeVar("T")
@@ -120,8 +122,6 @@ class DatabaseProvider:
     # --- SQLite -----------------------------------------------------------------------------------
 
     def sqlite_url(self) -> str:
-        from jingtan_api.migrate import upgrade
-
         with self._lock:
             if self._sqlite_template is None:
                 template = self.workdir / "template.db"
@@ -134,8 +134,6 @@ class DatabaseProvider:
     # --- PostgreSQL -------------------------------------------------------------------------------
 
     def postgresql_url(self) -> str:
-        from jingtan_api.migrate import upgrade
-
         admin = postgres_admin_url()
         with self._lock:
             if self._pg_template is None:
@@ -252,8 +250,6 @@ async def row_counts(db: Any) -> dict[str, int]:
     """Number of rows in every table, to check that a refused operation wrote nothing."""
     from sqlalchemy import func, select
     from sqlmodel import SQLModel
-
-    import jingtan_api.models  # noqa: F401 - registers every table
 
     async with db.read() as conn:
         return {

@@ -23,6 +23,7 @@ from jingtan_api.auth.models import ApiToken, RefreshToken
 from jingtan_api.auth.permissions import SCOPES, Viewer, scopes_for_roles
 from jingtan_api.errors import NotFound, PermissionDenied, Unauthenticated, ValidationFailed
 from jingtan_api.settings import Settings
+from jingtan_api.users.models import User
 
 RT = RefreshToken.__table__
 AT = ApiToken.__table__
@@ -235,8 +236,6 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: datetime) -> tuple[Viewer, bool]:
     """(viewer, touch_due): touch_due says whether ``last_used_at`` is older than TOUCH_INTERVAL, so the
     caller opens a write transaction only then (a write per request would serialise API reads)."""
-    from jingtan_api.users.models import User
-
     U = User.__table__
     parsed = parse_api_token(token)
     if parsed is None:

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from jingtan_api.errors import NotFound, ValidationFailed
+from jingtan_api.errors import DomainError, NotFound, ValidationFailed
 
 T = TypeVar("T")
 
@@ -169,8 +169,6 @@ class UserError:
 
 
 def user_errors_from(exc: Exception) -> list[UserError]:
-    from jingtan_api.errors import DomainError
-
     assert isinstance(exc, DomainError)
     return [
         UserError(message=exc.message, code=exc.code, field=["input", exc.field] if exc.field else None)

@@ -14,6 +14,7 @@ target_metadata = metadata
 def _url() -> str:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     if not url:
+        # deferred: only `alembic` run by hand reads the settings; `jingtan migrate` passes the URL
         from jingtan_api.settings import load_settings
 
         url = load_settings().database_url

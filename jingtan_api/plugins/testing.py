@@ -16,17 +16,17 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from starlette.applications import Starlette
+
+from jingtan_api.app import create_app
+from jingtan_api.migrate import upgrade
 from jingtan_api.plugins.api import ActionRecord, ActionType, HistorySource, PluginContext, SettingsT, Status
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-    from jingtan_api.testing import FrozenClock, GraphQLClient
+from jingtan_api.testing import FrozenClock, GraphQLClient, make_settings, register_member
 
 _ids = itertools.count(1)
 
@@ -112,8 +112,6 @@ class PluginHarness:
 
     def __init__(self, plugins: Sequence[object], *, settings: dict[str, Any] | None = None,
                  now: datetime | None = None, workdir: Path | None = None, **overrides: Any) -> None:
-        from jingtan_api.testing import FrozenClock
-
         self.plugins = list(plugins)
         self.plugin_settings = settings or {}
         self.overrides = overrides
@@ -129,10 +127,6 @@ class PluginHarness:
         self._lifespan: AbstractAsyncContextManager[Any] | None = None
 
     async def __aenter__(self) -> "PluginHarness":  # noqa: PYI034
-        from jingtan_api.app import create_app
-        from jingtan_api.migrate import upgrade
-        from jingtan_api.testing import GraphQLClient, make_settings, register_member
-
         url = f"sqlite+aiosqlite:///{self.workdir / f'plugin-{next(_ids)}.db'}"
         await asyncio.to_thread(upgrade, url)
         settings = make_settings(url, plugins={"enabled": [], **self.plugin_settings}, **self.overrides)
@@ -177,8 +171,6 @@ class PluginHarness:
 
 @pytest.fixture
 def plugin_clock() -> "FrozenClock":
-    from jingtan_api.testing import FrozenClock
-
     return FrozenClock()
 
 
