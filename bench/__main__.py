@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="baseline/subject pairs per comparison")
     parser.add_argument("--shallow-entries", type=int, default=10_000)
     parser.add_argument("--deep-entries", type=int, default=200_000,
-                        help="entries of the deep account (DESIGN target: 1000000; seeding takes longer)")
+                        help="entries of the deep account (target: 1000000; seeding takes longer)")
     parser.add_argument("--submitters", type=int, default=400,
                         help="members taking turns in the submit scenario (each has a daily cap)")
     parser.add_argument("--merchants", type=int, default=20, help="merchants of the catalogue scenario")

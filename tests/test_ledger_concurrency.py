@@ -1,4 +1,4 @@
-"""Concurrent clients against one balance, on SQLite and PostgreSQL (DESIGN.md §2, §5).
+"""Concurrent clients against one balance, on SQLite and PostgreSQL (docs/ledger.md, docs/architecture.md "Quality bars").
 
 Two kinds of concurrency: many HTTP clients on one app and one event loop (``asyncio.gather``: requests
 interleave at every await, connections come from one pool), and several threads each running its own

@@ -3,7 +3,7 @@
 Rules: grant, revoke (which expires first), let time pass, run the expiry job, replay an idempotency key
 (same input -> first result, no effect), reuse a key with other input (typed error, no effect), send
 a bad amount (typed error, no effect). A plain-Python model keeps each member's lots; after every step
-the DESIGN.md §2 invariants hold and the database equals the model.
+the invariants of docs/ledger.md hold and the database equals the model.
 """
 
 import asyncio

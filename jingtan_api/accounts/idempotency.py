@@ -1,4 +1,4 @@
-"""Idempotency keys: one effect per (scope, key) (DESIGN.md §2).
+"""Idempotency keys: one effect per (scope, key) (docs/ledger.md "Idempotency").
 
 Inside a write transaction a mutation calls :func:`claim` first. If the key is new, a record is inserted
 (``INSERT … ON CONFLICT DO NOTHING`` — a concurrent twin waits for the first to commit, then sees its row)

@@ -1,4 +1,4 @@
-"""Tables of the points ledger (DESIGN.md §2).
+"""Tables of the points ledger (docs/ledger.md).
 
 Entries are append-only; a transaction's entries sum to zero; ``Account.balance`` is a cache of the sum
 of its entries, updated in the same database transaction by a conditional UPDATE.

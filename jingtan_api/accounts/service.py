@@ -1,4 +1,4 @@
-"""The points ledger: accounts, double-entry transactions, lots and expiry (DESIGN.md §2).
+"""The points ledger: accounts, double-entry transactions, lots and expiry (docs/ledger.md).
 
 Only this module writes ledger rows. Every function that writes takes an ``AsyncConnection`` inside a
 write transaction (``Database.write``), so callers compose ledger postings with their own rows (an
@@ -465,7 +465,7 @@ async def transactions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict
 
 
 async def check_invariants(conn: AsyncConnection) -> list[str]:
-    """Return the violations of DESIGN.md §2's ledger invariants (an empty list when all hold)."""
+    """Return the violations of the ledger invariants of docs/ledger.md (an empty list when all hold)."""
     problems: list[str] = []
     unbalanced = await conn.execute(
         select(E.c.transaction_id, func.sum(E.c.amount).label("s"), func.count().label("n"))

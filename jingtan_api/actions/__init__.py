@@ -1,1 +1,1 @@
-"""Low-carbon actions: submissions verified by plugins, credited on the ledger (DESIGN.md §3)."""
+"""Low-carbon actions: submissions verified by plugins, credited on the ledger (docs/actions.md, docs/architecture.md "Plugins")."""

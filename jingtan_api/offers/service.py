@@ -3,7 +3,7 @@
 Every write function takes an ``AsyncConnection`` inside ``Database.write`` (one transaction, re-runnable
 on PostgreSQL serialization failures) and touches the database only through it.
 
-Redemption without double spend (DESIGN.md §2, §6):
+Redemption without double spend (docs/ledger.md, docs/offers.md):
 
 * points move through ``accounts.service.post_transaction`` (conditional balance UPDATE);
 * stock moves only by ``UPDATE offer SET stock = stock - :q WHERE id = :id AND stock >= :q AND status =
