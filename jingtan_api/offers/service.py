@@ -50,10 +50,8 @@ U = User.__table__
 CATEGORIES = ("CAFE", "BIKE_SHOP", "TRANSIT", "GROCERY", "SECOND_HAND", "RESTAURANT", "OTHER")
 
 M_PENDING, M_ACTIVE, M_REJECTED, M_SUSPENDED = "PENDING", "ACTIVE", "REJECTED", "SUSPENDED"
-MERCHANT_STATUSES = (M_PENDING, M_ACTIVE, M_REJECTED, M_SUSPENDED)
 
 DRAFT, ACTIVE, PAUSED, ENDED = "DRAFT", "ACTIVE", "PAUSED", "ENDED"
-OFFER_STATUSES = (DRAFT, ACTIVE, PAUSED, ENDED)
 TRANSITIONS: dict[str, frozenset[str]] = {
     DRAFT: frozenset({ACTIVE, ENDED}),
     ACTIVE: frozenset({PAUSED, ENDED}),
@@ -62,7 +60,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 PENDING, CONFIRMED, CANCELLED, EXPIRED = "PENDING", "CONFIRMED", "CANCELLED", "EXPIRED"
-REDEMPTION_STATUSES = (PENDING, CONFIRMED, CANCELLED, EXPIRED)
 LIVE = (PENDING, CONFIRMED)
 
 # Ledger transaction kinds written here.
@@ -243,11 +240,6 @@ async def staff_merchant_ids(conn: AsyncConnection, user_ids: Sequence[int]) -> 
     """{user_id: merchant_id} for users who work for a merchant."""
     rows = await conn.execute(select(S.c.user_id, S.c.merchant_id).where(S.c.user_id.in_(list(user_ids))))
     return {r.user_id: r.merchant_id for r in rows}
-
-
-async def actor_for(conn: AsyncConnection, user_id: int, *, is_admin: bool) -> Actor:
-    found = await staff_merchant_ids(conn, [user_id])
-    return Actor(user_id=user_id, is_admin=is_admin, merchant_id=found.get(user_id))
 
 
 async def _merchant_row(conn: AsyncConnection, merchant_id: int) -> Any:
