@@ -36,7 +36,7 @@ from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import MERCHANT as MERCHANT_ROLE
 from jingtan_api.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from jingtan_api.offers.models import Merchant, MerchantStaff, Offer, Redemption
-from jingtan_api.users.models import User
+from jingtan_api.users import service as users
 
 M = Merchant.__table__
 S = MerchantStaff.__table__
@@ -45,7 +45,6 @@ R = Redemption.__table__
 A = Account.__table__
 E = LedgerEntry.__table__
 TX = LedgerTransaction.__table__
-U = User.__table__
 
 CATEGORIES = ("CAFE", "BIKE_SHOP", "TRANSIT", "GROCERY", "SECOND_HAND", "RESTAURANT", "OTHER")
 
@@ -255,28 +254,10 @@ async def _open_merchant_account(conn: AsyncConnection, merchant_id: int) -> int
     return account_id
 
 
-async def _grant_merchant_role(conn: AsyncConnection, user_id: int) -> None:
-    """Add MERCHANT to the user's roles with a compare-and-set, so a concurrent role change is not lost."""
-    for _ in range(5):
-        current = (await conn.execute(select(U.c.roles).where(U.c.id == user_id))).scalar_one_or_none()
-        if current is None:
-            raise NotFound("User not found / 用户不存在", field="userId")
-        roles = {r for r in current.split(",") if r}
-        if MERCHANT_ROLE in roles:
-            return
-        new = ",".join(sorted(roles | {MERCHANT_ROLE}))
-        result = await conn.execute(update(U).where(U.c.id == user_id, U.c.roles == current).values(roles=new))
-        if result.rowcount == 1:
-            return
-    raise Conflict("Roles changed concurrently, try again / 角色正在变更，请重试")
-
-
 async def _add_staff(conn: AsyncConnection, *, merchant_id: int, user_id: int, is_owner: bool, added_by: int | None, now: datetime) -> None:
-    # Lock the user's row first: two concurrent additions of one user then queue instead of one of them
-    # failing on the unique constraint.
-    user = (await conn.execute(select(U.c.id).where(U.c.id == user_id).with_for_update())).one_or_none()
-    if user is None:
-        raise NotFound("User not found / 用户不存在", field="userId")
+    # The role first: add_role locks the user's row, so two concurrent additions of one user queue
+    # instead of one of them failing on the unique constraint (a refusal below rolls the role back).
+    await users.add_role(conn, user_id, MERCHANT_ROLE)
     existing = (await conn.execute(select(S.c.merchant_id).where(S.c.user_id == user_id))).scalar_one_or_none()
     if existing is not None:
         raise Conflict(
@@ -285,7 +266,6 @@ async def _add_staff(conn: AsyncConnection, *, merchant_id: int, user_id: int, i
     await conn.execute(
         insert(S).values(merchant_id=merchant_id, user_id=user_id, is_owner=is_owner, added_by_user_id=added_by, created_at=now)
     )
-    await _grant_merchant_role(conn, user_id)
 
 
 async def create_merchant(
