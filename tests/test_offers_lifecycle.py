@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from jingtan_api.accounts.models import LedgerTransaction, PointsLot
 from jingtan_api.audit.models import AuditLogEntry
-from jingtan_api.offers.jobs import expire_redemptions
-from jingtan_api.offers.models import Merchant, Redemption
+from jingtan_api.merchants.models import Merchant
+from jingtan_api.redemptions.jobs import expire_redemptions
+from jingtan_api.redemptions.models import Redemption
 from jingtan_api.users.models import User
 
 
