@@ -379,7 +379,7 @@ def baseline_catalogue_app() -> Starlette:
                         "pointsPrice": r["points_price"],
                         "stock": r["stock"],
                         "endsAt": r["ends_at"].isoformat(),
-                        "available": offers_service.offer_is_available(r, now),
+                        "available": offers_service.offer_is_available(r, m, now),
                         "merchant": {
                             "id": _gid("Merchant", m["id"]),
                             "nameZh": m["name_zh"],

@@ -5,9 +5,13 @@ on PostgreSQL serialization failures) and touches the database only through it.
 
 Stock moves only by ``UPDATE offer SET stock = stock - :q WHERE id = :id AND stock >= :q AND status =
 'ACTIVE'`` (:func:`take_stock`) and back by :func:`return_stock` — never read-then-write.
+
+Whether an offer can be redeemed now is decided in one place, :func:`unavailable` (``Offer.available`` and
+``redemptions.service.redeem`` both use it); the catalogue's SQL filter (:func:`_catalogue_where`) states
+the same rule for listing.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -199,8 +203,25 @@ class OfferUnavailable(DomainError):
     """Why an offer cannot be redeemed now (code says which)."""
 
 
-def offer_is_available(row: dict, now: datetime) -> bool:
-    return row["status"] == ACTIVE and row["starts_at"] <= now < row["ends_at"] and row["stock"] > 0
+def unavailable(offer: Mapping[str, Any], merchant: Mapping[str, Any] | None, now: datetime) -> OfferUnavailable | None:
+    """Why the offer cannot be redeemed at ``now``, or None when it can: its merchant is ACTIVE (with its
+    account), the offer is ACTIVE, inside its window and in stock. ``offer`` and ``merchant`` are rows
+    (mappings of column values). The one definition of availability: ``Offer.available`` and ``redeem``."""
+    if merchant is None or merchant["status"] != merchants.ACTIVE or merchant["account_id"] is None:
+        return OfferUnavailable("This merchant is not active / 该商户暂停营业", code="MERCHANT_NOT_ACTIVE", field="offerId")
+    if offer["status"] != ACTIVE:
+        return OfferUnavailable("This offer is not available now / 该优惠当前不可兑换", code="OFFER_NOT_ACTIVE", field="offerId")
+    if now < offer["starts_at"]:
+        return OfferUnavailable("This offer has not started yet / 该优惠尚未开始", code="OFFER_NOT_STARTED", field="offerId")
+    if now >= offer["ends_at"]:
+        return OfferUnavailable("This offer has ended / 该优惠已结束", code="OFFER_ENDED", field="offerId")
+    if offer["stock"] <= 0:
+        return OfferUnavailable("Out of stock / 库存不足", code="OUT_OF_STOCK", field="quantity")
+    return None
+
+
+def offer_is_available(offer: Mapping[str, Any], merchant: Mapping[str, Any] | None, now: datetime) -> bool:
+    return unavailable(offer, merchant, now) is None
 
 
 async def take_stock(conn: AsyncConnection, offer_id: int, quantity: int) -> OfferUnavailable | None:
@@ -255,6 +276,7 @@ def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter) -> Any:
     if flt.city or flt.category or not flt.include_unavailable:
         stmt = stmt.join(M, M.c.id == O.c.merchant_id)
     if not flt.include_unavailable:
+        # `unavailable` in SQL: an ACTIVE offer of an ACTIVE merchant, inside its window, in stock.
         stmt = stmt.where(
             O.c.status == ACTIVE, O.c.starts_at <= now, O.c.ends_at > now, O.c.stock > 0, M.c.status == merchants.ACTIVE
         )

@@ -71,6 +71,8 @@ class Offer(Node):
     created_at: datetime = strawberry.field(description="Creation time. / 创建时间。")
     updated_at: datetime = strawberry.field(description="Last change. / 更新时间。")
     merchant_pk: strawberry.Private[int]
+    # The row it was built from: what ``service.unavailable`` decides on.
+    _row: strawberry.Private[dict]
 
     @classmethod
     def from_row(cls, row: dict) -> "Offer":
@@ -92,6 +94,7 @@ class Offer(Node):
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             merchant_pk=row["merchant_id"],
+            _row=row,
         )
 
     @strawberry.field(description="The merchant offering it. / 提供该优惠的商户。")
@@ -100,9 +103,11 @@ class Offer(Node):
         return Merchant.from_row(row)
 
     @strawberry.field(description="Redeemable right now (active, within its window, in stock). / 当前是否可兑换。")
-    def available(self, info: Info) -> bool:
-        now = info.context.now()
-        return self.status == OfferStatus.ACTIVE and self.starts_at <= now < self.ends_at and self.stock > 0
+    async def available(self, info: Info) -> bool:
+        # The same rule as redeemOffer (the merchant must be active too); the merchant comes through the
+        # request's loader, in the same batch as the page's `merchant` fields.
+        merchant = await merchant_loaders.merchants(info).load(self.merchant_pk)
+        return service.offer_is_available(self._row, merchant, info.context.now())
 
 
 # --- the catalogue: page size, cursors, filters --------------------------------------------------------

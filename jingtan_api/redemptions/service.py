@@ -76,7 +76,7 @@ def new_code() -> str:
 
 
 class RedeemFailure(DomainError):
-    """Expected refusals of ``redeemOffer`` (code says which)."""
+    """Expected refusals of ``redeemOffer`` beyond the offer's availability (code says which)."""
 
 
 async def redeem(
@@ -102,16 +102,9 @@ async def redeem(
 
     offer = await offers.offer_row(conn, offer_id)
     merchant = await merchants.merchant_row(conn, offer.merchant_id)
-    if merchant.status != merchants.ACTIVE or merchant.account_id is None:
-        raise RedeemFailure("This merchant is not active / 该商户暂停营业", code="MERCHANT_NOT_ACTIVE", field="offerId")
-    if offer.status != offers.ACTIVE:
-        raise RedeemFailure(
-            "This offer is not available now / 该优惠当前不可兑换", code="OFFER_NOT_ACTIVE", field="offerId"
-        )
-    if now < offer.starts_at:
-        raise RedeemFailure("This offer has not started yet / 该优惠尚未开始", code="OFFER_NOT_STARTED", field="offerId")
-    if now >= offer.ends_at:
-        raise RedeemFailure("This offer has ended / 该优惠已结束", code="OFFER_ENDED", field="offerId")
+    refusal = offers.unavailable(offer._mapping, merchant._mapping, now)
+    if refusal is not None:
+        raise refusal
     if quantity > offer.per_member_limit:
         raise RedeemFailure(
             f"At most {offer.per_member_limit} per member / 每人限兑 {offer.per_member_limit} 份",
