@@ -24,6 +24,8 @@ from jingtan_api.auth.permissions import ADMIN, MEMBER
 from jingtan_api.services import Services
 from jingtan_api.db import utcnow
 from jingtan_api.graphql.relay import encode_cursor, to_global_id
+from jingtan_api.merchants import service as merchants_service
+from jingtan_api.offers import service as offers_service
 from jingtan_api.testing import _asyncpg_url, _plain_url, make_settings, postgres_admin_url
 
 
@@ -240,15 +242,13 @@ async def catalogue(services: Services, admin_id: int, merchants: int, per_merch
     """``merchants`` ACTIVE merchants with ``per_merchant`` ACTIVE offers each, created through the offers
     service (validation, ledger account per merchant, audit row); offers created one second apart,
     interleaved across merchants so that a catalogue page shows offers of many merchants."""
-    from jingtan_api.offers import service as offers
-
-    actor = offers.Actor(user_id=admin_id, is_admin=True, merchant_id=None)
+    actor = merchants_service.Actor(user_id=admin_id, is_admin=True, merchant_id=None)
 
     async def tx(conn) -> int:
         ids = []
         for m in range(merchants):
             ids.append(
-                await offers.create_merchant(
+                await merchants_service.create_merchant(
                     conn, actor_user_id=admin_id, request_id=None, now=now, owner_user_id=None,
                     profile={
                         "name_zh": f"低碳商户 {m}", "name_en": f"Bench merchant {m}",
@@ -262,8 +262,8 @@ async def catalogue(services: Services, admin_id: int, merchants: int, per_merch
         for k in range(per_merchant):
             for m, merchant_id in enumerate(ids):
                 created = now - timedelta(seconds=merchants * per_merchant - n)
-                await offers.create_offer(
-                    conn, actor=actor, merchant_id=merchant_id, status=offers.ACTIVE, now=created,
+                await offers_service.create_offer(
+                    conn, actor=actor, merchant_id=merchant_id, status=offers_service.ACTIVE, now=created,
                     fields={
                         "title_zh": f"优惠 {m}-{k}", "title_en": f"Offer {m}-{k}",
                         "image_url": f"https://img.jingtan.org/offers/{m}-{k}.jpg" if k % 2 else None,

@@ -29,6 +29,8 @@ from starlette.routing import Route
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import ADMIN, scopes_for_roles
+from jingtan_api.merchants import service as merchants_service
+from jingtan_api.offers import service as offers_service
 from jingtan_api.users.models import User
 
 U = User.__table__
@@ -342,15 +344,13 @@ def baseline_catalogue_app() -> Starlette:
     """The ``Catalogue`` query (first 20, NEWEST, no filter) with the same two statements the GraphQL
     resolvers send (``catalogue_page``, then ``merchants_by_ids`` for the page's merchants) in one read
     transaction, after the same JWT check, and the same ``data`` JSON."""
-    from jingtan_api.offers import service as offers
-
     settings = _settings()
     db = _db(settings)
     auth = _Auth(settings)
-    no_filter = offers.CatalogueFilter()
+    no_filter = offers_service.CatalogueFilter()
 
     def cursor(row: dict) -> str:
-        raw = json.dumps([offers.NEWEST, row["created_at"].isoformat(), row["id"]], separators=(",", ":"))
+        raw = json.dumps([offers_service.NEWEST, row["created_at"].isoformat(), row["id"]], separators=(",", ":"))
         return base64.b64encode(raw.encode()).decode()
 
     async def catalogue(request: Request) -> JSONResponse:
@@ -361,10 +361,10 @@ def baseline_catalogue_app() -> Starlette:
         first = variables.get("first", 20)
         now = ledger.utcnow()
         async with db.read() as conn:
-            rows, has_next = await offers.catalogue_page(
-                conn, now=now, order=offers.NEWEST, first=first, after=None, flt=no_filter
+            rows, has_next = await offers_service.catalogue_page(
+                conn, now=now, order=offers_service.NEWEST, first=first, after=None, flt=no_filter
             )
-            merchants = await offers.merchants_by_ids(conn, list(dict.fromkeys(r["merchant_id"] for r in rows)))
+            merchants = await merchants_service.merchants_by_ids(conn, list(dict.fromkeys(r["merchant_id"] for r in rows)))
         edges = []
         for r in rows:
             m = merchants[r["merchant_id"]]
@@ -379,7 +379,7 @@ def baseline_catalogue_app() -> Starlette:
                         "pointsPrice": r["points_price"],
                         "stock": r["stock"],
                         "endsAt": r["ends_at"].isoformat(),
-                        "available": offers.offer_is_available(r, now),
+                        "available": offers_service.offer_is_available(r, m, now),
                         "merchant": {
                             "id": _gid("Merchant", m["id"]),
                             "nameZh": m["name_zh"],

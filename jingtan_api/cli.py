@@ -24,9 +24,9 @@ from jingtan_api.db import utcnow
 from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
 from jingtan_api.migrate import upgrade
-from jingtan_api.offers.jobs import expire_redemptions
-from jingtan_api.offers.service import check_invariants as check_offers
 from jingtan_api.plugins.manager import discover_entry_points, load_plugins
+from jingtan_api.redemptions.jobs import expire_redemptions
+from jingtan_api.redemptions.service import check_invariants as check_redemptions
 from jingtan_api.services import Services
 from jingtan_api.settings import ConfigurationError, Settings, example_toml, load_settings
 from jingtan_api.users import service as users
@@ -171,7 +171,7 @@ def cmd_expire_redemptions(args: argparse.Namespace) -> int:
 def cmd_ledger_check(args: argparse.Namespace) -> int:
     async def run(services):
         async with services.db.read() as conn:
-            return await check_invariants(conn) + await check_offers(conn)
+            return await check_invariants(conn) + await check_redemptions(conn)
 
     problems = asyncio.run(_with_services(run))
     for p in problems:

@@ -1,5 +1,5 @@
 """The server's periodic jobs (``points.expiry_interval_seconds``; 0 turns them off) and one run of
-them. Each domain keeps its own job functions (``accounts/jobs.py``, ``offers/jobs.py``); this module
+them. Each domain keeps its own job functions (``accounts/jobs.py``, ``redemptions/jobs.py``); this module
 only orders and schedules them. Item-by-item batching is ``jingtan_api.db.run_batched``."""
 
 import asyncio
@@ -8,7 +8,7 @@ from datetime import datetime
 
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.db import Database
-from jingtan_api.offers.jobs import expire_redemptions
+from jingtan_api.redemptions.jobs import expire_redemptions
 from jingtan_api.services import Clock
 from jingtan_api.settings import Settings
 

@@ -9,8 +9,9 @@ from jingtan_api.users import service as users_service
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import MEMBER, MERCHANT
 from jingtan_api.graphql.relay import to_global_id
-from jingtan_api.offers import service as offers_service
-from jingtan_api.offers.models import Offer, Redemption
+from jingtan_api.offers.models import Offer
+from jingtan_api.redemptions import service as redemptions_service
+from jingtan_api.redemptions.models import Redemption
 
 PASSWORD = "Green-leaf-2026"
 
@@ -146,7 +147,7 @@ async def db_state(services, offer_gid: str | None = None) -> dict:
     async with services.db.read() as conn:
         state = {
             "redemptions": (await conn.execute(select(func.count()).select_from(R))).scalar_one(),
-            "problems": await ledger.check_invariants(conn) + await offers_service.check_invariants(conn),
+            "problems": await ledger.check_invariants(conn) + await redemptions_service.check_invariants(conn),
         }
         if offer_gid:
             pk = decode_id(offer_gid, "Offer")

@@ -18,7 +18,8 @@ from offers_helpers import (
 )
 from sqlalchemy import func, select
 
-from jingtan_api.offers.models import Merchant, Offer
+from jingtan_api.merchants.models import Merchant
+from jingtan_api.offers.models import Offer
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from offers_helpers import make_admin, make_member, make_merchant, make_offer, r
 from sqlalchemy import event
 
 from jingtan_api.graphql.relay import decode_id, to_global_id
+from jingtan_api.merchants import service as merchants
 from jingtan_api.offers import service
 
 
@@ -40,7 +41,7 @@ async def _all_pages(gql, *, order: str, first: int, flt: dict | None = None, to
 async def _bulk_offers(services, clock, merchant_gid: str, n: int, *, price=lambda i: 10 + i % 7 * 10, days=lambda i: 5 + i % 11):
     """Create offers through the service in one transaction (fast), a second apart."""
     merchant_id = decode_id(merchant_gid, "Merchant")
-    actor = service.Actor(user_id=0, is_admin=True, merchant_id=None)
+    actor = merchants.Actor(user_id=0, is_admin=True, merchant_id=None)
     now = clock()
 
     async def tx(conn):

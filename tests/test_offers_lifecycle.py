@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from jingtan_api.accounts.models import LedgerTransaction, PointsLot
 from jingtan_api.audit.models import AuditLogEntry
-from jingtan_api.offers.jobs import expire_redemptions
-from jingtan_api.offers.models import Merchant, Redemption
+from jingtan_api.merchants.models import Merchant
+from jingtan_api.redemptions.jobs import expire_redemptions
+from jingtan_api.redemptions.models import Redemption
 from jingtan_api.users.models import User
 
 
@@ -418,6 +419,39 @@ async def test_suspended_merchant_leaves_the_catalogue_but_honours_issued_codes(
     async with services.db.read() as conn:
         actions = (await conn.execute(select(A.c.action).where(A.c.action.like("merchant.%")).order_by(A.c.id))).scalars().all()
     assert actions == ["merchant.create", "merchant.suspend", "merchant.reactivate"]
+
+
+OFFER_AVAILABLE = "query($id: ID!) { offer(id: $id) { id available } }"
+MERCHANT_OFFERS = "query($id: ID!) { merchant(id: $id) { offers { nodes { id available } } } }"
+
+
+async def test_offer_of_a_suspended_merchant_is_not_available(gql, services, clock, admin, shop):
+    """`Offer.available` follows the rule `redeemOffer` applies: the merchant must be active too."""
+    offer_id, mid, member = shop["offer"]["id"], shop["merchant"]["id"], shop["member"]
+    assert (await gql.ok(OFFER_AVAILABLE, {"id": offer_id}, token=member["token"]))["offer"]["available"] is True
+    done = await gql.ok(SET_MERCHANT_STATUS, {"i": {"merchantId": mid, "status": "SUSPENDED", "reason": "投诉核查 complaint"}}, token=admin["token"])
+    assert done["setMerchantStatus"] == {"merchant": {"status": "SUSPENDED"}, "userErrors": []}
+
+    # Admins and the merchant's staff still see the offer (members do not), and it is not available.
+    for token in (admin["token"], shop["merchant"]["token"]):
+        assert (await gql.ok(OFFER_AVAILABLE, {"id": offer_id}, token=token))["offer"] == {"id": offer_id, "available": False}
+    staff_view = await gql.ok(MERCHANT_OFFERS, {"id": mid}, token=shop["merchant"]["token"])
+    assert staff_view["merchant"]["offers"]["nodes"] == [{"id": offer_id, "available": False}]
+    assert (await gql.ok(OFFER_AVAILABLE, {"id": offer_id}, token=member["token"]))["offer"] is None
+    before = await db_state(services, offer_id)
+    refused = await redeem(gql, member, offer_id)
+    assert refused["redemption"] is None
+    assert [e["code"] for e in refused["userErrors"]] == ["MERCHANT_NOT_ACTIVE"]
+    assert await db_state(services, offer_id) == before
+    assert await balance(services, member["pk"]) == 500
+
+    back = await gql.ok(SET_MERCHANT_STATUS, {"i": {"merchantId": mid, "status": "ACTIVE", "reason": "核查完毕 resolved"}}, token=admin["token"])
+    assert back["setMerchantStatus"] == {"merchant": {"status": "ACTIVE"}, "userErrors": []}
+    for token in (admin["token"], member["token"]):
+        assert (await gql.ok(OFFER_AVAILABLE, {"id": offer_id}, token=token))["offer"] == {"id": offer_id, "available": True}
+    redeemed = await redeem(gql, member, offer_id)
+    assert redeemed["userErrors"] == [] and redeemed["redemption"]["status"] == "PENDING"
+    assert await balance(services, member["pk"]) == 400
 
 
 async def test_redemptions_by_node_id_are_private(gql, services, clock, admin, shop):

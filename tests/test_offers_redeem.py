@@ -17,7 +17,7 @@ from offers_helpers import (
 )
 
 from jingtan_api.app import create_app
-from jingtan_api.offers.service import CODE_ALPHABET
+from jingtan_api.redemptions.service import CODE_ALPHABET
 from jingtan_api.testing import GraphQLClient
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import LotConsumption, PointsLot
 from jingtan_api.auth.permissions import ADMIN, MEMBER
-from jingtan_api.offers.jobs import expire_redemptions
+from jingtan_api.redemptions.jobs import expire_redemptions
 
 EXPIRING = """query($days: Int) { viewer { account { balance expiringSoon(days: $days) { points expiresAt } } } }"""
 

@@ -51,7 +51,9 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.auth.schema",
     "jingtan_api.audit.schema",
     "jingtan_api.accounts.schema",
+    "jingtan_api.merchants.schema",
     "jingtan_api.offers.schema",
+    "jingtan_api.redemptions.schema",
     "jingtan_api.actions.schema",
 )
 

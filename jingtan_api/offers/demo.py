@@ -2,8 +2,9 @@
 
 from datetime import datetime, timedelta
 
-from jingtan_api.services import Services
+from jingtan_api.merchants import service as merchants
 from jingtan_api.offers import service
+from jingtan_api.services import Services
 
 DEMO_MERCHANTS = [
     # (profile, offers: (title zh, title en, price, stock, per member, days valid))
@@ -40,10 +41,10 @@ async def seed_offers(services: Services, *, admin_id: int, owner_user_id: int, 
     for index, (profile, offers) in enumerate(DEMO_MERCHANTS):
 
         async def tx(conn, profile=profile, offers=offers, owner=owner_user_id if index == 0 else None) -> list[int]:
-            merchant_id = await service.create_merchant(
+            merchant_id = await merchants.create_merchant(
                 conn, actor_user_id=admin_id, profile=profile, owner_user_id=owner, request_id=None, now=now
             )
-            actor = service.Actor(user_id=admin_id, is_admin=True, merchant_id=None)
+            actor = merchants.Actor(user_id=admin_id, is_admin=True, merchant_id=None)
             return [
                 await service.create_offer(
                     conn, actor=actor, merchant_id=merchant_id, status=service.ACTIVE, now=now,

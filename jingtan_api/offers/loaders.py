@@ -5,43 +5,6 @@ from strawberry.types import Info
 from jingtan_api.offers import service
 
 
-def _loader(info: Info, name: str, fn):
-    ctx = info.context
-    return ctx.loader(name, lambda keys: ctx.read(fn, keys))
-
-
-def merchants(info: Info):
-    return _loader(info, "merchants", service.merchants_by_ids)
-
-
 def offers(info: Info):
-    return _loader(info, "offers", service.offers_by_ids)
-
-
-def redemptions(info: Info):
-    return _loader(info, "redemptions", service.redemptions_by_ids)
-
-
-def staff_merchant(info: Info):
-    """user id -> id of the merchant the user works for (None when not staff)."""
-    return _loader(info, "staff_merchant", service.staff_merchant_ids)
-
-
-def merchant_stats(info: Info):
-    return _loader(info, "merchant_stats", service.merchant_stats)
-
-
-def merchant_balances(info: Info):
-    return _loader(info, "merchant_balances", service.merchant_balances)
-
-
-def offer_redeemed(info: Info):
-    return _loader(info, "offer_redeemed", service.offer_redeemed_counts)
-
-
-def forget(loader, key) -> None:
-    """Drop a cached key (strawberry's ``clear`` raises KeyError when the key was never loaded)."""
-    try:
-        loader.clear(key)
-    except KeyError:
-        pass
+    ctx = info.context
+    return ctx.loader("offers", lambda keys: ctx.read(service.offers_by_ids, keys))

@@ -228,6 +228,23 @@ async def set_roles(app: "Services", *, actor_user_id: int | None, user_id: int,
 
     await app.db.write(tx)
 
+async def add_role(conn: AsyncConnection, user_id: int, role: str) -> None:
+    """Give the user ``role`` on top of the roles they have, inside the caller's write transaction.
+
+    The user's row is locked (``SELECT … FOR UPDATE``; SQLite write transactions are serialised anyway)
+    until the transaction ends, so a concurrent role change is not lost and callers can rely on the lock
+    to serialise their own changes concerning this user. Unknown user: NOT_FOUND (field ``userId``)."""
+    if role not in ROLES:
+        raise ValidationFailed("Unknown role / 未知角色", field="roles")
+    current = (
+        await conn.execute(select(U.c.roles).where(U.c.id == user_id).with_for_update())
+    ).scalar_one_or_none()
+    if current is None:
+        raise NotFound("User not found / 用户不存在", field="userId")
+    roles = roles_of_str(current)
+    if role not in roles:
+        await conn.execute(update(U).where(U.c.id == user_id).values(roles=",".join(sorted(roles | {role}))))
+
 async def create_admin(app: "Services", *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime) -> int:
     return await register(app,
         email=email, phone=phone, password=password, display_name=display_name,

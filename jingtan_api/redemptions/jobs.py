@@ -1,4 +1,4 @@
-"""Background job of the offers domain: expire overdue redemptions and refund them.
+"""Background job of the redemptions domain: expire overdue redemptions and refund them.
 
 Run by ``jingtan expire-redemptions`` and, together with points expiry, by the server's periodic expiry
 task (``jingtan_api.jobs``).
@@ -8,7 +8,7 @@ import logging
 from datetime import datetime
 
 from jingtan_api.db import Database, run_batched
-from jingtan_api.offers import service
+from jingtan_api.redemptions import service
 
 log = logging.getLogger("jingtan.jobs")
 
