@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from jingtan_api.errors import DomainError, NotFound, ValidationFailed
+from jingtan_api.errors import NotFound, ValidationFailed
 
 T = TypeVar("T")
 
@@ -166,10 +166,3 @@ class UserError:
     field: list[str] | None = strawberry.field(
         default=None, description="Path of the input field at fault, e.g. [\"input\", \"amount\"]."
     )
-
-
-def user_errors_from(exc: Exception) -> list[UserError]:
-    assert isinstance(exc, DomainError)
-    return [
-        UserError(message=exc.message, code=exc.code, field=["input", exc.field] if exc.field else None)
-    ]

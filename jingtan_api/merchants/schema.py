@@ -4,9 +4,10 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.auth.permissions import ADMIN
-from jingtan_api.errors import DomainError, PermissionDenied
+from jingtan_api.errors import PermissionDenied
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args, user_errors_from
+from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args
 from jingtan_api.merchants import loaders, service
 from jingtan_api.merchants.types import (
     AddMerchantStaffInput,
@@ -69,95 +70,77 @@ class MerchantsQuery:
 
 @strawberry.type
 class MerchantsMutation:
-    @strawberry.mutation(description="Onboard a merchant (admin; audit-logged). / 创建商户（管理员）。")
+    @payload_mutation(description="Onboard a merchant (admin; audit-logged). / 创建商户（管理员）。")
     async def create_merchant(self, info: Info, input: CreateMerchantInput) -> MerchantPayload:
         ctx = info.context
-        try:
-            actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
-            owner = decode_opt(input.owner_user_id, "User", "ownerUserId")
-            merchant_id = await ctx.db.write(
-                lambda conn: service.create_merchant(
-                    conn, actor_user_id=actor, profile=profile_dict(input.profile), owner_user_id=owner,
-                    request_id=ctx.request_id, now=ctx.now(),
-                )
+        actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
+        owner = decode_opt(input.owner_user_id, "User", "ownerUserId")
+        merchant_id = await ctx.db.write(
+            lambda conn: service.create_merchant(
+                conn, actor_user_id=actor, profile=profile_dict(input.profile), owner_user_id=owner,
+                request_id=ctx.request_id, now=ctx.now(),
             )
-        except DomainError as exc:
-            return MerchantPayload(user_errors=user_errors_from(exc))
+        )
         return await _merchant_payload(info, merchant_id)
 
-    @strawberry.mutation(description="Apply to become a merchant; an admin reviews it. / 申请成为商户。")
+    @payload_mutation(description="Apply to become a merchant; an admin reviews it. / 申请成为商户。")
     async def apply_for_merchant(self, info: Info, input: ApplyForMerchantInput) -> MerchantPayload:
         ctx = info.context
-        try:
-            user_id = ctx.viewer.require_user()
-            if ctx.viewer.api_token_id is not None:
-                raise PermissionDenied("Apply in the app, not with an API token / 请在应用内申请")
-            merchant_id = await ctx.db.write(
-                lambda conn: service.apply_for_merchant(conn, user_id=user_id, profile=profile_dict(input.profile), now=ctx.now())
-            )
-        except DomainError as exc:
-            return MerchantPayload(user_errors=user_errors_from(exc))
+        user_id = ctx.viewer.require_user()
+        if ctx.viewer.api_token_id is not None:
+            raise PermissionDenied("Apply in the app, not with an API token / 请在应用内申请")
+        merchant_id = await ctx.db.write(
+            lambda conn: service.apply_for_merchant(conn, user_id=user_id, profile=profile_dict(input.profile), now=ctx.now())
+        )
         return await _merchant_payload(info, merchant_id)
 
-    @strawberry.mutation(description="Approve or reject a merchant application (admin; audit-logged). / 审核商户申请。")
+    @payload_mutation(description="Approve or reject a merchant application (admin; audit-logged). / 审核商户申请。")
     async def review_merchant_application(self, info: Info, input: ReviewMerchantApplicationInput) -> MerchantPayload:
         ctx = info.context
-        try:
-            actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
-            merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
-            await ctx.db.write(
-                lambda conn: service.review_application(
-                    conn, actor_user_id=actor, merchant_id=merchant_id, approve=input.approve, reason=input.reason,
-                    request_id=ctx.request_id, now=ctx.now(),
-                )
+        actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
+        merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
+        await ctx.db.write(
+            lambda conn: service.review_application(
+                conn, actor_user_id=actor, merchant_id=merchant_id, approve=input.approve, reason=input.reason,
+                request_id=ctx.request_id, now=ctx.now(),
             )
-        except DomainError as exc:
-            return MerchantPayload(user_errors=user_errors_from(exc))
+        )
         return await _merchant_payload(info, merchant_id)
 
-    @strawberry.mutation(description="Suspend or reactivate a merchant (admin; audit-logged). / 暂停或恢复商户。")
+    @payload_mutation(description="Suspend or reactivate a merchant (admin; audit-logged). / 暂停或恢复商户。")
     async def set_merchant_status(self, info: Info, input: SetMerchantStatusInput) -> MerchantPayload:
         ctx = info.context
-        try:
-            actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
-            merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
-            await ctx.db.write(
-                lambda conn: service.set_merchant_status(
-                    conn, actor_user_id=actor, merchant_id=merchant_id, status=input.status.value, reason=input.reason,
-                    request_id=ctx.request_id, now=ctx.now(),
-                )
+        actor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
+        merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
+        await ctx.db.write(
+            lambda conn: service.set_merchant_status(
+                conn, actor_user_id=actor, merchant_id=merchant_id, status=input.status.value, reason=input.reason,
+                request_id=ctx.request_id, now=ctx.now(),
             )
-        except DomainError as exc:
-            return MerchantPayload(user_errors=user_errors_from(exc))
+        )
         return await _merchant_payload(info, merchant_id)
 
-    @strawberry.mutation(description="Change a merchant's profile (its staff or an admin). / 修改商户资料。")
+    @payload_mutation(description="Change a merchant's profile (its staff or an admin). / 修改商户资料。")
     async def update_merchant(self, info: Info, input: UpdateMerchantInput) -> MerchantPayload:
         ctx = info.context
-        try:
-            actor = await actor_of(info, "offers:write")
-            merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
-            await ctx.db.write(
-                lambda conn: service.update_merchant(conn, actor=actor, merchant_id=merchant_id, changes=profile_dict(input))
-            )
-        except DomainError as exc:
-            return MerchantPayload(user_errors=user_errors_from(exc))
+        actor = await actor_of(info, "offers:write")
+        merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
+        await ctx.db.write(
+            lambda conn: service.update_merchant(conn, actor=actor, merchant_id=merchant_id, changes=profile_dict(input))
+        )
         return await _merchant_payload(info, merchant_id)
 
-    @strawberry.mutation(description="Add a staff member (admin or the merchant's owner; audit-logged). / 添加商户员工。")
+    @payload_mutation(description="Add a staff member (admin or the merchant's owner; audit-logged). / 添加商户员工。")
     async def add_merchant_staff(self, info: Info, input: AddMerchantStaffInput) -> AddMerchantStaffPayload:
         ctx = info.context
-        try:
-            actor = await actor_of(info, "offers:write")
-            merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
-            user_id = decode_id(input.user_id, "User", field="userId")
-            await ctx.db.write(
-                lambda conn: service.add_merchant_staff(
-                    conn, actor=actor, merchant_id=merchant_id, user_id=user_id, request_id=ctx.request_id, now=ctx.now()
-                )
+        actor = await actor_of(info, "offers:write")
+        merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
+        user_id = decode_id(input.user_id, "User", field="userId")
+        await ctx.db.write(
+            lambda conn: service.add_merchant_staff(
+                conn, actor=actor, merchant_id=merchant_id, user_id=user_id, request_id=ctx.request_id, now=ctx.now()
             )
-        except DomainError as exc:
-            return AddMerchantStaffPayload(user_errors=user_errors_from(exc))
+        )
         loaders.forget(users_loader(info), user_id)
         payload = await _merchant_payload(info, merchant_id)
         return AddMerchantStaffPayload(merchant=payload.merchant, user=User.from_row(await users_loader(info).load(user_id)))

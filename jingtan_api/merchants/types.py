@@ -13,6 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.errors import PermissionDenied
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Node, UserError, decode_id
 from jingtan_api.merchants import loaders, service
 from jingtan_api.users.types import User, users_loader
@@ -223,10 +224,18 @@ class AddMerchantStaffInput:
     user_id: strawberry.ID = strawberry.field(description="The user to add; they get the MERCHANT role. / 用户。")
 
 
+MerchantErrorCode = error_code_enum(
+    "MerchantErrorCode", ('APPLICATION_PENDING', 'ALREADY_REVIEWED', 'ALREADY_MERCHANT_STAFF', 'MERCHANT_NOT_ACTIVE', 'INVALID_COORDINATES', 'INVALID_STATUS', 'INVALID_STATUS_TRANSITION'),
+    description="Codes of the merchant mutations (onboarding, applications, status, profile, staff)' userErrors. / 商户错误代码。",
+)
+MerchantError = user_error_type("MerchantError", MerchantErrorCode, description="Why one of the merchant mutations (onboarding, applications, status, profile, staff) failed. / 商户错误。")
+
+
 @strawberry.type(description="Result of merchant mutations.")
 class MerchantPayload:
     merchant: Merchant | None = strawberry.field(default=None, description="The merchant.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[MerchantError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="Result of `addMerchantStaff`.")
@@ -236,6 +245,7 @@ class AddMerchantStaffPayload:
         default=None, description="The new staff member."
     )
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[MerchantError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 def decode_opt(gid: Any, type_name: str, field: str) -> int | None:

@@ -4,9 +4,10 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.accounts.types import accounts_loader
-from jingtan_api.errors import DomainError, PermissionDenied, ValidationFailed
+from jingtan_api.errors import PermissionDenied, ValidationFailed
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.graphql.relay import Connection, decode_id, user_errors_from
+from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.graphql.relay import Connection, decode_id
 from jingtan_api.merchants.loaders import forget
 from jingtan_api.merchants.types import Merchant, actor_of, can_manage, decode_opt
 from jingtan_api.offers import loaders, service
@@ -81,48 +82,39 @@ class OffersQuery:
 
 @strawberry.type
 class OffersMutation:
-    @strawberry.mutation(description="Create an offer (merchant staff or admin). / 创建优惠。")
+    @payload_mutation(description="Create an offer (merchant staff or admin). / 创建优惠。")
     async def create_offer(self, info: Info, input: CreateOfferInput) -> OfferPayload:
         ctx = info.context
-        try:
-            actor = await actor_of(info, "offers:write")
-            merchant_id = decode_opt(input.merchant_id, "Merchant", "merchantId") or actor.merchant_id
-            if merchant_id is None:
-                raise ValidationFailed("Give merchantId / 请指定商户", field="merchantId")
-            offer_id = await ctx.db.write(
-                lambda conn: service.create_offer(
-                    conn, actor=actor, merchant_id=merchant_id, fields=offer_dict(input), status=input.status.value,
-                    now=ctx.now(),
-                )
+        actor = await actor_of(info, "offers:write")
+        merchant_id = decode_opt(input.merchant_id, "Merchant", "merchantId") or actor.merchant_id
+        if merchant_id is None:
+            raise ValidationFailed("Give merchantId / 请指定商户", field="merchantId")
+        offer_id = await ctx.db.write(
+            lambda conn: service.create_offer(
+                conn, actor=actor, merchant_id=merchant_id, fields=offer_dict(input), status=input.status.value,
+                now=ctx.now(),
             )
-        except DomainError as exc:
-            return OfferPayload(user_errors=user_errors_from(exc))
+        )
         return await _offer_payload(info, offer_id)
 
-    @strawberry.mutation(description="Change an offer (its merchant's staff or an admin). / 修改优惠。")
+    @payload_mutation(description="Change an offer (its merchant's staff or an admin). / 修改优惠。")
     async def update_offer(self, info: Info, input: UpdateOfferInput) -> OfferPayload:
         ctx = info.context
-        try:
-            actor = await actor_of(info, "offers:write")
-            offer_id = decode_id(input.offer_id, "Offer", field="offerId")
-            await ctx.db.write(
-                lambda conn: service.update_offer(conn, actor=actor, offer_id=offer_id, changes=offer_dict(input), now=ctx.now())
-            )
-        except DomainError as exc:
-            return OfferPayload(user_errors=user_errors_from(exc))
+        actor = await actor_of(info, "offers:write")
+        offer_id = decode_id(input.offer_id, "Offer", field="offerId")
+        await ctx.db.write(
+            lambda conn: service.update_offer(conn, actor=actor, offer_id=offer_id, changes=offer_dict(input), now=ctx.now())
+        )
         return await _offer_payload(info, offer_id)
 
-    @strawberry.mutation(description="Publish, pause, resume or end an offer. / 更改优惠状态。")
+    @payload_mutation(description="Publish, pause, resume or end an offer. / 更改优惠状态。")
     async def set_offer_status(self, info: Info, input: SetOfferStatusInput) -> OfferPayload:
         ctx = info.context
-        try:
-            actor = await actor_of(info, "offers:write")
-            offer_id = decode_id(input.offer_id, "Offer", field="offerId")
-            await ctx.db.write(
-                lambda conn: service.set_offer_status(conn, actor=actor, offer_id=offer_id, status=input.status.value, now=ctx.now())
-            )
-        except DomainError as exc:
-            return OfferPayload(user_errors=user_errors_from(exc))
+        actor = await actor_of(info, "offers:write")
+        offer_id = decode_id(input.offer_id, "Offer", field="offerId")
+        await ctx.db.write(
+            lambda conn: service.set_offer_status(conn, actor=actor, offer_id=offer_id, status=input.status.value, now=ctx.now())
+        )
         return await _offer_payload(info, offer_id)
 
 

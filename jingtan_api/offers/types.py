@@ -11,6 +11,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.errors import ValidationFailed
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import MAX_PK, Connection, Edge, Node, PageInfo, UserError
 from jingtan_api.merchants import loaders as merchant_loaders
 from jingtan_api.merchants import service as merchants
@@ -257,7 +258,15 @@ class OfferFilter:
     )
 
 
+OfferErrorCode = error_code_enum(
+    "OfferErrorCode", ('INVALID_URL', 'INVALID_WINDOW', 'INVALID_STATUS', 'INVALID_STATUS_TRANSITION', 'STOCK_BELOW_REDEEMED', 'MERCHANT_NOT_ACTIVE'),
+    description="Codes of the offer mutations (create, update, status)' userErrors. / 优惠错误代码。",
+)
+OfferError = user_error_type("OfferError", OfferErrorCode, description="Why one of the offer mutations (create, update, status) failed. / 优惠错误。")
+
+
 @strawberry.type(description="Result of offer mutations.")
 class OfferPayload:
     offer: Offer | None = strawberry.field(default=None, description="The offer.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[OfferError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")

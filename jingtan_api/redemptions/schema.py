@@ -9,9 +9,9 @@ from strawberry.types import Info
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.types import Account, accounts_loader
-from jingtan_api.errors import DomainError
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.graphql.relay import decode_id, user_errors_from
+from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.graphql.relay import decode_id
 from jingtan_api.merchants.loaders import forget
 from jingtan_api.merchants.types import Merchant, actor_of, require_manage
 from jingtan_api.offers import loaders as offer_loaders
@@ -54,55 +54,46 @@ async def _redemption_payload(info: Info, redemption_id: int) -> RedemptionPaylo
 
 @strawberry.type
 class RedemptionsMutation:
-    @strawberry.mutation(description="Redeem an offer with points; returns a code to show at the counter (idempotent). / 兑换优惠。")
+    @payload_mutation(description="Redeem an offer with points; returns a code to show at the counter (idempotent). / 兑换优惠。")
     async def redeem_offer(self, info: Info, input: RedeemOfferInput) -> RedeemOfferPayload:
         ctx = info.context
-        try:
-            user_id = _member(info)
-            offer_id = decode_id(input.offer_id, "Offer", field="offerId")
-            cfg = ctx.settings
-            redemption_id, replayed = await ctx.db.write(
-                lambda conn: service.redeem(
-                    conn, user_id=user_id, offer_id=offer_id, quantity=input.quantity,
-                    idempotency_key=input.idempotency_key, now=ctx.now(),
-                    lot_expiry_days=cfg.points.lot_expiry_days, valid_days=cfg.offers.redemption_valid_days,
-                    max_quantity=cfg.offers.max_quantity,
-                )
+        user_id = _member(info)
+        offer_id = decode_id(input.offer_id, "Offer", field="offerId")
+        cfg = ctx.settings
+        redemption_id, replayed = await ctx.db.write(
+            lambda conn: service.redeem(
+                conn, user_id=user_id, offer_id=offer_id, quantity=input.quantity,
+                idempotency_key=input.idempotency_key, now=ctx.now(),
+                lot_expiry_days=cfg.points.lot_expiry_days, valid_days=cfg.offers.redemption_valid_days,
+                max_quantity=cfg.offers.max_quantity,
             )
-        except DomainError as exc:
-            return RedeemOfferPayload(user_errors=user_errors_from(exc))
+        )
         payload = await _redemption_payload(info, redemption_id)
         account = (await ctx.read(ledger.accounts_by_user_ids, [user_id]))[user_id]
         accounts_loader(info).prime(user_id, account)
         return RedeemOfferPayload(redemption=payload.redemption, account=Account.from_row(account), replayed=replayed)
 
-    @strawberry.mutation(description="Confirm a redemption code at the counter (merchant staff or a merchant API token with redemptions:confirm). / 核销兑换码。")
+    @payload_mutation(description="Confirm a redemption code at the counter (merchant staff or a merchant API token with redemptions:confirm). / 核销兑换码。")
     async def confirm_redemption(self, info: Info, input: ConfirmRedemptionInput) -> RedemptionPayload:
         ctx = info.context
-        try:
-            actor = await actor_of(info, "redemptions:confirm")
-            redemption_id = await ctx.db.write(
-                lambda conn: service.confirm(conn, actor=actor, code=input.code, now=ctx.now())
-            )
-        except DomainError as exc:
-            return RedemptionPayload(user_errors=user_errors_from(exc))
+        actor = await actor_of(info, "redemptions:confirm")
+        redemption_id = await ctx.db.write(
+            lambda conn: service.confirm(conn, actor=actor, code=input.code, now=ctx.now())
+        )
         return await _redemption_payload(info, redemption_id)
 
-    @strawberry.mutation(description="Cancel an unused redemption (the member, or an admin); points and stock come back. / 取消兑换。")
+    @payload_mutation(description="Cancel an unused redemption (the member, or an admin); points and stock come back. / 取消兑换。")
     async def cancel_redemption(self, info: Info, input: CancelRedemptionInput) -> RedemptionPayload:
         ctx = info.context
-        try:
-            user_id = _member(info)
-            redemption_id = decode_id(input.redemption_id, "Redemption", field="redemptionId")
-            cfg = ctx.settings
-            await ctx.db.write(
-                lambda conn: service.cancel(
-                    conn, user_id=user_id, is_admin=ctx.viewer.is_admin, redemption_id=redemption_id, now=ctx.now(),
-                    lot_expiry_days=cfg.points.lot_expiry_days, refund_min_valid_days=cfg.offers.refund_min_valid_days,
-                )
+        user_id = _member(info)
+        redemption_id = decode_id(input.redemption_id, "Redemption", field="redemptionId")
+        cfg = ctx.settings
+        await ctx.db.write(
+            lambda conn: service.cancel(
+                conn, user_id=user_id, is_admin=ctx.viewer.is_admin, redemption_id=redemption_id, now=ctx.now(),
+                lot_expiry_days=cfg.points.lot_expiry_days, refund_min_valid_days=cfg.offers.refund_min_valid_days,
             )
-        except DomainError as exc:
-            return RedemptionPayload(user_errors=user_errors_from(exc))
+        )
         return await _redemption_payload(info, redemption_id)
 
 

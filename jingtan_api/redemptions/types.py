@@ -7,6 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.accounts.types import Account
+from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Connection, Node, UserError, build_connection, page_args
 from jingtan_api.merchants import loaders as merchant_loaders
 from jingtan_api.merchants.types import Merchant, can_manage
@@ -190,6 +191,13 @@ class CancelRedemptionInput:
     redemption_id: strawberry.ID = strawberry.field(description="The redemption. / 兑换记录。")
 
 
+RedemptionErrorCode = error_code_enum(
+    "RedemptionErrorCode", ('INSUFFICIENT_POINTS', 'IDEMPOTENCY_KEY_REUSED', 'MERCHANT_NOT_ACTIVE', 'OFFER_NOT_ACTIVE', 'OFFER_NOT_STARTED', 'OFFER_ENDED', 'OUT_OF_STOCK', 'REDEMPTION_LIMIT_REACHED', 'ALREADY_CONFIRMED', 'REDEMPTION_CANCELLED', 'REDEMPTION_EXPIRED'),
+    description="Codes of the redemption mutations (redeem, confirm, cancel)' userErrors. / 兑换错误代码。",
+)
+RedemptionError = user_error_type("RedemptionError", RedemptionErrorCode, description="Why one of the redemption mutations (redeem, confirm, cancel) failed. / 兑换错误。")
+
+
 @strawberry.type(description="Result of `redeemOffer`.")
 class RedeemOfferPayload:
     redemption: Redemption | None = strawberry.field(default=None, description="The redemption with its code.")
@@ -198,9 +206,11 @@ class RedeemOfferPayload:
     )
     replayed: bool = strawberry.field(default=False, description="True when an earlier identical request's result was returned.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[RedemptionError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
 
 
 @strawberry.type(description="Result of `confirmRedemption` / `cancelRedemption`.")
 class RedemptionPayload:
     redemption: Redemption | None = strawberry.field(default=None, description="The redemption.")
     user_errors: list[UserError] = strawberry.field(default_factory=list, description="Why it failed.")
+    errors: list[RedemptionError] = strawberry.field(default_factory=list, description="The same errors with typed codes. / 错误（类型化代码）。")
