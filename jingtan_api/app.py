@@ -145,7 +145,7 @@ def create_app(
         services,
         schema=schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
-        allow_queries_via_get=True,
+        allow_queries_via_get=settings.get_queries_enabled,
     )
 
     async def healthz(_: Request) -> JSONResponse:

@@ -101,6 +101,15 @@ class GraphQLSettings(_Section):
     max_depth: int = Field(12, ge=2, description="Deepest selection set accepted.")
     max_aliases: int = Field(30, ge=1, description="Most aliases in one operation.")
     max_tokens: int = Field(5000, ge=10, description="Most lexical tokens in one document.")
+    max_directives: int = Field(50, ge=1, description="Most directives in one document.")
+    max_directives_per_location: int = Field(
+        3, ge=1, description="Most directives on one field, fragment or operation (e.g. @include and @skip)."
+    )
+    get_queries: bool | None = Field(
+        None,
+        description="Accept queries over GET (never mutations); default: on in development only. Off in "
+        "production: a GET is what a cross-site link or image sends, and nothing here needs HTTP caching.",
+    )
     max_cost: int = Field(
         5000, ge=1, description="Largest static query cost (connections count first/last × their selection)."
     )
@@ -203,6 +212,10 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return (not self.is_production) if self.graphql.graphiql is None else self.graphql.graphiql
+
+    @property
+    def get_queries_enabled(self) -> bool:
+        return (not self.is_production) if self.graphql.get_queries is None else self.graphql.get_queries
 
     @property
     def introspection_enabled(self) -> bool:

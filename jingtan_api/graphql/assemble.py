@@ -39,6 +39,7 @@ from strawberry.types.graphql import OperationType
 from jingtan_api.context import Context
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.cost import QueryCost
+from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
 from jingtan_api.graphql.errors import JingtanMaskErrors
 from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
@@ -246,6 +247,7 @@ def _extensions(settings: Settings) -> list[Any]:
     extensions: list[Any] = [
         JingtanMaskErrors,
         lambda: ParserCache(maxsize=1000),
+        lambda: DirectiveLimit(max_directives=gql.max_directives, max_per_location=gql.max_directives_per_location),
         lambda: ValidationCache(maxsize=1000),
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
