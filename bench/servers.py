@@ -363,9 +363,10 @@ def baseline_catalogue_app() -> Starlette:
         first = variables.get("first", 20)
         now = ledger.utcnow()
         async with db.read() as conn:
-            rows, has_next = await offers_service.catalogue_page(
-                conn, now=now, order=offers_service.NEWEST, first=first, after=None, flt=no_filter
+            page = await offers_service.catalogue_page(
+                conn, PageArgs(first=first), now=now, order=offers_service.NEWEST, flt=no_filter
             )
+            rows, has_next = page.rows, page.has_next
             merchants = await merchants_service.merchants_by_ids(conn, list(dict.fromkeys(r["merchant_id"] for r in rows)))
         edges = []
         for r in rows:

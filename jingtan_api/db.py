@@ -271,11 +271,6 @@ class PageArgs:
     def backward(self) -> bool:
         return self.last is not None and self.first is None
 
-    def __iter__(self) -> Any:
-        # Transitional: the offers package still unpacks (first, after id, last, before id); the next
-        # commit moves it to PageArgs and removes this.
-        return iter((self.first, self.after and self.after[0], self.last, self.before and self.before[0]))
-
 
 @dataclass(frozen=True)
 class Page:

@@ -4,13 +4,16 @@ totalCount is the number of items; bad cursors and page sizes are typed errors."
 
 import base64
 import json
+from datetime import timedelta
 
 import pytest
 from actions_helpers import submit, trip
-from offers_helpers import grant, make_member
+from offers_helpers import PROFILE, grant, make_admin, make_member, make_merchant, make_offer, redeem
 
 from jingtan_api.audit import service as audit_service
-from jingtan_api.graphql.relay import to_global_id
+from jingtan_api.graphql.relay import decode_id, to_global_id
+from jingtan_api.merchants import service as merchants_service
+from jingtan_api.offers import service as offers_service
 
 PAGE = "totalCount edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
 ARGS = "first: $first, after: $after, last: $last, before: $before"
@@ -214,3 +217,159 @@ async def test_audit_log(gql, admin, services, clock):
     assert await by_actor.check(sizes=(4,)) == everything[:9]  # the newest nine
     cursor = (await log.page(first=1))["pageInfo"]["endCursor"]
     await log.check_bad_arguments(foreign=FOREIGN_TO_ID_LISTS, tampered=tampered_id_cursors(cursor))
+
+
+# --- merchants, offers, redemptions ------------------------------------------------------------------
+
+CATALOGUE = f"""query({VARS}, $filter: OfferFilter, $orderBy: OfferOrder!) {{
+  offers({ARGS}, filter: $filter, orderBy: $orderBy) {{ {PAGE} }} }}"""
+
+
+@pytest.fixture
+async def shop(gql, services, clock):
+    admin = await make_admin(services, clock)
+    return await make_merchant(gql, services, clock, admin)
+
+
+async def _offers(services, clock, merchant_gid: str, n: int) -> list[dict]:
+    """n offers created in one transaction with repeating prices, end times and creation times (ties
+    that only the id breaks), plus one draft that the catalogue does not list."""
+    merchant_id = decode_id(merchant_gid, "Merchant")
+    actor = merchants_service.Actor(user_id=0, is_admin=True, merchant_id=None)
+    now = clock()
+    specs = [
+        {"price": 10 * (1 + i % 3), "ends": now + timedelta(days=3 + i % 4), "created": now - timedelta(minutes=n - i // 2)}
+        for i in range(n)
+    ]
+
+    async def tx(conn):
+        for i, spec in enumerate([*specs, {**specs[0], "draft": True}]):
+            spec["pk"] = await offers_service.create_offer(
+                conn, actor=actor, merchant_id=merchant_id, status="DRAFT" if spec.get("draft") else "ACTIVE",
+                now=spec["created"],
+                fields={
+                    "title_zh": f"优惠 {i}", "points_price": spec["price"], "total_stock": 5, "per_member_limit": 1,
+                    "starts_at": now - timedelta(days=1), "ends_at": spec["ends"],
+                },
+            )
+
+    await services.db.write(tx)
+    return specs
+
+
+SORTS = {
+    "NEWEST": lambda s: (-s["created"].timestamp(), -s["pk"]),
+    "POINTS_ASC": lambda s: (s["price"], s["pk"]),
+    "POINTS_DESC": lambda s: (-s["price"], -s["pk"]),
+    "ENDING_SOON": lambda s: (s["ends"], s["pk"]),
+}
+
+
+def _offer_ids(specs: list[dict], order: str) -> list[str]:
+    return [to_global_id("Offer", s["pk"]) for s in sorted(specs, key=SORTS[order])]
+
+
+@pytest.mark.parametrize("order", list(SORTS))
+async def test_offer_catalogue_in_each_order(gql, services, clock, shop, order):
+    specs = await _offers(services, clock, shop["id"], 9)
+    walk = Walk(gql, CATALOGUE, lambda d: d["offers"], variables={"orderBy": order})
+    await walk.check(_offer_ids(specs, order), sizes=(1, 2, 4))
+    other_order = "POINTS_DESC" if order != "POINTS_DESC" else "NEWEST"
+    foreign = [
+        (await Walk(gql, CATALOGUE, lambda d: d["offers"], variables={"orderBy": other_order}).page(first=1))["pageInfo"]["endCursor"],
+        b64("c:1"),  # an id cursor (entries, actions, ...)
+    ]
+    raw = json.loads(base64.b64decode((await walk.page(first=1))["pageInfo"]["endCursor"]))
+    assert raw[0] == order and len(raw) == 3
+    tampered = [
+        b64(json.dumps([raw[0], raw[1], 3_000_000_000])),
+        b64(json.dumps([raw[0], raw[1], -1])),
+        b64(json.dumps([raw[0], raw[1]])),
+        b64(json.dumps([raw[0].lower(), raw[1], raw[2]])),
+        b64(json.dumps([raw[0], "2026-06-01T00:00:00" if isinstance(raw[1], str) else str(raw[1]), raw[2]])),
+        b64(json.dumps([raw[0], 10**12 if isinstance(raw[1], int) else "2026-13-01T00:00:00+00:00", raw[2]])),
+    ]
+    await walk.check_bad_arguments(foreign=foreign, tampered=tampered)
+
+
+async def test_offer_catalogue_with_filters_and_merchant_offers(gql, services, clock, shop):
+    specs = await _offers(services, clock, shop["id"], 6)
+    admin = await make_admin(services, clock)
+    bikes = await make_merchant(gql, services, clock, admin, profile={"nameZh": "北京单车", "category": "BIKE_SHOP", "city": "北京"})
+    await _offers(services, clock, bikes["id"], 3)
+    cheap = [s for s in specs if s["price"] <= 20]
+    walk = Walk(gql, CATALOGUE, lambda d: d["offers"], variables={"orderBy": "POINTS_ASC", "filter": {"city": "上海"}})
+    assert await walk.check(_offer_ids(specs, "POINTS_ASC")) == _offer_ids(specs, "POINTS_ASC")
+    everything = Walk(gql, CATALOGUE, lambda d: d["offers"], variables={"orderBy": "ENDING_SOON"})
+    assert len(await everything.check(sizes=(4,))) == 9
+    member = await make_member(services, clock, points=20)
+    affordable = Walk(
+        gql, CATALOGUE, lambda d: d["offers"], token=member["token"],
+        variables={"orderBy": "POINTS_DESC", "filter": {"affordable": True, "merchantId": shop["id"]}},
+    )
+    assert await affordable.check(_offer_ids(cheap, "POINTS_DESC")) == _offer_ids(cheap, "POINTS_DESC")
+    # Staff see their drafts too.
+    staff = Walk(
+        gql, CATALOGUE, lambda d: d["offers"], token=shop["token"],
+        variables={"orderBy": "NEWEST", "filter": {"merchantId": shop["id"], "includeUnavailable": True}},
+    )
+    assert len(await staff.check()) == 7
+
+    # merchant(id) { offers }: newest first, redeemable ones for the public, every one for its staff.
+    own = f"query({VARS}, $m: ID!) {{ merchant(id: $m) {{ offers({ARGS}) {{ {PAGE} }} }} }}"
+    public = Walk(gql, own, lambda d: d["merchant"]["offers"], variables={"m": shop["id"]})
+    assert await public.check(_offer_ids(specs, "NEWEST")) == _offer_ids(specs, "NEWEST")
+    mine = Walk(gql, own, lambda d: d["merchant"]["offers"], token=shop["token"], variables={"m": shop["id"]})
+    assert len(await mine.check()) == 7
+    # Its cursors are the catalogue's NEWEST cursors: another order's are refused.
+    by_price = (await walk.page(first=1))["pageInfo"]["endCursor"]
+    await public.check_bad_arguments(foreign=[by_price, b64("c:1")])
+
+
+async def test_merchants(gql, services, clock):
+    admin = await make_admin(services, clock)
+    ids = [
+        (await make_merchant(gql, services, clock, admin, profile={"nameZh": f"商户 {i}", "city": "北京" if i % 2 else "上海"}))["id"]
+        for i in range(5)
+    ]
+    applicant = await make_member(services, clock)
+    await gql.ok(
+        "mutation($i: ApplyForMerchantInput!) { applyForMerchant(input: $i) { userErrors { code } } }",
+        {"i": {"profile": PROFILE}}, token=applicant["token"],
+    )
+    query = f"query({VARS}, $city: String, $status: MerchantStatus! = ACTIVE) {{ merchants({ARGS}, city: $city, status: $status) {{ {PAGE} }} }}"
+    walk = Walk(gql, query, lambda d: d["merchants"])
+    assert await walk.check(ids, sizes=(1, 2)) == ids  # oldest first
+    beijing = Walk(gql, query, lambda d: d["merchants"], variables={"city": "北京"})
+    assert await beijing.check(ids[1::2]) == ids[1::2]
+    pending = Walk(gql, query, lambda d: d["merchants"], token=admin["token"], variables={"status": "PENDING"})
+    assert (await pending.page(first=0))["totalCount"] == 1
+    cursor = (await walk.page(first=1))["pageInfo"]["endCursor"]
+    await walk.check_bad_arguments(foreign=FOREIGN_TO_ID_LISTS, tampered=tampered_id_cursors(cursor))
+
+
+async def test_redemptions_of_a_member_and_of_a_merchant(gql, services, clock, shop):
+    offer = await make_offer(gql, clock, shop, pointsPrice=1, perMemberLimit=10)
+    member = await make_member(services, clock, points=100)
+    other = await make_member(services, clock, points=100)
+    mine = []
+    for _ in range(7):
+        out = await redeem(gql, member, offer["id"])
+        assert out["userErrors"] == [], out
+        mine.append(out["redemption"]["id"])
+    assert (await redeem(gql, other, offer["id"]))["userErrors"] == []
+    users = Walk(
+        gql, f"query({VARS}) {{ viewer {{ redemptions({ARGS}) {{ {PAGE} }} }} }}", lambda d: d["viewer"]["redemptions"],
+        token=member["token"],
+    )
+    assert await users.check(mine[::-1], sizes=(1, 3)) == mine[::-1]  # newest first
+    query = f"query({VARS}, $m: ID!, $s: RedemptionStatus) {{ merchant(id: $m) {{ redemptions({ARGS}, status: $s) {{ {PAGE} }} }} }}"
+    shops = Walk(gql, query, lambda d: d["merchant"]["redemptions"], token=shop["token"], variables={"m": shop["id"]})
+    assert len(await shops.check(sizes=(2, 5))) == 8
+    pending = Walk(
+        gql, query, lambda d: d["merchant"]["redemptions"], token=shop["token"], variables={"m": shop["id"], "s": "PENDING"}
+    )
+    assert len(await pending.check(sizes=(3,))) == 8
+    cursor = (await users.page(first=1))["pageInfo"]["endCursor"]
+    for walk in (users, shops):
+        await walk.check_bad_arguments(foreign=FOREIGN_TO_ID_LISTS, tampered=tampered_id_cursors(cursor))

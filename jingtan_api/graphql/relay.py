@@ -15,7 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import strawberry
 from strawberry.types import Info
@@ -90,12 +90,11 @@ class Edge(Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]] = strawberry.field(description="Edges of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination state.")
-    # Transitional: optional until the offers package's connections all give a count (next commit).
-    _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
 
-    @strawberry.field(description="Total number of items (counted only when asked for).")
-    async def total_count(self) -> int | None:
-        return await self._count() if self._count is not None else None
+    @strawberry.field(description="Items in the whole list with its filters (counted only when asked).")
+    async def total_count(self) -> int:
+        return await self._count()
 
     @strawberry.field(description="The nodes of this page (shortcut for edges.node).")
     def nodes(self) -> list[T]:
@@ -239,26 +238,29 @@ def page_args(
 C = TypeVar("C", bound=Connection[Any])
 
 
+@overload
 def build_connection(
-    page: Page | list[Any],
-    node: Callable[[dict], Any] | list[int],
+    page: Page, node: Callable[[dict], T], *, count: Callable[[], Awaitable[int]], keyset: Keyset = ...
+) -> Connection[T]: ...
+
+
+@overload
+def build_connection(
+    page: Page, node: Callable[[dict], Any], *, count: Callable[[], Awaitable[int]], keyset: Keyset = ..., type_: type[C]
+) -> C: ...
+
+
+def build_connection(
+    page: Page,
+    node: Callable[[dict], Any],
     *,
-    count: Callable[[], Awaitable[int]] | None = None,
+    count: Callable[[], Awaitable[int]],
     keyset: Keyset = ID_KEYSET,
     type_: type[Connection[Any]] = Connection,
-    has_next: bool = False,
-    has_previous: bool = False,
 ) -> Connection[Any]:
     """A service's page (rows, their keys, has_next/has_previous) as a connection: ``node`` turns a row
     into the node, ``keyset`` the keys into cursors, ``count`` (same filters, no page) gives totalCount
     when it is asked for; ``type_`` is a concrete subclass when the SDL names one."""
-    if not isinstance(page, Page):
-        # Transitional: the offers package still passes (nodes, ids, has_next=, has_previous=); the next
-        # commit moves it to pages and removes this form.
-        assert isinstance(node, list)
-        page = Page(rows=page, keys=[(k,) for k in node], has_next=has_next, has_previous=has_previous)
-        node = lambda n: n  # noqa: E731
-    assert callable(node)
     edges = [Edge(cursor=encode_cursor(k, keyset), node=node(r)) for r, k in zip(page.rows, page.keys, strict=True)]
     return type_(
         edges=edges,
