@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.auth.permissions import ADMIN, scopes_for_roles
+from jingtan_api.db import PageArgs
 from jingtan_api.merchants import service as merchants_service
 from jingtan_api.offers import service as offers_service
 from jingtan_api.users.models import User
@@ -129,7 +130,8 @@ def baseline_account_app() -> Starlette:
             ).first()
             if acc is None:
                 return JSONResponse({"data": {"viewer": {"account": None}}})
-            page = await ledger.entries_page(conn, acc.id, first=first, after=after_key, last=None, before=None)
+            args = PageArgs(first=first, after=(after_key,) if after_key is not None else None)
+            page = await ledger.entries_page(conn, acc.id, args)
         edges = [
             {
                 "cursor": _cursor(r["id"]),
@@ -361,9 +363,10 @@ def baseline_catalogue_app() -> Starlette:
         first = variables.get("first", 20)
         now = ledger.utcnow()
         async with db.read() as conn:
-            rows, has_next = await offers_service.catalogue_page(
-                conn, now=now, order=offers_service.NEWEST, first=first, after=None, flt=no_filter
+            page = await offers_service.catalogue_page(
+                conn, PageArgs(first=first), now=now, order=offers_service.NEWEST, flt=no_filter
             )
+            rows, has_next = page.rows, page.has_next
             merchants = await merchants_service.merchants_by_ids(conn, list(dict.fromkeys(r["merchant_id"] for r in rows)))
         edges = []
         for r in rows:

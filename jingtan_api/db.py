@@ -19,13 +19,15 @@ import contextvars
 import logging
 import random
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Select, and_, event, or_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -246,3 +248,77 @@ async def run_batched(
         if len(batch) < batch_size:
             return done, total
         after = batch[-1]
+
+
+# --- keyset pages ------------------------------------------------------------------------------------
+
+Key = tuple[Any, ...]
+"""A row's position in a list's order: its sort values, then its id (``(id,)`` for lists ordered by id)."""
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    """Which page of a list to read. Exactly one of ``first`` (forward, from ``after``) and ``last``
+    (backward, up to ``before``) is set; ``after``/``before`` are keys of rows in the list's order, and
+    both may be given. Built from a connection's arguments by ``graphql.relay.page_args``."""
+
+    first: int | None = None
+    after: Key | None = None
+    last: int | None = None
+    before: Key | None = None
+
+    @property
+    def backward(self) -> bool:
+        return self.last is not None and self.first is None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows in the list's order, each row's key, and whether rows lie beyond either end."""
+
+    rows: list[dict]
+    keys: list[Key]
+    has_next: bool
+    has_previous: bool
+
+
+Order = Sequence[tuple[ColumnElement[Any], bool]]
+"""A list's order: (column, descending) pairs, the last one unique (the id)."""
+
+
+def _beyond(order: Order, key: Key, *, later: bool) -> ColumnElement[bool]:
+    """Rows strictly after ``key`` in ``order`` (``later``) or strictly before it: the lexicographic
+    comparison spelled out, (a > x) OR (a = x AND b > y) ..., so each column may have its own direction."""
+    if len(key) != len(order):
+        raise ValueError(f"key {key!r} does not match an order of {len(order)} columns")
+    clauses = []
+    for i, (column, desc) in enumerate(order):
+        step = column < key[i] if desc == later else column > key[i]
+        clauses.append(and_(*(c == k for (c, _), k in zip(order[:i], key[:i], strict=True)), step))
+    return or_(*clauses)
+
+
+async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, args: PageArgs) -> Page:
+    """One page of ``stmt`` (a SELECT with its filters, no ORDER BY or LIMIT) in ``order``, by keyset:
+    ``first`` rows after ``args.after``, or the ``last`` rows before ``args.before``, returned in the
+    list's order. One statement, reading one row more than the page to tell whether more lie beyond;
+    the other end's flag is "a cursor was given" (the row it names lies there), as Relay allows.
+    The order's columns must be in the SELECT (each row's key is read from them)."""
+    if args.after is not None:
+        stmt = stmt.where(_beyond(order, args.after, later=True))
+    if args.before is not None:
+        stmt = stmt.where(_beyond(order, args.before, later=False))
+    backward = args.backward
+    size = (args.last if backward else args.first) or 0
+    ordering = [column.asc() if desc == backward else column.desc() for column, desc in order]
+    rows = (await conn.execute(stmt.order_by(*ordering).limit(size + 1))).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    if backward:
+        rows.reverse()
+    return Page(
+        rows=[dict(r._mapping) for r in rows],
+        keys=[tuple(r._mapping[column] for column, _ in order) for r in rows],
+        has_next=args.before is not None if backward else more,
+        has_previous=more if backward else args.after is not None,
+    )

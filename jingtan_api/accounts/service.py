@@ -37,7 +37,7 @@ from jingtan_api.accounts.models import (
 )
 from jingtan_api.accounts import idempotency
 from jingtan_api.audit import service as audit
-from jingtan_api.db import utcnow
+from jingtan_api.db import Page, PageArgs, keyset_page, utcnow
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
 A = Account.__table__
@@ -401,23 +401,8 @@ async def expiring_soon(
     return [ExpiringPoints(points=int(r.points), expires_at=r.expires_at) for r in rows]
 
 
-@dataclass(frozen=True)
-class EntryPage:
-    rows: list[dict]
-    has_next: bool
-    has_previous: bool
-
-
-async def entries_page(
-    conn: AsyncConnection,
-    account_id: int,
-    *,
-    first: int | None,
-    after: int | None,
-    last: int | None,
-    before: int | None,
-) -> EntryPage:
-    """Keyset page of an account's entries, newest first. ``after``/``before`` are entry ids."""
+async def entries_page(conn: AsyncConnection, account_id: int, args: PageArgs) -> Page:
+    """Keyset page of an account's entries, newest first (keys: entry ids)."""
     cols = [
         E.c.id,
         E.c.transaction_id,
@@ -428,24 +413,8 @@ async def entries_page(
         TX.c.kind,
         TX.c.memo,
     ]
-    base = select(*cols).join(TX, TX.c.id == E.c.transaction_id).where(E.c.account_id == account_id)
-    if after is not None:
-        base = base.where(E.c.id < after)
-    if before is not None:
-        base = base.where(E.c.id > before)
-    if last is not None and first is None:
-        rows = (await conn.execute(base.order_by(E.c.id.asc()).limit(last + 1))).all()
-        has_previous = len(rows) > last
-        rows = list(reversed(rows[:last]))
-        has_next = before is not None
-        return EntryPage([dict(r._mapping) for r in rows], has_next=has_next, has_previous=has_previous)
-    limit = first if first is not None else 20
-    rows = (await conn.execute(base.order_by(E.c.id.desc()).limit(limit + 1))).all()
-    return EntryPage(
-        [dict(r._mapping) for r in rows[:limit]],
-        has_next=len(rows) > limit,
-        has_previous=after is not None,
-    )
+    stmt = select(*cols).join(TX, TX.c.id == E.c.transaction_id).where(E.c.account_id == account_id)
+    return await keyset_page(conn, stmt, [(E.c.id, True)], args)
 
 
 async def entries_for_transactions(conn: AsyncConnection, tx_ids: Sequence[int]) -> dict[int, list[dict]]:

@@ -146,17 +146,8 @@ class Account(Node):
     ) -> Connection[LedgerEntry]:
         self._require_readable(info)
         ctx = info.context
-        first_n, after_key, last_n, before_key = page_args(info, first, after, last, before)
-        page = await ctx.read(
-            service.entries_page, self.pk, first=first_n, after=after_key, last=last_n, before=before_key
-        )
-        return build_connection(
-            [LedgerEntry.from_row(r) for r in page.rows],
-            [r["id"] for r in page.rows],
-            has_next=page.has_next,
-            has_previous=page.has_previous,
-            count=lambda: ctx.read(service.count_entries, self.pk),
-        )
+        page = await ctx.read(service.entries_page, self.pk, page_args(info, first, after, last, before))
+        return build_connection(page, LedgerEntry.from_row, count=lambda: ctx.read(service.count_entries, self.pk))
 
 
 def accounts_loader(info: Info):

@@ -42,16 +42,10 @@ async def action_connection(
     info: Info, *, user_id: int | None, status: str | None, first, after, last, before, plugin_code: str | None = None
 ) -> Connection[Action]:
     ctx = info.context
-    first_n, after_key, last_n, before_key = page_args(info, first, after, last, before)
-    page = await ctx.read(
-        service.actions_page, user_id=user_id, status=status, plugin_code=plugin_code,
-        first=first_n, after=after_key, last=last_n, before=before_key,
-    )
+    args = page_args(info, first, after, last, before)
+    page = await ctx.read(service.actions_page, args, user_id=user_id, status=status, plugin_code=plugin_code)
     return build_connection(
-        [Action.from_row(r) for r in page.rows],
-        [r["id"] for r in page.rows],
-        has_next=page.has_next,
-        has_previous=page.has_previous,
+        page, Action.from_row,
         count=lambda: ctx.read(service.count_actions, user_id=user_id, status=status, plugin_code=plugin_code),
     )
 

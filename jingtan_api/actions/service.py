@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts import idempotency
@@ -33,7 +33,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
-from jingtan_api.db import Database, dialect_insert
+from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.plugins.api import (
     ActionRecord,
@@ -526,48 +526,27 @@ async def actions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int,
     return {r.id: action_dict(r) for r in rows}
 
 
-@dataclass
-class Page:
-    rows: list[dict]
-    has_next: bool
-    has_previous: bool
+def _actions_where(stmt: Any, *, user_id: int | None, status: str | None, plugin_code: str | None) -> Any:
+    if user_id is not None:
+        stmt = stmt.where(T.c.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(T.c.status == status)
+    if plugin_code is not None:
+        stmt = stmt.where(T.c.plugin_code == plugin_code)
+    return stmt
 
 
 async def actions_page(
-    conn: AsyncConnection, *, user_id: int | None = None, status: str | None = None, plugin_code: str | None = None,
-    first: int | None, after: int | None, last: int | None, before: int | None,
+    conn: AsyncConnection, args: PageArgs, *, user_id: int | None = None, status: str | None = None,
+    plugin_code: str | None = None,
 ) -> Page:
     """Newest first, keyset on id."""
-    conds = []
-    if user_id is not None:
-        conds.append(T.c.user_id == user_id)
-    if status is not None:
-        conds.append(T.c.status == status)
-    if plugin_code is not None:
-        conds.append(T.c.plugin_code == plugin_code)
-    if after is not None:
-        conds.append(T.c.id < after)
-    if before is not None:
-        conds.append(T.c.id > before)
-    q = select(T).where(and_(*conds)) if conds else select(T)
-    if last is not None and first is None:
-        rows = (await conn.execute(q.order_by(T.c.id.asc()).limit(last + 1))).all()
-        has_prev = len(rows) > last
-        rows = list(reversed(rows[:last]))
-        return Page([action_dict(r) for r in rows], has_next=before is not None, has_previous=has_prev)
-    n = first or 0
-    rows = (await conn.execute(q.order_by(T.c.id.desc()).limit(n + 1))).all()
-    return Page([action_dict(r) for r in rows[:n]], has_next=len(rows) > n, has_previous=after is not None)
+    stmt = _actions_where(select(T), user_id=user_id, status=status, plugin_code=plugin_code)
+    return await keyset_page(conn, stmt, [(T.c.id, True)], args)
 
 
 async def count_actions(
     conn: AsyncConnection, *, user_id: int | None = None, status: str | None = None, plugin_code: str | None = None
 ) -> int:
-    q = select(func.count()).select_from(T)
-    if plugin_code is not None:
-        q = q.where(T.c.plugin_code == plugin_code)
-    if user_id is not None:
-        q = q.where(T.c.user_id == user_id)
-    if status is not None:
-        q = q.where(T.c.status == status)
+    q = _actions_where(select(func.count()).select_from(T), user_id=user_id, status=status, plugin_code=plugin_code)
     return int((await conn.execute(q)).scalar_one())

@@ -18,32 +18,27 @@ class AuditQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         action: str | None = None,
         actor_id: strawberry.ID | None = None,
         target_id: strawberry.ID | None = None,
     ) -> Connection[AuditLogEntry]:
         ctx = info.context
         ctx.viewer.require_role(ADMIN, scope="audit:read")
-        first_n, after_key, _, _ = page_args(info, first, after, None, None)
+        args = page_args(info, first, after, last, before)
         target_type = target_pk = None
         if target_id is not None:
-            target_type, raw = from_global_id(target_id, field="targetId")
+            target_type, _ = from_global_id(target_id, field="targetId")
             target_pk = decode_id(target_id, target_type, field="targetId")
-        rows, has_next = await ctx.read(
-            service.page,
-            first=first_n,
-            after=after_key,
-            action=action,
-            actor_user_id=decode_id(actor_id, "User", field="actorId") if actor_id else None,
-            target_type=target_type,
-            target_id=target_pk,
-        )
-        return build_connection(
-            [AuditLogEntry.from_row(r) for r in rows],
-            [r["id"] for r in rows],
-            has_next=has_next,
-            has_previous=after_key is not None,
-        )
+        filters = {
+            "action": action,
+            "actor_user_id": decode_id(actor_id, "User", field="actorId") if actor_id else None,
+            "target_type": target_type,
+            "target_id": target_pk,
+        }
+        page = await ctx.read(service.page, args, **filters)
+        return build_connection(page, AuditLogEntry.from_row, count=lambda: ctx.read(service.count, **filters))
 
 
 async def _audit_nodes(info: Info, pks: list[int]) -> dict[int, AuditLogEntry]:

@@ -3,11 +3,13 @@
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.audit.models import AuditLogEntry
+from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import ValidationFailed
 
 T = AuditLogEntry.__table__
@@ -51,20 +53,9 @@ async def record(
     ).scalar_one()
 
 
-async def page(
-    conn: AsyncConnection,
-    *,
-    first: int,
-    after: int | None,
-    action: str | None = None,
-    actor_user_id: int | None = None,
-    target_type: str | None = None,
-    target_id: int | None = None,
-) -> tuple[list[dict], bool]:
-    """Newest first; ``after`` is an audit entry id (keyset)."""
-    stmt = select(T)
-    if after is not None:
-        stmt = stmt.where(T.c.id < after)
+def _where(
+    stmt: Any, *, action: str | None, actor_user_id: int | None, target_type: str | None, target_id: int | None
+) -> Any:
     if action:
         stmt = stmt.where(T.c.action == action)
     if actor_user_id is not None:
@@ -73,8 +64,37 @@ async def page(
         stmt = stmt.where(T.c.target_type == target_type)
     if target_id is not None:
         stmt = stmt.where(T.c.target_id == target_id)
-    rows = (await conn.execute(stmt.order_by(T.c.id.desc()).limit(first + 1))).all()
-    return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+    return stmt
+
+
+async def page(
+    conn: AsyncConnection,
+    args: PageArgs,
+    *,
+    action: str | None = None,
+    actor_user_id: int | None = None,
+    target_type: str | None = None,
+    target_id: int | None = None,
+) -> Page:
+    """Newest first, keyset on the audit entry id."""
+    stmt = _where(select(T), action=action, actor_user_id=actor_user_id, target_type=target_type, target_id=target_id)
+    return await keyset_page(conn, stmt, [(T.c.id, True)], args)
+
+
+async def count(
+    conn: AsyncConnection,
+    *,
+    action: str | None = None,
+    actor_user_id: int | None = None,
+    target_type: str | None = None,
+    target_id: int | None = None,
+) -> int:
+    """Entries matching the same filters as :func:`page`."""
+    stmt = _where(
+        select(func.count()).select_from(T),
+        action=action, actor_user_id=actor_user_id, target_type=target_type, target_id=target_id,
+    )
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:

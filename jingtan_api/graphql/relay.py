@@ -1,18 +1,26 @@
 """Relay building blocks: global IDs, the ``Node`` interface, cursor connections.
 
-Global IDs are ``base64("TypeName:pk")`` as in the Relay spec examples. Cursors are opaque
-``base64("c:<key>")`` strings over a keyset (usually the row id), never offsets, so a page costs the same
-at entry 1,000,000 as at entry 10.
+Global IDs are ``base64("TypeName:pk")`` as in the Relay spec examples. Cursors are opaque keyset
+positions, never offsets, so a page costs the same at entry 1,000,000 as at entry 10: ``base64("c:<id>")``
+for lists ordered by id, ``base64('["<scope>", <sort values>..., <id>]')`` for compound keys (``Keyset``).
+
+The connection toolkit: a resolver checks its arguments with :func:`page_args` (giving ``PageArgs``), the
+service reads the page with ``db.keyset_page`` (giving a ``Page``: rows, keys, has_next, has_previous) and
+a count function with the same filters, and :func:`build_connection` turns both into a ``Connection``.
 """
 
 import base64
 import binascii
+import json
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar, overload
 
 import strawberry
 from strawberry.types import Info
 
+from jingtan_api.db import Key, Page, PageArgs
 from jingtan_api.errors import NotFound, ValidationFailed
 
 T = TypeVar("T")
@@ -82,37 +90,118 @@ class Edge(Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]] = strawberry.field(description="Edges of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination state.")
-    _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
 
-    @strawberry.field(description="Total number of items (counted only when asked for).")
-    async def total_count(self) -> int | None:
-        return await self._count() if self._count is not None else None
+    @strawberry.field(description="Items in the whole list with its filters (counted only when asked).")
+    async def total_count(self) -> int:
+        return await self._count()
 
     @strawberry.field(description="The nodes of this page (shortcut for edges.node).")
     def nodes(self) -> list[T]:
         return [edge.node for edge in self.edges]
 
 
-def encode_cursor(key: int | str) -> str:
-    return base64.b64encode(f"c:{key}".encode()).decode()
+# --- cursors -----------------------------------------------------------------------------------------
+
+MAX_CURSOR_LENGTH = 512  # characters of a cursor; longer ones are refused before decoding
+MAX_CURSOR_TEXT = 200  # characters of a text sort value
+_PART_TYPES = (int, datetime, str)
 
 
-def decode_cursor(cursor: str | None, *, field: str) -> int | None:
+@dataclass(frozen=True)
+class Keyset:
+    """What the cursors of a connection hold: the row's key in the connection's order (its sort values
+    of types ``parts``, then its id). One codec for every connection:
+
+    * ``Keyset()`` (ID_KEYSET, lists ordered by id): ``base64("c:<id>")``, the cursors clients hold;
+    * ``Keyset(scope, parts)``: ``base64`` of the compact JSON array ``[scope, v1, ..., id]`` (datetimes as
+      ISO 8601 with offset), e.g. ``["POINTS_ASC", 120, 42]``. The scope names the list or its sort order:
+      a cursor of another scope is refused.
+    """
+
+    scope: str | None = None
+    parts: tuple[type, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.parts and self.scope is None:
+            raise ValueError("a compound keyset needs a scope")
+        if any(p not in _PART_TYPES for p in self.parts):
+            raise ValueError(f"cursor parts must be of {_PART_TYPES}, not {self.parts}")
+
+
+ID_KEYSET = Keyset()
+
+
+def encode_cursor(key: Key | int | str, keyset: Keyset = ID_KEYSET) -> str:
+    """The cursor of a row's key (a bare id is the key of an id keyset)."""
+    key = key if isinstance(key, tuple) else (key,)
+    if len(key) != len(keyset.parts) + 1:
+        raise ValueError(f"key {key!r} does not fit {keyset}")
+    if keyset.scope is None:
+        raw = f"c:{key[0]}"
+    else:
+        values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+        raw = json.dumps([keyset.scope, *values], separators=(",", ":"))
+    return base64.b64encode(raw.encode()).decode()
+
+
+def _invalid(field: str, message: str = "Invalid cursor / 游标无效") -> ValidationFailed:
+    return ValidationFailed(message, code="INVALID_CURSOR", field=field)
+
+
+def _part(kind: type, value: Any) -> Any:
+    """A sort value read from a cursor, or None when it is not a valid value of ``kind``."""
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -MAX_PK <= value <= MAX_PK
+        return value if ok else None
+    if not isinstance(value, str) or not value or len(value) > MAX_CURSOR_TEXT or "\x00" in value:
+        return None
+    if kind is str:
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+        # Naive times are refused; converting to UTC also refuses ones that overflow (year 1 at +05:00).
+        return moment.astimezone(UTC) if moment.utcoffset() is not None else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def decode_cursor(cursor: str | None, *, field: str, keyset: Keyset = ID_KEYSET) -> Key | None:
+    """The key in a cursor of ``keyset``; INVALID_CURSOR (a ValidationFailed on ``field``, never a 500)
+    when it is malformed, too long, of another keyset or scope, or out of range (ids above 2^31-1,
+    datetimes without offset)."""
     if cursor is None:
         return None
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise _invalid(field)
     try:
-        raw = base64.b64decode(cursor.encode(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    digits = raw[2:]
-    if (
-        not raw.startswith("c:")
-        or not (digits.isascii() and digits.isdigit())
-        or len(digits) > 10
-        or int(digits) > MAX_PK  # keys are 32-bit ids; a larger value would fail in PostgreSQL
-    ):
-        raise ValidationFailed("Invalid cursor / 游标无效", code="INVALID_CURSOR", field=field)
-    return int(digits)
+        raw = base64.b64decode(cursor.encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise _invalid(field) from None
+    if keyset.scope is None:
+        # An id cursor; a compound one (another list or order) starts with "[" and is refused here.
+        pk = parse_pk(raw[2:]) if raw.startswith("c:") else None
+        if pk is None:
+            raise _invalid(field)
+        return (pk,)
+    try:
+        items = json.loads(raw) if raw.startswith("[") else None
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or not items:
+        raise _invalid(field)
+    if items[0] != keyset.scope:
+        raise _invalid(field, "This cursor belongs to another list or sort order / 游标与列表或排序方式不符")
+    if len(items) != len(keyset.parts) + 2:
+        raise _invalid(field)
+    values = [_part(kind, value) for kind, value in zip(keyset.parts, items[1:-1], strict=True)]
+    pk = _part(int, items[-1])
+    if pk is None or pk < 0 or any(v is None for v in values):
+        raise _invalid(field)
+    return (*values, pk)
+
+
+# --- connection arguments and results ----------------------------------------------------------------
 
 
 def page_args(
@@ -121,8 +210,11 @@ def page_args(
     after: str | None,
     last: int | None,
     before: str | None,
-) -> tuple[int | None, int | None, int | None, int | None]:
-    """Validate Relay arguments; returns (first, after_key, last, before_key)."""
+    keyset: Keyset = ID_KEYSET,
+) -> PageArgs:
+    """The one check of every connection's first/after/last/before: not both first and last, sizes in
+    0..max page size (PAGE_SIZE_EXCEEDED), cursors of the connection's keyset (INVALID_CURSOR); neither
+    size given means the first default-size page."""
     settings = info.context.settings.graphql
     if first is not None and last is not None:
         raise ValidationFailed("Use either first or last, not both / first 与 last 不能同时使用", field="first")
@@ -135,23 +227,46 @@ def page_args(
             )
     if first is None and last is None:
         first = settings.default_page_size
-    return first, decode_cursor(after, field="after"), last, decode_cursor(before, field="before")
+    return PageArgs(
+        first=first,
+        after=decode_cursor(after, field="after", keyset=keyset),
+        last=last,
+        before=decode_cursor(before, field="before", keyset=keyset),
+    )
+
+
+C = TypeVar("C", bound=Connection[Any])
+
+
+@overload
+def build_connection(
+    page: Page, node: Callable[[dict], T], *, count: Callable[[], Awaitable[int]], keyset: Keyset = ...
+) -> Connection[T]: ...
+
+
+@overload
+def build_connection(
+    page: Page, node: Callable[[dict], Any], *, count: Callable[[], Awaitable[int]], keyset: Keyset = ..., type_: type[C]
+) -> C: ...
 
 
 def build_connection(
-    nodes: list[T],
-    keys: list[int],
+    page: Page,
+    node: Callable[[dict], Any],
     *,
-    has_next: bool,
-    has_previous: bool,
-    count: Callable[[], Awaitable[int]] | None = None,
-) -> Connection[T]:
-    edges = [Edge(cursor=encode_cursor(k), node=n) for n, k in zip(nodes, keys, strict=True)]
-    return Connection(
+    count: Callable[[], Awaitable[int]],
+    keyset: Keyset = ID_KEYSET,
+    type_: type[Connection[Any]] = Connection,
+) -> Connection[Any]:
+    """A service's page (rows, their keys, has_next/has_previous) as a connection: ``node`` turns a row
+    into the node, ``keyset`` the keys into cursors, ``count`` (same filters, no page) gives totalCount
+    when it is asked for; ``type_`` is a concrete subclass when the SDL names one."""
+    edges = [Edge(cursor=encode_cursor(k, keyset), node=node(r)) for r, k in zip(page.rows, page.keys, strict=True)]
+    return type_(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=has_previous,
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),

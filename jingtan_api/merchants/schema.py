@@ -50,6 +50,8 @@ class MerchantsQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         city: str | None = None,
         category: MerchantCategory | None = None,
         status: MerchantStatus = MerchantStatus.ACTIVE,
@@ -57,15 +59,10 @@ class MerchantsQuery:
         ctx = info.context
         if status != MerchantStatus.ACTIVE:
             ctx.viewer.require_role(ADMIN, scope="users:read")
-        first_n, after_key, _, _ = page_args(info, first, after, None, None)
-        rows, has_next = await ctx.read(
-            service.merchants_page, first=first_n, after=after_key, city=city,
-            category=category.value if category else None, status=status.value,
-        )
-        # Ascending ids: the cursor key is the last id seen.
-        return build_connection(
-            [Merchant.from_row(r) for r in rows], [r["id"] for r in rows], has_next=has_next, has_previous=after is not None
-        )
+        args = page_args(info, first, after, last, before)
+        filters = {"city": city, "category": category.value if category else None, "status": status.value}
+        page = await ctx.read(service.merchants_page, args, **filters)
+        return build_connection(page, Merchant.from_row, count=lambda: ctx.read(service.merchants_count, **filters))
 
 
 @strawberry.type

@@ -20,6 +20,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import MERCHANT as MERCHANT_ROLE
+from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from jingtan_api.merchants.models import Merchant, MerchantStaff
 from jingtan_api.users import service as users
@@ -314,18 +315,26 @@ async def merchant_balances(conn: AsyncConnection, merchant_ids: Sequence[int]) 
     return {r.id: int(r.balance) for r in rows}
 
 
-async def merchants_page(
-    conn: AsyncConnection, *, first: int, after: int | None, city: str | None, category: str | None, status: str
-) -> tuple[list[dict], bool]:
-    stmt = select(M).where(M.c.status == status)
+def _merchants_where(stmt: Any, *, city: str | None, category: str | None, status: str) -> Any:
+    stmt = stmt.where(M.c.status == status)
     if city:
         stmt = stmt.where(M.c.city == city)
     if category:
         stmt = stmt.where(M.c.category == category)
-    if after is not None:
-        stmt = stmt.where(M.c.id > after)
-    rows = (await conn.execute(stmt.order_by(M.c.id).limit(first + 1))).all()
-    return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+    return stmt
+
+
+async def merchants_page(
+    conn: AsyncConnection, args: PageArgs, *, city: str | None, category: str | None, status: str
+) -> Page:
+    """Oldest first (ascending ids)."""
+    stmt = _merchants_where(select(M), city=city, category=category, status=status)
+    return await keyset_page(conn, stmt, [(M.c.id, False)], args)
+
+
+async def merchants_count(conn: AsyncConnection, *, city: str | None, category: str | None, status: str) -> int:
+    stmt = _merchants_where(select(func.count()).select_from(M), city=city, category=category, status=status)
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 # --- settlement: the period and the merchant account's side --------------------------------------------

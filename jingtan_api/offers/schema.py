@@ -19,8 +19,6 @@ from jingtan_api.offers.types import (
     OfferPayload,
     SetOfferStatusInput,
     UpdateOfferInput,
-    check_first,
-    decode_offer_cursor,
     ending_before,
     offer_connection,
     offer_dict,
@@ -41,13 +39,12 @@ class OffersQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         filter: OfferFilter | None = None,
         order_by: OfferOrder = OfferOrder.NEWEST,
     ) -> Connection[Offer]:
         ctx = info.context
-        n = check_first(info, first)
-        order = order_by.value
-        after_key = decode_offer_cursor(after, order)
         f = filter or OfferFilter()
         merchant_id = decode_opt(f.merchant_id, "Merchant", "merchantId")
         include = False
@@ -70,9 +67,7 @@ class OffersQuery:
             ends_before=ending_before(info, f.ending_within_days),
             include_unavailable=include,
         )
-        rows, has_next = await ctx.read(service.catalogue_page, now=ctx.now(), order=order, first=n, after=after_key, flt=flt)
-        loaders.offers(info).prime_many({r["id"]: r for r in rows})
-        return offer_connection(info, rows, order, has_next=has_next, has_previous=after is not None, flt=flt)
+        return await offer_connection(info, order_by.value, flt, first, after, last, before)
 
     @strawberry.field(description="One offer; null when unknown or not visible to you. / 单个优惠。")
     async def offer(self, info: Info, id: strawberry.ID) -> Offer | None:
@@ -124,18 +119,12 @@ class MerchantOffers:
 
     @strawberry.field(description="Offers of this merchant, newest first. Staff and admins see every offer (drafts, paused, sold out); others only redeemable ones. / 商户的优惠。")
     async def offers(
-        self: Merchant, info: Info, first: int | None = None, after: str | None = None
+        self: Merchant, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Offer]:
-        ctx = info.context
-        n = check_first(info, first)
-        after_key = decode_offer_cursor(after, service.NEWEST)
         manager = await can_manage(info, self.pk, "merchant:read")
         flt = service.CatalogueFilter(merchant_id=self.pk, include_unavailable=manager)
-        rows, has_next = await ctx.read(
-            service.catalogue_page, now=ctx.now(), order=service.NEWEST, first=n, after=after_key, flt=flt
-        )
-        loaders.offers(info).prime_many({r["id"]: r for r in rows})
-        return offer_connection(info, rows, service.NEWEST, has_next=has_next, has_previous=after is not None, flt=flt)
+        return await offer_connection(info, service.NEWEST, flt, first, after, last, before)
 
 
 @hookimpl

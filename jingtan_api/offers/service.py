@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import Conflict, DomainError, NotFound, ValidationFailed
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.models import Merchant
@@ -257,11 +258,6 @@ _ORDERS = {
 }
 
 
-def sort_key(order: str, row: dict) -> Any:
-    column, _ = _ORDERS[order]
-    return row[column.name]
-
-
 @dataclass(frozen=True)
 class CatalogueFilter:
     city: str | None = None
@@ -294,26 +290,12 @@ def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter) -> Any:
 
 
 async def catalogue_page(
-    conn: AsyncConnection,
-    *,
-    now: datetime,
-    order: str,
-    first: int,
-    after: tuple[Any, int] | None,
-    flt: CatalogueFilter,
-) -> tuple[list[dict], bool]:
-    """One keyset page of offers. ``after`` is (sort key, id) of the last row seen."""
+    conn: AsyncConnection, args: PageArgs, *, now: datetime, order: str, flt: CatalogueFilter
+) -> Page:
+    """One keyset page of offers; keys are (sort value, id)."""
     column, desc = _ORDERS[order]
     stmt = _catalogue_where(select(O), now=now, flt=flt)
-    if after is not None:
-        key, last_id = after
-        if desc:
-            stmt = stmt.where(or_(column < key, and_(column == key, O.c.id < last_id)))
-        else:
-            stmt = stmt.where(or_(column > key, and_(column == key, O.c.id > last_id)))
-    ordering = (column.desc(), O.c.id.desc()) if desc else (column.asc(), O.c.id.asc())
-    rows = (await conn.execute(stmt.order_by(*ordering).limit(first + 1))).all()
-    return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+    return await keyset_page(conn, stmt, [(column, desc), (O.c.id, desc)], args)
 
 
 async def catalogue_count(conn: AsyncConnection, *, now: datetime, flt: CatalogueFilter) -> int:

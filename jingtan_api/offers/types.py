@@ -1,8 +1,5 @@
 """GraphQL types of offers and the catalogue (filters, sort orders, cursors)."""
 
-import base64
-import binascii
-import json
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -12,7 +9,7 @@ from strawberry.types import Info
 
 from jingtan_api.errors import ValidationFailed
 from jingtan_api.graphql.mutations import error_code_enum, user_error_type
-from jingtan_api.graphql.relay import MAX_PK, Connection, Edge, Node, PageInfo, UserError
+from jingtan_api.graphql.relay import Connection, Keyset, Node, UserError, build_connection, page_args
 from jingtan_api.merchants import loaders as merchant_loaders
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.types import Merchant, MerchantCategory, can_manage
@@ -114,64 +111,25 @@ class Offer(Node):
 # --- the catalogue: page size, cursors, filters --------------------------------------------------------
 
 
-def check_first(info: Info, first: int | None) -> int:
-    settings = info.context.settings.graphql
-    if first is None:
-        return settings.default_page_size
-    if not 0 <= first <= settings.max_page_size:
-        raise ValidationFailed(
-            f"first must be between 0 and {settings.max_page_size} / 每页数量须在 0 到 {settings.max_page_size} 之间",
-            code="PAGE_SIZE_EXCEEDED", field="first",
-        )
-    return first
+# Keys are (sort value, id); the cursor names its order, so a cursor of another order is refused.
+OFFER_KEYSETS = {
+    service.NEWEST: Keyset(service.NEWEST, (datetime,)),
+    service.POINTS_ASC: Keyset(service.POINTS_ASC, (int,)),
+    service.POINTS_DESC: Keyset(service.POINTS_DESC, (int,)),
+    service.ENDING_SOON: Keyset(service.ENDING_SOON, (datetime,)),
+}
 
 
-def encode_offer_cursor(order: str, row: dict) -> str:
-    key = service.sort_key(order, row)
-    raw = json.dumps([order, key.isoformat() if isinstance(key, datetime) else key, row["id"]], separators=(",", ":"))
-    return base64.b64encode(raw.encode()).decode()
-
-
-def decode_offer_cursor(cursor: str | None, order: str) -> tuple[Any, int] | None:
-    if cursor is None:
-        return None
-    invalid = ValidationFailed("Invalid cursor / 游标无效", code="INVALID_CURSOR", field="after")
-    try:
-        got_order, key, pk = json.loads(base64.b64decode(cursor.encode(), validate=True).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        raise invalid from None
-    if got_order != order:
-        raise ValidationFailed(
-            "This cursor belongs to another sort order / 游标与排序方式不符", code="INVALID_CURSOR", field="after"
-        )
-    if isinstance(pk, bool) or not isinstance(pk, int) or not 0 <= pk <= MAX_PK:
-        raise invalid
-    if order in (service.NEWEST, service.ENDING_SOON):
-        try:
-            key = datetime.fromisoformat(key)
-        except (TypeError, ValueError):
-            raise invalid from None
-        if key.utcoffset() is None:
-            raise invalid
-    elif isinstance(key, bool) or not isinstance(key, int) or not -MAX_PK <= key <= MAX_PK:
-        raise invalid
-    return key, pk
-
-
-def offer_connection(
-    info: Info, rows: list[dict], order: str, *, has_next: bool, has_previous: bool, flt: service.CatalogueFilter
+async def offer_connection(
+    info: Info, order: str, flt: service.CatalogueFilter, first: int | None, after: str | None, last: int | None,
+    before: str | None,
 ) -> Connection[Offer]:
-    edges = [Edge(cursor=encode_offer_cursor(order, r), node=Offer.from_row(r)) for r in rows]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-        _count=lambda: info.context.read(service.catalogue_count, now=info.context.now(), flt=flt),
-    )
+    ctx, keyset = info.context, OFFER_KEYSETS[order]
+    args, now = page_args(info, first, after, last, before, keyset), ctx.now()
+    page = await ctx.read(service.catalogue_page, args, now=now, order=order, flt=flt)
+    loaders.offers(info).prime_many({r["id"]: r for r in page.rows})
+    count = lambda: ctx.read(service.catalogue_count, now=now, flt=flt)
+    return build_connection(page, Offer.from_row, keyset=keyset, count=count)
 
 
 def ending_before(info: Info, days: int | None) -> datetime | None:

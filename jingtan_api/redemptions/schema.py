@@ -103,11 +103,12 @@ class UserRedemptions:
 
     @strawberry.field(description="The user's redemptions, newest first (only the user and admins). / 我的兑换。")
     async def redemptions(
-        self: User, info: Info, first: int | None = None, after: str | None = None
+        self: User, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
     ) -> RedemptionConnection:
         require_personal(info, self)
         info.context.viewer.require_any_scope("offers:redeem", "account:read")
-        return await redemptions_of_user(info, self.pk, first, after)
+        return await redemptions_of_user(info, self.pk, first, after, last, before)
 
 
 @strawberry.type
@@ -126,11 +127,12 @@ class MerchantRedemptions:
 
     @strawberry.field(description="Redemptions at this merchant, newest first (staff and admins). / 商户的兑换记录。")
     async def redemptions(
-        self: Merchant, info: Info, first: int | None = None, after: str | None = None, status: RedemptionStatus | None = None
+        self: Merchant, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None, status: RedemptionStatus | None = None,
     ) -> RedemptionConnection:
         await require_manage(info, self.pk, "merchant:read")
         return await redemption_connection(
-            info, first, after, merchant_id=self.pk, status=status.value if status else None
+            info, first, after, last, before, merchant_id=self.pk, status=status.value if status else None
         )
 
     @strawberry.field(description="Settlement for days `from`..`to` (inclusive, at most 92 days; staff and admins). / 结算对账。")

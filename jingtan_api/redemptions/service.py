@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
+from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import Conflict, DomainError, NotFound
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.models import Merchant
@@ -316,15 +317,11 @@ async def redemptions_page(
     member_user_id: int | None = None,
     merchant_id: int | None = None,
     status: str | None = None,
-    first: int,
-    after: int | None,
-) -> tuple[list[dict], bool]:
+    args: PageArgs,
+) -> Page:
     """Newest first (keyset on id)."""
     stmt = _redemptions_where(select(R), member_user_id=member_user_id, merchant_id=merchant_id, status=status)
-    if after is not None:
-        stmt = stmt.where(R.c.id < after)
-    rows = (await conn.execute(stmt.order_by(R.c.id.desc()).limit(first + 1))).all()
-    return [dict(r._mapping) for r in rows[:first]], len(rows) > first
+    return await keyset_page(conn, stmt, [(R.c.id, True)], args)
 
 
 async def redemptions_count(

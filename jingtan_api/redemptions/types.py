@@ -146,27 +146,25 @@ class RedemptionConnection(Connection[Redemption]):
 
 
 async def redemption_connection(
-    info: Info, first: int | None, after: str | None, *, member_user_id: int | None = None,
-    merchant_id: int | None = None, status: str | None = None,
+    info: Info, first: int | None, after: str | None, last: int | None, before: str | None, *,
+    member_user_id: int | None = None, merchant_id: int | None = None, status: str | None = None,
 ) -> "RedemptionConnection":
     ctx = info.context
-    first_n, after_key, _, _ = page_args(info, first, after, None, None)
-    rows, has_next = await ctx.read(
-        service.redemptions_page, member_user_id=member_user_id, merchant_id=merchant_id, status=status,
-        first=first_n, after=after_key,
+    args = page_args(info, first, after, last, before)
+    page = await ctx.read(
+        service.redemptions_page, member_user_id=member_user_id, merchant_id=merchant_id, status=status, args=args
     )
-    loaders.redemptions(info).prime_many({r["id"]: r for r in rows})
-    conn = build_connection(
-        [Redemption.from_row(r) for r in rows], [r["id"] for r in rows], has_next=has_next, has_previous=after is not None
-    )
+    loaders.redemptions(info).prime_many({r["id"]: r for r in page.rows})
     count = lambda: ctx.read(
         service.redemptions_count, member_user_id=member_user_id, merchant_id=merchant_id, status=status
     )
-    return RedemptionConnection(edges=conn.edges, page_info=conn.page_info, _count=count)
+    return build_connection(page, Redemption.from_row, count=count, type_=RedemptionConnection)
 
 
-async def redemptions_of_user(info: Info, user_id: int, first: int | None, after: str | None) -> RedemptionConnection:
-    return await redemption_connection(info, first, after, member_user_id=user_id)
+async def redemptions_of_user(
+    info: Info, user_id: int, first: int | None, after: str | None, last: int | None, before: str | None
+) -> RedemptionConnection:
+    return await redemption_connection(info, first, after, last, before, member_user_id=user_id)
 
 
 # --- inputs and payloads -----------------------------------------------------------------------------
