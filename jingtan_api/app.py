@@ -10,8 +10,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
@@ -22,6 +23,7 @@ from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, to
 from jingtan_api.context import Context
 from jingtan_api.db import utcnow
 from jingtan_api.graphql.assemble import build_schema
+from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.jobs import run_periodically
 from jingtan_api.logs import configure_logging, request_id_var
@@ -77,6 +79,9 @@ class JingtanGraphQL(GraphQL):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         self.services = services
         super().__init__(**kwargs)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(page_html())
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
@@ -183,6 +188,8 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            *([Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
+              if settings.graphiql_enabled else []),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
