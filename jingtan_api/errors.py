@@ -89,6 +89,10 @@ ERROR_CODES: dict[str, str] = {
     "INVALID_CURSOR": "The pagination cursor is malformed or belongs to another list or order. / 游标无效。",
     "PAGE_SIZE_EXCEEDED": "first/last is outside 0..max page size. / 每页数量超出范围。",
     "IDEMPOTENCY_KEY_REUSED": "The idempotencyKey was used before with a different input. / 幂等键已用于不同请求。",
+    # GraphQL over HTTP (refused before execution)
+    "BAD_REQUEST": "The HTTP request is malformed (body, content type, parameters). / 请求格式无效。",
+    "METHOD_NOT_ALLOWED": "Use POST (queries may also use GET; mutations never). / 请求方法不允许。",
+    "NOT_ACCEPTABLE": "Accept allows neither application/json nor application/graphql-response+json. / 响应格式不可接受。",
     # users and sessions
     "ALREADY_REGISTERED": "The email or phone number is already registered. / 已注册。",
     "INVALID_EMAIL": "Not a valid email address. / 邮箱无效。",
