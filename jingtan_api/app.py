@@ -29,9 +29,10 @@ from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.jobs import run_periodically
 from jingtan_api.logs import configure_logging, request_id_var
+from jingtan_api.persisted import PersistedOperations, PersistedQueryError, load_manifest
 from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Clock, Services
-from jingtan_api.settings import Settings, load_settings
+from jingtan_api.settings import ConfigurationError, Settings, load_settings
 from jingtan_api.users.service import roles_and_status
 
 log = logging.getLogger("jingtan.app")
@@ -118,14 +119,15 @@ def negotiate(accept: str | None) -> str | None:
 
 def _is_request_error(response: GraphQLHTTPResponse) -> bool:
     """No execution happened: no data and every error without a path (parse, validation, variable
-    coercion, the cost limit)."""
+    coercion, the cost limit, a refused persisted query)."""
     errors = response.get("errors") or []
     return response.get("data") is None and bool(errors) and all(not e.get("path") for e in errors)
 
 
 class JingtanGraphQL(GraphQL):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services, *, persisted: PersistedOperations, **kwargs: Any) -> None:
         self.services = services
+        self.persisted = persisted
         super().__init__(**kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,6 +139,8 @@ class JingtanGraphQL(GraphQL):
             response = await self.run(request)
         except HTTPException as exc:
             response = self._refusal(request, exc.status_code, exc.reason)
+        except PersistedQueryError as exc:
+            response = self._graphql_errors(request, [exc.formatted()])
         await response(scope, receive, send)
 
     def _media_type(self, request: Request) -> str:
@@ -152,6 +156,21 @@ class JingtanGraphQL(GraphQL):
         headers = {"Allow": "GET, POST"} if status_code == 405 else None
         return self._encode(self._media_type(request), body, status_code, headers)
 
+    def _graphql_errors(self, request: Request, errors: list[dict]) -> Response:
+        """A request refused before execution: 200 with ``application/json`` (as before), 400 with
+        ``application/graphql-response+json`` (no ``data`` entry, as the spec says for request errors)."""
+        media_type = self._media_type(request)
+        if media_type == GRAPHQL_RESPONSE_JSON:
+            return self._encode(media_type, {"errors": errors}, 400)
+        return self._encode(media_type, {"data": None, "errors": errors}, 200)
+
+    def should_render_graphql_ide(self, request) -> bool:
+        # A GET that names a persisted document (extensions or documentId, no query) is an operation.
+        params = request.query_params
+        return super().should_render_graphql_ide(request) and not (
+            params.get("extensions") or params.get("documentId")
+        )
+
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(page_html())
 
@@ -164,7 +183,23 @@ class JingtanGraphQL(GraphQL):
         # Reached after the IDE page was (not) served: from here on the client wants a GraphQL response.
         if negotiate(request_adapter.headers.get("accept")) is None:
             raise HTTPException(406, f"Accept must allow {JSON} or {GRAPHQL_RESPONSE_JSON}")
-        return await super().parse_http_body(request_adapter)
+        data = await super().parse_http_body(request_adapter)
+        items = data if isinstance(data, list) else [data]
+        document_ids = await self._document_ids(request_adapter, len(items))
+        for item, document_id in zip(items, document_ids, strict=True):
+            item.query = self.persisted.resolve(item.query, item.extensions, document_id)
+        return data
+
+    async def _document_ids(self, request_adapter, count: int) -> list[Any]:
+        """``documentId`` of each operation (strawberry's parser drops keys it does not know)."""
+        if request_adapter.method == "GET":
+            return [request_adapter.query_params.get("documentId")]
+        body = await request_adapter.get_body()
+        if b"documentId" not in body:
+            return [None] * count
+        raw = self.parse_json(body)
+        items = raw if isinstance(raw, list) else [raw]
+        return [item.get("documentId") if isinstance(item, dict) else None for item in items]
 
     async def execute_single(self, request, request_adapter, sub_response, context, root_value, request_data):
         try:
@@ -259,8 +294,18 @@ def create_app(
     host = load_plugins(settings, plugins)
     schema = build_schema(settings, host)
     services = Services.build(settings, clock=clock or utcnow, plugins=host)
+    gql_settings = settings.graphql
+    if gql_settings.allow_list and not gql_settings.persisted_operations_file:
+        raise ConfigurationError("graphql.allow_list needs graphql.persisted_operations_file (jingtan operations register)")
+    persisted = PersistedOperations(
+        load_manifest(gql_settings.persisted_operations_file) if gql_settings.persisted_operations_file else {},
+        allow_list=gql_settings.allow_list,
+        automatic=gql_settings.automatic_persisted_queries,
+        cache_size=gql_settings.apq_cache_size,
+    )
     graphql_app = JingtanGraphQL(
         services,
+        persisted=persisted,
         schema=schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=True,
@@ -310,5 +355,6 @@ def create_app(
     )
     app.state.services = services
     app.state.schema = schema
+    app.state.persisted = persisted
     app.add_middleware(RequestIdMiddleware)
     return app
