@@ -185,3 +185,15 @@ async def test_graphiql_page_and_assets_follow_the_mode(tmp_path, mode):
         assert asset.status_code == 200 and asset.headers["content-type"].startswith("text/javascript")
     else:
         assert page.status_code != 200 and asset.status_code == 404
+
+
+@pytest.mark.parametrize("settings_overrides", [{"graphql": {"batching": True}}])
+async def test_a_batch_answers_200_with_one_result_per_operation(http):
+    batch = [{"query": "{ viewer { id } }"}, {"query": "{ viewer { nope } }"}]
+    response = await http.post("/graphql", json=batch, headers=GRJ)
+    assert response.status_code == 200 and media_type(response) == GRAPHQL_RESPONSE_JSON
+    first, second = response.json()
+    assert first["data"] == {"viewer": None}
+    assert second["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    single = await http.post("/graphql", json=batch[1], headers=GRJ)
+    assert single.status_code == 400  # the same request error alone
