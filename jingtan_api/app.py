@@ -8,13 +8,16 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from jingtan_api.auth.permissions import Viewer, scopes_for_roles
@@ -22,12 +25,14 @@ from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, to
 from jingtan_api.context import Context
 from jingtan_api.db import utcnow
 from jingtan_api.graphql.assemble import build_schema
+from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.jobs import run_periodically
 from jingtan_api.logs import configure_logging, request_id_var
+from jingtan_api.persisted import PersistedOperations, PersistedQueryError, load_manifest
 from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Clock, Services
-from jingtan_api.settings import Settings, load_settings
+from jingtan_api.settings import ConfigurationError, Settings, load_settings
 from jingtan_api.users.service import roles_and_status
 
 log = logging.getLogger("jingtan.app")
@@ -73,10 +78,145 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+
+# HTTP-level refusals (before any GraphQL work): code and the Chinese half of the message.
+_HTTP_ERRORS = {
+    400: ("BAD_REQUEST", "请求格式无效"),
+    404: ("NOT_FOUND", "未找到"),
+    405: ("METHOD_NOT_ALLOWED", "不允许的请求方法"),
+    406: ("NOT_ACCEPTABLE", "无法提供所接受的响应格式"),
+}
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer with (GraphQL over HTTP): ``application/graphql-response+json`` when the
+    client names it and prefers it at least as much as ``application/json``; ``application/json`` when it
+    sends no Accept header, a wildcard or ``application/json``; None when it accepts neither (406)."""
+    if accept is None or not accept.strip():
+        return JSON
+    quality = {GRAPHQL_RESPONSE_JSON: -1.0, JSON: -1.0}
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media in quality:
+            quality[media] = max(quality[media], q)
+        elif media in ("*/*", "application/*"):
+            quality[JSON] = max(quality[JSON], q)
+    if quality[GRAPHQL_RESPONSE_JSON] > 0 and quality[GRAPHQL_RESPONSE_JSON] >= quality[JSON]:
+        return GRAPHQL_RESPONSE_JSON
+    return JSON if quality[JSON] > 0 else None
+
+
+def _is_request_error(response: GraphQLHTTPResponse) -> bool:
+    """No execution happened: no data and every error without a path (parse, validation, variable
+    coercion, the cost limit, a refused persisted query)."""
+    errors = response.get("errors") or []
+    return response.get("data") is None and bool(errors) and all(not e.get("path") for e in errors)
+
+
 class JingtanGraphQL(GraphQL):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services, *, persisted: PersistedOperations, **kwargs: Any) -> None:
         self.services = services
+        self.persisted = persisted
         super().__init__(**kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = self._refusal(request, exc.status_code, exc.reason)
+        except PersistedQueryError as exc:
+            response = self._graphql_errors(request, [exc.formatted()])
+        await response(scope, receive, send)
+
+    def _media_type(self, request: Request) -> str:
+        return negotiate(request.headers.get("accept")) or JSON
+
+    def _encode(self, media_type: str, body: Any, status_code: int, headers: dict | None = None) -> Response:
+        content_type = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE_JSON else media_type
+        return Response(self.encode_json(body), status_code=status_code, media_type=content_type, headers=headers)
+
+    def _refusal(self, request: Request, status_code: int, reason: str) -> Response:
+        code, chinese = _HTTP_ERRORS.get(status_code, ("BAD_REQUEST", "请求无效"))
+        body = {"errors": [{"message": f"{reason} / {chinese}", "extensions": {"code": code}}]}
+        headers = {"Allow": "GET, POST"} if status_code == 405 else None
+        return self._encode(self._media_type(request), body, status_code, headers)
+
+    def _graphql_errors(self, request: Request, errors: list[dict]) -> Response:
+        """A request refused before execution: 200 with ``application/json`` (as before), 400 with
+        ``application/graphql-response+json`` (no ``data`` entry, as the spec says for request errors)."""
+        media_type = self._media_type(request)
+        if media_type == GRAPHQL_RESPONSE_JSON:
+            return self._encode(media_type, {"errors": errors}, 400)
+        return self._encode(media_type, {"data": None, "errors": errors}, 200)
+
+    def should_render_graphql_ide(self, request) -> bool:
+        # A GET that names a persisted document (extensions or documentId, no query) is an operation.
+        params = request.query_params
+        return super().should_render_graphql_ide(request) and not (
+            params.get("extensions") or params.get("documentId")
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(page_html())
+
+    async def get_sub_response(self, request: Request) -> Response:
+        sub_response = await super().get_sub_response(request)
+        request.state.sub_response = sub_response
+        return sub_response
+
+    async def parse_http_body(self, request_adapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        # Reached after the IDE page was (not) served: from here on the client wants a GraphQL response.
+        if negotiate(request_adapter.headers.get("accept")) is None:
+            raise HTTPException(406, f"Accept must allow {JSON} or {GRAPHQL_RESPONSE_JSON}")
+        data = await super().parse_http_body(request_adapter)
+        items = data if isinstance(data, list) else [data]
+        document_ids = await self._document_ids(request_adapter, len(items))
+        for item, document_id in zip(items, document_ids, strict=True):
+            item.query = self.persisted.resolve(item.query, item.extensions, document_id)
+        return data
+
+    async def _document_ids(self, request_adapter, count: int) -> list[Any]:
+        """``documentId`` of each operation (strawberry's parser drops keys it does not know)."""
+        if request_adapter.method == "GET":
+            return [request_adapter.query_params.get("documentId")]
+        body = await request_adapter.get_body()
+        if b"documentId" not in body:
+            return [None] * count
+        raw = self.parse_json(body)
+        items = raw if isinstance(raw, list) else [raw]
+        return [item.get("documentId") if isinstance(item, dict) else None for item in items]
+
+    async def execute_single(self, request, request_adapter, sub_response, context, root_value, request_data):
+        try:
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except HTTPException as exc:
+            if isinstance(exc.__cause__, InvalidOperationTypeError) and request_adapter.method == "GET":
+                raise HTTPException(405, exc.reason) from exc  # the spec: a mutation over GET is 405
+            raise
+
+    def create_response(self, response_data, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = getattr(sub_response, "graphql_media_type", JSON)
+        if media_type != JSON:
+            response.headers["content-type"] = f"{media_type}; charset=utf-8"
+        return response
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
@@ -125,7 +265,20 @@ class JingtanGraphQL(GraphQL):
         if data.get("errors"):
             production = self.services.settings.is_production
             data["errors"] = [error_to_wire(e, production=production) for e in data["errors"]]
+        sub_response = getattr(request.state, "sub_response", None)
+        media_type = self._media_type(request)
+        if sub_response is not None:
+            sub_response.graphql_media_type = media_type
+            # Batches (a list of results) keep 200: the spec covers single operations only.
+            if media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(data) and not self._is_batch(request):
+                data.pop("data", None)
+                sub_response.status_code = 400
         return data
+
+    @staticmethod
+    def _is_batch(request: Request) -> bool:
+        body = getattr(request, "_body", b"")
+        return request.method == "POST" and body.lstrip()[:1] == b"["
 
 
 def create_app(
@@ -141,8 +294,18 @@ def create_app(
     host = load_plugins(settings, plugins)
     schema = build_schema(settings, host)
     services = Services.build(settings, clock=clock or utcnow, plugins=host)
+    gql_settings = settings.graphql
+    if gql_settings.allow_list and not gql_settings.persisted_operations_file:
+        raise ConfigurationError("graphql.allow_list needs graphql.persisted_operations_file (jingtan operations register)")
+    persisted = PersistedOperations(
+        load_manifest(gql_settings.persisted_operations_file) if gql_settings.persisted_operations_file else {},
+        allow_list=gql_settings.allow_list,
+        automatic=gql_settings.automatic_persisted_queries,
+        cache_size=gql_settings.apq_cache_size,
+    )
     graphql_app = JingtanGraphQL(
         services,
+        persisted=persisted,
         schema=schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=settings.get_queries_enabled,
@@ -183,6 +346,8 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            *([Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
+              if settings.graphiql_enabled else []),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
@@ -190,5 +355,6 @@ def create_app(
     )
     app.state.services = services
     app.state.schema = schema
+    app.state.persisted = persisted
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -23,7 +23,9 @@ from jingtan_api.auth import tokens
 from jingtan_api.db import utcnow
 from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
+from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.migrate import upgrade
+from jingtan_api.persisted import check_documents, read_operations, register
 from jingtan_api.plugins.manager import discover_entry_points, load_plugins
 from jingtan_api.redemptions.jobs import expire_redemptions
 from jingtan_api.redemptions.service import check_invariants as check_redemptions
@@ -32,6 +34,8 @@ from jingtan_api.settings import ConfigurationError, Settings, example_toml, loa
 from jingtan_api.users import service as users
 
 DEFAULT_SCHEMA_PATH = Path("schema/schema.graphql")
+DEFAULT_OPERATIONS_DIR = Path("schema/operations")
+DEFAULT_MANIFEST_PATH = Path("var/persisted-operations.json")
 
 
 def _settings() -> Settings:
@@ -227,6 +231,28 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operations_register(args: argparse.Namespace) -> int:
+    """Check every document of the directory against this configuration's schema, then write them into
+    the manifest the allow-list and persisted queries read (nothing is written when one is invalid)."""
+    settings = _settings()
+    output = Path(args.output or settings.graphql.persisted_operations_file or DEFAULT_MANIFEST_PATH)
+    files = read_operations(args.dir)
+    if not files:
+        print(f"jingtan: no *.graphql files under {args.dir}", file=sys.stderr)
+        return 1
+    # The schema alone (not create_app): with the allow-list on, the app refuses to start without the
+    # manifest this command is about to write.
+    schema = build_schema(settings, load_plugins(settings))._schema
+    problems = check_documents(schema, files)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        print(f"jingtan: {len(problems)} problem(s); nothing registered", file=sys.stderr)
+        return 1
+    count, new, removed = register(output, files, prune=args.prune)
+    print(f"registered {count} operations into {output} ({new} new, {removed} removed)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jingtan", description="Jingtan (鲸碳星球) API")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -277,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed and enabled action plugins")
     p.add_argument("action", choices=["list"])
     p.set_defaults(fn=cmd_plugins_list)
+
+    p = sub.add_parser("operations", help="register the operations of schema/operations/ (persisted queries, allow-list)")
+    p.add_argument("action", choices=["register"])
+    p.add_argument("--dir", default=str(DEFAULT_OPERATIONS_DIR), help="directory of *.graphql documents")
+    p.add_argument("--output", help=f"manifest (default: graphql.persisted_operations_file or {DEFAULT_MANIFEST_PATH})")
+    p.add_argument("--prune", action="store_true", help="drop operations no longer in the directory")
+    p.set_defaults(fn=cmd_operations_register)
 
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
     p.set_defaults(fn=cmd_ledger_check)

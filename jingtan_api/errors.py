@@ -89,6 +89,14 @@ ERROR_CODES: dict[str, str] = {
     "INVALID_CURSOR": "The pagination cursor is malformed or belongs to another list or order. / 游标无效。",
     "PAGE_SIZE_EXCEEDED": "first/last is outside 0..max page size. / 每页数量超出范围。",
     "IDEMPOTENCY_KEY_REUSED": "The idempotencyKey was used before with a different input. / 幂等键已用于不同请求。",
+    # GraphQL over HTTP and persisted operations (refused before execution)
+    "BAD_REQUEST": "The HTTP request is malformed (body, content type, parameters). / 请求格式无效。",
+    "METHOD_NOT_ALLOWED": "Use POST (queries may also use GET; mutations never). / 请求方法不允许。",
+    "NOT_ACCEPTABLE": "Accept allows neither application/json nor application/graphql-response+json. / 响应格式不可接受。",
+    "PERSISTED_QUERY_NOT_FOUND": "The server does not know that hash; send the query with it. / 未找到持久化查询。",
+    "PERSISTED_QUERY_HASH_MISMATCH": "The query's SHA-256 is not the sha256Hash sent. / 查询与哈希不一致。",
+    "PERSISTED_QUERY_INVALID": "persistedQuery or documentId is malformed (version 1, 64 hex digits). / 持久化查询参数无效。",
+    "OPERATION_NOT_ALLOWED": "The allow-list is on: only registered operations run, sent by hash. / 仅允许已登记的操作。",
     # users and sessions
     "ALREADY_REGISTERED": "The email or phone number is already registered. / 已注册。",
     "INVALID_EMAIL": "Not a valid email address. / 邮箱无效。",

@@ -117,6 +117,16 @@ class GraphQLSettings(_Section):
     default_page_size: int = Field(20, ge=1, description="Page size when first/last are omitted.")
     batching: bool = Field(False, description="Accept batched (array) requests.")
     max_batch_operations: int = Field(10, ge=1, description="Most operations in one batch.")
+    automatic_persisted_queries: bool = Field(
+        True, description="Accept Apollo automatic persisted queries (a hash first, the query when unknown)."
+    )
+    apq_cache_size: int = Field(1000, ge=1, description="Documents remembered per process for automatic persisted queries.")
+    persisted_operations_file: str | None = Field(
+        None, description="Manifest of registered operations written by `jingtan operations register`."
+    )
+    allow_list: bool = Field(
+        False, description="Run only registered operations, sent by hash or documentId (needs persisted_operations_file)."
+    )
 
 
 class ServerSettings(_Section):
