@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from graphql import GraphQLError
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from jingtan_api.auth.permissions import Viewer, scopes_for_roles
@@ -24,6 +25,15 @@ from jingtan_api.db import utcnow
 from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.jobs import run_periodically
+from jingtan_api.limits import (
+    BodyLimitMiddleware,
+    Buckets,
+    RequestLimits,
+    VariablesTooLarge,
+    check_variables,
+    make_buckets,
+    request_address,
+)
 from jingtan_api.logs import configure_logging, request_id_var
 from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Clock, Services
@@ -74,13 +84,42 @@ class RequestIdMiddleware:
 
 
 class JingtanGraphQL(GraphQL):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services, buckets: Buckets, **kwargs: Any) -> None:
         self.services = services
+        self.buckets = buckets
         super().__init__(**kwargs)
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
-        return Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
+        context = Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
+        settings = self.services.settings
+        address = "addr:" + request_address(request, trust_forwarded_for=settings.auth.trust_forwarded_for)
+        if viewer.api_token_id is not None:
+            client = f"token:{viewer.api_token_id}"
+        elif viewer.user_id is not None:
+            client = f"user:{viewer.user_id}"
+        else:
+            client = address
+        context.limits = RequestLimits(settings.limits, self.buckets, client, address, headers=response.headers)
+        return context
+
+    def _too_large(self, data: GraphQLRequestData) -> ExecutionResult | None:
+        """Document length and variables, checked before parsing and coercion."""
+        limits = self.services.settings.limits
+        if data.query is not None and len(data.query) > limits.max_document_chars:
+            return _refused(
+                f"The document is longer than {limits.max_document_chars} characters / "
+                f"查询文本超过 {limits.max_document_chars} 个字符",
+                code="DOCUMENT_TOO_LARGE",
+                limit=limits.max_document_chars,
+            )
+        try:
+            check_variables(
+                data.variables, max_list_length=limits.max_variable_list_length, max_depth=limits.max_variable_depth
+            )
+        except VariablesTooLarge as exc:
+            return _refused(exc.message, code="BAD_USER_INPUT", limit=limits.max_variable_list_length)
+        return None
 
     async def _authenticate(self, request: Request) -> Viewer:
         header = request.headers.get("authorization")
@@ -113,6 +152,11 @@ class JingtanGraphQL(GraphQL):
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
         # Batched operations run concurrently on one context: they never share a read transaction.
         context.single_operation = not isinstance(request_data, list)
+        operations = request_data if isinstance(request_data, list) else [request_data]
+        refusals = [self._too_large(data) for data in operations if isinstance(data, GraphQLRequestData)]
+        refusal = next((r for r in refusals if r is not None), None)
+        if refusal is not None:
+            return [refusal] * len(request_data) if isinstance(request_data, list) else refusal
         try:
             return await super().execute_operation(
                 request, request_adapter, request_data, context, root_value, sub_response
@@ -128,6 +172,10 @@ class JingtanGraphQL(GraphQL):
         return data
 
 
+def _refused(message: str, *, code: str, limit: int) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code, "limit": limit})])
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -141,8 +189,10 @@ def create_app(
     host = load_plugins(settings, plugins)
     schema = build_schema(settings, host)
     services = Services.build(settings, clock=clock or utcnow, plugins=host)
+    buckets = make_buckets(settings.limits)
     graphql_app = JingtanGraphQL(
         services,
+        buckets,
         schema=schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=True,
@@ -178,6 +228,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await buckets.aclose()
             await services.db.dispose()
 
     app = Starlette(
@@ -190,5 +241,7 @@ def create_app(
     )
     app.state.services = services
     app.state.schema = schema
+    app.state.buckets = buckets
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
