@@ -196,16 +196,14 @@ def request_address(request: Request | None, *, trust_forwarded_for: bool) -> st
 # --- request size ----------------------------------------------------------------------------------
 
 
+def _error_body(message: str, *, code: str, **extensions: Any) -> dict[str, Any]:
+    return {"data": None, "errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+
+
 def _too_large(limit: int, what: str) -> dict[str, Any]:
-    return {
-        "data": None,
-        "errors": [
-            {
-                "message": f"The {what} is larger than {limit} bytes / 请求过大（超过 {limit} 字节）",
-                "extensions": {"code": "REQUEST_TOO_LARGE", "limit": limit},
-            }
-        ],
-    }
+    return _error_body(
+        f"The {what} is larger than {limit} bytes / 请求过大（超过 {limit} 字节）", code="REQUEST_TOO_LARGE", limit=limit
+    )
 
 
 class BodyLimitMiddleware:

@@ -187,10 +187,17 @@ def _root_field_counts(
     return counts
 
 
+def limit_error(message: str, *, code: str, **extensions: Any) -> GraphQLError:
+    """A request-level refusal: a GraphQL error with ``extensions.code`` (a code of ``ERROR_CODES``)."""
+    return GraphQLError(message, extensions={"code": code, **extensions})
+
+
 def rate_limited_error(bucket: str, retry_after: int) -> GraphQLError:
-    return GraphQLError(
+    return limit_error(
         f"Rate limit of {bucket} reached: retry in {retry_after} s / 请求过于频繁，请 {retry_after} 秒后重试",
-        extensions={"code": "RATE_LIMITED", "retryAfter": retry_after, "bucket": bucket},
+        code="RATE_LIMITED",
+        retryAfter=retry_after,
+        bucket=bucket,
     )
 
 
@@ -238,10 +245,12 @@ class QueryCost(SchemaExtension):
             self.cost = self._operation_cost()
             if self.cost > self.max_cost:
                 ctx.pre_execution_errors = [
-                    GraphQLError(
+                    limit_error(
                         f"Query cost {self.cost} exceeds the limit of {self.max_cost}: ask for smaller pages / "
                         f"查询过于复杂（{self.cost} > {self.max_cost}），请减少分页数量",
-                        extensions={"code": "QUERY_TOO_COMPLEX", "cost": self.cost, "limit": self.max_cost},
+                        code="QUERY_TOO_COMPLEX",
+                        cost=self.cost,
+                        limit=self.max_cost,
                     )
                 ]
         yield
@@ -359,10 +368,11 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if limits.objects > limits.settings.max_objects and self._reason is None:
                 maximum = limits.settings.max_objects
                 self._abort(
-                    GraphQLError(
+                    limit_error(
                         f"The answer would contain more than {maximum} objects: ask for less / "
                         f"结果超过 {maximum} 个对象，请减少查询内容",
-                        extensions={"code": "RESULT_TOO_LARGE", "limit": maximum},
+                        code="RESULT_TOO_LARGE",
+                        limit=maximum,
                     )
                 )
         return super().complete_object_value(*args, **kwargs)
@@ -374,9 +384,10 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
         timer = asyncio.get_running_loop().call_later(
             seconds,
             self._abort,
-            GraphQLError(
+            limit_error(
                 f"The operation took longer than {seconds:g} s and was stopped / 执行超过 {seconds:g} 秒，已中止",
-                extensions={"code": "TIMEOUT", "limit": seconds},
+                code="TIMEOUT",
+                limit=seconds,
             ),
         )
         try:
