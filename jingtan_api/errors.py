@@ -67,6 +67,17 @@ class IdempotencyConflict(DomainError):
 class RateLimited(DomainError):
     code = "RATE_LIMITED"
 
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after  # seconds; ``extensions.retryAfter`` when raised in a query
+
+    @property
+    def extensions(self) -> dict:
+        ext = super().extensions
+        if self.retry_after is not None:
+            ext["retryAfter"] = self.retry_after
+        return ext
+
 
 class Conflict(DomainError):
     code = "CONFLICT"

@@ -39,10 +39,25 @@ class AuthSettings(_Section):
     argon2_memory_cost_kib: int = Field(65536, ge=8, description="argon2id memory in KiB.")
     argon2_parallelism: int = Field(4, ge=1, description="argon2id lanes.")
     password_min_length: int = Field(8, ge=6, le=128, description="Shortest accepted password.")
-    login_window_seconds: int = Field(900, ge=1, description="Window for counting failed logins.")
-    login_max_failures_per_account: int = Field(5, ge=1, description="Failed logins per account per window.")
-    login_max_failures_per_address: int = Field(
-        20, ge=1, description="Failed logins per client address per window."
+    login_window_seconds: int = Field(3600, ge=1, description="Window for counting failed logins.")
+    login_free_failures_per_client: int = Field(
+        3, ge=1, description="Failed logins of one account from one client address before delays start."
+    )
+    login_free_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address (all accounts) before delays start."
+    )
+    login_free_failures_per_account: int = Field(
+        10,
+        ge=1,
+        description="Failed logins of one account from all addresses before delays start; addresses that "
+        "logged in to the account successfully are exempt.",
+    )
+    login_base_delay_seconds: float = Field(
+        1.0, gt=0, description="First delay after the free failures; it doubles with each further failure."
+    )
+    login_max_delay_seconds: float = Field(900.0, gt=0, description="Longest delay between two login attempts.")
+    login_known_client_days: int = Field(
+        90, ge=1, description="Days an address that logged in successfully stays known to the account."
     )
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from X-Forwarded-For (only behind a trusted proxy)."
