@@ -13,6 +13,7 @@ business clock: buckets must drain and refill in real time even where the busine
 """
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +30,8 @@ from jingtan_api.settings import BucketSettings, LimitsSettings
 from jingtan_api.users.service import address_bucket
 
 TimeSource = Callable[[], float]
+
+log = logging.getLogger("jingtan.limits")
 
 
 @dataclass(frozen=True)
@@ -67,31 +71,38 @@ class MemoryBuckets:
 
     def __init__(self, clock: TimeSource = time.time) -> None:
         self.clock = clock
-        self._state: dict[str, tuple[float, float]] = {}
+        # key -> (available, stamp, maximum, restore rate)
+        self._state: dict[str, tuple[float, float, float, float]] = {}
 
-    def _prune(self, now: float, bucket: BucketSettings) -> None:
-        # Forget buckets that are full again (a full bucket and a missing one are the same).
-        full = [k for k, (a, t) in self._state.items() if a + (now - t) * bucket.restore_rate >= bucket.maximum]
-        for k in full:
+    def _prune(self, now: float) -> None:
+        # Forget buckets that are full again (a full bucket and a missing one are the same); if that is
+        # not enough, forget the fullest half.
+        def level(entry: tuple[float, float, float, float]) -> float:
+            available, stamp, maximum, rate = entry
+            return (available + max(0.0, now - stamp) * rate) / maximum
+
+        for k in [k for k, e in self._state.items() if level(e) >= 1]:
             del self._state[k]
         if len(self._state) >= self.MAX_KEYS:
-            self._state.clear()
+            ordered = sorted(self._state, key=lambda k: level(self._state[k]), reverse=True)
+            for k in ordered[: len(ordered) // 2]:
+                del self._state[k]
 
     async def spend(self, key: str, cost: float, bucket: BucketSettings) -> BucketState:
         now = self.clock()
-        available, stamp = self._state.get(key, (bucket.maximum, now))
+        available, stamp, _, _ = self._state.get(key, (bucket.maximum, now, 0.0, 0.0))
         available = _leak(available, stamp, now, bucket)
         allowed = cost <= available
         if allowed:
             available = min(bucket.maximum, available - cost)
         if key not in self._state and len(self._state) >= self.MAX_KEYS:
-            self._prune(now, bucket)
-        self._state[key] = (available, max(stamp, now))
+            self._prune(now)
+        self._state[key] = (available, max(stamp, now), bucket.maximum, bucket.restore_rate)
         return BucketState(allowed, bucket.maximum, available, bucket.restore_rate)
 
     async def peek(self, key: str, bucket: BucketSettings) -> BucketState:
         now = self.clock()
-        available, stamp = self._state.get(key, (bucket.maximum, now))
+        available, stamp, _, _ = self._state.get(key, (bucket.maximum, now, 0.0, 0.0))
         return BucketState(True, bucket.maximum, _leak(available, stamp, now, bucket), bucket.restore_rate)
 
     async def aclose(self) -> None:
@@ -128,7 +139,8 @@ return {allowed, tostring(available)}
 
 
 class RedisBuckets:
-    """Buckets shared by every process that uses the same Redis (``limits.redis_url``)."""
+    """Buckets shared by every process that uses the same Redis (``limits.redis_url``). When Redis does
+    not answer, requests are allowed (fail open) and a warning is logged."""
 
     def __init__(self, url: str, *, prefix: str, clock: TimeSource = time.time) -> None:
         self.client = redis_asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
@@ -137,9 +149,14 @@ class RedisBuckets:
         self._spend = self.client.register_script(_SPEND)
 
     async def spend(self, key: str, cost: float, bucket: BucketSettings) -> BucketState:
-        allowed, available = await self._spend(
-            keys=[self.prefix + key], args=[bucket.maximum, bucket.restore_rate, repr(self.clock()), cost]
-        )
+        try:
+            allowed, available = await self._spend(
+                keys=[self.prefix + key], args=[bucket.maximum, bucket.restore_rate, repr(self.clock()), cost]
+            )
+        except (RedisError, OSError) as exc:
+            # Fail open: an unreachable Redis must not take the API down with it (logged, every time).
+            log.warning("rate-limit store unreachable, request allowed", extra={"error": type(exc).__name__})
+            return BucketState(True, bucket.maximum, bucket.maximum, bucket.restore_rate)
         return BucketState(bool(int(allowed)), bucket.maximum, float(available), bucket.restore_rate)
 
     async def peek(self, key: str, bucket: BucketSettings) -> BucketState:

@@ -4,6 +4,7 @@ answer and execution time enforced while executing, request sizes, and the in-pr
 
 import asyncio
 import json
+import socket
 
 import pytest
 import strawberry
@@ -11,7 +12,7 @@ from strawberry.types import Info
 
 from jingtan_api.app import create_app
 from jingtan_api.graphql.domain import Domain, hookimpl
-from jingtan_api.limits import MemoryBuckets, VariablesTooLarge, check_variables
+from jingtan_api.limits import MemoryBuckets, RedisBuckets, VariablesTooLarge, check_variables
 from jingtan_api.plugins.testing import SUBMIT
 from jingtan_api.settings import BucketSettings
 from jingtan_api.testing import GraphQLClient, make_settings, register_member, row_counts
@@ -205,6 +206,33 @@ async def test_leaky_bucket_refills_and_refunds():
     state = await buckets.spend("k", -500, bucket)  # a refund never overfills
     assert state.available == 100
     assert (await buckets.peek("other", bucket)).available == 100
+
+
+async def test_memory_buckets_prune_by_each_buckets_own_rate(monkeypatch):
+    now = [0.0]
+    buckets = MemoryBuckets(clock=lambda: now[0])
+    monkeypatch.setattr(MemoryBuckets, "MAX_KEYS", 3)
+    slow = BucketSettings(maximum=10, window_seconds=1_000_000)
+    fast = BucketSettings(maximum=10, window_seconds=1)
+    await buckets.spend("slow", 10, slow)
+    await buckets.spend("fast-1", 10, fast)
+    await buckets.spend("fast-2", 10, fast)
+    now[0] += 5  # the fast buckets are full again, the slow one is still empty
+    await buckets.spend("new", 1, fast)
+    assert not (await buckets.spend("slow", 1, slow)).allowed
+
+
+async def test_unreachable_redis_fails_open_and_logs(caplog):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    buckets = RedisBuckets(f"redis://127.0.0.1:{port}/0", prefix="x:")
+    try:
+        state = await buckets.spend("k", 5, BucketSettings(maximum=10, window_seconds=10))
+    finally:
+        await buckets.aclose()
+    assert state.allowed
+    assert any("rate-limit store unreachable" in r.getMessage() for r in caplog.records)
 
 
 def _limited(**buckets):
