@@ -467,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
             "JINGTAN_SECRET_KEY": secret,
             "JINGTAN_LOG__LEVEL": "WARNING",
             "JINGTAN_POINTS__EXPIRY_INTERVAL_SECONDS": "0",
+            # The load generator is one client sending thousands of requests: the rate limits would
+            # answer most of them with RATE_LIMITED and the run would measure refusals.
+            "JINGTAN_LIMITS__RATE_LIMITING": "false",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         }
         env.pop("JINGTAN_CONFIG", None)

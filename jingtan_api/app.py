@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from graphql import GraphQLError
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -28,6 +29,15 @@ from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.jobs import run_periodically
+from jingtan_api.limits import (
+    BodyLimitMiddleware,
+    Buckets,
+    RequestLimits,
+    VariablesTooLarge,
+    check_variables,
+    make_buckets,
+    request_address,
+)
 from jingtan_api.logs import configure_logging, request_id_var
 from jingtan_api.persisted import PersistedOperations, PersistedQueryError, load_manifest
 from jingtan_api.plugins.manager import load_plugins
@@ -125,8 +135,9 @@ def _is_request_error(response: GraphQLHTTPResponse) -> bool:
 
 
 class JingtanGraphQL(GraphQL):
-    def __init__(self, services: Services, *, persisted: PersistedOperations, **kwargs: Any) -> None:
+    def __init__(self, services: Services, buckets: Buckets, *, persisted: PersistedOperations, **kwargs: Any) -> None:
         self.services = services
+        self.buckets = buckets
         self.persisted = persisted
         super().__init__(**kwargs)
 
@@ -220,7 +231,35 @@ class JingtanGraphQL(GraphQL):
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
-        return Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
+        context = Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
+        settings = self.services.settings
+        address = "addr:" + request_address(request, trust_forwarded_for=settings.auth.trust_forwarded_for)
+        if viewer.api_token_id is not None:
+            client = f"token:{viewer.api_token_id}"
+        elif viewer.user_id is not None:
+            client = f"user:{viewer.user_id}"
+        else:
+            client = address
+        context.limits = RequestLimits(settings.limits, self.buckets, client, address, headers=response.headers)
+        return context
+
+    def _too_large(self, data: GraphQLRequestData) -> ExecutionResult | None:
+        """Document length and variables, checked before parsing and coercion."""
+        limits = self.services.settings.limits
+        if data.query is not None and len(data.query) > limits.max_document_chars:
+            return _refused(
+                f"The document is longer than {limits.max_document_chars} characters / "
+                f"查询文本超过 {limits.max_document_chars} 个字符",
+                code="DOCUMENT_TOO_LARGE",
+                limit=limits.max_document_chars,
+            )
+        try:
+            check_variables(
+                data.variables, max_list_length=limits.max_variable_list_length, max_depth=limits.max_variable_depth
+            )
+        except VariablesTooLarge as exc:
+            return _refused(exc.message, code="BAD_USER_INPUT", limit=limits.max_variable_list_length)
+        return None
 
     async def _authenticate(self, request: Request) -> Viewer:
         header = request.headers.get("authorization")
@@ -253,6 +292,11 @@ class JingtanGraphQL(GraphQL):
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
         # Batched operations run concurrently on one context: they never share a read transaction.
         context.single_operation = not isinstance(request_data, list)
+        operations = request_data if isinstance(request_data, list) else [request_data]
+        refusals = [self._too_large(data) for data in operations if isinstance(data, GraphQLRequestData)]
+        refusal = next((r for r in refusals if r is not None), None)
+        if refusal is not None:
+            return [refusal] * len(request_data) if isinstance(request_data, list) else refusal
         try:
             return await super().execute_operation(
                 request, request_adapter, request_data, context, root_value, sub_response
@@ -281,6 +325,10 @@ class JingtanGraphQL(GraphQL):
         return request.method == "POST" and body.lstrip()[:1] == b"["
 
 
+def _refused(message: str, *, code: str, limit: int) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code, "limit": limit})])
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -303,8 +351,10 @@ def create_app(
         automatic=gql_settings.automatic_persisted_queries,
         cache_size=gql_settings.apq_cache_size,
     )
+    buckets = make_buckets(settings.limits)
     graphql_app = JingtanGraphQL(
         services,
+        buckets,
         persisted=persisted,
         schema=schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -341,6 +391,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await buckets.aclose()
             await services.db.dispose()
 
     app = Starlette(
@@ -356,5 +407,7 @@ def create_app(
     app.state.services = services
     app.state.schema = schema
     app.state.persisted = persisted
+    app.state.buckets = buckets
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

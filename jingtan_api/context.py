@@ -12,6 +12,7 @@ from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
 from jingtan_api.auth.permissions import Viewer
+from jingtan_api.limits import RequestLimits
 from jingtan_api.services import Services
 
 class Context:
@@ -29,6 +30,7 @@ class Context:
         # Set by the HTTP view when the request carries one operation (not a batch); only then may a
         # query operation run all its reads in one shared read transaction (see ``read``).
         self.single_operation = False
+        self.limits: RequestLimits | None = None  # set by the HTTP view (app.py)
         self._share_reads = False
         self._shared: AsyncConnection | None = None
         self._shared_cm: contextlib.AbstractAsyncContextManager[AsyncConnection] | None = None

@@ -67,6 +67,17 @@ class IdempotencyConflict(DomainError):
 class RateLimited(DomainError):
     code = "RATE_LIMITED"
 
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after  # seconds; ``extensions.retryAfter`` when raised in a query
+
+    @property
+    def extensions(self) -> dict:
+        ext = super().extensions
+        if self.retry_after is not None:
+            ext["retryAfter"] = self.retry_after
+        return ext
+
 
 class Conflict(DomainError):
     code = "CONFLICT"
@@ -84,7 +95,7 @@ ERROR_CODES: dict[str, str] = {
     "UNAUTHENTICATED": "Log in first, or the token sent is expired, invalid or revoked. / 未登录或令牌无效。",
     "FORBIDDEN": "You are logged in but not allowed to do this. / 无权操作。",
     "CONFLICT": "The object is not in a state that allows this. / 状态冲突。",
-    "RATE_LIMITED": "Too many attempts; wait and retry. / 尝试次数过多。",
+    "RATE_LIMITED": "Too many attempts or too much cost; retry after extensions.retryAfter seconds. / 请求过于频繁，请稍后重试。",
     "TRY_AGAIN": "The database was busy (serialization failure or deadlock); retry the same request. / 请重试。",
     "INVALID_CURSOR": "The pagination cursor is malformed or belongs to another list or order. / 游标无效。",
     "PAGE_SIZE_EXCEEDED": "first/last is outside 0..max page size. / 每页数量超出范围。",
@@ -97,6 +108,12 @@ ERROR_CODES: dict[str, str] = {
     "PERSISTED_QUERY_HASH_MISMATCH": "The query's SHA-256 is not the sha256Hash sent. / 查询与哈希不一致。",
     "PERSISTED_QUERY_INVALID": "persistedQuery or documentId is malformed (version 1, 64 hex digits). / 持久化查询参数无效。",
     "OPERATION_NOT_ALLOWED": "The allow-list is on: only registered operations run, sent by hash. / 仅允许已登记的操作。",
+    # request limits (GraphQL errors, see docs/api.md "Limits")
+    "QUERY_TOO_COMPLEX": "The static query cost is above graphql.max_cost; ask for smaller pages. / 查询过于复杂。",
+    "RESULT_TOO_LARGE": "The answer would contain more than limits.max_objects objects. / 结果过大。",
+    "TIMEOUT": "The operation ran longer than limits.execution_timeout_seconds and was stopped. / 执行超时。",
+    "REQUEST_TOO_LARGE": "The body or query string is above limits.max_body_bytes (HTTP 413). / 请求过大。",
+    "DOCUMENT_TOO_LARGE": "The GraphQL document is longer than limits.max_document_chars. / 查询文本过长。",
     # users and sessions
     "ALREADY_REGISTERED": "The email or phone number is already registered. / 已注册。",
     "INVALID_EMAIL": "Not a valid email address. / 邮箱无效。",

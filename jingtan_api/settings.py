@@ -39,10 +39,25 @@ class AuthSettings(_Section):
     argon2_memory_cost_kib: int = Field(65536, ge=8, description="argon2id memory in KiB.")
     argon2_parallelism: int = Field(4, ge=1, description="argon2id lanes.")
     password_min_length: int = Field(8, ge=6, le=128, description="Shortest accepted password.")
-    login_window_seconds: int = Field(900, ge=1, description="Window for counting failed logins.")
-    login_max_failures_per_account: int = Field(5, ge=1, description="Failed logins per account per window.")
-    login_max_failures_per_address: int = Field(
-        20, ge=1, description="Failed logins per client address per window."
+    login_window_seconds: int = Field(3600, ge=1, description="Window for counting failed logins.")
+    login_free_failures_per_client: int = Field(
+        3, ge=1, description="Failed logins of one account from one client address before delays start."
+    )
+    login_free_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address (all accounts) before delays start."
+    )
+    login_free_failures_per_account: int = Field(
+        10,
+        ge=1,
+        description="Failed logins of one account from all addresses before delays start; addresses that "
+        "logged in to the account successfully are exempt.",
+    )
+    login_base_delay_seconds: float = Field(
+        1.0, gt=0, description="First delay after the free failures; it doubles with each further failure."
+    )
+    login_max_delay_seconds: float = Field(900.0, gt=0, description="Longest delay between two login attempts.")
+    login_known_client_days: int = Field(
+        90, ge=1, description="Days an address that logged in successfully stays known to the account."
     )
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from X-Forwarded-For (only behind a trusted proxy)."
@@ -129,6 +144,65 @@ class GraphQLSettings(_Section):
     )
 
 
+class BucketSettings(_Section):
+    """A leaky bucket: holds at most ``maximum`` points and refills from empty in ``window_seconds``."""
+
+    maximum: float = Field(..., gt=0, description="Points the bucket holds when full.")
+    window_seconds: float = Field(..., gt=0, description="Seconds an empty bucket takes to refill.")
+
+    @property
+    def restore_rate(self) -> float:
+        """Points restored per second."""
+        return self.maximum / self.window_seconds
+
+
+class LimitsSettings(_Section):
+    """Abuse limits: request sizes, objects per answer, execution time and rate limits (leaky buckets)."""
+
+    max_body_bytes: int = Field(
+        1_000_000, ge=1000, description="Largest POST body or GET query string, in bytes (HTTP 413 above)."
+    )
+    max_document_chars: int = Field(
+        100_000, ge=100, description="Longest GraphQL document, comments and whitespace included."
+    )
+    max_variable_list_length: int = Field(
+        1000, ge=1, description="Longest list in the variables (checked before they are coerced)."
+    )
+    max_variable_depth: int = Field(20, ge=1, description="Deepest nesting of lists/objects in the variables.")
+    max_objects: int = Field(
+        50_000, ge=1, description="Most objects one answer may contain, counted while executing."
+    )
+    execution_timeout_seconds: float = Field(
+        30.0, gt=0, description="Time one operation may execute before it is aborted (TIMEOUT)."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db shared by all API processes for rate limits; unset: per process.",
+    )
+    redis_key_prefix: str = Field("jingtan:rl:", description="Prefix of the rate-limit keys in Redis.")
+    rate_limiting: bool = Field(True, description="Apply the rate-limit buckets below.")
+    query: BucketSettings = Field(
+        default_factory=lambda: BucketSettings(maximum=10_000, window_seconds=20),
+        description="Query cost points per client (user, API token, or address when anonymous).",
+    )
+    login: BucketSettings = Field(
+        default_factory=lambda: BucketSettings(maximum=20, window_seconds=300),
+        description="login mutations per client address (successes and failures).",
+    )
+    registration: BucketSettings = Field(
+        default_factory=lambda: BucketSettings(maximum=10, window_seconds=3600),
+        description="register mutations per client address.",
+    )
+    registration_global: BucketSettings = Field(
+        default_factory=lambda: BucketSettings(maximum=1000, window_seconds=3600),
+        description="register mutations of all clients together.",
+    )
+    submit_action: BucketSettings = Field(
+        default_factory=lambda: BucketSettings(maximum=60, window_seconds=3600),
+        description="submitAction mutations per client (user, API token or address).",
+    )
+
+
 class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `jingtan serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `jingtan serve` binds.")
@@ -182,6 +256,7 @@ class Settings(BaseSettings):
     points: PointsSettings = Field(default_factory=PointsSettings)
     offers: OffersSettings = Field(default_factory=OffersSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)

@@ -42,7 +42,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     points.update(overrides.pop("points", {}))
     log = {"level": "WARNING"}
     log.update(overrides.pop("log", {}))
-    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, **overrides)
+    limits = {"rate_limiting": False}
+    limits.update(overrides.pop("limits", {}))
+    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, limits=limits, **overrides)
 
 
 class FrozenClock:

@@ -1,4 +1,5 @@
-"""Login through GraphQL: tokens, one generic error for every credential failure, rate limiting."""
+"""Login through GraphQL: tokens, one generic error for every credential failure, throttling (progressive
+delays per account and client, per client, and per account for clients that never logged in to it)."""
 
 import jwt
 import pytest
@@ -6,8 +7,9 @@ import pytest
 from jingtan_api.testing import GraphQLClient, register_member, row_counts
 
 PASSWORD = "Green-leaf-2026"
-ACCOUNT_LIMIT = 3
-ADDRESS_LIMIT = 5
+ACCOUNT_LIMIT = 3  # free failures of one account from one address
+ADDRESS_LIMIT = 5  # free failures from one address
+ACCOUNT_FREE = 8  # free failures of one account from addresses that never logged in to it
 WINDOW = 60
 
 LOGIN = """
@@ -25,8 +27,9 @@ mutation($i: LoginInput!) {
 def settings_overrides():
     return {
         "auth": {
-            "login_max_failures_per_account": ACCOUNT_LIMIT,
-            "login_max_failures_per_address": ADDRESS_LIMIT,
+            "login_free_failures_per_client": ACCOUNT_LIMIT,
+            "login_free_failures_per_address": ADDRESS_LIMIT,
+            "login_free_failures_per_account": ACCOUNT_FREE,
             "login_window_seconds": WINDOW,
         }
     }
@@ -112,23 +115,32 @@ async def test_disabled_user_cannot_log_in_even_with_the_right_password(gql, ser
     assert (await row_counts(services.db))["refresh_token"] == before["refresh_token"]
 
 
-async def test_account_limit_blocks_even_the_right_password_until_the_window_passes(app, gql, member, clock, services):
+async def test_failures_from_one_address_delay_it_progressively_and_no_one_else(app, gql, member, clock, services):
     for _ in range(ACCOUNT_LIMIT):
         assert error_of(await login(gql, "member@example.cn", "Wrong-pass-2026"))["code"] == "INVALID_CREDENTIALS"
     before = await row_counts(services.db)
+    # Even the right password waits: the answer says how long (no sleeping on the server).
     limited = error_of(await login(gql, "member@example.cn"))
     assert limited["code"] == "RATE_LIMITED" and limited["field"] == ["input", "identifier"]
-    # The limit is per account: another address is refused too, whatever the spelling of the email.
+    assert "retry in 1 s" in limited["message"] and " / " in limited["message"]
+    # Another address is not slowed down, whatever the spelling of the email.
     other = GraphQLClient(app, client_address="203.0.113.9")
     try:
-        assert error_of(await login(other, "Member@Example.CN"))["code"] == "RATE_LIMITED"
+        assert (await login(other, "Member@Example.CN"))["userErrors"] == []
     finally:
         await other.aclose()
-    # Refused attempts issue nothing and are not counted (the window is not extended by them).
-    assert await row_counts(services.db) == before
-    clock.advance(seconds=WINDOW - 1)
-    assert error_of(await login(gql, "member@example.cn"))["code"] == "RATE_LIMITED"
+    # Refused attempts issue nothing and are not counted.
+    after = await row_counts(services.db)
+    assert without_attempts(after) == without_attempts({**before, "refresh_token": before["refresh_token"] + 1})
+    # The delay doubles with each further failure: 1 s, then 2 s, then 4 s ...
     clock.advance(seconds=1)
+    assert error_of(await login(gql, "member@example.cn", "Wrong-pass-2026"))["code"] == "INVALID_CREDENTIALS"
+    clock.advance(seconds=1)
+    assert "retry in 1 s" in error_of(await login(gql, "member@example.cn"))["message"]
+    clock.advance(seconds=1)
+    assert error_of(await login(gql, "member@example.cn", "Wrong-pass-2026"))["code"] == "INVALID_CREDENTIALS"
+    assert "retry in 4 s" in error_of(await login(gql, "member@example.cn"))["message"]
+    clock.advance(seconds=4)
     assert (await login(gql, "member@example.cn"))["userErrors"] == []
 
 
@@ -189,7 +201,8 @@ async def test_register_then_login_in_one_operation_is_not_a_failed_login(gql, s
     assert data["register"]["userErrors"] == [] and data["login"]["userErrors"] == []
     assert data["register"]["user"]["id"] == data["login"]["user"]["id"]
     counts = await row_counts(services.db)
-    assert counts["login_attempt"] == 0 and counts["refresh_token"] == 2
+    # One row: the address is now known to the account (no failure).
+    assert counts["login_attempt"] == 1 and counts["refresh_token"] == 2
 
 
 async def test_login_needs_no_token_and_ignores_a_bad_one(gql, member):
@@ -201,7 +214,7 @@ async def test_login_needs_no_token_and_ignores_a_bad_one(gql, member):
 class TestForwardedFor:
     @pytest.fixture
     def settings_overrides(self):
-        return {"auth": {"login_max_failures_per_address": 2, "trust_forwarded_for": True}}
+        return {"auth": {"login_free_failures_per_address": 2, "trust_forwarded_for": True}}
 
     async def test_trusted_proxy_header_gives_the_client_address(self, gql, member):
         for _ in range(2):
@@ -223,8 +236,8 @@ class TestForwardedFor:
 
 
 async def test_concurrent_guesses_cannot_exceed_the_account_limit(app, gql, member, services):
-    """Twenty parallel guesses (from twenty addresses) at one account: at most ACCOUNT_LIMIT of them
-    get as far as checking the password; the rest are rate-limited."""
+    """Twenty parallel guesses (from twenty addresses) at one account: at most ACCOUNT_FREE of them
+    get as far as checking the password; the rest are told to wait."""
     import asyncio
 
     clients = [GraphQLClient(app, client_address=f"192.0.2.{i}") for i in range(20)]
@@ -234,10 +247,60 @@ async def test_concurrent_guesses_cannot_exceed_the_account_limit(app, gql, memb
         for c in clients:
             await c.aclose()
     codes = [error_of(r)["code"] for r in results]
-    assert codes.count("INVALID_CREDENTIALS") == ACCOUNT_LIMIT, codes
-    assert codes.count("RATE_LIMITED") == 20 - ACCOUNT_LIMIT
+    assert codes.count("INVALID_CREDENTIALS") == ACCOUNT_FREE, codes
+    assert codes.count("RATE_LIMITED") == 20 - ACCOUNT_FREE
+    # The member never logged in from here: a stranger to the account, so slowed down too.
     assert error_of(await login(gql, "member@example.cn"))["code"] == "RATE_LIMITED"
-    assert (await row_counts(services.db))["login_attempt"] == ACCOUNT_LIMIT
+    assert (await row_counts(services.db))["login_attempt"] == ACCOUNT_FREE
+
+
+async def test_an_attacker_cannot_lock_the_owner_out(app, gql, member, clock, services):
+    """100 failures for account X from address A; X's owner, who logged in from B before, logs in from B
+    at once. A stranger's address C is slowed down by the account-wide failures, B is not."""
+    owner = GraphQLClient(app, client_address="198.51.100.20")
+    attacker = GraphQLClient(app, client_address="203.0.113.66")
+    stranger = GraphQLClient(app, client_address="192.0.2.200")
+    helpers = [GraphQLClient(app, client_address=f"192.0.2.{i}") for i in range(ACCOUNT_FREE)]
+    try:
+        assert (await login(owner, "member@example.cn"))["userErrors"] == []
+        failures = refusals = 0
+        while failures < 100:
+            err = error_of(await login(attacker, "member@example.cn", f"Guess-{failures}-2026"))
+            if err["code"] == "RATE_LIMITED":
+                refusals += 1
+                clock.advance(seconds=int(err["message"].split("retry in ")[1].split(" s")[0]))
+                continue
+            assert err["code"] == "INVALID_CREDENTIALS"
+            failures += 1
+        assert refusals > 0  # the attacker was slowed down
+        # Failures from as many other addresses as the account allows: now every stranger waits.
+        for i, helper in enumerate(helpers):
+            error_of(await login(helper, "member@example.cn", f"Other-{i}-2026"))
+        assert error_of(await login(stranger, "member@example.cn"))["code"] == "RATE_LIMITED"
+        assert error_of(await login(attacker, "member@example.cn"))["code"] == "RATE_LIMITED"
+        before = await row_counts(services.db)
+        payload = await login(owner, "member@example.cn")
+        assert payload["userErrors"] == [] and payload["tokens"]["accessToken"]
+        assert (await row_counts(services.db))["refresh_token"] == before["refresh_token"] + 1
+    finally:
+        for c in (owner, attacker, stranger, *helpers):
+            await c.aclose()
+
+
+async def test_a_fuzzers_failures_do_not_slow_a_login_from_another_address(app, clock):
+    fuzzer = GraphQLClient(app, client_address="203.0.113.77")
+    demo = GraphQLClient(app, client_address="198.51.100.30")
+    try:
+        await register_member(demo, email="demo@example.cn")
+        answered = 0
+        for n in range(60):
+            err = error_of(await login(fuzzer, f"fuzz{n}@example.cn", "x" * (n % 7)))
+            answered += err["code"] == "INVALID_CREDENTIALS"
+        assert answered == ADDRESS_LIMIT  # then the fuzzer's own address waits
+        assert (await login(demo, "demo@example.cn"))["userErrors"] == []
+    finally:
+        await fuzzer.aclose()
+        await demo.aclose()
 
 
 async def test_account_limit_counts_email_and_phone_of_one_user_together(gql):
@@ -276,8 +339,8 @@ async def test_wrong_current_passwords_in_change_password_are_rate_limited(gql, 
     clock.advance(seconds=WINDOW)
     body = await gql.ok(CHANGE, {"i": {"currentPassword": PASSWORD, "newPassword": "Blue-sky-2027"}}, token=member["token"])
     assert body["changePassword"]["userErrors"] == []
-    # The successful change cleared the counter.
-    assert (await row_counts(services.db))["login_attempt"] == 0
+    # The successful change cleared the counter: one row left, the address known to the account.
+    assert (await row_counts(services.db))["login_attempt"] == 1
     assert (await login(gql, "member@example.cn", "Blue-sky-2027"))["userErrors"] == []
 
 

@@ -146,7 +146,7 @@ async def test_bad_display_name_is_refused(gql, services, name):
 async def test_register_is_not_blocked_by_failed_logins_from_the_same_address(gql, services):
     """Registration issues its session directly: an address at its failed-login limit can still
     register, and a refused registration never leaves a half-created user behind."""
-    limit = services.settings.auth.login_max_failures_per_address
+    limit = services.settings.auth.login_free_failures_per_address
     for n in range(limit):
         body = await gql.ok(
             "mutation($i: LoginInput!) { login(input: $i) { userErrors { code } } }",

@@ -181,16 +181,16 @@ async def test_query_cost_is_reported_and_limited(db_url):
         query = "query($n: Int) { viewer { account { entries(first: $n) { edges { node { id amount } } } } } }"
         # viewer 1 + account 1 + entries (1 + n × (edges 1 + node 1))
         small = await gql(query, {"n": 5}, token=user["token"])
-        assert "errors" not in small and small["extensions"]["cost"] == {"requested": 13, "limit": 50}
+        assert "errors" not in small and small["extensions"]["cost"] == {"requestedQueryCost": 13, "actualQueryCost": 3}
         big = await gql(query, {"n": 30}, token=user["token"])
         assert big["data"] is None
         assert big["errors"][0]["extensions"] == {"code": "QUERY_TOO_COMPLEX", "cost": 63, "limit": 50}
         # Without first/last the default page size (20) counts.
         default = await gql("{ viewer { account { entries { nodes { id } } } } }", token=user["token"])
-        assert default["extensions"]["cost"]["requested"] == 1 + 1 + 1 + 20 * 1
+        assert default["extensions"]["cost"]["requestedQueryCost"] == 1 + 1 + 1 + 20 * 1
         # Costs are cached per query text AND page-size variables: repeats give the same answers.
         for n, requested in ((30, 63), (5, 13), (None, 43), (30, 63), (None, 43)):
             again = await gql(query, {"n": n}, token=user["token"])
-            assert again["extensions"]["cost"]["requested"] == requested
+            assert again["extensions"]["cost"]["requestedQueryCost"] == requested
             assert ("errors" in again) is (requested > 50)
         await gql.aclose()

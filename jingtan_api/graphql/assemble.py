@@ -38,7 +38,7 @@ from strawberry.types.graphql import OperationType
 
 from jingtan_api.context import Context
 from jingtan_api.errors import NotFound, ValidationFailed
-from jingtan_api.graphql.cost import QueryCost
+from jingtan_api.graphql.cost import LimitedExecutionContext, QueryCost
 from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
 from jingtan_api.graphql.errors import JingtanMaskErrors
@@ -266,6 +266,7 @@ def build_schema(settings: Settings, host: PluginHost) -> JingtanSchema:
     return JingtanSchema(
         Assembly(collect_domains(host, core_type_names())),
         extensions=_extensions(settings),
+        execution_context_class=LimitedExecutionContext,
         config=StrawberryConfig(
             batching_config={"max_operations": gql.max_batch_operations} if gql.batching else None,
         ),

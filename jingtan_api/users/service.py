@@ -2,6 +2,7 @@
 
 import hashlib
 import ipaddress
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -101,8 +102,18 @@ def _attempt_key(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def _rate_limited(field: str) -> RateLimited:
-    return RateLimited("Too many failed attempts: try again later / 失败次数过多，请稍后再试", field=field)
+def _known_key(key: str) -> str:
+    """Successful logins are kept as ``ok:user:<id>`` rows (typed identifiers are ``id:…``, so no one
+    can forge one)."""
+    return "ok:" + key
+
+
+def _rate_limited(field: str, retry_after: int) -> RateLimited:
+    return RateLimited(
+        f"Too many failed attempts: retry in {retry_after} s / 失败次数过多，请 {retry_after} 秒后再试",
+        field=field,
+        retry_after=retry_after,
+    )
 
 
 def _lock_key(kind: str, value: str) -> int:
@@ -272,20 +283,19 @@ async def login(app: "Services", *, identifier: str, password: str, address: str
             row = (await conn.execute(select(U).where(column == ident))).one_or_none()
         # Failures count per user, whichever of their identifiers (email, phone) was typed.
         key = _attempt_key(row.id) if row is not None else raw_key
-        allowed = await _claim_attempt(app, conn, key=key, address=address, now=now)
-        return (row, key) if allowed else None
+        wait = await _claim_attempt(app, conn, key=key, address=address, now=now)
+        return row, key, wait
 
-    claimed = await app.db.write(claim)
-    if claimed is None:
-        raise _rate_limited("identifier")
-    row, key = claimed
+    row, key, wait = await app.db.write(claim)
+    if wait:
+        raise _rate_limited("identifier", wait)
     ok = await app.passwords.verify(row.password_hash if row else None, password or "")
     if not ok or row is None or row.status != "ACTIVE":
         raise generic
     rehash = await app.passwords.hash(password) if app.passwords.needs_rehash(row.password_hash) else None
 
     async def start(conn: AsyncConnection) -> tokens.TokenPair:
-        await conn.execute(delete(LA).where(LA.c.identifier == key))
+        await _record_success(conn, key=key, address=address, now=now)
         if rehash:
             await conn.execute(update(U).where(U.c.id == row.id).values(password_hash=rehash))
         return await _issue_pair(app, conn, row.id, roles_of(row), family_id=None, now=now)
@@ -293,32 +303,78 @@ async def login(app: "Services", *, identifier: str, password: str, address: str
     pair = await app.db.write(start)
     return Session(user_id=row.id, roles=roles_of(row), pair=pair)
 
-async def _claim_attempt(app: "Services", conn: AsyncConnection, *, key: str, address: str, now: datetime) -> bool:
-    """Count the failures in the window and, below the limits, record this attempt as a failure
-    before the password is checked (a success deletes it). Counting and recording happen in one
-    serialised write transaction (BEGIN IMMEDIATE on SQLite, advisory locks on PostgreSQL), so
-    parallel guesses cannot all slip under the limit. Returns False when rate-limited."""
+def _delay(failures: int, last: datetime | None, free: int, cfg, now: datetime) -> float:
+    """Seconds still to wait in one scope: none for the first ``free`` failures, then the base delay
+    doubling with each further failure (capped), counted from the scope's last failure."""
+    if failures < free or last is None:
+        return 0.0
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=now.tzinfo)
+    delay = min(cfg.login_base_delay_seconds * 2 ** min(failures - free, 40), cfg.login_max_delay_seconds)
+    return max(0.0, (last - now).total_seconds() + delay)
+
+
+async def _claim_attempt(app: "Services", conn: AsyncConnection, *, key: str, address: str, now: datetime) -> int:
+    """Throttle, never lock out: failures in the window are counted per (account, client address), per
+    client address, and per account; past each scope's free failures, the next attempt in that scope
+    must wait a delay that doubles with each failure. The per-account scope does not apply to an address
+    that logged in to the account successfully before (``auth.login_known_client_days``), so an
+    attacker elsewhere can slow down strangers but never the owner's own devices. Below the delays this
+    attempt is recorded as a failure before the password is checked (a success deletes it). Counting
+    and recording happen in one serialised write transaction (BEGIN IMMEDIATE on SQLite, advisory locks
+    on PostgreSQL), so parallel guesses cannot all slip through. Returns the seconds to wait (0: go)."""
     cfg = app.settings.auth
     window_start = now - timedelta(seconds=cfg.login_window_seconds)
     if conn.dialect.name == "postgresql":
         for lock_key in sorted({_lock_key("login-id", key), _lock_key("login-addr", address)}):
             await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
-    by_key = (
+
+    async def scope(*conditions) -> tuple[int, datetime | None]:
+        row = (
+            await conn.execute(
+                select(func.count(), func.max(LA.c.created_at)).where(
+                    *conditions, LA.c.created_at > window_start, LA.c.identifier.not_like("ok:%")
+                )
+            )
+        ).one()
+        return row[0], row[1]
+
+    known_since = now - timedelta(days=cfg.login_known_client_days)
+    known = (
         await conn.execute(
-            select(func.count()).select_from(LA).where(LA.c.identifier == key, LA.c.created_at > window_start)
+            select(LA.c.id)
+            .where(LA.c.identifier == _known_key(key), LA.c.address == address, LA.c.created_at > known_since)
+            .limit(1)
         )
-    ).scalar_one()
-    by_addr = (
-        await conn.execute(
-            select(func.count()).select_from(LA).where(LA.c.address == address, LA.c.created_at > window_start)
-        )
-    ).scalar_one()
-    if by_key >= cfg.login_max_failures_per_account or by_addr >= cfg.login_max_failures_per_address:
-        return False
+    ).first() is not None
+    waits = [
+        _delay(*await scope(LA.c.identifier == key, LA.c.address == address), cfg.login_free_failures_per_client, cfg, now),
+        _delay(*await scope(LA.c.address == address), cfg.login_free_failures_per_address, cfg, now),
+    ]
+    if not known:
+        waits.append(_delay(*await scope(LA.c.identifier == key), cfg.login_free_failures_per_account, cfg, now))
+    wait = max(waits)
+    if wait > 0:
+        return max(1, math.ceil(wait))
     await conn.execute(insert(LA).values(identifier=key, address=address, created_at=now))
-    # Keep the table small: attempts older than the window no longer count.
-    await conn.execute(delete(LA).where(LA.c.created_at < window_start - timedelta(days=1)))
-    return True
+    # Keep the table small: failures older than the window no longer count, known clients expire.
+    await conn.execute(
+        delete(LA).where(
+            or_(
+                (LA.c.created_at < window_start - timedelta(days=1)) & LA.c.identifier.not_like("ok:%"),
+                LA.c.created_at < known_since,
+            )
+        )
+    )
+    return 0
+
+
+async def _record_success(conn: AsyncConnection, *, key: str, address: str, now: datetime) -> None:
+    """The failures of this account from this address are forgiven (those from elsewhere are not) and
+    the address becomes known to the account."""
+    await conn.execute(delete(LA).where(LA.c.identifier.in_([key, _known_key(key)]), LA.c.address == address))
+    await conn.execute(insert(LA).values(identifier=_known_key(key), address=address, created_at=now))
+
 
 async def _issue_pair(app: "Services", conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
 ) -> tokens.TokenPair:
@@ -376,14 +432,15 @@ async def change_password(app: "Services", *, user_id: int, current: str, new: s
     app.passwords.check_policy(new, identifiers=(row.email, row.phone), field="newPassword")
     key = _attempt_key(user_id)
     address = address_bucket(address)
-    if not await app.db.write(lambda conn: _claim_attempt(app, conn, key=key, address=address, now=now)):
-        raise _rate_limited("currentPassword")
+    wait = await app.db.write(lambda conn: _claim_attempt(app, conn, key=key, address=address, now=now))
+    if wait:
+        raise _rate_limited("currentPassword", wait)
     if not await app.passwords.verify(row.password_hash, current or ""):
         raise Unauthenticated("Current password is wrong / 当前密码错误", code="INVALID_CREDENTIALS", field="currentPassword")
     new_hash = await app.passwords.hash(new)
 
     async def tx(conn: AsyncConnection) -> tokens.TokenPair:
-        await conn.execute(delete(LA).where(LA.c.identifier == key))
+        await _record_success(conn, key=key, address=address, now=now)
         await conn.execute(
             update(U).where(U.c.id == user_id).values(password_hash=new_hash, password_changed_at=now)
         )
