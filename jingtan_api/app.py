@@ -17,7 +17,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from jingtan_api.auth.permissions import Viewer, scopes_for_roles
+from jingtan_api.auth.permissions import Viewer, acting_admin_var, scopes_for_roles
 from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
 from jingtan_api.context import Context
 from jingtan_api.db import utcnow
@@ -47,6 +47,7 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        acting = acting_admin_var.set(None)  # set from the viewer once authenticated (get_context)
         start = time.perf_counter()
         status = 500
 
@@ -71,6 +72,7 @@ class RequestIdMiddleware:
                 },
             )
             request_id_var.reset(token)
+            acting_admin_var.reset(acting)
 
 
 class JingtanGraphQL(GraphQL):
@@ -80,6 +82,7 @@ class JingtanGraphQL(GraphQL):
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
+        acting_admin_var.set(viewer.acting_admin_id)
         return Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
 
     async def _authenticate(self, request: Request) -> Viewer:
