@@ -21,7 +21,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from jingtan_api.auth.permissions import Viewer, scopes_for_roles
+from jingtan_api.auth.permissions import Viewer, acting_admin_var, scopes_for_roles
 from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
 from jingtan_api.context import Context
 from jingtan_api.db import utcnow
@@ -62,6 +62,7 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        acting = acting_admin_var.set(None)  # set from the viewer once authenticated (get_context)
         start = time.perf_counter()
         status = 500
 
@@ -86,6 +87,7 @@ class RequestIdMiddleware:
                 },
             )
             request_id_var.reset(token)
+            acting_admin_var.reset(acting)
 
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -231,6 +233,7 @@ class JingtanGraphQL(GraphQL):
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
+        acting_admin_var.set(viewer.acting_admin_id)
         context = Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
         settings = self.services.settings
         address = "addr:" + request_address(request, trust_forwarded_for=settings.auth.trust_forwarded_for)

@@ -19,7 +19,10 @@ from sqlalchemy.exc import DBAPIError
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.accounts.service import check_invariants
 from jingtan_api.app import create_app
+from jingtan_api.audit import service as audit
+from jingtan_api.auth import service as auth_service
 from jingtan_api.auth import tokens
+from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.db import utcnow
 from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
@@ -131,6 +134,13 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (e.g. a container without a passwd entry)
+        return "unknown"
+
+
 def cmd_create_api_token(args: argparse.Namespace) -> int:
     async def run(services):
         async def tx(conn):
@@ -139,9 +149,23 @@ def cmd_create_api_token(args: argparse.Namespace) -> int:
                 raise NotFound(f"no user {args.user}")
             row = (await conn.execute(select(users.U).where(users.U.c.id == user_id))).one()
             scopes = tokens.validate_scopes(args.scopes.split(","), users.roles_of(row))
-            return await tokens.create_api_token(
-                conn, user_id=user_id, name=args.name, scopes=scopes, created_by=None, expires_at=None, now=utcnow()
+            admin_id = None
+            if args.by is not None:
+                admin_id = await users.find_user_id(conn, args.by)
+                admin = (await conn.execute(select(users.U).where(users.U.c.id == admin_id))).one_or_none()
+                if admin is None or ADMIN not in users.roles_of(admin) or admin.status != "ACTIVE":
+                    raise NotFound(f"no active admin {args.by} / 没有该管理员")
+            now = utcnow()
+            token_id, secret = await tokens.create_api_token(
+                conn, user_id=user_id, name=args.name, scopes=scopes,
+                created_by=admin_id if admin_id != user_id else None, expires_at=None, now=now,
             )
+            # Whoever runs the CLI now holds the user's credential: the trail starts here.
+            details = auth_service.token_audit_details(token_id, args.name, scopes, None)
+            details.update(via="cli", os_user=_os_user())
+            await audit.record(conn, actor_user_id=admin_id, action="api_token.create_for_user", target_type="User",
+                               target_id=user_id, details=details, now=now)
+            return token_id, secret
 
         return await services.db.write(tx)
 
@@ -292,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="email or phone of the owner")
     p.add_argument("--name", required=True)
     p.add_argument("--scopes", required=True, help="comma-separated, e.g. account:read")
+    p.add_argument("--by", help="email or phone of the admin making the token for the user: recorded on the "
+                   "audit log and on everything done with the token")
     p.set_defaults(fn=cmd_create_api_token)
 
     p = sub.add_parser("expire-points", help="move points of expired lots to the expired account")

@@ -85,6 +85,32 @@ class ActionsSettings(_Section):
     timezone: str = Field(
         "Asia/Shanghai", description="Time zone of 'day' and 'month' in caps (IANA name)."
     )
+    review_above_points: int = Field(
+        2000, ge=0,
+        description="An action of any type that would credit more points than this goes to review (the core "
+        "applies it after the plugin's calculate; docs/actions.md).",
+    )
+    review_above_points_by_type: dict[str, int] = Field(
+        default_factory=dict,
+        description="review_above_points for single action types, by code (e.g. {energy_saving = 1000}).",
+    )
+    member_daily_cap_points: int = Field(
+        5000, ge=0,
+        description="Most points one member is credited for actions per local day, all types together "
+        "(counted when credited).",
+    )
+    member_monthly_cap_points: int = Field(
+        30000, ge=0,
+        description="Most points one member is credited for actions per local month, all types together "
+        "(counted when credited).",
+    )
+
+    @model_validator(mode="after")
+    def _check_review_thresholds(self) -> "ActionsSettings":
+        bad = sorted(code for code, value in self.review_above_points_by_type.items() if value < 0)
+        if bad:
+            raise ValueError(f"review_above_points_by_type must not be negative: {bad}")
+        return self
 
     @model_validator(mode="after")
     def _check_timezone(self) -> "ActionsSettings":

@@ -200,12 +200,14 @@ def history_with(*periods):
         ((), period(household_size=2), "160", "per-capita"),
         ((), period(), "209.60", "per-capita"),
         ((period("2026-02-01", "2026-04-01", 600, 1000),), period(), "200", "last 2 recorded months"),
-        ((period("2025-04-01", "2025-05-01", 100, 350), period("2026-03-01", "2026-04-01", 900, 1000)), period(), "250",
-         "one year earlier"),
+        ((period("2025-04-01", "2025-05-01", 100, 350), period("2026-03-01", "2026-04-01", 900, 1000)),
+         period(household_size=4), "250", "one year earlier"),
+        # an own baseline above the per-capita one (80 × 2.62) is limited to it
+        ((period("2025-04-01", "2025-05-01", 100, 350),), period(), "209.60", "limited to the per-capita"),
     ],
 )
 def test_energy_baselines(hist, item, baseline_month, source):
-    ctx = make_context(ENERGY, now=NOW, history=history_with(*hist))
+    ctx = make_context(ENERGY, now=NOW, history=history_with(*hist), settings={"review_unsigned_above_grams": 10**6})
     v = run(ENERGY.verify(item, Evidence(), ctx))
     assert v.status == Status.APPROVED
     from decimal import Decimal
@@ -221,9 +223,83 @@ def test_energy_baselines(hist, item, baseline_month, source):
 )
 def test_energy_calculation(region, baseline, used, grams):
     item = period(r0=1000, r1=1000 + float(used), grid_region=region)
-    ctx = make_context(ENERGY, now=NOW)
+    ctx = make_context(ENERGY, now=NOW, settings={"meter_monthly_cap_grams": 10**6})
     calc = ENERGY.calculate(item, Verification.approved(data={"baseline_kwh_per_month": baseline, "baseline_source": "x"}), ctx)
     assert calc.grams_co2e == grams
+
+
+def test_energy_meter_cap_and_baseline_only_credit():
+    item = period(r0=1000, r1=1200, grid_region="NORTH")  # 250 − 200 = 50 kWh × 0.6776 = 33880 g
+    data = {"baseline_kwh_per_month": "250", "baseline_source": "x"}
+    calc = ENERGY.calculate(item, Verification.approved(data=data), make_context(ENERGY, now=NOW))
+    assert calc.grams_co2e == 20000 and "capped to 20000 g" in calc.formula
+    two_months = period("2026-03-01", "2026-05-01", 1000, 1400, grid_region="NORTH")  # 100 kWh = 67760 g
+    assert ENERGY.calculate(two_months, Verification.approved(data=data), make_context(ENERGY, now=NOW)).grams_co2e == 40000
+    only = ENERGY.calculate(item, Verification.approved(data={**data, "baseline_only": True}), make_context(ENERGY, now=NOW))
+    assert only.grams_co2e == 0 and "baseline only" in only.formula
+
+
+UTILITY = "utility-secret-0123456789"
+
+
+def utility_evidence(item, secret=UTILITY, at=NOW - timedelta(hours=1), source="grid-co"):
+    record = ENERGY.signed_record(item, Evidence(source=source))
+    return Evidence(source=source, signature=sign_record(secret, record, at), signed_at=at)
+
+
+@pytest.mark.parametrize(
+    "hist, item, signed, status, codes",
+    [
+        # first period: unsigned establishes the baseline only, signed credits against the per-capita baseline
+        ((), period(r0=1000, r1=1150), False, Status.APPROVED, ["BASELINE_PERIOD"]),
+        ((), period(r0=1000, r1=1150), True, Status.APPROVED, []),
+        # the reported request: invented meter, 0 kWh in 12 months, 15 people
+        ((), period("2025-05-01", "2026-05-01", 0, 0, household_size=15, grid_region="NORTH"), False,
+         Status.NEEDS_REVIEW, ["CONSUMPTION_IMPLAUSIBLY_LOW", "BASELINE_PERIOD"]),
+        ((), period("2025-05-01", "2026-05-01", 0, 0, household_size=15), True, Status.NEEDS_REVIEW,
+         ["CONSUMPTION_IMPLAUSIBLY_LOW"]),
+        # later periods: unsigned above 5000 g goes to review (200 − 150 = 50 kWh = 26530 g)
+        ((period("2026-03-01", "2026-04-01", 800, 1000),), period(r0=1000, r1=1150), False, Status.NEEDS_REVIEW,
+         ["UNSIGNED_HIGH_VALUE"]),
+        ((period("2026-03-01", "2026-04-01", 800, 1000),), period(r0=1000, r1=1150), True, Status.APPROVED, []),
+        ((period("2026-03-01", "2026-04-01", 800, 1000),), period(r0=1000, r1=1195), False, Status.APPROVED, []),
+        ((period("2026-03-01", "2026-04-01", 800, 1000),), period(r0=1000, r1=1099), True, Status.NEEDS_REVIEW,
+         ["CONSUMPTION_IMPLAUSIBLY_LOW"]),
+    ],
+)
+def test_energy_integrity_rules(hist, item, signed, status, codes):
+    ctx = make_context(ENERGY, now=NOW, history=history_with(*hist), settings={"partners": {"grid-co": UTILITY}})
+    v = run(ENERGY.verify(item, utility_evidence(item) if signed else Evidence(), ctx))
+    assert v.status == status and [r.code for r in v.reasons] == codes, v
+
+
+def test_energy_meter_of_another_member_goes_to_review():
+    h = FakeHistory()
+    earlier = period("2026-03-01", "2026-04-01", 800, 1000)
+    f, t = ENERGY.period(earlier)
+    h.add(member_id=2, input=earlier.model_dump(mode="json"), occurred_from=f, occurred_to=t, subject="M-1")
+    ctx = make_context(ENERGY, now=NOW, history=h, member_id=1, settings={"partners": {"grid-co": UTILITY}})
+    item = period(r0=1000, r1=1190)
+    v = run(ENERGY.verify(item, utility_evidence(item), ctx))
+    assert v.status == Status.NEEDS_REVIEW and v.reasons[0].code == "METER_CLAIMED_BY_OTHER"
+    # the other member's periods are not this member's baseline: first period for member 1
+    assert v.data["baseline_only"] is False and "per-capita" in v.data["baseline_source"]
+
+
+@pytest.mark.parametrize(
+    "evidence, code",
+    [
+        (lambda item: utility_evidence(item, secret="wrong"), "SIGNATURE_INVALID"),
+        (lambda item: utility_evidence(item, source="unknown-co"), "SIGNATURE_INVALID"),
+        (lambda item: utility_evidence(item, at=NOW - timedelta(days=8)), "SIGNATURE_STALE"),
+        (lambda item: utility_evidence(period(r0=1000, r1=1100)), "SIGNATURE_INVALID"),  # signed other readings
+    ],
+)
+def test_energy_bad_signatures_are_rejected(evidence, code):
+    ctx = make_context(ENERGY, now=NOW, settings={"partners": {"grid-co": UTILITY}})
+    item = period(r0=1000, r1=1150)
+    v = run(ENERGY.verify(item, evidence(item), ctx))
+    assert v.status == Status.REJECTED and v.reasons[0].code == code
 
 
 @pytest.mark.parametrize(
@@ -244,8 +320,9 @@ def test_energy_rejections(hist, item, code):
 
 
 def test_energy_pv_allowed_when_configured_and_no_saving_reason():
-    ctx = make_context(ENERGY, now=NOW, settings={"exclude_pv_households": False})
-    v = run(ENERGY.verify(period(r0=0, r1=500, has_rooftop_pv=True), Evidence(), ctx))
+    ctx = make_context(ENERGY, now=NOW, settings={"exclude_pv_households": False},
+                       history=history_with(period("2026-03-01", "2026-04-01", 0, 100)))
+    v = run(ENERGY.verify(period(r0=100, r1=600, has_rooftop_pv=True), Evidence(), ctx))
     assert v.status == Status.APPROVED and v.reasons[0].code == "NO_SAVING"
 
 

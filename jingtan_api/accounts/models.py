@@ -33,6 +33,8 @@ class LedgerTransaction(SQLModel, table=True):
     kind: str = Field(max_length=32, index=True)
     memo: str = Field(default="", max_length=500)
     actor_user_id: int | None = Field(default=None, foreign_key="user_account.id")
+    # The admin who created the API token that caused this transaction, for another user (see auth).
+    acting_admin_id: int | None = Field(default=None, foreign_key="user_account.id")
     reverses_id: int | None = Field(default=None, foreign_key="ledger_transaction.id")
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -37,6 +37,7 @@ from jingtan_api.accounts.models import (
 )
 from jingtan_api.accounts import idempotency
 from jingtan_api.audit import service as audit
+from jingtan_api.auth.permissions import acting_admin_var
 from jingtan_api.db import Page, PageArgs, keyset_page, utcnow
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
@@ -177,7 +178,8 @@ async def post_transaction(
     actor_user_id: int | None = None,
     reverses_id: int | None = None,
 ) -> PostedTransaction:
-    """Write one balanced transaction and update balances and lots; raise InsufficientPoints (and let
+    """Write one balanced transaction and update balances and lots (the admin acting through an API token
+    made for the member, ``acting_admin_var``, is recorded as ``acting_admin_id``); raise InsufficientPoints (and let
     the caller's transaction roll back) when a non-negative account would go below zero."""
     if len(postings) < 2:
         raise ValueError("a transaction needs at least two postings")
@@ -202,6 +204,7 @@ async def post_transaction(
                 kind=kind,
                 memo=memo,
                 actor_user_id=actor_user_id,
+                acting_admin_id=acting_admin_var.get(),
                 reverses_id=reverses_id,
                 created_at=now,
             )

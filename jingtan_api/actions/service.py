@@ -10,7 +10,10 @@ Flow of a submission (``submit``):
 4. ``verify`` (async, under ``plugins.timeout_seconds``) and ``calculate`` (pure); a plugin exception or
    timeout -> PluginFailure, nothing stored;
 5. ONE write transaction: claim the idempotency key, lock the member's account row, apply the category's
-   caps and the plugin's cap group, insert the action (``ON CONFLICT DO NOTHING`` on (plugin,
+   caps and the plugin's cap group, then the core's per-member caps across all types
+   (``[actions] member_daily_cap_points`` / ``member_monthly_cap_points``: credited up to the cap, CAPPED /
+   CAP_REACHED) and its review threshold (``review_above_points``: more -> NEEDS_REVIEW,
+   ABOVE_REVIEW_THRESHOLD) — applied whatever the plugin returned, insert the action (``ON CONFLICT DO NOTHING`` on (plugin,
    fingerprint): a concurrent twin becomes a REJECTED duplicate), credit points via ``post_transaction``
    when approved (ACTION_CREDIT, issuance -> member).
 """
@@ -280,6 +283,36 @@ async def _cap_room(
     return room, which
 
 
+async def _member_room(
+    conn: AsyncConnection, *, user_id: int, settings: Settings, now: datetime, tz: ZoneInfo, grams_per_point: int,
+) -> tuple[int | None, str | None]:
+    """The core's per-member caps across all action types (``[actions] member_daily_cap_points`` and
+    ``member_monthly_cap_points``): how many more grams may be credited to this member in the local day and
+    month of ``now`` (points are counted when credited: at submission, or at approval for a reviewed
+    action), and which cap is the tightest. Called with the member's account row locked, so concurrent
+    submissions of one member see each other's credits."""
+    room: int | None = None
+    which: str | None = None
+    credited_at = func.coalesce(T.c.reviewed_at, T.c.created_at)
+    for monthly, cap in ((False, settings.actions.member_daily_cap_points), (True, settings.actions.member_monthly_cap_points)):
+        start, end = _window_bounds(now, tz, monthly)
+        used = int((await conn.execute(
+            select(func.coalesce(func.sum(T.c.points), 0)).where(
+                T.c.user_id == user_id, T.c.status == APPROVED, credited_at >= start, credited_at < end,
+            )
+        )).scalar_one())
+        left = max(0, cap - used) * grams_per_point
+        if room is None or left < room:
+            room, which = left, "member monthly" if monthly else "member daily"
+    return room, which
+
+
+def review_threshold(settings: Settings, code: str) -> int:
+    """Points above which an action of type ``code`` goes to review (``[actions] review_above_points``,
+    overridden per type by ``review_above_points_by_type``)."""
+    return settings.actions.review_above_points_by_type.get(code, settings.actions.review_above_points)
+
+
 async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
                   now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int) -> int | None:
     if points <= 0:
@@ -301,10 +334,11 @@ def _apply_cap(grams: int, room: int | None, which: str | None, reasons: list[Re
     """Returns (grams to credit, cap_exhausted)."""
     if room is None or grams <= room:
         return grams, False
+    period_zh = ("每人" if which and which.startswith("member") else "") + ("每月" if which and "monthly" in which else "每日")
     if room == 0:
-        reasons.append(Reason("CAP_REACHED", f"The {which} limit is reached / 已达到{'每月' if which == 'monthly' else '每日'}上限"))
+        reasons.append(Reason("CAP_REACHED", f"The {which} limit is reached / 已达到{period_zh}上限"))
         return 0, True
-    reasons.append(Reason("CAPPED", f"Credited only up to the {which} limit ({room} g left) / 按{'每月' if which == 'monthly' else '每日'}上限计入"))
+    reasons.append(Reason("CAPPED", f"Credited only up to the {which} limit ({room} g left) / 按{period_zh}上限计入"))
     return room, False
 
 
@@ -401,6 +435,7 @@ async def submit(
     tz = ctx.timezone
     caps = loaded.caps
     lot_days = app.settings.points.lot_expiry_days
+    threshold = review_threshold(app.settings, code)
 
     async def work(conn: AsyncConnection) -> SubmitResult:
         claim = await idempotency.claim(conn, scope, key, req_hash)
@@ -415,8 +450,19 @@ async def submit(
                 cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
             )
             row_grams, exhausted = _apply_cap(row_grams, room, which, row_reasons)
+            if not exhausted:
+                room, which = await _member_room(conn, user_id=user_id, settings=app.settings, now=now, tz=tz,
+                                                 grams_per_point=gpp)
+                row_grams, exhausted = _apply_cap(row_grams, room, which, row_reasons)
             if exhausted:
                 row_status = REJECTED
+            elif row_grams // gpp > threshold:
+                # The core's guard, whatever the plugin decided: a large credit is looked at by a person first.
+                row_status = NEEDS_REVIEW
+                row_reasons.append(Reason(
+                    "ABOVE_REVIEW_THRESHOLD",
+                    f"More than {threshold} points for one {code} action needs review / 单次超过 {threshold} 积分，需人工审核",
+                ))
         row = {
             **base_row,
             "status": row_status,
@@ -477,6 +523,10 @@ async def review(
                                           occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
                                           cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
             grams, exhausted = _apply_cap(row["grams_co2e"], room, which, reasons)
+            if not exhausted:
+                room, which = await _member_room(conn, user_id=row["user_id"], settings=app.settings, now=now, tz=tz,
+                                                 grams_per_point=gpp)
+                grams, exhausted = _apply_cap(grams, room, which, reasons)
             grams = min(grams, app.settings.points.max_single_amount * gpp)
             status = REJECTED if exhausted else APPROVED
             values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))

@@ -12,6 +12,8 @@ class AuditLogEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     actor_user_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
+    # The admin who created the API token the actor used, when it was made for the actor by someone else.
+    acting_admin_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
     action: str = Field(max_length=64, index=True)
     target_type: str = Field(max_length=32)
     target_id: int | None = None

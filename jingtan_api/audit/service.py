@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.audit.models import AuditLogEntry
+from jingtan_api.auth.permissions import acting_admin_var
 from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import ValidationFailed
 
@@ -35,11 +36,14 @@ async def record(
     request_id: str | None = None,
     now: datetime,
 ) -> int:
+    """Append one entry. The admin acting through an API token made for the actor (``acting_admin_var``,
+    set per request) is recorded as ``acting_admin_id``."""
     return (
         await conn.execute(
             insert(T)
             .values(
                 actor_user_id=actor_user_id,
+                acting_admin_id=acting_admin_var.get(),
                 action=action,
                 target_type=target_type,
                 target_id=target_id,

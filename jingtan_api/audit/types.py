@@ -21,6 +21,7 @@ class AuditLogEntry(Node):
     request_id: str | None = strawberry.field(description="Request that did it (for the logs).")
     created_at: datetime = strawberry.field(description="When. / 时间。")
     actor_pk: strawberry.Private[int | None]
+    acting_admin_pk: strawberry.Private[int | None]
 
     @classmethod
     def from_row(cls, row: dict) -> "AuditLogEntry":
@@ -35,8 +36,16 @@ class AuditLogEntry(Node):
             request_id=row["request_id"],
             created_at=row["created_at"],
             actor_pk=row["actor_user_id"],
+            acting_admin_pk=row["acting_admin_id"],
         )
 
     @strawberry.field(description="Who did it. / 操作人。")
     async def actor(self, info: Info) -> User | None:
         return await user_by_id(info, self.actor_pk)
+
+    @strawberry.field(
+        description="The admin who created the API token the actor used, when it was made for the actor by "
+        "another user; null otherwise. / 代为创建所用 API 令牌的管理员。"
+    )
+    async def acting_admin(self, info: Info) -> User | None:
+        return await user_by_id(info, self.acting_admin_pk)

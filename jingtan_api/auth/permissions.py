@@ -1,5 +1,6 @@
 """Who is asking: the ``Viewer`` and the checks every personal field uses."""
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from jingtan_api.errors import PermissionDenied, Unauthenticated
@@ -40,12 +41,21 @@ def scopes_for_roles(roles: frozenset[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+acting_admin_var: ContextVar[int | None] = ContextVar("jingtan_acting_admin_id", default=None)
+"""The admin acting for the member in the current request (``Viewer.acting_admin_id``): set by the HTTP
+layer per request (reset to None for every request), read by ``audit.record`` and
+``accounts.service.post_transaction``, which record it on every audit entry and ledger transaction the
+request causes — whatever domain writes them."""
+
+
 @dataclass(frozen=True)
 class Viewer:
     user_id: int | None = None
     roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     api_token_id: int | None = None
+    # The admin who created the API token in use for this (other) user: what the token does is theirs too.
+    acting_admin_id: int | None = None
     # Why authentication failed, when a credential was sent but refused (e.g. TOKEN_EXPIRED).
     auth_error: str | None = field(default=None, compare=False)
 

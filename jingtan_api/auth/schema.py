@@ -42,6 +42,7 @@ class AuthMutation:
                 scopes=input.scopes,
                 expires_at=input.expires_at,
                 now=ctx.now(),
+                request_id=ctx.request_id,
             )
         )
         return CreateApiTokenPayload(api_token=ApiToken.from_row(row), secret=secret)

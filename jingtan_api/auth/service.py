@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api.audit import service as audit
 from jingtan_api.auth import tokens
 from jingtan_api.auth.models import ApiToken
 from jingtan_api.auth.permissions import Viewer
@@ -24,6 +25,7 @@ async def create_api_token(
     scopes: list[str],
     expires_at: datetime | None,
     now: datetime,
+    request_id: str | None = None,
 ) -> tuple[dict, str]:
     """Users create tokens for themselves; admins for anyone. Scopes must be allowed by the owner's
     roles. API tokens cannot mint further tokens. Returns (token row, secret shown once)."""
@@ -40,7 +42,19 @@ async def create_api_token(
     token_id, secret = await tokens.create_api_token(
         conn, user_id=owner, name=name, scopes=valid_scopes, created_by=actor, expires_at=expires_at, now=now
     )
+    if owner != actor:
+        # An admin now holds a credential of another user: the trail starts here, and everything done with
+        # the token records this admin (``Viewer.acting_admin_id``).
+        await audit.record(
+            conn, actor_user_id=actor, action="api_token.create_for_user", target_type="User", target_id=owner,
+            details=token_audit_details(token_id, name, valid_scopes, expires_at), request_id=request_id, now=now,
+        )
     return (await api_tokens_by_ids(conn, [token_id]))[token_id], secret
+
+
+def token_audit_details(token_id: int, name: str, scopes: frozenset[str], expires_at: datetime | None) -> dict:
+    return {"api_token_id": token_id, "name": name.strip(), "scopes": sorted(scopes),
+            "expires_at": expires_at.isoformat() if expires_at else None}
 
 
 async def api_tokens_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:

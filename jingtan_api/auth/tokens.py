@@ -258,7 +258,9 @@ async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: date
     # A token never holds more than its owner's roles allow today.
     scopes = frozenset(row.scopes.split()) & scopes_for_roles(roles)
     touch_due = row.last_used_at is None or row.last_used_at < now - TOUCH_INTERVAL
-    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id), touch_due
+    created_by = row.created_by_user_id
+    acting = created_by if created_by is not None and created_by != row.user_id else None
+    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id, acting_admin_id=acting), touch_due
 
 
 async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime) -> None:
