@@ -24,19 +24,9 @@ from live_server import LiveServer
 
 AUDITS_DIR = Path(__file__).resolve().parent / "audits"
 
-# Warnings (SHOULD-level audits) the server answers today, by audit id. Fixed by the GraphQL-over-HTTP
-# work; tighten to zero after it lands. A warning not in this set fails the test, and so does an entry
-# of this set that no longer warns (remove it then).
-KNOWN_WARNINGS: dict[str, str] = {
-    "22EB": "SHOULD accept application/graphql-response+json and match the content-type",
-    "865D": "SHOULD use 4xx or 5xx status codes on document parsing failure when accepting application/graphql-response+json",
-    "556A": "SHOULD use 400 status code on document parsing failure when accepting application/graphql-response+json",
-    "D586": "SHOULD not contain the data entry on document parsing failure when accepting application/graphql-response+json",
-    "51FE": "SHOULD use 4xx or 5xx status codes on document validation failure when accepting application/graphql-response+json",
-    "74FF": "SHOULD use 400 status code on document validation failure when accepting application/graphql-response+json",
-    "5E5B": "SHOULD not contain the data entry on document validation failure when accepting application/graphql-response+json",
-    "86EE": "SHOULD use a status code of 400 on variable coercion failure when accepting application/graphql-response+json",
-}
+# Warnings (SHOULD-level audits) accepted, by audit id: none. A warning not in this set fails the test,
+# and so does an entry of this set that no longer warns.
+KNOWN_WARNINGS: dict[str, str] = {}
 
 
 def node_modules() -> Path:
