@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry import UNSET
 from strawberry.types import ExecutionResult
 
 from jingtan_api.auth.permissions import Viewer, scopes_for_roles
@@ -73,10 +75,39 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+BAD_REQUEST_BODY = (
+    "The request must be a JSON object {\"query\": ..., \"variables\": {...}} (a list of such objects only when "
+    "batching is on) / 请求须为 JSON 对象（仅在开启批量请求时可为对象列表）"
+)
+# HTTP status of a refused request -> extensions.code of its GraphQL-shaped error body.
+HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND"}
+
+
 class JingtanGraphQL(GraphQL):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         self.services = services
         super().__init__(**kwargs)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The POST body (the one document strawberry hands over as bytes; GET parameters come as str)
+        must be an object, or a list of objects (a batch): strawberry calls ``.get`` on what it finds, so a
+        scalar body (``"hello"``, ``123``, ``null``) would otherwise end in an AttributeError and a 500."""
+        value = super().parse_json(data)
+        if isinstance(data, bytes) and not (
+            isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
+        ):
+            raise HTTPException(400, BAD_REQUEST_BODY)
+        return value
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        # strawberry answers a refused request (bad JSON, batching off, mutation over GET, ...) with a
+        # plain-text body; clients get the same GraphQL-shaped JSON as for every other error instead.
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            reason = exc.reason if "/" in exc.reason else f"{exc.reason} / 请求无效"
+            error = {"message": reason, "extensions": {"code": HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")}}
+            return JSONResponse({"data": None, "errors": [error]}, status_code=exc.status_code)
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)
