@@ -1,13 +1,20 @@
 """Bad input that used to break the server: each gets a typed error, and nothing is written.
 
 * request bodies that are JSON but not a GraphQL request (scalars, lists of non-objects);
+* date-times that overflow when converted to UTC or to a time zone;
+* NUL characters in any string (PostgreSQL refuses them; SQLite would store them);
 """
+
+import json
 
 import httpx
 import pytest
+from offers_helpers import CREATE_OFFER, make_admin, make_merchant
 
 from jingtan_api.app import create_app
+from jingtan_api.plugins.testing import SUBMIT
 from jingtan_api.testing import make_settings, row_counts
+from tests.actions_helpers import trip
 
 # --- request bodies --------------------------------------------------------------------------------------
 
@@ -75,3 +82,141 @@ async def test_with_batching_on_every_item_must_be_an_object(db_url):
             _refused_request(refused)
             ok = await http.post("/graphql", json=[{"query": "{ viewer { id } }"}, {"query": "{ viewer { id } }"}])
             assert ok.status_code == 200 and [r["data"] for r in ok.json()] == [{"viewer": None}] * 2
+
+
+# --- date-times that overflow ----------------------------------------------------------------------------
+
+OVERFLOWING = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z", "9999-12-31T12:00:00Z"]
+
+
+def _bad_user_input(body: dict, *, field: str | None = None) -> dict:
+    assert body["data"] is None, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "INTERNAL" not in json.dumps(body)
+    if field:
+        assert field in error["message"], error
+    return error
+
+
+@pytest.mark.parametrize("value", OVERFLOWING)
+@pytest.mark.parametrize("field", ["startedAt", "endedAt"])
+async def test_transit_trip_times_out_of_range(gql, services, clock, member, value, field):
+    before = await row_counts(services.db)
+    data = {**trip(clock), field: value}
+    body = await gql(SUBMIT, {"input": {"action": {"transit": data}, "idempotencyKey": "k1"}}, token=member["token"])
+    error = _bad_user_input(body, field=field)
+    assert "0001-01-02" in error["message"] and value not in error["message"]
+    assert await row_counts(services.db) == before
+
+
+@pytest.mark.parametrize("value", OVERFLOWING[:2])
+@pytest.mark.parametrize("field", ["startsAt", "endsAt"])
+async def test_offer_window_out_of_range(gql, services, clock, value, field):
+    merchant = await make_merchant(gql, services, clock, await make_admin(services, clock))
+    before = await row_counts(services.db)
+    offer = {
+        "titleZh": "燕麦拿铁", "titleEn": "Oat latte", "pointsPrice": 100, "totalStock": 10, "perMemberLimit": 1,
+        "startsAt": "2026-01-01T00:00:00+08:00", "endsAt": "2027-01-01T00:00:00+08:00", "status": "ACTIVE",
+        field: value,
+    }
+    _bad_user_input(await gql(CREATE_OFFER, {"input": offer}, token=merchant["token"]), field=field)
+    assert await row_counts(services.db) == before
+
+
+CREATE_TOKEN = "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret userErrors { code } } }"
+
+
+@pytest.mark.parametrize("value", OVERFLOWING[:2])
+async def test_api_token_expiry_out_of_range(gql, services, member, value):
+    before = await row_counts(services.db)
+    variables = {"i": {"name": "sync", "scopes": ["account:read"], "expiresAt": value}}
+    _bad_user_input(await gql(CREATE_TOKEN, variables, token=member["token"]), field="expiresAt")
+    assert await row_counts(services.db) == before
+
+
+async def test_date_time_literals_are_checked_too(gql, services, member):
+    before = await row_counts(services.db)
+    body = await gql(
+        'mutation { createApiToken(input: {name: "sync", scopes: ["account:read"], '
+        'expiresAt: "0001-01-01T00:00:00+14:00"}) { secret } }',
+        token=member["token"],
+    )
+    _bad_user_input(body)
+    assert await row_counts(services.db) == before
+
+
+async def test_the_extreme_accepted_instants_still_work(gql, member):
+    for value in ("0001-01-02T00:00:00Z", "9999-12-30T23:59:59+00:00"):
+        variables = {"i": {"name": "sync", "scopes": ["account:read"], "expiresAt": value}}
+        body = await gql(CREATE_TOKEN, variables, token=member["token"])
+        # the far past is a domain refusal (expiry in the past), the far future a token: neither crashes
+        assert "errors" not in body, body
+        codes = [e["code"] for e in body["data"]["createApiToken"]["userErrors"]]
+        assert codes == (["BAD_USER_INPUT"] if value.startswith("0001") else []), codes
+
+
+# --- NUL characters ---------------------------------------------------------------------------------------
+
+NUL = "a\u0000b"
+
+
+async def _refused_nul(gql, services, query: str, variables: dict | None = None, *, token: str | None = None,
+                       where: str = "") -> None:
+    before = await row_counts(services.db)
+    error = _bad_user_input(await gql(query, variables, token=token))
+    assert "NUL" in error["message"] and where in error["message"], error
+    assert "\u0000" not in error["message"]
+    assert await row_counts(services.db) == before
+
+
+@pytest.mark.parametrize(
+    "query, variables, where",
+    [
+        ("query($c: String) { merchants(city: $c) { totalCount } }", {"c": NUL}, "Variable '$c'"),
+        ('{ merchants(city: "a\\u0000b") { totalCount } }', None, "string literal"),
+        ("query($c: String) { offers(filter: {city: $c}) { totalCount } }", {"c": NUL}, "Variable '$c'"),
+        ("query($f: OfferFilter) { offers(filter: $f) { totalCount } }", {"f": {"city": NUL}}, "$f' at .city"),
+        ('{ offers(filter: {city: "\\u0000"}) { totalCount } }', None, "string literal"),
+        ("query($c: String) { merchants(city: $c) { totalCount } }", {"c": "x", "unused": [{"k": NUL}]}, "$unused"),
+    ],
+)
+async def test_nul_in_query_arguments(gql, services, query, variables, where):
+    await _refused_nul(gql, services, query, variables, where=where)
+
+
+async def test_nul_in_login_identifier_and_password(gql, services, member):
+    login = "mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } userErrors { code } } }"
+    await _refused_nul(gql, services, login, {"i": {"identifier": f"{NUL}@example.cn", "password": "Green-leaf-2026"}},
+                       where=".identifier")
+    await _refused_nul(gql, services, login, {"i": {"identifier": member["email"], "password": NUL}}, where=".password")
+
+
+async def test_nul_in_api_token_names(gql, services, member):
+    await _refused_nul(gql, services, CREATE_TOKEN, {"i": {"name": NUL, "scopes": ["account:read"]}},
+                       token=member["token"], where=".name")
+    await _refused_nul(gql, services, 'mutation { createApiToken(input: {name: "x\\u{0}", scopes: ["account:read"]}) '
+                       "{ secret } }", token=member["token"], where="literal")
+
+
+async def test_nul_in_reasons(gql, services, admin, member):
+    grant = "mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { userErrors { code } } }"
+    variables = {"i": {"userId": member["id"], "amount": 5, "reason": f"good {NUL} deed", "idempotencyKey": "g1"}}
+    await _refused_nul(gql, services, grant, variables, token=admin["token"], where=".reason")
+
+
+async def test_nul_in_partner_trip_ids_and_evidence(gql, services, clock, member):
+    data = trip(clock, partnerTripId=NUL)
+    await _refused_nul(gql, services, SUBMIT, {"input": {"action": {"transit": data}, "idempotencyKey": "k1"}},
+                       token=member["token"], where=".action.transit.partnerTripId")
+    variables = {"input": {"action": {"transit": trip(clock)}, "idempotencyKey": "k2", "evidence": {"externalId": NUL}}}
+    await _refused_nul(gql, services, SUBMIT, variables, token=member["token"], where=".evidence.externalId")
+    # keys count too
+    variables = {"input": {"action": {"transit": trip(clock)}, "idempotencyKey": "k3", NUL: 1}}
+    await _refused_nul(gql, services, SUBMIT, variables, token=member["token"], where="$input' at [")
+
+
+async def test_text_without_nul_still_works(gql, member):
+    # escapes other than \u0000 are fine
+    data = await gql.ok('{ merchants(city: "\\u6df1\\u5733") { edges { cursor } } }')
+    assert data["merchants"]["edges"] == []
