@@ -3,6 +3,7 @@
 * request bodies that are JSON but not a GraphQL request (scalars, lists of non-objects);
 * date-times that overflow when converted to UTC or to a time zone;
 * NUL characters in any string (PostgreSQL refuses them; SQLite would store them);
+* production error messages that echoed submitted values or suggested field names.
 """
 
 import json
@@ -13,7 +14,7 @@ from offers_helpers import CREATE_OFFER, make_admin, make_merchant
 
 from jingtan_api.app import create_app
 from jingtan_api.plugins.testing import SUBMIT
-from jingtan_api.testing import make_settings, row_counts
+from jingtan_api.testing import GraphQLClient, make_settings, register_member, row_counts
 from tests.actions_helpers import trip
 
 # --- request bodies --------------------------------------------------------------------------------------
@@ -220,3 +221,51 @@ async def test_text_without_nul_still_works(gql, member):
     # escapes other than \u0000 are fine
     data = await gql.ok('{ merchants(city: "\\u6df1\\u5733") { edges { cursor } } }')
     assert data["merchants"]["edges"] == []
+
+
+# --- production messages ---------------------------------------------------------------------------------
+
+PROD_KEY = "k" * 40
+LOGIN = "mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } userErrors { code } } }"
+SECRET = "Hunter2-secret-pw"
+
+
+@pytest.fixture
+async def prod_gql(db_url):
+    app = create_app(make_settings(db_url, mode="production", secret_key=PROD_KEY))
+    async with app.router.lifespan_context(app):
+        client = GraphQLClient(app)
+        yield client
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"i": {"identifier": "member@example.cn", "password": [SECRET]}},
+        {"i": {"identifier": "member@example.cn", "password": {"value": SECRET}}},
+        {"i": {"identifier": "member@example.cn", "passwrd": SECRET}},
+        {"i": SECRET},
+    ],
+)
+async def test_production_coercion_errors_do_not_echo_values_or_suggest(prod_gql, variables):
+    await register_member(prod_gql, email="member@example.cn", password=SECRET)
+    body = await prod_gql(LOGIN, variables)
+    assert body["data"] is None and body["errors"]
+    text = json.dumps(body)
+    assert SECRET not in text and "Did you mean" not in text, text
+    for error in body["errors"]:
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert error["message"].startswith("Variable '$i' has invalid value"), error
+
+
+async def test_production_literal_errors_do_not_echo_values(prod_gql):
+    body = await prod_gql(f'mutation {{ login(input: {{identifier: "x", passwrd: "{SECRET}"}}) {{ userErrors {{ code }} }} }}')
+    text = json.dumps(body)
+    assert body["errors"] and SECRET not in text and "Did you mean" not in text, text
+
+
+async def test_development_keeps_the_details(gql):
+    body = await gql(LOGIN, {"i": {"identifier": "member@example.cn", "passwrd": SECRET}})
+    text = json.dumps(body)
+    assert "Did you mean 'password'?" in text and SECRET in text
