@@ -108,6 +108,27 @@ class FutureApi(Ping):
     plugin_api_version = "2.0"
 
 
+class MethodologyBoom(Ping):
+    code = "methodology_boom"
+
+    def methodology(self, settings) -> Methodology:
+        raise KeyError("factor table missing")
+
+
+class CapsBoom(Ping):
+    code = "caps_boom"
+
+    def caps(self, settings):
+        raise AttributeError("'NoneType' object has no attribute 'daily'")
+
+
+class SettingsCheckBoom(Ping):
+    code = "settings_check_boom"
+
+    def validate_settings(self, settings) -> None:
+        raise TypeError("unsupported operand type(s)")
+
+
 class CupSize(str, Enum):
     """Cup size. / 杯型。"""
 
@@ -183,4 +204,7 @@ future_api = Plugin(FutureApi)
 raising = RaisingPlugin()
 misspelled = MisspelledPlugin()
 no_input = Plugin(NoInput)
+methodology_boom = Plugin(MethodologyBoom)
+caps_boom = Plugin(CapsBoom)
+settings_check_boom = Plugin(SettingsCheckBoom)
 defaults = Plugin(Defaults)

@@ -158,3 +158,17 @@ def test_malformed_environment_value_names_the_variable(tmp_path, command):
 def test_the_json_form_of_the_environment_value_works(monkeypatch):
     monkeypatch.setenv("JINGTAN_PLUGINS__ENABLED", '["transit", "recycling"]')
     assert load_settings().plugins.enabled == ["transit", "recycling"]
+
+
+@pytest.mark.parametrize(
+    "toml, expected",
+    [
+        ("[plugins.trnsit]\ndaily_cap_grams = 5\n", "jingtan: [plugins.trnsit]: no enabled plugin provides an action type 'trnsit'"),
+        ('[plugins]\nenabled = ["transit", "transit"]\n', "jingtan: [plugins] enabled lists 'transit' more than once"),
+    ],
+)
+def test_plugin_configuration_mistakes_stop_serve_with_one_line(tmp_path, toml, expected):
+    (tmp_path / "jingtan.toml").write_text(toml)
+    result = _jingtan(tmp_path, "serve", "--port", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(expected), result.stderr
