@@ -79,6 +79,8 @@ BAD_REQUEST_BODY = (
     "The request must be a JSON object {\"query\": ..., \"variables\": {...}} (a list of such objects only when "
     "batching is on) / 请求须为 JSON 对象（仅在开启批量请求时可为对象列表）"
 )
+_BATCH_ITEM_FIELDS = (("query", str, "a string"), ("operationName", str, "a string"),
+                      ("variables", dict, "an object"), ("extensions", dict, "an object"))
 # HTTP status of a refused request -> extensions.code of its GraphQL-shaped error body.
 HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND"}
 
@@ -93,10 +95,14 @@ class JingtanGraphQL(GraphQL):
         must be an object, or a list of objects (a batch): strawberry calls ``.get`` on what it finds, so a
         scalar body (``"hello"``, ``123``, ``null``) would otherwise end in an AttributeError and a 500."""
         value = super().parse_json(data)
-        if isinstance(data, bytes) and not (
-            isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
-        ):
+        if not isinstance(data, bytes) or isinstance(value, dict):
+            return value  # a single operation's fields are checked by strawberry
+        if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
             raise HTTPException(400, BAD_REQUEST_BODY)
+        for item in value:  # strawberry does not check the items of a batch
+            for key, kind, what in _BATCH_ITEM_FIELDS:
+                if item.get(key) is not None and not isinstance(item[key], kind):
+                    raise HTTPException(400, f"`{key}` of a batched operation must be {what} or null / 批量请求中 `{key}` 的类型错误")
         return value
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:

@@ -81,6 +81,12 @@ async def test_with_batching_on_every_item_must_be_an_object(db_url):
             refused = await http.post("/graphql", json=[{"query": "{ viewer { id } }"}, "x"])
             assert refused.status_code == 400
             _refused_request(refused)
+            for item, key in (({"query": 5}, "query"), ({"query": "{ viewer { id } }", "variables": 5}, "variables"),
+                              ({"query": "{ viewer { id } }", "extensions": "x"}, "extensions"),
+                              ({"query": "{ viewer { id } }", "operationName": ["a"]}, "operationName")):
+                refused = await http.post("/graphql", json=[{"query": "{ viewer { id } }"}, item])
+                assert refused.status_code == 400
+                assert f"`{key}` of a batched operation" in _refused_request(refused)["message"]
             ok = await http.post("/graphql", json=[{"query": "{ viewer { id } }"}, {"query": "{ viewer { id } }"}])
             assert ok.status_code == 200 and [r["data"] for r in ok.json()] == [{"viewer": None}] * 2
 
