@@ -269,6 +269,11 @@ async def test_production_literal_errors_do_not_echo_values(prod_gql):
     body = await prod_gql(f'mutation {{ login(input: {{identifier: "x", passwrd: "{SECRET}"}}) {{ userErrors {{ code }} }} }}')
     text = json.dumps(body)
     assert body["errors"] and SECRET not in text and "Did you mean" not in text, text
+    # typed coercion errors too (the DateTime range check answers BAD_USER_INPUT)
+    body = await prod_gql('mutation { createApiToken(input: {name: "x", scopes: [], expiresAt: "0001-01-01T00:00:00+14:00"}) '
+                          "{ secret } }")
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "0001-01-01T00:00:00+14:00" not in json.dumps(body), body
 
 
 async def test_development_keeps_the_details(gql):

@@ -72,6 +72,8 @@ def error_to_wire(error: dict, *, production: bool) -> dict:
             extensions["code"] = "GRAPHQL_PARSE_FAILED"
         else:
             extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
-        if production:
-            error["message"] = redact_values(message)
+    if production:
+        message = error.get("message", "")
+        # Errors without a path come from parsing, validation or variable coercion: the ones that quote input.
+        error["message"] = _SUGGESTION.sub("", message) if "path" in error else redact_values(message)
     return error
