@@ -136,6 +136,14 @@ def _is_request_error(response: GraphQLHTTPResponse) -> bool:
     return response.get("data") is None and bool(errors) and all(not e.get("path") for e in errors)
 
 
+BAD_REQUEST_BODY = (
+    "The request must be a JSON object {\"query\": ..., \"variables\": {...}} (a list of such objects only when "
+    "batching is on) / 请求须为 JSON 对象（仅在开启批量请求时可为对象列表）"
+)
+_BATCH_ITEM_FIELDS = (("query", str, "a string"), ("operationName", str, "a string"),
+                      ("variables", dict, "an object"), ("extensions", dict, "an object"))
+
+
 class JingtanGraphQL(GraphQL):
     def __init__(self, services: Services, buckets: Buckets, *, persisted: PersistedOperations, **kwargs: Any) -> None:
         self.services = services
@@ -165,7 +173,8 @@ class JingtanGraphQL(GraphQL):
 
     def _refusal(self, request: Request, status_code: int, reason: str) -> Response:
         code, chinese = _HTTP_ERRORS.get(status_code, ("BAD_REQUEST", "请求无效"))
-        body = {"errors": [{"message": f"{reason} / {chinese}", "extensions": {"code": code}}]}
+        message = reason if " / " in reason else f"{reason} / {chinese}"
+        body = {"errors": [{"message": message, "extensions": {"code": code}}]}
         headers = {"Allow": "GET, POST"} if status_code == 405 else None
         return self._encode(self._media_type(request), body, status_code, headers)
 
@@ -230,6 +239,22 @@ class JingtanGraphQL(GraphQL):
         if media_type != JSON:
             response.headers["content-type"] = f"{media_type}; charset=utf-8"
         return response
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The POST body (the one document strawberry hands over as bytes; GET parameters come as str)
+        must be an object, or a list of objects (a batch): strawberry calls ``.get`` on what it finds, so a
+        scalar body (``"hello"``, ``123``, ``null``) would otherwise end in an AttributeError and a 500."""
+        value = super().parse_json(data)
+        if not isinstance(data, bytes) or isinstance(value, dict):
+            return value  # a single operation's fields are checked by strawberry
+        if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            raise HTTPException(400, BAD_REQUEST_BODY)
+        for item in value:  # strawberry does not check the items of a batch
+            for key, kind, what in _BATCH_ITEM_FIELDS:
+                if item.get(key) is not None and not isinstance(item[key], kind):
+                    raise HTTPException(400, f"`{key}` of a batched operation must be {what} or null / 批量请求中 `{key}` 的类型错误")
+        return value
+
 
     async def get_context(self, request: Request, response: Any) -> Context:
         viewer = await self._authenticate(request)

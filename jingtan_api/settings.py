@@ -6,15 +6,19 @@ sections joined with ``__``, e.g. ``JINGTAN_AUTH__ACCESS_TOKEN_TTL_SECONDS``), t
 ``jingtan.example.toml`` documents every key; a test keeps it in sync with this module.
 """
 
+import json
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -298,13 +302,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("JINGTAN_CONFIG")
-        if config_file:
-            if not Path(config_file).is_file():
-                raise ConfigurationError(f"JINGTAN_CONFIG names {config_file!r}, which is not a file")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        elif Path(DEFAULT_CONFIG_FILE).is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=DEFAULT_CONFIG_FILE))
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
     @model_validator(mode="after")
@@ -339,10 +339,46 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings, turning validation failures into one readable ConfigurationError."""
-    from pydantic import ValidationError
+def config_file() -> str | None:
+    """The TOML file settings are read from: ``$JINGTAN_CONFIG`` (which must exist), else ``./jingtan.toml``
+    when it exists, else none."""
+    path = os.environ.get("JINGTAN_CONFIG")
+    if path:
+        if not Path(path).is_file():
+            raise ConfigurationError(f"JINGTAN_CONFIG names {path!r}, which is not a file")
+        return path
+    return DEFAULT_CONFIG_FILE if Path(DEFAULT_CONFIG_FILE).is_file() else None
 
+
+_SOURCE_FIELD = re.compile(r'field "(?P<field>\w+)" from source "(?P<source>\w+)"')
+
+
+def _env_problem(exc: SettingsError) -> str:
+    """Which ``JINGTAN_*`` variable could not be parsed (pydantic-settings names only the field): lists
+    and tables given in the environment must be JSON."""
+    match = _SOURCE_FIELD.search(str(exc))
+    if match is None or match["source"] != "EnvSettingsSource":
+        return " ".join(str(exc).split())
+    prefix = f"JINGTAN_{match['field'].upper()}"
+    names = sorted(k for k in os.environ if k.upper() == prefix or k.upper().startswith(prefix + "__"))
+
+    def is_json(value: str) -> bool:
+        try:
+            json.loads(value)
+        except ValueError:
+            return False
+        return True
+
+    bad = [k for k in names if not is_json(os.environ[k])] or names or [prefix]
+    return (
+        f"{', '.join(bad)}: not valid JSON (lists and tables in environment variables are written as JSON, "
+        f"e.g. JINGTAN_PLUGINS__ENABLED='[\"transit\", \"recycling\"]')"
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning every configuration mistake (invalid values, unknown keys, a TOML syntax
+    error, an environment variable that is not valid JSON) into one readable ConfigurationError."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -350,6 +386,12 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"invalid configuration: {config_file()}: TOML syntax error: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"invalid configuration: {config_file()}: not UTF-8 text") from None
+    except SettingsError as exc:
+        raise ConfigurationError(f"invalid configuration: {_env_problem(exc)}") from None
 
 
 def _toml_value(value: Any) -> str:

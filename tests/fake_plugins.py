@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import datetime
+from decimal import Decimal
 from enum import Enum
 
 from pydantic import AwareDatetime, Field
@@ -107,6 +108,57 @@ class FutureApi(Ping):
     plugin_api_version = "2.0"
 
 
+class MethodologyBoom(Ping):
+    code = "methodology_boom"
+
+    def methodology(self, settings) -> Methodology:
+        raise KeyError("factor table missing")
+
+
+class CapsBoom(Ping):
+    code = "caps_boom"
+
+    def caps(self, settings):
+        raise AttributeError("'NoneType' object has no attribute 'daily'")
+
+
+class SettingsCheckBoom(Ping):
+    code = "settings_check_boom"
+
+    def validate_settings(self, settings) -> None:
+        raise TypeError("unsupported operand type(s)")
+
+
+class CupSize(str, Enum):
+    """Cup size. / 杯型。"""
+
+    SMALL = "small"
+    LARGE = "large"
+
+
+class DefaultsInput(ActionInput):
+    """Fields whose defaults GraphQL cannot show. / 带默认值的字段。"""
+
+    at: AwareDatetime = Field(description="When.")
+    size: CupSize = Field(CupSize.LARGE, description="An enum default.")
+    factor: Decimal = Field(Decimal("1.5"), description="A Decimal default.")
+    tags: list[str] = Field(default_factory=lambda: ["reusable"], description="A default_factory.")
+    note: str = Field("none", description="A plain default.")
+
+
+class Defaults(Ping):
+    code = "defaults"
+    Input = DefaultsInput
+
+    def period(self, input: DefaultsInput) -> tuple[datetime, datetime]:
+        return input.at, input.at
+
+    def calculate(self, input, verification, ctx) -> Calculation:
+        f = self.base_methodology().factors[0]
+        formula = f"{input.size.value} {input.factor} {','.join(input.tags)} {input.note}"
+        return Calculation(grams_co2e=int(100 * input.factor), factors=(f,), formula=formula)
+
+
 class Plugin:
     """A plugin object registering the given action types."""
 
@@ -152,3 +204,7 @@ future_api = Plugin(FutureApi)
 raising = RaisingPlugin()
 misspelled = MisspelledPlugin()
 no_input = Plugin(NoInput)
+methodology_boom = Plugin(MethodologyBoom)
+caps_boom = Plugin(CapsBoom)
+settings_check_boom = Plugin(SettingsCheckBoom)
+defaults = Plugin(Defaults)

@@ -138,9 +138,20 @@ async def test_weak_password_is_refused(gql, services, password):
     )
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 65, "bad\u0000name", "tab\u200bbed\x07"])
+@pytest.mark.parametrize("name", ["", "   ", "x" * 65, "tab\u200bbed\x07"])
 async def test_bad_display_name_is_refused(gql, services, name):
     await _assert_refused(gql, services, {"email": "n@example.cn", "displayName": name}, "BAD_USER_INPUT", "displayName")
+
+
+async def test_nul_in_display_name_is_refused_before_anything_runs(gql, services):
+    # NUL is refused for every string by the input layer (graphql/sanitize.py): a GraphQL error, not userErrors
+    before = await row_counts(services.db)
+    variables = {"input": {"email": "n@example.cn", "password": "Green-leaf-2026", "displayName": "bad\u0000name"}}
+    body = await gql(REGISTER, variables)
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    assert ".displayName" in body["errors"][0]["message"]
+    assert await row_counts(services.db) == before
 
 
 async def test_register_is_not_blocked_by_failed_logins_from_the_same_address(gql, services):

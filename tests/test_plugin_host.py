@@ -17,7 +17,8 @@ from tests.actions_helpers import balance, count_actions, ledger_ok, submit
 FAKES = {
     name: importlib.metadata.EntryPoint(name=name, value=f"tests.fake_plugins:{name}", group="jingtan.plugins")
     for name in ("ping", "boom", "calc_boom", "hang", "needs_key", "dup_transit", "same_input_name", "core_clash",
-                 "future_api", "raising", "misspelled", "no_input")
+                 "future_api", "raising", "misspelled", "no_input", "methodology_boom", "caps_boom",
+                 "settings_check_boom")
 }
 FAKES["broken"] = importlib.metadata.EntryPoint(name="broken", value="tests.fake_plugin_broken", group="jingtan.plugins")
 
@@ -49,6 +50,15 @@ def _settings(enabled, **plugin_tables):
         (["transit", "misspelled"], {}, "plugin 'misspelled': unknown hook 'jingtan_register_action_type' (no such "
                                         "hook specification; this server provides jingtan_register_action_types"),
         (["no_input"], {}, "plugin 'no_input': action type 'no_input' has no pydantic Input model"),
+        (["methodology_boom"], {}, "plugin 'methodology_boom': methodology of 'methodology_boom' failed: KeyError"),
+        (["caps_boom"], {}, "plugin 'caps_boom': caps of 'caps_boom' failed: AttributeError"),
+        (["settings_check_boom"], {}, "plugin 'settings_check_boom': checking settings [plugins.settings_check_boom] "
+                                      "failed: TypeError: unsupported operand"),
+        (["transit"], {"trnsit": {"daily_cap_grams": 5}}, "[plugins.trnsit]: no enabled plugin provides an action type "
+                                                          "'trnsit' (enabled action types: transit); did you mean [plugins.transit]?"),
+        (["transit"], {"recycling": {}}, "[plugins.recycling]: no enabled plugin provides an action type 'recycling'"),
+        ([], {"transit": {}}, "[plugins.transit]: no enabled plugin provides an action type 'transit' (enabled action types: none)"),
+        (["transit", "ping", "transit"], {}, "[plugins] enabled lists 'transit' more than once"),
     ],
 )
 def test_startup_fails_with_one_line_naming_the_plugin(fake_entry_points, enabled, tables, expected):

@@ -1,5 +1,8 @@
 """Configuration: precedence, validation, production rules, the documented example file."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    for key in list(__import__("os").environ):
+    for key in list(os.environ):
         if key.startswith("JINGTAN_") and not key.startswith("JINGTAN_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
@@ -107,3 +110,65 @@ def test_example_file_works_as_a_configuration(tmp_path):
     host = load_plugins(settings)
     assert sorted(host.action_types) == ["energy_saving", "recycling", "transit"]
     assert settings.plugins.settings_for("transit")["review_above_grams"] == 500
+
+
+# --- configuration mistakes through the command line (a real process: no traceback, one line) ------------
+
+
+def _jingtan(tmp_path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("jingtan")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "jingtan_api.cli"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JINGTAN_") or k.startswith("JINGTAN_TEST_")}
+    return subprocess.run(
+        [*command, *argv], cwd=tmp_path, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=120
+    )
+
+
+def _one_line(result) -> str:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("jingtan: invalid configuration: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve", "--port", "1"]])
+def test_toml_syntax_error_names_the_file_and_position(tmp_path, command):
+    (tmp_path / "jingtan.toml").write_text('database_url = "sqlite+aiosqlite:///./x.db"\n[auth\naccess_token_ttl_seconds = 600\n')
+    line = _one_line(_jingtan(tmp_path, *command))
+    assert "jingtan.toml: TOML syntax error" in line and "line 2" in line, line
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "var").exists()  # nothing was created
+
+
+def test_toml_syntax_error_in_the_file_named_by_jingtan_config(tmp_path):
+    (tmp_path / "prod.toml").write_text("[points]\nlot_expiry_days = = 3\n")
+    line = _one_line(_jingtan(tmp_path, "migrate", env={"JINGTAN_CONFIG": str(tmp_path / "prod.toml")}))
+    assert f"{tmp_path / 'prod.toml'}: TOML syntax error" in line, line
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve", "--port", "1"]])
+def test_malformed_environment_value_names_the_variable(tmp_path, command):
+    env = {"JINGTAN_PLUGINS__ENABLED": "transit,recycling", "JINGTAN_PLUGINS__TIMEOUT_SECONDS": "3"}
+    line = _one_line(_jingtan(tmp_path, *command, env=env))
+    assert "JINGTAN_PLUGINS__ENABLED: not valid JSON" in line and "TIMEOUT_SECONDS" not in line, line
+    assert not (tmp_path / "var").exists()
+
+
+def test_the_json_form_of_the_environment_value_works(monkeypatch):
+    monkeypatch.setenv("JINGTAN_PLUGINS__ENABLED", '["transit", "recycling"]')
+    assert load_settings().plugins.enabled == ["transit", "recycling"]
+
+
+@pytest.mark.parametrize(
+    "toml, expected",
+    [
+        ("[plugins.trnsit]\ndaily_cap_grams = 5\n", "jingtan: [plugins.trnsit]: no enabled plugin provides an action type 'trnsit'"),
+        ('[plugins]\nenabled = ["transit", "transit"]\n', "jingtan: [plugins] enabled lists 'transit' more than once"),
+    ],
+)
+def test_plugin_configuration_mistakes_stop_serve_with_one_line(tmp_path, toml, expected):
+    (tmp_path / "jingtan.toml").write_text(toml)
+    result = _jingtan(tmp_path, "serve", "--port", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(expected), result.stderr

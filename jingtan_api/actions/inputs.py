@@ -74,6 +74,20 @@ class InputBuilder:
             )
         raise ConfigurationError(f"plugin {plugin!r}: unsupported type {annotation!r} in input model")
 
+    def _default(self, finfo: Any, tp: Any) -> tuple[Any, Any]:
+        """The GraphQL default of an optional field and its type. Plain values (numbers, strings, booleans,
+        None) and enum members are shown in the SDL; any other default (a Decimal, a list, a nested model,
+        a ``default_factory``) cannot be written there, so the field is nullable without a default and,
+        when omitted, left out of the dict given to pydantic, which then applies the model's own default."""
+        default = finfo.default
+        if isinstance(default, enum.Enum) and type(default) in self._enums:
+            return self._enums[type(default)][default.name], tp
+        if default is None:
+            return None, tp | None
+        if isinstance(default, int | float | str | bool) and not isinstance(default, enum.Enum):
+            return default, tp
+        return strawberry.UNSET, tp | None
+
     def build(
         self, model: type[BaseModel], name: str, plugin: str, *, description: str | None = None, prefix: str | None = None
     ) -> type:
@@ -88,13 +102,7 @@ class InputBuilder:
             if finfo.is_required():
                 required.append((fname, tp, strawberry.field(description=desc)))
             else:
-                default = finfo.default
-                if isinstance(default, enum.Enum):
-                    default = None
-                if default is not None and not isinstance(default, int | float | str | bool):
-                    default = None
-                if default is None:
-                    tp = tp | None
+                default, tp = self._default(finfo, tp)
                 optional.append((fname, tp, strawberry.field(default=default, description=desc)))
         for fname, tp, f in [*required, *optional]:
             annotations[fname] = tp

@@ -43,6 +43,7 @@ from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
 from jingtan_api.graphql.errors import JingtanMaskErrors
 from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
+from jingtan_api.graphql.sanitize import SCALARS, RefuseNulCharacters
 from jingtan_api.plugins.manager import PluginHost
 from jingtan_api.settings import ConfigurationError, Settings
 
@@ -249,6 +250,7 @@ def _extensions(settings: Settings) -> list[Any]:
         lambda: ParserCache(maxsize=1000),
         lambda: DirectiveLimit(max_directives=gql.max_directives, max_per_location=gql.max_directives_per_location),
         lambda: ValidationCache(maxsize=1000),
+        RefuseNulCharacters,
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
         lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size, cache=cost_cache),
@@ -268,6 +270,7 @@ def build_schema(settings: Settings, host: PluginHost) -> JingtanSchema:
         extensions=_extensions(settings),
         execution_context_class=LimitedExecutionContext,
         config=StrawberryConfig(
+            scalar_map=SCALARS,
             batching_config={"max_operations": gql.max_batch_operations} if gql.batching else None,
         ),
     )

@@ -2,7 +2,10 @@
 
 * Domain errors (``jingtan_api.errors.DomainError``) keep their message; ``extensions.code`` says what.
 * Parse and validation errors keep their message (code ``GRAPHQL_PARSE_FAILED`` /
-  ``GRAPHQL_VALIDATION_FAILED``); in production "Did you mean …?" suggestions are removed.
+  ``GRAPHQL_VALIDATION_FAILED``). In production "Did you mean …?" suggestions are removed, and so is
+  every submitted value graphql-core quotes in them ("… found: {'password': '…'}", "String cannot
+  represent a non string value: […]"), variables and literals alike: a password sent with the wrong type
+  must not come back in a response (or in a client's error log).
 * Anything else is logged with its traceback and replaced by "Internal error" with the request id.
 """
 
@@ -17,7 +20,19 @@ from jingtan_api.logs import request_id_var
 
 log = logging.getLogger("jingtan.graphql")
 
-_SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+# Where graphql-core (and strawberry's scalars) start quoting the submitted value: ", found: <value>.",
+# ". Found: <value>.", "… cannot represent …: <value>", ", but encountered error '<text>'; found: <value>".
+_QUOTED_VALUE = re.compile(
+    r"(?:,? but encountered error .*|[,.]? [Ff]ound:? .*|(?<=cannot represent)(?P<kind>[^:]*): .*)$", re.DOTALL
+)
+
+
+def redact_values(message: str) -> str:
+    """A GraphQL error message without suggestions and without the values it quotes."""
+    message = _SUGGESTION.sub("", message)
+    message = _QUOTED_VALUE.sub(lambda m: f"{m.group('kind') or ''}.", message, count=1)
+    return message
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -58,5 +73,7 @@ def error_to_wire(error: dict, *, production: bool) -> dict:
         else:
             extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
     if production:
-        error["message"] = _SUGGESTION.sub("", error.get("message", ""))
+        message = error.get("message", "")
+        # Errors without a path come from parsing, validation or variable coercion: the ones that quote input.
+        error["message"] = _SUGGESTION.sub("", message) if "path" in error else redact_values(message)
     return error

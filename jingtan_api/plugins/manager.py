@@ -6,6 +6,7 @@ line naming the plugin (:class:`jingtan_api.settings.ConfigurationError`), inclu
 that matches no hook specification (a misspelled hook name would otherwise be ignored silently).
 """
 
+import difflib
 import importlib.metadata
 import logging
 import re
@@ -163,13 +164,34 @@ class PluginHost:
             raise ConfigurationError(f"plugin {plugin!r}: invalid settings [plugins.{code}]: {problems}") from None
         except ValueError as exc:
             raise ConfigurationError(f"plugin {plugin!r}: invalid settings [plugins.{code}]: {_one_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
+            raise ConfigurationError(
+                f"plugin {plugin!r}: checking settings [plugins.{code}] failed: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        try:
+            methodology = action_type.methodology(plugin_settings)
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
+            raise ConfigurationError(
+                f"plugin {plugin!r}: methodology of {code!r} failed: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        try:
+            caps = action_type.caps(plugin_settings)
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
+            raise ConfigurationError(
+                f"plugin {plugin!r}: caps of {code!r} failed: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        if not isinstance(methodology, Methodology) or not isinstance(caps, Caps):
+            raise ConfigurationError(
+                f"plugin {plugin!r}: {code!r} returned {type(methodology).__name__} and {type(caps).__name__} "
+                "from methodology() and caps(), not Methodology and Caps"
+            )
         loaded = LoadedActionType(
             plugin=plugin,
             distribution_version=dist_version,
             action_type=action_type,
             settings=plugin_settings,
-            methodology=action_type.methodology(plugin_settings),
-            caps=action_type.caps(plugin_settings),
+            methodology=methodology,
+            caps=caps,
         )
         for other in self.action_types.values():
             if other.field_name == loaded.field_name:
@@ -183,6 +205,22 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
+def _check_tables(host: PluginHost, settings: Settings) -> None:
+    """Every ``[plugins.<code>]`` table (every key of ``[plugins]`` besides its own settings) must belong to
+    an enabled action type: a misspelled code or a table left behind for a disabled plugin would
+    otherwise be ignored without a word."""
+    for key in sorted(settings.plugins.model_extra or {}):
+        if key in host.action_types:
+            continue
+        provided = sorted(host.action_types)
+        close = difflib.get_close_matches(key, provided, n=1)
+        hint = f"; did you mean [plugins.{close[0]}]?" if close else ""
+        raise ConfigurationError(
+            f"[plugins.{key}]: no enabled plugin provides an action type {key!r} "
+            f"(enabled action types: {', '.join(provided) or 'none'}){hint}"
+        )
+
+
 def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) -> PluginHost:
     """Load the enabled plugins (or exactly ``plugins`` when given: a list of plugin objects/modules, or
     of ``(name, plugin)`` pairs — then ``[plugins] enabled`` is ignored). Raises ConfigurationError."""
@@ -191,10 +229,12 @@ def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) ->
         for item in plugins:
             name, plugin = item if isinstance(item, tuple) else (getattr(item, "__name__", repr(item)), item)
             host.register(name, plugin, settings)
+        _check_tables(host, settings)
         return host
-    enabled = list(dict.fromkeys(settings.plugins.enabled))
-    if not enabled:
-        return host
+    enabled = settings.plugins.enabled
+    twice = sorted({name for name in enabled if enabled.count(name) > 1})
+    if twice:
+        raise ConfigurationError(f"[plugins] enabled lists {', '.join(map(repr, twice))} more than once")
     available = discover_entry_points()
     for name in enabled:
         ep = available.get(name)
@@ -208,5 +248,6 @@ def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) ->
             raise ConfigurationError(f"plugin {name!r} failed to import: {type(exc).__name__}: {_one_line(exc)}") from None
         dist = getattr(ep, "dist", None)
         host.register(name, plugin, settings, dist_version=getattr(dist, "version", "") or "")
+    _check_tables(host, settings)
     log.info("plugins loaded", extra={"action_types": sorted(host.action_types)})
     return host
