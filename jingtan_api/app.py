@@ -174,9 +174,12 @@ class JingtanGraphQL(GraphQL):
     def _refusal(self, request: Request, status_code: int, reason: str) -> Response:
         code, chinese = _HTTP_ERRORS.get(status_code, ("BAD_REQUEST", "请求无效"))
         message = reason if " / " in reason else f"{reason} / {chinese}"
-        body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+        media_type = self._media_type(request)
+        body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+        if media_type == JSON:
+            body = {"data": None, **body}  # application/json answers keep the usual shape
         headers = {"Allow": "GET, POST"} if status_code == 405 else None
-        return self._encode(self._media_type(request), body, status_code, headers)
+        return self._encode(media_type, body, status_code, headers)
 
     def _graphql_errors(self, request: Request, errors: list[dict]) -> Response:
         """A request refused before execution: 200 with ``application/json`` (as before), 400 with

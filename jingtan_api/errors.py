@@ -91,7 +91,6 @@ COMMON_CODES: tuple[str, ...] = (
 ERROR_CODES: dict[str, str] = {
     # common
     "BAD_USER_INPUT": "An input value is invalid; see field and message. / 输入无效。",
-    "BAD_REQUEST": "The HTTP request is not a GraphQL request (not a JSON object, batching off, ...); HTTP 400. / 请求格式错误。",
     "NOT_FOUND": "The object does not exist or is not visible to you. / 对象不存在或不可见。",
     "UNAUTHENTICATED": "Log in first, or the token sent is expired, invalid or revoked. / 未登录或令牌无效。",
     "FORBIDDEN": "You are logged in but not allowed to do this. / 无权操作。",
