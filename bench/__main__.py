@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.seed import create_database, seed
+from jingtan_api.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("account", "ledger-depth", "grant", "submit", "catalogue")
@@ -60,12 +60,6 @@ def log(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """One uvicorn process serving ``bench.servers:<factory>``; stopped by its own pid only."""
 
@@ -84,20 +78,12 @@ class Server:
         else:
             cmd = [sys.executable, "-m", "bench.profiled", target, str(self.port), str(self.profile_to)]
         self.proc = subprocess.Popen(cmd, env=self.env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.factory} exited with {self.proc.returncode} during startup")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"{self.factory} did not start within 60 s")
-            time.sleep(0.1)
+        try:
+            wait_until_healthy(self.proc, self.port, describe=lambda: self.factory)
+        except RuntimeError:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -12,7 +12,11 @@
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import threading
+import time
+import urllib.request
 import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -258,3 +262,31 @@ async def row_counts(db: Any) -> dict[str, int]:
             name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
             for name, table in sorted(SQLModel.metadata.tables.items())
         }
+
+
+# --- real server processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(proc: subprocess.Popen, port: int, *, timeout: float = 60, describe=lambda: "") -> None:
+    """Poll ``/healthz`` of a server process until it answers 200; RuntimeError (with ``describe()``, e.g.
+    the server's log) when the process exits or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} during startup: {describe()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not answer /healthz within {timeout:.0f} s: {describe()}")
+        time.sleep(0.1)

@@ -5,12 +5,11 @@ started on a database that the test owns. Stopped (or killed) by its own pid onl
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from jingtan_api.testing import free_port, wait_until_healthy
 
 # cheap argon2 so that the tests can register users; log warnings only
 BASE_ENV = {
@@ -21,11 +20,6 @@ BASE_ENV = {
     "JINGTAN_LOG__LEVEL": "WARNING",
 }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:
@@ -59,20 +53,12 @@ class LiveServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, env=self.environment(), cwd=self.workdir, stdout=log, stderr=log)
         log.close()
-        deadline = time.monotonic() + 90
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode} during startup:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"server did not answer /healthz within 90 s:\n{self.log()}")
-            time.sleep(0.1)
+        try:
+            wait_until_healthy(self.proc, self.port, timeout=90, describe=lambda: "\n" + self.log())
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, open transactions are cut off."""

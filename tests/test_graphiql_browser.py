@@ -4,10 +4,8 @@ no request leaves localhost (any other request is aborted and makes the test fai
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +13,7 @@ import httpx
 import pytest
 
 from jingtan_api.graphiql import ASSETS_DIR
+from jingtan_api.testing import free_port, wait_until_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,35 +42,20 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JINGTAN_")}
     env |= {"JINGTAN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'graphiql.db'}", "JINGTAN_LOG__LEVEL": "WARNING"}
     cli = [sys.executable, "-m", "jingtan_api.cli"]
     subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_healthy(process, port, describe=lambda: process.stderr.read().decode()[-2000:])
         yield base
     finally:
         process.terminate()

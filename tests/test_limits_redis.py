@@ -6,10 +6,8 @@ Skipped when Redis does not answer, unless JINGTAN_TEST_REQUIRE_REDIS=1 (set by 
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import httpx
@@ -18,6 +16,7 @@ import redis.asyncio as redis_asyncio
 
 from jingtan_api.limits import RedisBuckets
 from jingtan_api.settings import BucketSettings
+from jingtan_api.testing import free_port, wait_until_healthy
 
 REDIS_URL = os.environ.get("JINGTAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -84,12 +83,6 @@ async def test_two_clients_cannot_both_spend_the_last_points(prefix):
         await second.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(port: int, env: dict, cwd) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "jingtan_api.app:create_app",
@@ -99,18 +92,9 @@ def _start_server(port: int, env: dict, cwd) -> subprocess.Popen:
 
 
 async def _wait_ready(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("server did not start")
+    await asyncio.to_thread(
+        wait_until_healthy, proc, port, describe=lambda: proc.stderr.read().decode() if proc.stderr else ""
+    )
 
 
 @pytest.fixture
@@ -134,7 +118,7 @@ async def test_two_server_processes_share_one_bucket(prefix, sqlite_url, tmp_pat
         "JINGTAN_LOG__LEVEL": "WARNING",
     }
     env.pop("JINGTAN_CONFIG", None)
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     procs = [_start_server(port, env, tmp_path) for port in ports]
     try:
         for port, proc in zip(ports, procs, strict=True):
