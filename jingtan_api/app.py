@@ -323,6 +323,7 @@ class JingtanGraphQL(GraphQL):
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
         # Batched operations run concurrently on one context: they never share a read transaction.
         context.single_operation = not isinstance(request_data, list)
+        request.state.batch = not context.single_operation  # read by process_result
         operations = request_data if isinstance(request_data, list) else [request_data]
         refusals = [self._too_large(data) for data in operations if isinstance(data, GraphQLRequestData)]
         refusal = next((r for r in refusals if r is not None), None)
@@ -345,15 +346,10 @@ class JingtanGraphQL(GraphQL):
         if sub_response is not None:
             sub_response.graphql_media_type = media_type
             # Batches (a list of results) keep 200: the spec covers single operations only.
-            if media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(data) and not self._is_batch(request):
+            if media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(data) and not getattr(request.state, "batch", False):
                 data.pop("data", None)
                 sub_response.status_code = 400
         return data
-
-    @staticmethod
-    def _is_batch(request: Request) -> bool:
-        body = getattr(request, "_body", b"")
-        return request.method == "POST" and body.lstrip()[:1] == b"["
 
 
 def _refused(message: str, *, code: str, limit: int) -> ExecutionResult:
