@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from jingtan_api import jobs
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.accounts.service import check_invariants
 from jingtan_api.app import create_app
@@ -216,6 +217,59 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_with_services(lambda services: seed_demo(services, if_empty=args.if_empty)))
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.action == "run":
+        if not args.name:
+            print("jingtan: jobs run needs a job name (see `jingtan jobs list`)", file=sys.stderr)
+            return 2
+        by_name = {job.name: job for job in jobs.registered_jobs()}
+        job = by_name.get(args.name)
+        if job is None:
+            print(f"jingtan: no job {args.name!r}; registered: {', '.join(sorted(by_name))}", file=sys.stderr)
+            return 2
+
+        async def run(services):
+            return await jobs.JobRunner(services, (job,)).run_now(job)
+
+        try:
+            result = asyncio.run(_with_services(run))
+        except jobs.LeaseHeld as exc:
+            print(f"jingtan: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"job": job.name, **result}))
+        return 1 if result.get("failed") else 0
+    if args.action == "list":
+        settings = _settings()
+        for job in jobs.registered_jobs():
+            print(f"{job.name}\tevery {job.interval_seconds(settings)} s\t{job.description}")
+        return 0
+    settings = _settings()
+    rows = asyncio.run(_with_services(jobs.job_status))
+    intervals = {job.name: job.interval_seconds(settings) for job in jobs.registered_jobs()}
+    if args.json:
+        print(json.dumps([{**row, "interval_seconds": intervals.get(row["name"])} for row in rows], default=str))
+        return 0
+
+    def when(value) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+    print("job\tinterval\tlast started\tlast finished\tstatus\tresult\tnext due\tlease holder\tlease until")
+    for row in rows:
+        interval = intervals.get(row["name"])
+        print("\t".join([
+            row["name"],
+            ("off" if interval == 0 else f"{interval}s") if interval is not None else "unregistered",
+            when(row.get("last_started_at")),
+            when(row.get("last_finished_at")),
+            row.get("last_status") or "never ran",
+            row.get("last_result") or "{}",
+            when(row.get("next_due_at")) if interval else "-",
+            row.get("holder") or "-",
+            when(row.get("lease_until")),
+        ]))
+    return 0
+
+
 def example_config_text() -> str:
     """jingtan.example.toml: the core settings and the settings of the built-in (default) plugins."""
 
@@ -336,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help=f"manifest (default: graphql.persisted_operations_file or {DEFAULT_MANIFEST_PATH})")
     p.add_argument("--prune", action="store_true", help="drop operations no longer in the directory")
     p.set_defaults(fn=cmd_operations_register)
+
+    p = sub.add_parser("jobs", help="periodic jobs: list, run one now (under its lease), status of every job")
+    p.add_argument("action", choices=["list", "run", "status"])
+    p.add_argument("name", nargs="?", help="the job to run")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(fn=cmd_jobs)
 
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
     p.set_defaults(fn=cmd_ledger_check)
