@@ -244,7 +244,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             print(f"{job.name}\tevery {job.interval_seconds(settings)} s\t{job.description}")
         return 0
     settings = _settings()
-    rows = asyncio.run(_with_services(jobs.job_status))
+    rows = asyncio.run(_with_services(lambda services: jobs.job_status(services.db)))
     intervals = {job.name: job.interval_seconds(settings) for job in jobs.registered_jobs()}
     if args.json:
         print(json.dumps([{**row, "interval_seconds": intervals.get(row["name"])} for row in rows], default=str))
