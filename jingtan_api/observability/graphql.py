@@ -25,8 +25,14 @@ log = logging.getLogger("jingtan.slow")
 
 
 def _code(error: Any) -> object:
+    """The code the client sees (``graphql.errors.error_to_wire`` adds the same to errors without one)."""
     extensions = error.extensions if isinstance(error, GraphQLError) else (error or {}).get("extensions")
-    return (extensions or {}).get("code") if isinstance(extensions, dict) else None
+    code = (extensions or {}).get("code") if isinstance(extensions, dict) else None
+    if code is not None:
+        return code
+    if getattr(error, "path", None):
+        return "INTERNAL_SERVER_ERROR"
+    return "GRAPHQL_PARSE_FAILED" if str(getattr(error, "message", "")).startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
 
 
 class OperationObserver(SchemaExtension):
@@ -64,8 +70,7 @@ class OperationObserver(SchemaExtension):
         errors = list((result.errors if result is not None else None) or ctx.pre_execution_errors or [])
         executed = result is not None and (result.data is not None or any(getattr(e, "path", None) for e in errors))
         outcome = "ok" if not errors else ("error" if executed else "refused")
-        cost_info = ((result.extensions if result is not None else None) or {}).get("cost") or {}
-        cost = cost_info.get("requestedQueryCost")
+        cost = getattr(ctx, "jingtan_query_cost", None)  # set by graphql.cost.QueryCost
 
         metrics.GRAPHQL_REQUESTS.labels(operation=name, type=kind, outcome=outcome).inc()
         metrics.GRAPHQL_DURATION.labels(operation=name).observe(seconds)
@@ -74,7 +79,7 @@ class OperationObserver(SchemaExtension):
             metrics.GRAPHQL_COST.labels(operation=name).observe(cost)
         codes = []
         for error in errors:
-            code = metrics.code_label(_code(error) or "INTERNAL_SERVER_ERROR")
+            code = metrics.code_label(_code(error))
             codes.append(code)
             metrics.GRAPHQL_ERRORS.labels(code=code).inc()
             if code == "RATE_LIMITED":
