@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from inspect import isawaitable
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, get_named_type, is_leaf_type
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from strawberry.extensions import SchemaExtension
@@ -115,11 +115,13 @@ class OperationObserver(SchemaExtension):
 
 
 class TracedOperationObserver(OperationObserver):
-    """Also a span per resolver that is a function of its own (root fields, connections, contributed
-    fields) — not per plain attribute field. Used only while tracing is on."""
+    """Also a span per resolver of interest: root fields, and fields with a resolver of their own that
+    answer objects (connections, contributed fields such as ``User.account``) — not leaf fields (scalars,
+    enums, ids), which would only add noise. Used only while tracing is on."""
 
     async def resolve(self, _next: Callable, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
-        if should_skip_tracing(_next, info):
+        root_field = info.parent_type in (info.schema.query_type, info.schema.mutation_type)
+        if not root_field and (should_skip_tracing(_next, info) or is_leaf_type(get_named_type(info.return_type))):
             result = _next(root, info, *args, **kwargs)
             return await result if isawaitable(result) else result
         with tracing.tracer().start_as_current_span(
