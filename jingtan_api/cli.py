@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
 from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.migrate import upgrade
+from jingtan_api.observability import metrics
+from jingtan_api.observability.ledger import ledger_counts, ledger_totals
+from jingtan_api.progress import progress
 from jingtan_api.persisted import check_documents, read_operations, register
 from jingtan_api.plugins.manager import discover_entry_points, load_plugins
 from jingtan_api.redemptions.jobs import expire_redemptions
@@ -67,15 +71,23 @@ def export_sdl(settings: Settings | None = None) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    uvicorn.run(
-        "jingtan_api.app:create_app",
-        factory=True,
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
-        workers=args.workers or settings.server.workers,
-        log_level=settings.log.level.lower(),
-        access_log=False,
-    )
+    workers = args.workers or settings.server.workers
+    # Several workers share one metrics directory (prometheus multiprocess mode); set before they start.
+    metrics_dir = metrics.prepare_multiprocess_dir() if workers > 1 else None
+    try:
+        uvicorn.run(
+            "jingtan_api.app:create_app",
+            factory=True,
+            host=args.host or settings.server.host,
+            port=args.port or settings.server.port,
+            workers=workers,
+            log_level=settings.log.level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.operations.graceful_timeout_seconds),
+        )
+    finally:
+        if metrics_dir is not None and metrics_dir.startswith(os.path.join(tempfile.gettempdir(), "jingtan-metrics-")):
+            metrics.remove_multiprocess_dir(metrics_dir)
     return 0
 
 
@@ -177,7 +189,10 @@ def cmd_create_api_token(args: argparse.Namespace) -> int:
 
 def cmd_expire_points(args: argparse.Namespace) -> int:
     async def run(services):
-        return await expire_points(services.db, now=services.clock(), lot_expiry_days=services.settings.points.lot_expiry_days)
+        with progress("expire-points", total=1) as bar:
+            out = await expire_points(services.db, now=services.clock(), lot_expiry_days=services.settings.points.lot_expiry_days)
+            bar.advance(1, f"{out[0]} account(s)")
+        return out
 
     accounts, points = asyncio.run(_with_services(run))
     print(json.dumps({"accounts": accounts, "points": points}))
@@ -187,10 +202,13 @@ def cmd_expire_points(args: argparse.Namespace) -> int:
 def cmd_expire_redemptions(args: argparse.Namespace) -> int:
     async def run(services):
         cfg = services.settings
-        return await expire_redemptions(
-            services.db, now=services.clock(), lot_expiry_days=cfg.points.lot_expiry_days,
-            refund_min_valid_days=cfg.offers.refund_min_valid_days,
-        )
+        with progress("expire-redemptions", total=1) as bar:
+            out = await expire_redemptions(
+                services.db, now=services.clock(), lot_expiry_days=cfg.points.lot_expiry_days,
+                refund_min_valid_days=cfg.offers.refund_min_valid_days,
+            )
+            bar.advance(1, f"{out[0]} redemption(s)")
+        return out
 
     count, points = asyncio.run(_with_services(run))
     print(json.dumps({"redemptions": count, "points": points}))
@@ -198,13 +216,26 @@ def cmd_expire_redemptions(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_check(args: argparse.Namespace) -> int:
-    async def run(services):
-        async with services.db.read() as conn:
-            return await check_invariants(conn) + await check_redemptions(conn)
+    steps = ["ledger invariants", "redemption invariants", *(["totals"] if args.totals else [])]
 
-    problems = asyncio.run(_with_services(run))
+    async def run(services):
+        totals: dict[str, int] = {}
+        with progress("ledger-check", total=len(steps)) as bar:
+            async with services.db.read() as conn:
+                problems = await check_invariants(conn)
+                bar.advance(1, steps[0])
+                problems += await check_redemptions(conn)
+                bar.advance(1, steps[1])
+                if args.totals:
+                    totals = {**await ledger_totals(conn), **await ledger_counts(conn)}
+                    bar.advance(1, steps[2])
+        return problems, totals
+
+    problems, totals = asyncio.run(_with_services(run))
     for p in problems:
         print(p)
+    if args.totals:
+        print(json.dumps(totals, sort_keys=True))
     print("ledger ok" if not problems else f"{len(problems)} problem(s)")
     return 0 if not problems else 1
 
@@ -398,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_jobs)
 
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
+    p.add_argument("--totals", action="store_true",
+                   help="also print the ledger totals and row counts as one JSON line (compare a restored backup)")
     p.set_defaults(fn=cmd_ledger_check)
     return parser
 

@@ -33,7 +33,7 @@ def test_three_processes_run_each_due_run_once(db_url, tmp_path):
     # The first run is due 1 s after the rows were made, then every second: about 4 in 5.5 s. Three
     # independent timers would have made about 12, overlapping.
     assert 3 <= len(runs) <= 6, runs
-    for (start_a, end_a), (start_b, _) in zip(runs, runs[1:]):
+    for (start_a, end_a), (start_b, _) in zip(runs, runs[1:], strict=False):
         assert start_b >= end_a, f"two runs overlapped: {runs}"
         assert start_b - start_a >= 0.9, f"a due run was repeated: {runs}"
     assert len(pids) >= 1
@@ -119,3 +119,25 @@ def test_cli_jobs_run_and_status(db_url, monkeypatch, capsys):
     assert "expiry" in table and "ok" in table and "lease holder" in table
     assert cli.main(["jobs", "run", "no-such-job"]) == 2
     assert "no job 'no-such-job'" in capsys.readouterr().err
+
+
+def test_progress_helper_plain_lines_when_not_a_terminal():
+    import io
+
+    from jingtan_api.progress import progress
+
+    out = io.StringIO()  # not a TTY
+    with progress("seeding", total=4, stream=out, every_seconds=0) as bar:
+        for _ in range(4):
+            bar.advance(1)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "seeding: 1/4 (25%)" and lines[-1] == "seeding: 4/4 (100%) done"
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    with progress("seeding", total=2, stream=tty) as bar:
+        bar.advance(2, "members")
+    assert "seeding" in tty.getvalue() and "2/2" in tty.getvalue()
