@@ -4,6 +4,9 @@
         for ...:
             bar.advance(1)            # or bar.advance(k, "what is happening now")
 
+    bar = ProgressBar("seed-demo", total=n)   # the same without a with-block
+    bar.advance(); ...; bar.close()
+
 On a terminal (stderr is a TTY) a bar with rate and time left; when not (logs, CI, cron) one line
 ``<label>: <done>/<total> (<pct>%) <note>`` at most every ``every_seconds`` and at the end, so logs stay
 short. ``total=None`` counts without a percentage. Output goes to stderr, so a command's stdout (JSON
@@ -52,18 +55,39 @@ class _Rich:
             self.bar.update(self.task, advance=amount)
 
 
+class ProgressBar:
+    """A progress display started at once; ``advance`` it, then ``close`` it."""
+
+    def __init__(self, label: str, *, total: int | None = None, stream: IO[str] | None = None,
+                 every_seconds: float = 5.0, force_plain: bool = False) -> None:
+        out = stream or sys.stderr
+        self._rich = None
+        if not force_plain and getattr(out, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._rich = Progress(TextColumn(f"{label} [dim]{{task.description}}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=Console(file=out), transient=False)
+            self._rich.start()
+            self._impl: _Plain | _Rich = _Rich(self._rich, self._rich.add_task("", total=total))
+        else:
+            self._impl = _Plain(label, total, out, every_seconds)
+
+    def advance(self, amount: int = 1, note: str = "") -> None:
+        self._impl.advance(amount, note)
+
+    def close(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+        elif isinstance(self._impl, _Plain):
+            self._impl.finish()
+
+
 @contextmanager
 def progress(label: str, *, total: int | None = None, stream: IO[str] | None = None,
-             every_seconds: float = 5.0, force_plain: bool = False) -> Iterator[_Plain | _Rich]:
-    out = stream or sys.stderr
-    if not force_plain and getattr(out, "isatty", lambda: False)():
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn(f"{label} [dim]{{task.description}}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=Console(file=out), transient=False) as bar:
-            yield _Rich(bar, bar.add_task("", total=total))
-        return
-    plain = _Plain(label, total, out, every_seconds)
-    yield plain
-    plain.finish()
+             every_seconds: float = 5.0, force_plain: bool = False) -> Iterator[ProgressBar]:
+    bar = ProgressBar(label, total=total, stream=stream, every_seconds=every_seconds, force_plain=force_plain)
+    try:
+        yield bar
+    finally:
+        bar.close()

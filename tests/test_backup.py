@@ -37,6 +37,8 @@ def test_dump_restore_round_trip_passes_ledger_check(backend, db_url, databases:
             pytest.skip(f"{tool} not installed")
     seeded = subprocess.run([str(JINGTAN), "seed-demo"], env=_env(db_url), capture_output=True, text=True, timeout=300)
     assert seeded.returncode == 0, seeded.stderr[-2000:]
+    # Not a terminal: progress as plain lines on stderr (stdout keeps the command's own output).
+    assert "seed-demo: " in seeded.stderr and seeded.stderr.rstrip().endswith("done"), seeded.stderr[-500:]
     source = json.loads(
         [line for line in subprocess.run([str(JINGTAN), "ledger-check", "--totals"], env=_env(db_url),
                                          capture_output=True, text=True, check=True).stdout.splitlines()
