@@ -46,6 +46,7 @@ def test_dump_restore_round_trip_passes_ledger_check(backend, db_url, databases:
     )
     assert source["transactions"] > 0 and source["issued"] > 0 and source["entries_sum"] == 0
     assert source["expired"] > 0  # the demo has an expired lot
+    assert source["issued"] == source["outstanding"] + source["redeemed"] + source["expired"] + source["other"]
 
     target = f"jt_test_restore_{uuid.uuid4().hex[:8]}"
     plain = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -111,6 +111,7 @@ async def test_metrics_after_traffic(app, gql, services, clock):
 
         totals = await ledger_totals(conn)
     assert totals["issued"] >= 120 and totals["outstanding"] == totals["issued"]
+    assert totals["issued"] == totals["outstanding"] + totals["redeemed"] + totals["expired"] + totals["other"]
     assert value(after, "jingtan_ledger_points", total="issued") == totals["issued"]
     assert value(after, "jingtan_ledger_points", total="outstanding") == totals["outstanding"]
     assert value(after, "jingtan_ledger_points", total="redeemed") == 0

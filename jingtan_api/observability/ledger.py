@@ -16,7 +16,8 @@ A = Account.__table__
 
 async def ledger_totals(conn: AsyncConnection) -> dict[str, int]:
     """issued (net of revokes: minus the issuance account), redeemed (merchant balances), expired,
-    outstanding (member balances)."""
+    outstanding (member balances), other (accounts of any other kind). In a balanced ledger
+    issued = outstanding + redeemed + expired + other."""
     rows = (await conn.execute(select(A.c.kind, func.coalesce(func.sum(A.c.balance), 0)).group_by(A.c.kind))).all()
     by_kind = {kind: int(total) for kind, total in rows}
     return {
@@ -24,6 +25,7 @@ async def ledger_totals(conn: AsyncConnection) -> dict[str, int]:
         "redeemed": by_kind.get(MERCHANT, 0),
         "expired": by_kind.get(EXPIRED, 0),
         "outstanding": by_kind.get(MEMBER, 0),
+        "other": sum(v for k, v in by_kind.items() if k not in (ISSUANCE, MERCHANT, EXPIRED, MEMBER)),
     }
 
 
