@@ -237,9 +237,16 @@ class JobRunner:
         await self.app.db.write(lambda conn: ensure_rows(conn, self.jobs, first_due=first_due))
 
     async def tick(self) -> None:
-        """Claim and start every due job not already running here."""
+        """Claim and start every due job not already running here. One read finds the candidates, so an
+        idle tick takes no write lock (SQLite has one writer)."""
+        now = utcnow()
+        async with self.app.db.read() as conn:
+            rows = {r.name: r for r in await conn.execute(select(JL.c.name, JL.c.next_due_at, JL.c.lease_until))}
         for job in self.jobs:
-            if job.name in self._running:
+            row = rows.get(job.name)
+            if job.name in self._running or row is None:
+                continue
+            if (row.next_due_at is not None and row.next_due_at > now) or (row.lease_until is not None and row.lease_until >= now):
                 continue
             now = utcnow()
             claimed = await self.app.db.write(
@@ -260,14 +267,17 @@ class JobRunner:
 
     async def _run_claimed(self, job: Job, started: datetime) -> dict[str, Any]:
         heartbeat = asyncio.create_task(self._heartbeat(job.name))
-        result: dict[str, Any] = {"failed": 1}
+        result: dict[str, Any] = {"cancelled": 1}
+        cancelled = True
         try:
             result = await run_job(self.app, job)
+            cancelled = False
         finally:
             heartbeat.cancel()
             interval = job.interval_seconds(self.app.settings)
-            next_due = started + timedelta(seconds=interval) if interval > 0 else None
-            status = "failed" if result.get("failed") else "ok"
+            # A run cut short by a shutdown stays due: another worker takes it at once.
+            next_due = started + timedelta(seconds=interval) if interval > 0 and not cancelled else None
+            status = "cancelled" if cancelled else ("failed" if result.get("failed") else "ok")
             try:
                 kept = await asyncio.shield(self.app.db.write(
                     lambda conn: release(conn, job.name, self.holder, now=utcnow(), status=status, result=result,

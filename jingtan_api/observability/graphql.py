@@ -36,10 +36,11 @@ def _code(error: Any) -> object:
 
 
 class OperationObserver(SchemaExtension):
-    def __init__(self, *, slow_ms: float, max_operation_names: int) -> None:
+    def __init__(self, *, slow_ms: float, max_operation_names: int, seen_names: set[str]) -> None:
         super().__init__()
         self.slow_ms = slow_ms
         self.max_operation_names = max_operation_names
+        self.seen_names = seen_names
 
     def on_operation(self) -> Iterator[None]:
         start = time.perf_counter()
@@ -61,7 +62,7 @@ class OperationObserver(SchemaExtension):
     def _record(self, seconds: float, sql_count: int, span: Any) -> None:
         ctx = self.execution_context
         raw_name = ctx.operation_name
-        name = metrics.operation_label(raw_name, limit=self.max_operation_names)
+        name = metrics.operation_label(raw_name, seen=self.seen_names, limit=self.max_operation_names)
         try:
             kind = ctx.operation_type.value if ctx.graphql_document is not None else "unknown"
         except Exception:  # noqa: BLE001 - no such operation in the document
@@ -139,4 +140,5 @@ class TracedOperationObserver(OperationObserver):
 def observer_factory(settings: Any) -> Callable[[], OperationObserver]:
     cls = TracedOperationObserver if tracing.enabled() else OperationObserver
     ops = settings.operations
-    return lambda: cls(slow_ms=ops.slow_operation_ms, max_operation_names=ops.metrics.max_operation_names)
+    seen: set[str] = set()  # operation names labelled by this app (schema)
+    return lambda: cls(slow_ms=ops.slow_operation_ms, max_operation_names=ops.metrics.max_operation_names, seen_names=seen)

@@ -106,21 +106,20 @@ SQL_COUNTER: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,47}$")
-_seen_operations: set[str] = set()
 ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
 
 
-def operation_label(name: str | None, *, limit: int = 200) -> str:
+def operation_label(name: str | None, *, seen: set[str], limit: int = 200) -> str:
     """A bounded label for an operation name: ``anonymous`` without one, ``invalid`` for a strange one,
-    ``other`` once ``limit`` distinct names were seen by this process (clients choose names)."""
+    ``other`` once ``limit`` distinct names are in ``seen`` (one set per app: clients choose names)."""
     if not name:
         return "anonymous"
     if not _NAME.match(name):
         return "invalid"
-    if name not in _seen_operations:
-        if len(_seen_operations) >= limit:
+    if name not in seen:
+        if len(seen) >= limit:
             return "other"
-        _seen_operations.add(name)
+        seen.add(name)
     return name
 
 
