@@ -117,3 +117,41 @@ def test_rolling_restart_of_two_workers_loses_no_request(db_url, tmp_path):
     assert results["lost"] == [], results["lost"][:5]
     assert results["unready_seen"] >= 2  # each worker left the pool through /readyz before it stopped
     assert served_before_end >= 50 and results["ok"] > served_before_end
+
+
+def test_in_flight_request_finishes_after_sigterm(db_url, tmp_path):
+    """A slow request (argon2 with real costs: about a second) is answered although SIGTERM arrives while
+    it runs and the server stops accepting at once (no drain)."""
+    env = {"JINGTAN_OPERATIONS__SHUTDOWN_DRAIN_SECONDS": "0", "JINGTAN_AUTH__ARGON2_TIME_COST": "12",
+           "JINGTAN_AUTH__ARGON2_MEMORY_COST_KIB": "65536"}
+    server = LiveServer(db_url, tmp_path, env=env).start()
+    answer: dict = {}
+    register = json.dumps({
+        "query": "mutation($i: RegisterInput!) { register(input: $i) { user { id } userErrors { code } } }",
+        "variables": {"i": {"email": "slow-signup@example.cn", "password": "Green-leaf-2026",
+                            "displayName": "慢 Slow"}},
+    }).encode()
+
+    def send() -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/graphql", data=register,
+                                         headers={"Content-Type": "application/json", "Connection": "close"})
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=60) as r:
+            answer["status"], answer["body"] = r.status, json.loads(r.read())
+        answer["seconds"] = time.monotonic() - started
+
+    try:
+        thread = threading.Thread(target=send)
+        thread.start()
+        time.sleep(0.3)  # the request is being hashed
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert _get(server.port, "/healthz") == 0  # no longer accepting...
+        thread.join(timeout=60)
+        server.proc.wait(timeout=60)
+    finally:
+        server.stop()
+    assert answer["status"] == 200, answer  # ...but the request in flight was answered
+    payload = answer["body"]["data"]["register"]
+    assert payload["userErrors"] == [] and payload["user"]["id"]
+    assert answer["seconds"] > 0.6  # it really was in flight when the signal came

@@ -1,6 +1,10 @@
 """Spans in the in-memory exporter for a query and a mutation: request, operation, resolvers of interest
 (not plain fields) and SQL statements, all with the request id."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -70,9 +74,26 @@ async def test_query_and_mutation_spans(gql, member):
     assert op.attributes["graphql.operation.type"] == "query"
 
 
-def test_otel_environment_variables(monkeypatch):
-    assert tracing.configure_from_env({"OTEL_TRACES_EXPORTER": "none"}) is True  # already on in this process
-    from jingtan_api.observability.tracing import TracingConfigurationError, _exporter
+def _fresh_process(env: dict, code: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "JINGTAN_"))}
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=120)
 
-    with pytest.raises(TracingConfigurationError):
-        _exporter("zipkin-nope")
+
+CHECK = "from jingtan_api.observability import tracing; print(tracing.configure_from_env(), tracing.enabled())"
+
+
+def test_tracing_is_off_by_default_and_follows_otel_variables():
+    assert _fresh_process({}, CHECK).stdout.split() == ["False", "False"]
+    assert _fresh_process({"OTEL_TRACES_EXPORTER": "none"}, CHECK).stdout.split() == ["False", "False"]
+    on = _fresh_process({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "jt-test"}, CHECK)
+    assert on.stdout.split() == ["True", "True"], on.stderr
+    disabled = _fresh_process({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}, CHECK)
+    assert disabled.stdout.split() == ["False", "False"]
+    # An exporter that cannot be had stops startup with one line, not a traceback deep in a request.
+    code = ("from jingtan_api.app import create_app\n"
+            "from jingtan_api.settings import ConfigurationError\n"
+            "from jingtan_api.testing import make_settings\n"
+            "try:\n    create_app(make_settings('sqlite+aiosqlite:///:memory:'))\n"
+            "except ConfigurationError as exc:\n    print('refused:', exc)\n")
+    refused = _fresh_process({"OTEL_TRACES_EXPORTER": "zipkin"}, code)
+    assert "refused: OTEL_TRACES_EXPORTER='zipkin' is not supported" in refused.stdout, refused.stderr
