@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -261,6 +261,18 @@ class MetricsSettings(_Section):
     ledger_refresh_seconds: float = Field(
         60.0, ge=0, description="How long the ledger totals gauges are reused before one query refreshes them."
     )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR such as 10.0.5.0/24)") from None
+        return value
     max_operation_names: int = Field(
         200, ge=1, description="Distinct operation names labelled per process; later names count as `other`."
     )

@@ -168,3 +168,15 @@ async def test_slow_operation_log_has_no_variable_values(db_url, caplog):
 
     line = JsonFormatter().format(record)
     assert secret_email not in line and "Hunter2" not in line
+
+
+def test_bad_metrics_networks_are_refused_at_startup(db_url, monkeypatch):
+    from jingtan_api.settings import ConfigurationError, load_settings
+
+    with pytest.raises((ConfigurationError, ValueError)) as info:
+        make_settings(db_url, operations={"metrics": {"allow_from": ["10.0.0.0/33"]}})
+    assert "is not a network" in str(info.value)
+    monkeypatch.setenv("JINGTAN_OPERATIONS__METRICS__ALLOW_FROM", '["not-an-address"]')
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(database_url=db_url)
+    assert "not a network" in str(refused.value)
