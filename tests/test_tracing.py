@@ -9,6 +9,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from jingtan_api.observability import tracing
@@ -16,15 +17,30 @@ from jingtan_api.observability import tracing
 EXPORTER = InMemorySpanExporter()
 
 
+class GateSampler(Sampler):
+    """Samples only while a test of this module runs: the provider stays installed for the rest of the
+    session (a process has one), but later tests record nothing."""
+
+    open = False
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if GateSampler.open else Decision.DROP, attributes)
+
+    def get_description(self) -> str:
+        return "GateSampler"
+
+
 @pytest.fixture(autouse=True)
 def in_memory_tracing():
-    # A process has one tracer provider: install ours once (before the app, so resolvers are traced).
+    # Install ours once, before the app is built (resolvers are wrapped only when tracing is on).
     if not tracing.enabled():
-        provider = TracerProvider()
+        provider = TracerProvider(sampler=GateSampler())
         provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
         trace.set_tracer_provider(provider)
     EXPORTER.clear()
+    GateSampler.open = True
     yield
+    GateSampler.open = False
     EXPORTER.clear()
 
 
