@@ -24,6 +24,7 @@ from jingtan_api.auth.permissions import ADMIN, MEMBER
 from jingtan_api.services import Services
 from jingtan_api.db import utcnow
 from jingtan_api.graphql.relay import encode_cursor, to_global_id
+from jingtan_api.progress import ProgressBar
 from jingtan_api.merchants import service as merchants_service
 from jingtan_api.offers import service as offers_service
 from jingtan_api.testing import _asyncpg_url, _plain_url, make_settings, postgres_admin_url
@@ -226,13 +227,16 @@ async def bulk_grants(services: Services, account_id: int, n: int, *, actor_user
 
 async def submit_members(services: Services, fx: Fixture, n: int, now) -> None:
     """``n`` members (registered through the real service) with access tokens, for ``submitAction``."""
+    bar = ProgressBar("bench seed: submitters", total=n)
     for i in range(n):
+        bar.advance(1)
         user_id = await users_service.register(
             services,
             email=f"submitter{i}@bench.jingtan.org", phone=None, password="Bench-password-2026",
             display_name=f"Bench submitter {i}", roles=frozenset({MEMBER}), now=now,
         )
         fx.submit_tokens.append(services.access_tokens.issue(user_id, frozenset({MEMBER}), now)[0])
+    bar.close()
 
 
 CATEGORIES = ("CAFE", "BIKE_SHOP", "TRANSIT", "GROCERY", "RESTAURANT")
@@ -324,6 +328,7 @@ async def seed(
             log(f"  created {offers[0]} merchants with {fx.offers} active offers")
         if depth is not None:
             for name, n in (("shallow", depth[0]), ("deep", depth[1])):
+                log(f"  seeding {n:,} ledger entries for '{name}' (one bulk statement)...")
                 await _user(services, fx, name, frozenset({MEMBER}), now)
                 started = time.perf_counter()
                 await bulk_grants(services, fx.account_ids[name], n, actor_user_id=admin_id)

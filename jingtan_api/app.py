@@ -2,7 +2,10 @@
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -39,6 +42,8 @@ from jingtan_api.limits import (
     request_address,
 )
 from jingtan_api.logs import configure_logging, request_id_var
+from jingtan_api.observability import metrics, tracing
+from jingtan_api.observability.ledger import LedgerGauges
 from jingtan_api.persisted import PersistedOperations, PersistedQueryError, load_manifest
 from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Clock, Services
@@ -74,9 +79,16 @@ class RequestIdMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        span_cm = tracing.request_span(scope, request_id) if tracing.enabled() else contextlib.nullcontext()
         try:
-            await self.app(scope, receive, send_with_id)
+            with span_cm as span:
+                await self.app(scope, receive, send_with_id)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        tracing.set_error(span, str(status))
         finally:
+            metrics.HTTP_REQUESTS.labels(route=metrics.route_label(scope.get("path", "")), status=str(status)).inc()
             log.info(
                 "request",
                 extra={
@@ -356,6 +368,74 @@ def _refused(message: str, *, code: str, limit: int) -> ExecutionResult:
     return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code, "limit": limit})])
 
 
+def metrics_allowed(request: Request, cfg: Any, *, production: bool) -> bool:
+    """``/metrics``: the bearer token when one is configured; else, in production, only direct
+    connections from ``allow_from`` networks (never X-Forwarded-For); in development anyone."""
+    if cfg.token:
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), cfg.token.encode()):
+            return True
+    elif not production and not cfg.allow_from:
+        return True
+    client = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in cfg.allow_from)
+
+
+class ServingState:
+    """Readiness across a shutdown. On SIGTERM (or SIGINT) ``/readyz`` answers 503 at once while the
+    server keeps accepting and serving for ``drain`` seconds — long enough for the load balancer's health
+    check to take the worker out — and only then is the signal handed to uvicorn, which stops accepting,
+    lets in-flight requests finish (``--timeout-graceful-shutdown``) and runs the lifespan's shutdown
+    (jobs cancelled, pool closed)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def install_drain(self, drain: float):
+        """Wrap the server's SIGTERM/SIGINT handlers; returns a function that puts them back."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return lambda: None
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.draining:  # a second signal: hand over at once
+                loop.call_soon_threadsafe(_call, previous[signum], signum, frame)
+                return
+            self.draining = True
+            log.warning("shutdown requested: unready, draining", extra={"signal": signum, "drain_s": drain})
+            loop.call_soon_threadsafe(loop.call_later, drain, _call, previous[signum], signum, frame)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                current = signal.getsignal(sig)
+                if current in (None, signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler):
+                    continue  # not under a server that handles it (tests' lifespan, the CLI)
+                signal.signal(sig, handler)
+                previous[sig] = current
+            except ValueError:  # not the main thread
+                return lambda: None
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                with contextlib.suppress(ValueError):
+                    if signal.getsignal(sig) is handler:
+                        signal.signal(sig, old)
+
+        return restore
+
+
+def _call(fn: Any, signum: int, frame: Any) -> None:
+    if callable(fn):
+        fn(signum, frame)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -366,6 +446,10 @@ def create_app(
     use instead of the enabled entry points (tests); ConfigurationError when a plugin cannot be used."""
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.json_format)
+    try:
+        tracing.configure_from_env()  # before the schema: resolver spans are added only when tracing is on
+    except tracing.TracingConfigurationError as exc:
+        raise ConfigurationError(str(exc)) from exc
     host = load_plugins(settings, plugins)
     schema = build_schema(settings, host)
     services = Services.build(settings, clock=clock or utcnow, plugins=host)
@@ -391,7 +475,12 @@ def create_app(
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    state = ServingState()
+    ledger_gauges = LedgerGauges(services.db, max_age=settings.operations.metrics.ledger_refresh_seconds)
+
     async def readyz(_: Request) -> JSONResponse:
+        if state.draining:
+            return JSONResponse({"status": "shutting down", "database": "not checked"}, status_code=503)
         try:
             await asyncio.wait_for(services.db.ping(), timeout=5)
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
@@ -399,18 +488,35 @@ def create_app(
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    metrics_settings = settings.operations.metrics
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if not metrics_allowed(request, metrics_settings, production=settings.is_production):
+            return JSONResponse({"errors": [{"message": "Not found / 未找到", "extensions": {"code": "NOT_FOUND"}}]},
+                                status_code=404)
+        try:
+            await ledger_gauges.refresh()
+        except Exception:  # noqa: BLE001 - the other series are still worth answering
+            log.warning("ledger totals could not be read for /metrics", exc_info=True)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(run_periodically(services))
+        restore_signals = state.install_drain(settings.operations.shutdown_drain_seconds)
         try:
             yield
         finally:
+            restore_signals()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await buckets.aclose()
             await services.db.dispose()
+            metrics.mark_process_dead()
+            tracing.shutdown()
 
     app = Starlette(
         routes=[
@@ -419,6 +525,7 @@ def create_app(
               if settings.graphiql_enabled else []),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *([Route("/metrics", metrics_endpoint)] if metrics_settings.enabled else []),
         ],
         lifespan=lifespan,
     )
@@ -426,6 +533,7 @@ def create_app(
     app.state.schema = schema
     app.state.persisted = persisted
     app.state.buckets = buckets
+    app.state.serving = state
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from jingtan_api import jobs
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.accounts.service import check_invariants
 from jingtan_api.app import create_app
@@ -28,6 +30,9 @@ from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
 from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.migrate import upgrade
+from jingtan_api.observability import metrics
+from jingtan_api.observability.ledger import ledger_counts, ledger_totals
+from jingtan_api.progress import progress
 from jingtan_api.persisted import check_documents, read_operations, register
 from jingtan_api.plugins.manager import discover_entry_points, load_plugins
 from jingtan_api.redemptions.jobs import expire_redemptions
@@ -66,15 +71,23 @@ def export_sdl(settings: Settings | None = None) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    uvicorn.run(
-        "jingtan_api.app:create_app",
-        factory=True,
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
-        workers=args.workers or settings.server.workers,
-        log_level=settings.log.level.lower(),
-        access_log=False,
-    )
+    workers = args.workers or settings.server.workers
+    # Several workers share one metrics directory (prometheus multiprocess mode); set before they start.
+    metrics_dir = metrics.prepare_multiprocess_dir() if workers > 1 else None
+    try:
+        uvicorn.run(
+            "jingtan_api.app:create_app",
+            factory=True,
+            host=args.host or settings.server.host,
+            port=args.port or settings.server.port,
+            workers=workers,
+            log_level=settings.log.level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.operations.graceful_timeout_seconds),
+        )
+    finally:
+        if metrics_dir is not None and metrics_dir.startswith(os.path.join(tempfile.gettempdir(), "jingtan-metrics-")):
+            metrics.remove_multiprocess_dir(metrics_dir)
     return 0
 
 
@@ -176,7 +189,10 @@ def cmd_create_api_token(args: argparse.Namespace) -> int:
 
 def cmd_expire_points(args: argparse.Namespace) -> int:
     async def run(services):
-        return await expire_points(services.db, now=services.clock(), lot_expiry_days=services.settings.points.lot_expiry_days)
+        with progress("expire-points", total=1) as bar:
+            out = await expire_points(services.db, now=services.clock(), lot_expiry_days=services.settings.points.lot_expiry_days)
+            bar.advance(1, f"{out[0]} account(s)")
+        return out
 
     accounts, points = asyncio.run(_with_services(run))
     print(json.dumps({"accounts": accounts, "points": points}))
@@ -186,10 +202,13 @@ def cmd_expire_points(args: argparse.Namespace) -> int:
 def cmd_expire_redemptions(args: argparse.Namespace) -> int:
     async def run(services):
         cfg = services.settings
-        return await expire_redemptions(
-            services.db, now=services.clock(), lot_expiry_days=cfg.points.lot_expiry_days,
-            refund_min_valid_days=cfg.offers.refund_min_valid_days,
-        )
+        with progress("expire-redemptions", total=1) as bar:
+            out = await expire_redemptions(
+                services.db, now=services.clock(), lot_expiry_days=cfg.points.lot_expiry_days,
+                refund_min_valid_days=cfg.offers.refund_min_valid_days,
+            )
+            bar.advance(1, f"{out[0]} redemption(s)")
+        return out
 
     count, points = asyncio.run(_with_services(run))
     print(json.dumps({"redemptions": count, "points": points}))
@@ -197,13 +216,26 @@ def cmd_expire_redemptions(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_check(args: argparse.Namespace) -> int:
-    async def run(services):
-        async with services.db.read() as conn:
-            return await check_invariants(conn) + await check_redemptions(conn)
+    steps = ["ledger invariants", "redemption invariants", *(["totals"] if args.totals else [])]
 
-    problems = asyncio.run(_with_services(run))
+    async def run(services):
+        totals: dict[str, int] = {}
+        with progress("ledger-check", total=len(steps)) as bar:
+            async with services.db.read() as conn:
+                problems = await check_invariants(conn)
+                bar.advance(1, steps[0])
+                problems += await check_redemptions(conn)
+                bar.advance(1, steps[1])
+                if args.totals:
+                    totals = {**await ledger_totals(conn), **await ledger_counts(conn)}
+                    bar.advance(1, steps[2])
+        return problems, totals
+
+    problems, totals = asyncio.run(_with_services(run))
     for p in problems:
         print(p)
+    if args.totals:
+        print(json.dumps(totals, sort_keys=True))
     print("ledger ok" if not problems else f"{len(problems)} problem(s)")
     return 0 if not problems else 1
 
@@ -214,6 +246,59 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
         print("seed-demo refuses to run in production mode", file=sys.stderr)
         return 2
     return asyncio.run(_with_services(lambda services: seed_demo(services, if_empty=args.if_empty)))
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.action == "run":
+        if not args.name:
+            print("jingtan: jobs run needs a job name (see `jingtan jobs list`)", file=sys.stderr)
+            return 2
+        by_name = {job.name: job for job in jobs.registered_jobs()}
+        job = by_name.get(args.name)
+        if job is None:
+            print(f"jingtan: no job {args.name!r}; registered: {', '.join(sorted(by_name))}", file=sys.stderr)
+            return 2
+
+        async def run(services):
+            return await jobs.JobRunner(services, (job,)).run_now(job)
+
+        try:
+            result = asyncio.run(_with_services(run))
+        except jobs.LeaseHeld as exc:
+            print(f"jingtan: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"job": job.name, **result}))
+        return 1 if result.get("failed") else 0
+    if args.action == "list":
+        settings = _settings()
+        for job in jobs.registered_jobs():
+            print(f"{job.name}\tevery {job.interval_seconds(settings)} s\t{job.description}")
+        return 0
+    settings = _settings()
+    rows = asyncio.run(_with_services(lambda services: jobs.job_status(services.db)))
+    intervals = {job.name: job.interval_seconds(settings) for job in jobs.registered_jobs()}
+    if args.json:
+        print(json.dumps([{**row, "interval_seconds": intervals.get(row["name"])} for row in rows], default=str))
+        return 0
+
+    def when(value) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+    print("job\tinterval\tlast started\tlast finished\tstatus\tresult\tnext due\tlease holder\tlease until")
+    for row in rows:
+        interval = intervals.get(row["name"])
+        print("\t".join([
+            row["name"],
+            ("off" if interval == 0 else f"{interval}s") if interval is not None else "unregistered",
+            when(row.get("last_started_at")),
+            when(row.get("last_finished_at")),
+            row.get("last_status") or "never ran",
+            row.get("last_result") or "{}",
+            when(row.get("next_due_at")) if interval else "-",
+            row.get("holder") or "-",
+            when(row.get("lease_until")),
+        ]))
+    return 0
 
 
 def example_config_text() -> str:
@@ -337,7 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true", help="drop operations no longer in the directory")
     p.set_defaults(fn=cmd_operations_register)
 
+    p = sub.add_parser("jobs", help="periodic jobs: list, run one now (under its lease), status of every job")
+    p.add_argument("action", choices=["list", "run", "status"])
+    p.add_argument("name", nargs="?", help="the job to run")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(fn=cmd_jobs)
+
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
+    p.add_argument("--totals", action="store_true",
+                   help="also print the ledger totals and row counts as one JSON line (compare a restored backup)")
     p.set_defaults(fn=cmd_ledger_check)
     return parser
 

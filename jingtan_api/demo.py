@@ -6,6 +6,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.offers.demo import seed_offers
+from jingtan_api.progress import ProgressBar
 from jingtan_api.services import Services
 from jingtan_api.users import service as users_service
 from jingtan_api.users.service import count_users
@@ -40,8 +41,10 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
         print(f"demo data skipped: the database already has {existing} user(s)")
         return 0
     now = services.clock()
+    bar = ProgressBar("seed-demo", total=len(DEMO_USERS) + len(DEMO_GRANTS) + 3)
     user_ids = []
     for email, phone, name, roles in DEMO_USERS:
+        bar.advance(1, "members")
         user_ids.append(
             await users_service.register(
                 services,
@@ -51,6 +54,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     admin_id = user_ids[0]
     cfg = services.settings.points
     for n, (index, amount, reason, days_ago) in enumerate(DEMO_GRANTS):
+        bar.advance(1, "ledger history")
         await db.write(
             lambda conn, i=index, a=amount, r=reason, d=days_ago, k=n: ledger.adjust_points(
                 conn,
@@ -79,8 +83,12 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
             now=now - timedelta(days=1),
         )
     )
+    bar.advance(1, "expiry")
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
+    bar.advance(1, "offers")
     await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
+    bar.advance(1, "done")
+    bar.close()
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -246,6 +246,63 @@ class LogSettings(_Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class MetricsSettings(_Section):
+    enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics` (off the GraphQL path).")
+    token: str = Field(
+        "",
+        description="Bearer token `/metrics` requires (empty: none). In production `/metrics` answers 404 unless a token is set "
+        "(or the scraper's direct address is in `allow_from`).",
+    )
+    allow_from: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) whose direct connections may scrape without the token, e.g. "
+        "[\"10.0.5.0/24\"]; never the reverse proxy's own address.",
+    )
+    ledger_refresh_seconds: float = Field(
+        60.0, ge=0, description="How long the ledger totals gauges are reused before one query refreshes them."
+    )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR such as 10.0.5.0/24)") from None
+        return value
+    max_operation_names: int = Field(
+        200, ge=1, description="Distinct operation names labelled per process; later names count as `other`."
+    )
+
+
+class JobsSettings(_Section):
+    enabled: bool = Field(True, description="This process takes part in running periodic jobs.")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="Lease a worker takes on a job; renewed every third of it while the job runs."
+    )
+    poll_seconds: float = Field(5.0, gt=0, description="How often a worker looks for due jobs.")
+
+
+class OperationsSettings(_Section):
+    """Metrics, job runner, shutdown and slow-operation log (see docs/operations.md)."""
+
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    shutdown_drain_seconds: float = Field(
+        5.0, ge=0, description="After SIGTERM, /readyz answers 503 this long (new requests still served) "
+        "before the server stops accepting; then in-flight requests finish."
+    )
+    graceful_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long `jingtan serve` lets in-flight requests finish after it stops accepting."
+    )
+    slow_operation_ms: float = Field(
+        1000.0, ge=0, description="Operations slower than this are logged (name, cost, duration, SQL count); 0 logs all."
+    )
+
+
 class PluginsSettings(BaseModel):
     """Which action plugins are enabled; a [plugins.<code>] table holds each plugin's own settings."""
 
@@ -291,6 +348,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ Flow of a submission (``submit``):
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
+from jingtan_api.observability import metrics
 from jingtan_api.plugins.api import (
     ActionRecord,
     Calculation,
@@ -392,6 +394,7 @@ async def submit(
     elif evidence_used:
         reasons.append(Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用"))
     if not reasons:
+        plugin_started = time.perf_counter()
         try:
             verification = await asyncio.wait_for(at.verify(model, evidence, ctx), timeout=timeout)
             if not isinstance(verification, Verification):
@@ -401,12 +404,16 @@ async def submit(
                 if not isinstance(calculation, Calculation):
                     raise TypeError(f"calculate returned {type(calculation).__name__}, not Calculation")
         except TimeoutError:
+            metrics.PLUGIN_FAILURES.labels(action_type=code, reason="timeout").inc()
             log.error("plugin timed out", extra={"plugin": loaded.plugin, "action_type": code, "timeout_s": timeout})
             raise PluginFailure(
                 f"The {code} plugin did not answer in time; nothing was recorded, please retry / 插件超时，未记录",
             ) from None
         except Exception as exc:  # noqa: BLE001 - isolation: any plugin bug is a typed failure
+            metrics.PLUGIN_FAILURES.labels(action_type=code, reason="error").inc()
             raise _failure(loaded, "verify/calculate", exc) from None
+        finally:
+            metrics.PLUGIN_DURATION.labels(action_type=code).observe(time.perf_counter() - plugin_started)
         reasons.extend(verification.reasons)
     status = verification.status.value if verification is not None else REJECTED
     grams = calculation.grams_co2e if calculation else 0

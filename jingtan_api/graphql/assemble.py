@@ -39,6 +39,7 @@ from strawberry.types.graphql import OperationType
 from jingtan_api.context import Context
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.graphql.cost import LimitedExecutionContext, QueryCost
+from jingtan_api.observability.graphql import observer_factory
 from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
 from jingtan_api.graphql.errors import JingtanMaskErrors
@@ -246,6 +247,7 @@ def _extensions(settings: Settings) -> list[Any]:
     # Factories, not instances: strawberry builds fresh extensions per request (the parser and
     # validation caches are module-level LRU caches shared by all of them).
     extensions: list[Any] = [
+        observer_factory(settings),  # first: its time and span cover every other step (observability/)
         JingtanMaskErrors,
         lambda: ParserCache(maxsize=1000),
         lambda: DirectiveLimit(max_directives=gql.max_directives, max_per_location=gql.max_directives_per_location),

@@ -243,6 +243,7 @@ class QueryCost(SchemaExtension):
         ctx = self.execution_context
         if ctx.graphql_document is not None and not ctx.pre_execution_errors:
             self.cost = self._operation_cost()
+            ctx.jingtan_query_cost = self.cost  # read by observability.graphql (metrics, slow log)
             if self.cost > self.max_cost:
                 ctx.pre_execution_errors = [
                     limit_error(
