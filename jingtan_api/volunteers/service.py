@@ -75,7 +75,7 @@ LEVELS = (TRAINEE, CERTIFIED, LECTURER)
 PROMOTIONS_CODE = "platform:promotions"
 COMMISSION_CODE = "platform:volunteer-commission"
 PAYOUTS_CODE = "platform:volunteer-payouts"
-EARNINGS = "VOLUNTEER_EARNINGS"  # account kind of a volunteer's earnings account
+EARNINGS = "EARNINGS"  # account kind of a volunteer's earnings account
 
 # Ledger transaction kinds written here.
 EVENT_REWARD = "EVENT_REWARD"
