@@ -11,8 +11,18 @@ from actions_helpers import submit, trip
 from jingtan_api.accounts.models import Account, LedgerTransaction
 from jingtan_api.jobs import registered_jobs, run_job
 from jingtan_api.volunteers import service as vservice
-from offers_helpers import CANCEL, CREATE_MERCHANT, CREATE_OFFER, REDEEM, grant, make_member
-from volunteer_helpers import COURSE, event_input, fresh, invariants, make_event, make_volunteer, op, payload
+from offers_helpers import CANCEL, CREATE_OFFER, REDEEM, make_member
+from volunteer_helpers import (
+    COURSE,
+    event_input,
+    fresh,
+    invariants,
+    make_event,
+    make_volunteer,
+    op,
+    op_register,
+    payload,
+)
 
 A = Account.__table__
 TX = LedgerTransaction.__table__
@@ -200,12 +210,6 @@ async def test_referral_later_within_window_and_farming_flags(gql, services, clo
     assert closed["errors"][0]["code"] == "REFERRAL_WINDOW_CLOSED"
 
 
-def op_register() -> str:
-    from pathlib import Path
-
-    return (Path(__file__).resolve().parent.parent / "schema/operations/account/Register.graphql").read_text()
-
-
 async def merchant_with_offer(gql, services, clock, admin, volunteer, *, price: int = 200) -> tuple[dict, str]:
     """A merchant that applied with the volunteer's code, approved, with an offer; returns (owner, offer id)."""
     owner = await make_member(services, clock, name="店主 Owner")
@@ -286,5 +290,3 @@ async def test_payout_of_confirmed_commissions_marked_paid(gql, services, clock,
     assert await balance_of(services, payouts) == 150
     await invariants(services)
 
-
-__all__ = ["grant", "CREATE_MERCHANT"]

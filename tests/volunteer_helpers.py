@@ -12,6 +12,10 @@ def op(name: str) -> str:
     return (OPS / f"{name}.graphql").read_text(encoding="utf-8")
 
 
+def op_register() -> str:
+    return (OPS.parent / "account" / "Register.graphql").read_text(encoding="utf-8")
+
+
 COURSE = {
     "level": "CERTIFIED",
     "titleZh": "低碳志愿者入门",

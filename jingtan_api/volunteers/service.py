@@ -404,8 +404,9 @@ async def check_in(conn: AsyncConnection, *, user_id: int, event_id: int, code: 
     if not (event.starts_at - timedelta(minutes=cfg.checkin_opens_minutes) <= now <= event.ends_at):
         raise VolunteerFailure("Check-in is closed for this event / 当前不在签到时间", code="CHECKIN_CLOSED", field="eventId")
     window = _checkin_window(now, cfg)
-    # Look further back than the grace period only to tell an expired code from a wrong one.
-    back = _match_window(secret, event_id, code, window, max(120, cfg.checkin_grace_codes))
+    # Look back over the whole check-in period (bounded) only to tell an expired code from a wrong one.
+    period = (event.ends_at - event.starts_at).total_seconds() + cfg.checkin_opens_minutes * 60
+    back = _match_window(secret, event_id, code, window, min(2000, int(period // cfg.checkin_code_seconds) + 1))
     if back is None:
         raise VolunteerFailure("This is not a check-in code of this event / 签到码与活动不符", code="INVALID_CHECKIN_CODE",
                                field="code")
