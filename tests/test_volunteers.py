@@ -290,3 +290,19 @@ async def test_payout_of_confirmed_commissions_marked_paid(gql, services, clock,
     assert await balance_of(services, payouts) == 150
     await invariants(services)
 
+
+
+async def test_demo_has_a_volunteer_an_event_and_a_referral(gql, services, clock, admin):
+    from jingtan_api.demo import seed_demo
+
+    assert await seed_demo(services, if_empty=False) == 0  # the admin fixture already made one user
+    events = (await gql.ok(op("VolunteerEvents"), {"first": 10}))["volunteerEvents"]
+    assert events["totalCount"] == 1
+    event = events["edges"][0]["node"]
+    assert event["titleZh"] == "社区回收日" and event["titleEn"] == "Community recycling day"
+    assert event["organiserName"] == "陈杰 Chen Jie" and event["placesLeft"] == 29 and event["mySignup"] is None
+    staff = gql.as_user(admin["token"])
+    active = (await staff.ok(op("VolunteerApplications"), {"status": "ACTIVE", "first": 10}))["volunteerApplications"]
+    assert [e["node"]["user"]["displayName"] for e in active["edges"]] == ["陈杰 Chen Jie"]
+    assert (await staff.ok(op("VolunteerApplications"), {"status": "PENDING"}))["volunteerApplications"]["totalCount"] == 0
+    await invariants(services)
