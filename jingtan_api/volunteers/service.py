@@ -75,6 +75,7 @@ LEVELS = (TRAINEE, CERTIFIED, LECTURER)
 PROMOTIONS_CODE = "platform:promotions"
 COMMISSION_CODE = "platform:volunteer-commission"
 PAYOUTS_CODE = "platform:volunteer-payouts"
+PLATFORM_CODES = (PROMOTIONS_CODE, COMMISSION_CODE, PAYOUTS_CODE)  # opened by migration 20261202_5101
 EARNINGS = "EARNINGS"  # account kind of a volunteer's earnings account
 
 # Ledger transaction kinds written here.
