@@ -306,3 +306,26 @@ async def test_demo_has_a_volunteer_an_event_and_a_referral(gql, services, clock
     assert [e["node"]["user"]["displayName"] for e in active["edges"]] == ["陈杰 Chen Jie"]
     assert (await staff.ok(op("VolunteerApplications"), {"status": "PENDING"}))["volunteerApplications"]["totalCount"] == 0
     await invariants(services)
+
+
+def test_every_volunteer_operation_is_executed_by_a_test():
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sources = "".join(p.read_text(encoding="utf-8") for p in here.glob("test_volunteer*.py"))
+    sources += (here / "volunteer_helpers.py").read_text(encoding="utf-8")
+    names = sorted(p.stem for p in (here.parent / "schema" / "operations" / "volunteer").glob("*.graphql"))
+    assert len(names) >= 19
+    assert [n for n in names if f'"{n}"' not in sources] == []
+
+
+async def test_volunteer_records_are_personal(gql, services, clock, admin):
+    volunteer = await make_volunteer(gql, services, clock, admin, certified=False)
+    query = "query($id: ID!) { node(id: $id) { ... on Volunteer { id city } } }"
+    assert (await volunteer["client"].ok(query, {"id": volunteer["volunteer_id"]}))["node"]["city"]
+    stranger = await make_member(services, clock)
+    assert (await gql.as_user(stranger["token"]).ok(query, {"id": volunteer["volunteer_id"]}))["node"] is None
+    body = await gql.as_user(stranger["token"])(
+        "query($id: ID!) { node(id: $id) { ... on User { volunteer { id } } } }", {"id": volunteer["id"]})
+    assert body.get("data", {}).get("node") is None or body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "errors" in body or body["data"]["node"] is None

@@ -86,8 +86,9 @@ async def _signup_payload(info: Info, event_id: int, user_id: int) -> VolunteerS
 async def volunteer_nodes(info: Info, pks: list[int]) -> dict[int, Volunteer]:
     rows = await volunteers_loader(info).load_many(pks)
     viewer = info.context.viewer
+    # A volunteer's record (city, skills, motivation) is personal: the volunteer and admins only.
     return {r["id"]: Volunteer.from_row(r) for r in rows
-            if r is not None and (viewer.is_admin or viewer.user_id == r["user_id"] or r["status"] == service.ACTIVE)}
+            if r is not None and (viewer.is_admin or viewer.user_id == r["user_id"])}
 
 
 async def event_nodes(info: Info, pks: list[int]) -> dict[int, VolunteerEvent]:
