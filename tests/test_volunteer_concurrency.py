@@ -1,5 +1,6 @@
 """Races of the volunteer programme: event capacity and commissions under 20+ concurrent clients on SQLite
-and PostgreSQL (one app), and on PostgreSQL through two server processes; ledger invariants after each."""
+and PostgreSQL (one app), and on PostgreSQL through two server processes; ledger invariants after each; the
+number of SQL statements of the event list (independent of the page size)."""
 
 import asyncio
 from datetime import UTC, datetime
@@ -125,3 +126,29 @@ async def test_two_server_processes_event_capacity_and_commissions(gql, services
     assert await db_counts(services, event_id) == (10, 10)
     assert await earnings_consistent(services) == (24 * 10, 24 * 10)
     await invariants(services)
+
+
+async def test_event_list_runs_a_bounded_number_of_statements(gql, services, clock, admin):
+    from sqlalchemy import event as sa_event
+
+    volunteers = [await make_volunteer(gql, services, clock, admin, name=f"志愿者 V{i}") for i in range(3)]
+    for n in range(24):
+        await make_event(volunteers[n % 3], clock)
+    member = await make_member(services, clock)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = services.db.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        counts = {}
+        for size in (3, 24):
+            statements.clear()
+            data = await gql.ok(op("VolunteerEvents"), {"first": size}, token=member["token"])
+            assert len(data["volunteerEvents"]["edges"]) == size
+            counts[size] = len(statements)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    assert counts[3] == counts[24] and counts[24] <= 10, (counts, statements)

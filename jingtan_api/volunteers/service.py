@@ -834,6 +834,11 @@ async def signup_of(conn: AsyncConnection, event_id: int, user_id: int) -> dict 
     return dict(row._mapping) if row else None
 
 
+async def signups_of_user(conn: AsyncConnection, user_id: int, event_ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(SU).where(SU.c.user_id == user_id, SU.c.event_id.in_(list(event_ids))))
+    return {r.event_id: dict(r._mapping) for r in rows}
+
+
 async def page(conn: AsyncConnection, table: Any, args: PageArgs, *where: Any) -> Page:
     return await keyset_page(conn, select(table).where(*where), [(table.c.id, False)], args)
 

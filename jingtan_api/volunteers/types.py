@@ -274,7 +274,10 @@ class VolunteerEvent(Node):
         user_id = info.context.viewer.user_id
         if user_id is None:
             return None
-        row = await info.context.read(service.signup_of, self.pk, user_id)
+        ctx = info.context
+        loader = ctx.loader(("volunteers", "my_signup", user_id),
+                            lambda ids: ctx.read(service.signups_of_user, user_id, ids))
+        row = await loader.load(self.pk)
         return VolunteerEventSignup.from_row(row) if row else None
 
     @strawberry.field(description="Attendees (the organiser and admins). / 报名名单。")
