@@ -19,12 +19,11 @@ def register_listeners(bus: EventBus, app: "Services") -> None:
 
     async def registered(conn: AsyncConnection, event: Event) -> None:
         now = app.clock()
-        address = event.data.get("client_address")
-        if address is not None:
-            await service.record_signal(conn, user_id=event.data["user_id"], address=address,
-                                        device=event.data.get("device_id"), secret=settings.secret_key, now=now)
         code = event.data.get("referral_code")
         if code:
+            # Only referred accounts keep their (hashed) address and device: what farming checks compare.
+            await service.record_signal(conn, user_id=event.data["user_id"], address=event.data.get("client_address") or "",
+                                        device=event.data.get("device_id"), secret=settings.secret_key, now=now)
             try:
                 await service.refer(conn, user_id=event.data["user_id"], code=code, field="referralCode",
                                     cfg=settings.volunteers, now=now, at_registration=True)

@@ -1,6 +1,7 @@
 """Query and Mutation fields of the volunteer programme, and ``User.volunteer`` (the volunteer console)."""
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.types import Info
 
 from jingtan_api.auth.permissions import ADMIN
@@ -9,6 +10,7 @@ from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args
 from jingtan_api.merchants.loaders import forget
+from jingtan_api.users.schema import client_address
 from jingtan_api.users.types import User, require_personal
 from jingtan_api.volunteers import service
 from jingtan_api.volunteers.types import (
@@ -255,9 +257,15 @@ class VolunteersMutation:
     async def apply_referral_code(self, info: Info, input: ApplyReferralCodeInput) -> VolunteerReferralPayload:
         ctx = info.context
         user_id = _interactive(info)
-        referral_id = await ctx.db.write(lambda conn: service.refer(
-            conn, user_id=user_id, code=input.code, field="code", cfg=ctx.settings.volunteers, now=ctx.now(),
-            at_registration=False))
+        address = client_address(info)
+
+        async def tx(conn: AsyncConnection) -> int:
+            await service.record_signal(conn, user_id=user_id, address=address, device=input.device_id,
+                                        secret=ctx.settings.secret_key, now=ctx.now())
+            return await service.refer(conn, user_id=user_id, code=input.code, field="code", cfg=ctx.settings.volunteers,
+                                       now=ctx.now(), at_registration=False)
+
+        referral_id = await ctx.db.write(tx)
         rows = await ctx.read(service.rows_by_ids, service.RF, [referral_id])
         return VolunteerReferralPayload(referral=VolunteerReferral.from_row(rows[referral_id]))
 

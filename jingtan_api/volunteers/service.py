@@ -496,9 +496,12 @@ async def auto_confirm_hours(conn: AsyncConnection, event_id: int, *, cfg: Volun
 
 async def record_signal(conn: AsyncConnection, *, user_id: int, address: str, device: str | None, secret: str,
                         now: datetime) -> None:
-    """Registration: keep the hashed client address (IPv4, or IPv6 /64) and device of the new member."""
+    """A referred member's hashed client address (IPv4, or IPv6 /64) and device, as seen when they registered
+    with a code (or entered one later); kept once per member."""
     if device is not None and (not isinstance(device, str) or len(device) > 64 or not device.isprintable()):
         raise ValidationFailed("deviceId is up to 64 printable characters / 设备标识无效", field="deviceId")
+    if (await conn.execute(select(SG.c.id).where(SG.c.user_id == user_id))).first() is not None:
+        return
     await conn.execute(insert(SG).values(
         user_id=user_id, address_hash=_hash(secret, "volunteer-address", address_bucket(address)),
         device_hash=_hash(secret, "volunteer-device", device) if device else None, created_at=now,

@@ -584,6 +584,7 @@ class ConfirmVolunteerHoursInput:
 @strawberry.input(description="Enter a volunteer's referral code after registration. / 填写推荐码。")
 class ApplyReferralCodeInput:
     code: str
+    device_id: str | None = strawberry.field(default=None, description="The app's device identifier (kept hashed). / 设备标识。")
 
 
 @strawberry.input(description="Resolve a farming flag (admin). / 处理标记。")
