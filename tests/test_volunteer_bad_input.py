@@ -180,10 +180,13 @@ async def test_bad_applications_events_courses_and_payouts(gql, services, clock,
     await refused(services, me, "CreateVolunteerEvent", "createVolunteerEvent", {"input": event_input(clock)}, "NOT_A_VOLUNTEER")
     await refused(services, me, "RequestVolunteerPayout", "requestVolunteerPayout", {"input": {"points": 100}}, "NOT_A_VOLUNTEER")
     volunteer = await make_volunteer(gql, services, clock, admin)
-    for bad in ({"capacity": 0}, {"latitude": 91.0}, {"rewardPoints": 10_000}, {"actionType": "no_such_type"},
-                {"endsAt": (clock() + timedelta(minutes=30)).isoformat()}):
+    before = await row_counts(services.db)
+    for bad, code in (({"capacity": 0}, "BAD_USER_INPUT"), ({"latitude": 91.0}, "INVALID_COORDINATES"),
+                      ({"rewardPoints": 10_000}, "BAD_USER_INPUT"), ({"actionType": "no_such_type"}, "ACTION_TYPE_DISABLED"),
+                      ({"endsAt": (clock() + timedelta(minutes=30)).isoformat()}, "BAD_USER_INPUT")):
         out = await payload(volunteer["client"], "CreateVolunteerEvent", "createVolunteerEvent", {"input": event_input(clock, **bad)})
-        assert out["event"] is None and out["errors"], bad
+        assert out["event"] is None and [e["code"] for e in out["errors"]] == [code], (bad, out)
+    assert await row_counts(services.db) == before
     await refused(services, volunteer["client"], "RequestVolunteerPayout", "requestVolunteerPayout",
                   {"input": {"points": 1}}, "BAD_USER_INPUT")
     staff = gql.as_user(admin["token"])
