@@ -10,6 +10,7 @@ from jingtan_api.progress import ProgressBar
 from jingtan_api.services import Services
 from jingtan_api.users import service as users_service
 from jingtan_api.users.service import count_users
+from jingtan_api.volunteers.demo import seed_demo as seed_volunteers
 
 DEMO_PASSWORD = "Jingtan-demo-2026"
 
@@ -89,6 +90,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
     bar.advance(1, "done")
     bar.close()
+    await seed_volunteers(services, admin_id=admin_id, volunteer_user_id=user_ids[3], member_user_ids=user_ids[1:3], now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

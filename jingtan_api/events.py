@@ -23,7 +23,9 @@ depends on import order.
 Event types emitted by the core (the ``data`` keys are part of the contract; new keys may be added):
 
 =======================  ==========================================================================
-``user.registered``      ``user_id``
+``user.registered``      ``user_id``; from the ``register`` mutation also ``client_address, device_id,
+                         referral_code`` (the latter two may be None)
+``merchant.applied``     ``merchant_id, user_id, volunteer_code`` (None when no volunteer brought it)
 ``action.recorded``      ``action_id, user_id, plugin_code, status, grams_co2e, points`` — a new action
 ``action.reviewed``      ``action_id, user_id, plugin_code, status, grams_co2e, points, reviewer_id``
 ``action.approved``      ``action_id, user_id, plugin_code, grams_co2e, points`` — whenever an action

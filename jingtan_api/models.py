@@ -11,5 +11,6 @@ from jingtan_api.merchants import models as _merchants  # noqa: F401
 from jingtan_api.offers import models as _offers  # noqa: F401
 from jingtan_api.redemptions import models as _redemptions  # noqa: F401
 from jingtan_api.users import models as _users  # noqa: F401
+from jingtan_api.volunteers import models as _volunteers  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -140,6 +140,27 @@ class OffersSettings(_Section):
     )
 
 
+class VolunteersSettings(_Section):
+    """Volunteer programme (docs/volunteers.md)."""
+
+    checkin_code_seconds: int = Field(60, ge=15, le=3600, description="How long one event check-in code is shown before it rotates.")
+    checkin_grace_codes: int = Field(1, ge=0, le=5, description="Previous check-in codes still accepted (scanning takes time).")
+    checkin_opens_minutes: int = Field(60, ge=0, le=1440, description="Check-in opens this many minutes before an event starts.")
+    max_event_reward_points: int = Field(200, ge=0, description="Largest promotional reward an event may credit per attendee.")
+    max_event_capacity: int = Field(5000, ge=1, description="Largest capacity of one event.")
+    hours_auto_confirm_after_hours: int = Field(72, ge=1, description="Hours after an event ends when its service hours confirm themselves (with attendance).")
+    referral_points: int = Field(50, ge=0, description="Promotional points a volunteer gets when a referred member's first action is approved.")
+    referral_daily_cap: int = Field(10, ge=0, description="Referral bonuses one volunteer may get per day (UTC+8).")
+    referral_monthly_cap: int = Field(100, ge=0, description="Referral bonuses one volunteer may get per calendar month (UTC+8).")
+    referral_window_days: int = Field(30, ge=0, description="Days after registration a member may still enter a referral code.")
+    farming_threshold: int = Field(3, ge=2, description="Referred accounts sharing one address or device that flag a volunteer.")
+    inactive_referral_days: int = Field(30, ge=1, description="Referred accounts without an approved action after this many days count as inactive.")
+    commission_basis_points: int = Field(500, ge=0, le=10000, description="Share of points redeemed at a merchant a volunteer brought (1/10000).")
+    commission_days: int = Field(365, ge=1, description="How long after the merchant's application the commission runs.")
+    min_payout_points: int = Field(100, ge=1, description="Smallest payout request.")
+    job_interval_seconds: int = Field(3600, ge=0, description="How often the volunteer jobs run (0: off).")
+
+
 class GraphQLSettings(_Section):
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
     introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
@@ -349,6 +370,7 @@ class Settings(BaseSettings):
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
+    volunteers: VolunteersSettings = Field(default_factory=VolunteersSettings)
 
     @classmethod
     def settings_customise_sources(

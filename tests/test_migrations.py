@@ -14,6 +14,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.migrate import alembic_config, downgrade, upgrade
 from jingtan_api.models import metadata
 from jingtan_api.testing import DatabaseProvider, _asyncpg_url, postgres_admin_url
+from jingtan_api.volunteers import service as volunteers
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_migrations_match_models_and_round_trip(empty_db_url):
     upgrade(empty_db_url, "heads")
     diff, tables, revision = _diff_and_tables(empty_db_url)
     assert diff == [] and revision == heads[0]
-    assert set(_platform_accounts(empty_db_url)) == {ledger.ISSUANCE_CODE, ledger.EXPIRED_CODE}
+    assert set(_platform_accounts(empty_db_url)) == {ledger.ISSUANCE_CODE, ledger.EXPIRED_CODE, *volunteers.PLATFORM_CODES}
 
 
 def _execute(url: str, *statements: str) -> None:

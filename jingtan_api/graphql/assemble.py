@@ -58,6 +58,7 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.offers.schema",
     "jingtan_api.redemptions.schema",
     "jingtan_api.actions.schema",
+    "jingtan_api.volunteers.schema",
 )
 
 MAX_NODES = 100

@@ -87,7 +87,9 @@ class MerchantsMutation:
         if ctx.viewer.api_token_id is not None:
             raise PermissionDenied("Apply in the app, not with an API token / 请在应用内申请")
         merchant_id = await ctx.db.write(
-            lambda conn: service.apply_for_merchant(conn, user_id=user_id, profile=profile_dict(input.profile), now=ctx.now())
+            lambda conn: service.apply_for_merchant(
+                conn, user_id=user_id, profile=profile_dict(input.profile), now=ctx.now(), volunteer_code=input.volunteer_code
+            )
         )
         return await _merchant_payload(info, merchant_id)
 

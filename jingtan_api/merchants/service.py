@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Date, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api import events
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.audit import service as audit
@@ -190,7 +191,8 @@ async def create_merchant(
     return merchant_id
 
 
-async def apply_for_merchant(conn: AsyncConnection, *, user_id: int, profile: dict[str, Any], now: datetime) -> int:
+async def apply_for_merchant(conn: AsyncConnection, *, user_id: int, profile: dict[str, Any], now: datetime,
+                             volunteer_code: str | None = None) -> int:
     values = validate_profile(profile)
     # One application at a time per user: serialise this user's applications on their account row.
     await ledger.lock_member_account(conn, user_id)
@@ -201,11 +203,14 @@ async def apply_for_merchant(conn: AsyncConnection, *, user_id: int, profile: di
     ).scalar_one_or_none()
     if pending is not None:
         raise Conflict("You already have a pending application / 您已有待审核的申请", code="APPLICATION_PENDING")
-    return (
+    merchant_id = (
         await conn.execute(
             insert(M).values(**values, status=PENDING, owner_user_id=user_id, created_at=now).returning(M.c.id)
         )
     ).scalar_one()
+    # The volunteer who brought the merchant (their code) is the volunteer programme's business (a listener).
+    await events.emit(conn, "merchant.applied", merchant_id=merchant_id, user_id=user_id, volunteer_code=volunteer_code)
+    return merchant_id
 
 
 async def review_application(

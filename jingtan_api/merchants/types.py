@@ -188,6 +188,9 @@ class CreateMerchantInput:
 @strawberry.input(description="Apply to become a merchant. / 申请成为商户。")
 class ApplyForMerchantInput:
     profile: MerchantProfileInput = strawberry.field(description="Profile. / 资料。")
+    volunteer_code: str | None = strawberry.field(
+        default=None, description="Code of the volunteer who brought you (optional). / 推荐志愿者的推荐码（选填）。"
+    )
 
 
 @strawberry.input(description="Approve or reject a merchant application (admin). / 审核商户申请。")

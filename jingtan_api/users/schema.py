@@ -90,6 +90,8 @@ class UsersMutation:
             password=input.password,
             display_name=input.display_name,
             now=ctx.now(),
+            signals={"client_address": client_address(info), "device_id": input.device_id,
+                     "referral_code": input.referral_code},
         )
         await _as_viewer(info, session)
         payload = await _session_payload(info, session)

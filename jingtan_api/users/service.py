@@ -148,14 +148,15 @@ async def register(app: "Services",
     )
     return user_id
 
-async def register_session(app: "Services", *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime
+async def register_session(app: "Services", *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime,
+    signals: dict[str, str | None] | None = None,
 ) -> Session:
     """Register a member and start their first session in the same transaction. This is not a
     login: it is not subject to the failed-login limits, and if anything fails nothing is written."""
     roles = frozenset({MEMBER})
     user_id, pair = await _register(app,
         email=email, phone=phone, password=password, display_name=display_name, roles=roles,
-        now=now, start_session=True,
+        now=now, start_session=True, signals=signals,
     )
     assert pair is not None
     return Session(user_id=user_id, roles=roles, pair=pair)
@@ -169,6 +170,7 @@ async def _register(app: "Services",
     roles: frozenset[str],
     now: datetime,
     start_session: bool,
+    signals: dict[str, str | None] | None = None,
 ) -> tuple[int, tokens.TokenPair | None]:
     if not email and not phone:
         raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
@@ -203,7 +205,9 @@ async def _register(app: "Services",
             )
         ).scalar_one()
         await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
-        await events.emit(conn, "user.registered", user_id=user_id)
+        # ``signals``: what the request said about itself (client_address, device_id, referral_code), for the
+        # domains that listen (the volunteer programme's referrals and farming checks).
+        await events.emit(conn, "user.registered", user_id=user_id, **(signals or {}))
         pair = await _issue_pair(app, conn, user_id, roles, family_id=None, now=now) if start_session else None
         return user_id, pair
 

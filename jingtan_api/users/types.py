@@ -104,6 +104,12 @@ class RegisterInput:
     )
     password: str = strawberry.field(description="At least 8 characters mixing letters, digits or symbols.")
     display_name: str = strawberry.field(description="1-64 characters. / 昵称。")
+    referral_code: str | None = strawberry.field(
+        default=None, description="A volunteer's referral code, if one brought you. / 志愿者推荐码（选填）。"
+    )
+    device_id: str | None = strawberry.field(
+        default=None, description="The app's stable device identifier, up to 64 characters (kept hashed). / 设备标识（选填）。"
+    )
 
 
 @strawberry.input(description="Log in with an email or phone number and a password. / 登录。")
