@@ -48,7 +48,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     log.update(overrides.pop("log", {}))
     limits = {"rate_limiting": False}
     limits.update(overrides.pop("limits", {}))
-    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, limits=limits, **overrides)
+    # Test apps run no periodic jobs unless a test asks (operations.jobs.enabled): tests call jobs directly.
+    operations = dict(overrides.pop("operations", {}))
+    operations["jobs"] = {"enabled": False, **operations.get("jobs", {})}
+    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, limits=limits,
+                         operations=operations, **overrides)
 
 
 class FrozenClock:
