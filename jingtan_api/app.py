@@ -28,6 +28,7 @@ from jingtan_api.db import utcnow
 from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
+from jingtan_api.identity.http import download_export
 from jingtan_api.jobs import run_periodically
 from jingtan_api.limits import (
     BodyLimitMiddleware,
@@ -428,6 +429,7 @@ def create_app(
               if settings.graphiql_enabled else []),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/privacy/exports/{export_id:int}", download_export, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

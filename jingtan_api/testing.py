@@ -48,7 +48,12 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     log.update(overrides.pop("log", {}))
     limits = {"rate_limiting": False}
     limits.update(overrides.pop("limits", {}))
-    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, limits=limits, **overrides)
+    # Tests of other domains earn and redeem with unverified members; tests of the gate turn it on.
+    identity = {"require_verified_contact": False}
+    identity.update(overrides.pop("identity", {}))
+    return _TestSettings(
+        database_url=database_url, auth=auth, points=points, log=log, limits=limits, identity=identity, **overrides
+    )
 
 
 class FrozenClock:

@@ -38,6 +38,14 @@ def client_address(info: Info) -> str:
     return (request.client.host if request.client else "unknown")[:64]
 
 
+def device_name(info: Info, given: str | None) -> str:
+    """The session's device name: what the client says, else its User-Agent."""
+    if given and given.strip():
+        return given
+    request = info.context.request
+    return (request.headers.get("user-agent") or "") if request is not None else ""
+
+
 async def _session_payload(info: Info, session: Session) -> AuthPayload:
     row = await users_loader(info).load(session.user_id)
     pair = session.pair
@@ -90,6 +98,8 @@ class UsersMutation:
             password=input.password,
             display_name=input.display_name,
             now=ctx.now(),
+            device_name=device_name(info, input.device_name),
+            address=client_address(info),
         )
         await _as_viewer(info, session)
         payload = await _session_payload(info, session)
@@ -100,7 +110,8 @@ class UsersMutation:
         ctx = info.context
         session = await service.login(
             ctx.services,
-            identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now()
+            identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now(),
+            device_name=device_name(info, input.device_name),
         )
         await _as_viewer(info, session)
         return await _session_payload(info, session)

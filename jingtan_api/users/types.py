@@ -104,12 +104,18 @@ class RegisterInput:
     )
     password: str = strawberry.field(description="At least 8 characters mixing letters, digits or symbols.")
     display_name: str = strawberry.field(description="1-64 characters. / 昵称。")
+    device_name: str | None = strawberry.field(
+        default=None, description="Name of this device for the list of sessions (default: the User-Agent). / 设备名称。"
+    )
 
 
 @strawberry.input(description="Log in with an email or phone number and a password. / 登录。")
 class LoginInput:
     identifier: str = strawberry.field(description="Email or phone number. / 邮箱或手机号。")
     password: str = strawberry.field(description="Password. / 密码。")
+    device_name: str | None = strawberry.field(
+        default=None, description="Name of this device for the list of sessions (default: the User-Agent). / 设备名称。"
+    )
 
 
 @strawberry.input(description="Exchange a refresh token for a new token pair. / 刷新令牌。")
