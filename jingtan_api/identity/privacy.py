@@ -144,12 +144,12 @@ async def _redemptions(conn: AsyncConnection, user_id: int) -> list[dict]:
 
 async def _memberships(conn: AsyncConnection, user_id: int) -> list[dict]:
     S, M = MerchantStaff.__table__, Merchant.__table__
-    out = [{"kind": "MERCHANT_STAFF", "merchant_id": r.merchant_id, "merchant": r.name, "since": _iso(r.created_at)}
+    out = [{"kind": "MERCHANT_STAFF", "merchant_id": r.merchant_id, "merchant": f"{r.name_zh} {r.name_en}".strip()}
            for r in await conn.execute(
-               select(S.c.merchant_id, M.c.name, S.c.created_at).join(M, M.c.id == S.c.merchant_id)
+               select(S.c.merchant_id, M.c.name_zh, M.c.name_en).join(M, M.c.id == S.c.merchant_id)
                .where(S.c.user_id == user_id))]
-    out += [{"kind": "MERCHANT_OWNER", "merchant_id": r.id, "merchant": r.name}
-            for r in await conn.execute(select(M.c.id, M.c.name).where(M.c.owner_user_id == user_id))]
+    out += [{"kind": "MERCHANT_OWNER", "merchant_id": r.id, "merchant": f"{r.name_zh} {r.name_en}".strip()}
+            for r in await conn.execute(select(M.c.id, M.c.name_zh, M.c.name_en).where(M.c.owner_user_id == user_id))]
     return out
 
 
