@@ -1,9 +1,8 @@
 """Phone change (re-verification, notice to the old number, a number another account verified),
 sessions and devices, consent versions — through GraphQL over HTTP on SQLite and PostgreSQL."""
 
-import pytest
 
-from identity_helpers import ERR, LOGIN_WITH_CODE, REQUEST_LOGIN, outbox, unchanged_except, verified_member
+from identity_helpers import ERR, outbox, unchanged_except, verified_member
 from jingtan_api.testing import register_member, row_counts
 
 REQUEST_CHANGE = f"""mutation($i: RequestPhoneChangeInput!) {{
