@@ -238,3 +238,37 @@ async def test_deletion_bad_inputs(gql, services, clock):
     body = await gql(COMPLETE, {"i": {"id": "QWNjb3VudERlbGV0aW9uUmVxdWVzdDo5OTk="}}, token=member["token"])
     assert body["data"]["completeAccountDeletion"]["errors"] == [{"code": "FORBIDDEN"}]
     await unchanged_except(services, before)
+
+
+async def test_redemptions_made_during_the_cooling_off_are_cancelled_at_completion(gql, services, clock):
+    member = await _member_with_history(gql, services, clock, email="late-shopper@example.cn")
+    admin = await make_admin(services, clock)
+    merchant = await make_merchant(gql, services, clock, admin)
+    offer = await make_offer(gql, clock, merchant, pointsPrice=100, totalStock=5, perMemberLimit=2)
+    data = await _schedule(gql, services, member, "DONATE")
+    assert data["confirmAccountDeletion"]["userErrors"] == []
+    assert (await redeem(gql, member, offer["id"]))["userErrors"] == []  # still allowed while cancellable
+    held = (await gql.ok("{ viewer { account { balance } } }", token=member["token"]))["viewer"]["account"]["balance"]
+    clock.advance(days=15, minutes=1)
+    admin["token"], _ = services.access_tokens.issue(admin["pk"], frozenset({"MEMBER", "ADMIN"}), clock())
+    queue = await gql.ok(QUEUE, {"s": "SCHEDULED"}, token=admin["token"])
+    request_id = queue["accountDeletionRequests"]["nodes"][0]["id"]
+    data = await gql.ok(COMPLETE, {"i": {"id": request_id}}, token=admin["token"])
+    assert data["completeAccountDeletion"]["request"]["pointsDisposed"] == held + 100  # the refund is donated too
+    from offers_helpers import db_state
+
+    state = await db_state(services, offer["id"])
+    assert state["problems"] == [] and state["stock"] == 5
+
+
+async def test_api_tokens_cannot_export_or_delete(gql, services, clock):
+    member = await _member_with_history(gql, services, clock, email="scripted@example.cn")
+    data = await gql.ok("""mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }""",
+                        {"i": {"name": "script", "scopes": ["account:read"]}}, token=member["token"])
+    secret = data["createApiToken"]["secret"]
+    before = await row_counts(services.db)
+    for mutation in (EXPORT, REQUEST_DELETE):
+        body = await gql(mutation, token=secret)
+        payload = next(iter(body["data"].values()))
+        assert payload["errors"] == [{"code": "FORBIDDEN"}]
+    await unchanged_except(services, before)
