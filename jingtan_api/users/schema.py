@@ -119,7 +119,9 @@ class UsersMutation:
     @payload_mutation(description="Rotate a refresh token into a new token pair. / 刷新令牌。")
     async def refresh_token(self, info: Info, input: RefreshTokenInput) -> AuthPayload:
         ctx = info.context
-        session = await service.refresh(ctx.services, refresh_token=input.refresh_token, now=ctx.now())
+        session = await service.refresh(
+            ctx.services, refresh_token=input.refresh_token, now=ctx.now(), address=client_address(info)
+        )
         await _as_viewer(info, session)
         return await _session_payload(info, session)
 

@@ -398,7 +398,7 @@ async def _issue_pair(app: "Services", conn: AsyncConnection, user_id: int, role
     )
     return tokens.TokenPair(access, access_exp, refresh, refresh_exp)
 
-async def refresh(app: "Services", *, refresh_token: str, now: datetime) -> Session:
+async def refresh(app: "Services", *, refresh_token: str, now: datetime, address: str = "") -> Session:
     async def tx(conn: AsyncConnection) -> Session | Unauthenticated:
         try:
             user_id, family_id = await tokens.rotate_refresh_token(
@@ -411,7 +411,7 @@ async def refresh(app: "Services", *, refresh_token: str, now: datetime) -> Sess
         if row.status != "ACTIVE":
             await tokens.revoke_family(conn, family_id, now=now, reason="user-disabled")
             return Unauthenticated("Account disabled / 账户已停用", code="ACCOUNT_DISABLED")
-        pair = await _issue_pair(app, conn, user_id, roles_of(row), family_id=family_id, now=now)
+        pair = await _issue_pair(app, conn, user_id, roles_of(row), family_id=family_id, now=now, address=address)
         return Session(user_id=user_id, roles=roles_of(row), pair=pair)
 
     result = await app.db.write(tx)
