@@ -31,6 +31,7 @@ from jingtan_api.db import utcnow
 from jingtan_api.graphql.assemble import build_schema
 from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
+from jingtan_api.identity.http import download_export
 from jingtan_api.jobs import run_periodically
 from jingtan_api.limits import (
     BodyLimitMiddleware,
@@ -526,6 +527,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *([Route("/metrics", metrics_endpoint)] if metrics_settings.enabled else []),
+            Route("/privacy/exports/{export_id:int}", download_export, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

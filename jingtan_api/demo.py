@@ -5,6 +5,7 @@ from datetime import timedelta
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
+from jingtan_api.identity.demo import seed_demo as seed_identity
 from jingtan_api.offers.demo import seed_offers
 from jingtan_api.progress import ProgressBar
 from jingtan_api.services import Services
@@ -91,6 +92,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     bar.advance(1, "done")
     bar.close()
     await seed_volunteers(services, admin_id=admin_id, volunteer_user_id=user_ids[3], member_user_ids=user_ids[1:3], now=now)
+    await seed_identity(services, user_ids=user_ids, now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

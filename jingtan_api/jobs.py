@@ -41,6 +41,7 @@ from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.db import Database, dialect_insert, utcnow
 from jingtan_api.job_models import JobLease
 from jingtan_api.observability import metrics
+from jingtan_api.identity.jobs import complete_due_deletions
 from jingtan_api.redemptions.jobs import expire_redemptions
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ JOB_MODULES: tuple[str, ...] = (
 async def run_expiry_once(db: Database, *, now: datetime, settings: "Settings") -> dict[str, int]:
     """One run of the server's expiry task: overdue redemptions first (their refunds open lots), then
     expired points lots. A failure of one part is logged and does not stop the other."""
-    out = {"redemptions": 0, "refunded": 0, "accounts": 0, "expired": 0}
+    out = {"redemptions": 0, "refunded": 0, "accounts": 0, "expired": 0, "deletions": 0}
     try:
         out["redemptions"], out["refunded"] = await expire_redemptions(
             db, now=now, lot_expiry_days=settings.points.lot_expiry_days,
@@ -80,6 +81,10 @@ async def run_expiry_once(db: Database, *, now: datetime, settings: "Settings") 
         out["accounts"], out["expired"] = await expire_points(db, now=now, lot_expiry_days=settings.points.lot_expiry_days)
     except Exception:  # logged; points expiry still runs next time
         log.exception("expiry run failed")
+    try:
+        out["deletions"] = await complete_due_deletions(db, now=now, settings=settings)
+    except Exception:  # logged; due deletions are completed by the next run
+        log.exception("account deletion run failed")
     return out
 
 

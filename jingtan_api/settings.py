@@ -254,6 +254,56 @@ class LimitsSettings(_Section):
     )
 
 
+class IdentitySettings(_Section):
+    """One-time codes, their senders, verified contacts, consent versions, data export and deletion
+    (docs/identity.md)."""
+
+    require_verified_contact: bool = Field(
+        True, description="Members must verify a phone or email before they earn points or redeem offers."
+    )
+    code_ttl_seconds: int = Field(300, ge=60, le=3600, description="Lifetime of a one-time code.")
+    code_max_attempts: int = Field(
+        5, ge=1, le=20, description="Wrong entries of one code (all server processes together) before it is void."
+    )
+    code_resend_interval_seconds: int = Field(
+        60, ge=0, description="Shortest time between two codes sent to one phone number or email address."
+    )
+    code_window_seconds: int = Field(3600, ge=60, description="Window of the two limits below.")
+    codes_per_destination: int = Field(5, ge=1, description="Codes per phone number or email address per window.")
+    codes_per_address: int = Field(20, ge=1, description="Codes requested from one client address per window.")
+    sms_sender: str = Field(
+        "development", description="Message sender for SMS: development, http_gateway, or a plugin's sender name."
+    )
+    email_sender: str = Field("development", description="Message sender for email (same names).")
+    development_outbox_file: str | None = Field(
+        None, description="The development sender also appends each message as a JSON line to this file."
+    )
+    sms_gateway_url: str | None = Field(
+        None, description="https URL the http_gateway sender POSTs to (JSON: to, templateId, params)."
+    )
+    sms_gateway_key: str = Field("", description="Bearer key of the SMS gateway.")
+    sms_gateway_template_id: str = Field("", description="Template id of the code message at the gateway.")
+    sms_gateway_notice_template_id: str = Field(
+        "", description="Template id of the notice sent to an old number after a phone change (default: the code template)."
+    )
+    sms_gateway_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Timeout of one gateway request.")
+    terms_version: str = Field("2026-12-01", min_length=1, max_length=32, description="Current terms of service version.")
+    privacy_version: str = Field("2026-12-01", min_length=1, max_length=32, description="Current privacy notice version.")
+    export_link_ttl_seconds: int = Field(
+        86400, ge=60, le=7 * 86400, description="Lifetime of a data export's download link (it works once)."
+    )
+    exports_per_day: int = Field(3, ge=1, description="Data exports one member may request per 24 hours.")
+    public_base_url: str = Field(
+        "", description="Origin put before download links (e.g. https://api.example.cn); empty: relative links."
+    )
+    deletion_cooling_off_days: int = Field(
+        15, ge=0, le=90, description="Days between a confirmed deletion request and the deletion (cancellable)."
+    )
+    donation_target: str = Field(
+        "public_good", description="Where DONATE sends a deleted account's balance (a registered donation target)."
+    )
+
+
 class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `jingtan serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `jingtan serve` binds.")
@@ -368,6 +418,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     volunteers: VolunteersSettings = Field(default_factory=VolunteersSettings)

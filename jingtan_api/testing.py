@@ -48,11 +48,16 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     log.update(overrides.pop("log", {}))
     limits = {"rate_limiting": False}
     limits.update(overrides.pop("limits", {}))
+    # Tests of other domains earn and redeem with unverified members; tests of the gate turn it on.
+    identity = {"require_verified_contact": False}
+    identity.update(overrides.pop("identity", {}))
     # Test apps run no periodic jobs unless a test asks (operations.jobs.enabled): tests call jobs directly.
     operations = dict(overrides.pop("operations", {}))
     operations["jobs"] = {"enabled": False, **operations.get("jobs", {})}
-    return _TestSettings(database_url=database_url, auth=auth, points=points, log=log, limits=limits,
-                         operations=operations, **overrides)
+    return _TestSettings(
+        database_url=database_url, auth=auth, points=points, log=log, limits=limits, identity=identity,
+        operations=operations, **overrides,
+    )
 
 
 class FrozenClock:

@@ -480,6 +480,6 @@ async def test_periodic_expiry_run_refunds_redemptions_then_expires_points(gql, 
     clock.advance(days=366)  # the redemption is overdue and every lot has expired
     result = await run_expiry_once(services.db, now=clock(), settings=services.settings)
     # The refund keeps at least refund_min_valid_days of life, so only the 300 unspent points expire.
-    assert result == {"redemptions": 1, "refunded": 200, "accounts": 1, "expired": 300}
+    assert result == {"redemptions": 1, "refunded": 200, "accounts": 1, "expired": 300, "deletions": 0}
     assert await balance(services, member["pk"]) == 200
     assert (await db_state(services, shop["offer"]["id"]))["problems"] == []

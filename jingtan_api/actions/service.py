@@ -39,6 +39,7 @@ from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
+from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.observability import metrics
 from jingtan_api.plugins.api import (
@@ -356,6 +357,9 @@ async def submit(
     now: datetime,
 ) -> SubmitResult:
     key = idempotency.validate_key(idempotency_key)
+    if app.settings.identity.require_verified_contact:  # identity gate (docs/identity.md)
+        async with app.db.read() as conn:
+            await users.require_verified_contact(conn, user_id)
     loaded = app.plugins.get(code)
     if loaded is None:
         raise ValidationFailed(f"Action type {code!r} is not enabled / 该类别未启用", code="ACTION_TYPE_DISABLED", field="action")

@@ -219,7 +219,7 @@ def action_type_infos(info: Info) -> dict[str, ActionTypeInfo]:
 ActionErrorCode = error_code_enum(
     "ActionErrorCode",
     ("ACTION_TYPE_DISABLED", "FUTURE_TIMESTAMP", "END_BEFORE_START", "PLUGIN_FAILURE", "NOT_PENDING_REVIEW",
-     "IDEMPOTENCY_KEY_REUSED"),
+     "IDEMPOTENCY_KEY_REUSED", "CONTACT_NOT_VERIFIED"),
     description="Codes of the action mutations' userErrors. / 低碳行为错误代码。",
 )
 ActionError = user_error_type(

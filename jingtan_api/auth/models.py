@@ -56,3 +56,21 @@ class LoginAttempt(SQLModel, table=True):
     identifier: str = Field(max_length=254)
     address: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuthSession(SQLModel, table=True):
+    """A login session as the member sees it: one refresh-token family (device, first and last use,
+    client address). Whether it is still active is read from the family's refresh tokens."""
+
+    __tablename__ = "auth_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    family_id: str = Field(max_length=36, unique=True)
+    device_name: str = Field(default="", max_length=100)
+    address: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime  # expiry of the family's newest refresh token
+    ended_at: datetime | None = None
+    ended_reason: str | None = Field(default=None, max_length=64)

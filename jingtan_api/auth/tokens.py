@@ -19,13 +19,14 @@ import jwt
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.auth.models import ApiToken, RefreshToken
+from jingtan_api.auth.models import ApiToken, AuthSession, RefreshToken
 from jingtan_api.auth.permissions import SCOPES, Viewer, scopes_for_roles
 from jingtan_api.errors import NotFound, PermissionDenied, Unauthenticated, ValidationFailed
 from jingtan_api.settings import Settings
 from jingtan_api.users.models import User
 
 RT = RefreshToken.__table__
+AS = AuthSession.__table__
 AT = ApiToken.__table__
 ALGORITHM = "HS256"
 API_TOKEN_PREFIX = "jt_"
@@ -93,20 +94,48 @@ class AccessTokens:
 
 
 async def issue_refresh_token(
-    conn: AsyncConnection, user_id: int, *, family_id: str | None, now: datetime, ttl_days: int
+    conn: AsyncConnection, user_id: int, *, family_id: str | None, now: datetime, ttl_days: int,
+    device_name: str = "", address: str = "",
 ) -> tuple[str, datetime]:
+    """Issue a refresh token: the first of a new family (a new session, ``auth_session`` row) when
+    ``family_id`` is None, else the successor in that family (the session's last use moves on)."""
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(days=ttl_days)
+    new_family = family_id is None
+    family = family_id or str(uuid.uuid4())
     await conn.execute(
         insert(RT).values(
             user_id=user_id,
-            family_id=family_id or str(uuid.uuid4()),
+            family_id=family,
             token_hash=sha256(token),
             created_at=now,
             expires_at=expires,
         )
     )
+    if new_family:
+        await conn.execute(
+            insert(AS).values(
+                user_id=user_id, family_id=family, device_name=clean_device_name(device_name), address=address[:64],
+                created_at=now, last_used_at=now, expires_at=expires,
+            )
+        )
+    else:
+        values: dict = {"last_used_at": now, "expires_at": expires}
+        if address:
+            values["address"] = address[:64]
+        await conn.execute(update(AS).where(AS.c.family_id == family).values(**values))
     return token, expires
+
+
+def clean_device_name(name: str | None) -> str:
+    """What the member sees for a session: the client's name for itself (or its User-Agent), printable,
+    at most 100 characters."""
+    text = " ".join("".join(ch for ch in (name or "") if ch.isprintable()).split())
+    return text[:100]
+
+
+async def session_id_of_family(conn: AsyncConnection, family_id: str) -> int | None:
+    return (await conn.execute(select(AS.c.id).where(AS.c.family_id == family_id))).scalar_one_or_none()
 
 
 async def rotate_refresh_token(conn: AsyncConnection, token: str, *, now: datetime, ttl_days: int) -> tuple[int, str]:
@@ -143,14 +172,22 @@ async def revoke_family(conn: AsyncConnection, family_id: str, *, now: datetime,
         .where(RT.c.family_id == family_id, RT.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
     )
-
-
-async def revoke_user_refresh_tokens(conn: AsyncConnection, user_id: int, *, now: datetime, reason: str) -> None:
     await conn.execute(
-        update(RT)
-        .where(RT.c.user_id == user_id, RT.c.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
+        update(AS).where(AS.c.family_id == family_id, AS.c.ended_at.is_(None)).values(ended_at=now, ended_reason=reason)
     )
+
+
+async def revoke_user_refresh_tokens(
+    conn: AsyncConnection, user_id: int, *, now: datetime, reason: str, keep_family: str | None = None
+) -> None:
+    """End every session of the user (but the family ``keep_family``, when given)."""
+    rt_where = [RT.c.user_id == user_id, RT.c.revoked_at.is_(None)]
+    as_where = [AS.c.user_id == user_id, AS.c.ended_at.is_(None)]
+    if keep_family is not None:
+        rt_where.append(RT.c.family_id != keep_family)
+        as_where.append(AS.c.family_id != keep_family)
+    await conn.execute(update(RT).where(*rt_where).values(revoked_at=now, revoked_reason=reason))
+    await conn.execute(update(AS).where(*as_where).values(ended_at=now, ended_reason=reason))
 
 
 async def family_of(conn: AsyncConnection, token: str) -> tuple[int, str] | None:

@@ -59,6 +59,7 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.redemptions.schema",
     "jingtan_api.actions.schema",
     "jingtan_api.volunteers.schema",
+    "jingtan_api.identity.schema",
 )
 
 MAX_NODES = 100

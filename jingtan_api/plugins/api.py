@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 PROJECT_NAME = "jingtan"
 ENTRY_POINT_GROUP = "jingtan.plugins"
 
@@ -476,6 +476,52 @@ def _models_of_type_arguments(cls: type) -> dict[str, type[BaseModel]]:
     return found
 
 
+# --- message senders (since plugin API 1.2) ----------------------------------------------------------
+
+
+class Channel(str, Enum):
+    """Where a message goes: a mobile phone (SMS) or an email address."""
+
+    SMS = "SMS"
+    EMAIL = "EMAIL"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message the core asks a sender to deliver. ``destination`` is normalised (E.164 phone number
+    or lower-case email address). ``purpose`` is stable (``LOGIN``, ``RESET_PASSWORD``, ``VERIFY_PHONE``,
+    ``VERIFY_EMAIL``, ``CHANGE_PHONE``, ``DELETE_ACCOUNT``, or ``PHONE_CHANGED`` for the notice to the old
+    number, which carries no code). ``text`` is the bilingual text the core rendered; gateways that send
+    a registered template use ``code`` and ``ttl_minutes`` as its parameters instead."""
+
+    channel: Channel
+    destination: str
+    purpose: str
+    text: str
+    code: str | None = None
+    ttl_minutes: int = 0
+
+
+class SendFailed(Exception):
+    """Raised by a sender that could not hand the message over (gateway down, refused, timed out). The
+    member sees ``SEND_FAILED`` and the code is withdrawn; the message is never retried by the core."""
+
+
+class MessageSender(Protocol):
+    """A channel for one-time codes and notices, returned by ``jingtan_register_message_senders``.
+    Structural: any object with these attributes and an async ``send`` fits. ``name`` is what
+    ``[identity] sms_sender`` / ``email_sender`` select; ``channels`` are the channels it can deliver."""
+
+    name: str
+    channels: frozenset[Channel]
+    plugin_api_version: str
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Deliver the message or raise :class:`SendFailed`. Called after the code was committed, with a
+        timeout (``[plugins] timeout_seconds``); any other exception counts as a failure too."""
+        ...
+
+
 # --- helpers for plugins ---------------------------------------------------------------------------
 
 
@@ -529,14 +575,18 @@ __all__ = [
     "ActionType",
     "Calculation",
     "Caps",
+    "Channel",
     "Evidence",
     "Factor",
     "FactorOverride",
     "HistorySource",
     "InputT",
+    "MessageSender",
     "Methodology",
+    "OutgoingMessage",
     "PluginContext",
     "Reason",
+    "SendFailed",
     "SettingsT",
     "Status",
     "Verification",

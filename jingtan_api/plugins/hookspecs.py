@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from jingtan_api.plugins.api import PROJECT_NAME, ActionType
+from jingtan_api.plugins.api import PROJECT_NAME, ActionType, MessageSender
 
 if TYPE_CHECKING:
     from jingtan_api.graphql.domain import Domain
     from jingtan_api.plugins.manager import PluginHost
+    from jingtan_api.settings import Settings
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -40,5 +41,18 @@ def jingtan_register_domain(host: "PluginHost", reserved_type_names: frozenset[s
     plugins' input models) must not reuse. An implementation may take either argument or none.
     Core-internal in plugin API 1.x: the GraphQL types it returns are the core's, so it is not part of
     the stable plugin API (``jingtan_api.plugins.api``) and may change in a minor version.
+    """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this
+
+
+@hookspec
+def jingtan_register_message_senders(settings: "Settings") -> list[MessageSender]:
+    """Return the message senders (SMS or email channels for one-time codes) this plugin provides: objects
+    fitting the :class:`MessageSender` protocol, each with a unique ``name``.
+
+    Called once at startup; ``settings`` are the server's settings (an implementation may omit the
+    argument). ``[identity] sms_sender`` and ``email_sender`` choose the sender of each channel by name;
+    the core's own ``development`` and ``http_gateway`` senders register through this hook too.
+    Since plugin API 1.2.
     """
     raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this

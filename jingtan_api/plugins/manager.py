@@ -8,6 +8,7 @@ that matches no hook specification (a misspelled hook name would otherwise be ig
 
 import difflib
 import importlib.metadata
+import inspect
 import logging
 import re
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 import pluggy
 from pydantic import ValidationError
 
+from jingtan_api.identity import senders as builtin_senders
 from jingtan_api.plugins import hookspecs
 from jingtan_api.plugins.api import (
     ENTRY_POINT_GROUP,
@@ -27,6 +29,8 @@ from jingtan_api.plugins.api import (
     ActionSettings,
     ActionType,
     Caps,
+    Channel,
+    MessageSender,
     Methodology,
 )
 from jingtan_api.settings import ConfigurationError, Settings
@@ -90,6 +94,9 @@ class PluginHost:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.action_types: dict[str, LoadedActionType] = {}
+        # Message senders by name (``jingtan_register_message_senders``), the core's built-ins included.
+        self.message_senders: dict[str, MessageSender] = {}
+        self.sender_plugins: dict[str, str] = {}
 
     def get(self, code: str) -> LoadedActionType | None:
         return self.action_types.get(code)
@@ -115,6 +122,55 @@ class PluginHost:
                 ) from None
             for action_type in types:
                 self._add(name, action_type, settings, dist_version)
+        self._add_senders(name, settings)
+
+    def _add_senders(self, name: str, settings: Settings) -> None:
+        """Collect the message senders of the plugin just registered (``jingtan_register_message_senders``)."""
+        impls = [i for i in self.pm.hook.jingtan_register_message_senders.get_hookimpls() if i.plugin_name == name]
+        for impl in impls:
+            try:
+                args = {"settings": settings}
+                result = impl.function(*[args[a] for a in impl.argnames])
+                if result is not None and not isinstance(result, Iterable):
+                    raise TypeError(f"returned {type(result).__name__}, not a list of message senders")
+                senders = list(result or [])
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug stops startup with its name
+                raise ConfigurationError(
+                    f"plugin {name!r}: jingtan_register_message_senders failed: {type(exc).__name__}: {_one_line(exc)}"
+                ) from None
+            for sender in senders:
+                self._add_sender(name, sender)
+
+    def _add_sender(self, plugin: str, sender: object) -> None:
+        sender_name = getattr(sender, "name", None)
+        if not isinstance(sender_name, str) or not CODE_RE.match(sender_name):
+            raise ConfigurationError(f"plugin {plugin!r}: message sender name {sender_name!r} is not snake_case (2-40 chars)")
+        send = getattr(sender, "send", None)
+        if not callable(send) or not inspect.iscoroutinefunction(send):
+            raise ConfigurationError(f"plugin {plugin!r}: message sender {sender_name!r} has no async send(message)")
+        channels = getattr(sender, "channels", None)
+        if not isinstance(channels, frozenset | set) or not channels or not all(isinstance(c, Channel) for c in channels):
+            raise ConfigurationError(
+                f"plugin {plugin!r}: message sender {sender_name!r}: channels must be a non-empty set of Channel"
+            )
+        wanted = getattr(sender, "plugin_api_version", "")
+        if not _version_ok(str(wanted)):
+            raise ConfigurationError(
+                f"plugin {plugin!r}: message sender {sender_name!r} needs plugin API {wanted}, "
+                f"this server provides {PLUGIN_API_VERSION}"
+            )
+        if sender_name in self.message_senders:
+            raise ConfigurationError(
+                f"plugin {plugin!r}: message sender {sender_name!r} is already provided by "
+                f"{self.sender_plugins[sender_name]!r}"
+            )
+        self.message_senders[sender_name] = sender  # type: ignore[assignment]
+        self.sender_plugins[sender_name] = plugin
+
+    def sender_for(self, channel: Channel, settings: Settings) -> MessageSender:
+        """The sender ``[identity] sms_sender`` / ``email_sender`` selects for ``channel``."""
+        name = settings.identity.sms_sender if channel == Channel.SMS else settings.identity.email_sender
+        return self.message_senders[name]
 
     def _check_hooks_known(self, name: str, plugin: object) -> None:
         """``pm.check_pending()``: every hook implementation of the plugin just registered must match a
@@ -221,15 +277,32 @@ def _check_tables(host: PluginHost, settings: Settings) -> None:
         )
 
 
+def _check_senders(host: PluginHost, settings: Settings) -> None:
+    """``[identity] sms_sender`` and ``email_sender`` must name a registered sender of that channel."""
+    for key, channel in (("sms_sender", Channel.SMS), ("email_sender", Channel.EMAIL)):
+        wanted = getattr(settings.identity, key)
+        sender = host.message_senders.get(wanted)
+        if sender is None:
+            raise ConfigurationError(
+                f"[identity] {key} = {wanted!r}: no such message sender "
+                f"(registered: {', '.join(sorted(host.message_senders)) or 'none'})"
+            )
+        if channel not in sender.channels:
+            raise ConfigurationError(f"[identity] {key} = {wanted!r}: this sender cannot deliver {channel.value}")
+
+
 def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) -> PluginHost:
     """Load the enabled plugins (or exactly ``plugins`` when given: a list of plugin objects/modules, or
-    of ``(name, plugin)`` pairs — then ``[plugins] enabled`` is ignored). Raises ConfigurationError."""
+    of ``(name, plugin)`` pairs — then ``[plugins] enabled`` is ignored). Raises ConfigurationError.
+    The core's built-in message senders are registered first, through the same hook."""
     host = PluginHost()
+    host.register("jingtan-builtin-senders", builtin_senders, settings)
     if plugins is not None:
         for item in plugins:
             name, plugin = item if isinstance(item, tuple) else (getattr(item, "__name__", repr(item)), item)
             host.register(name, plugin, settings)
         _check_tables(host, settings)
+        _check_senders(host, settings)
         return host
     enabled = settings.plugins.enabled
     twice = sorted({name for name in enabled if enabled.count(name) > 1})
@@ -249,5 +322,6 @@ def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) ->
         dist = getattr(ep, "dist", None)
         host.register(name, plugin, settings, dist_version=getattr(dist, "version", "") or "")
     _check_tables(host, settings)
+    _check_senders(host, settings)
     log.info("plugins loaded", extra={"action_types": sorted(host.action_types)})
     return host

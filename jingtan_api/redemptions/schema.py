@@ -66,6 +66,7 @@ class RedemptionsMutation:
                 idempotency_key=input.idempotency_key, now=ctx.now(),
                 lot_expiry_days=cfg.points.lot_expiry_days, valid_days=cfg.offers.redemption_valid_days,
                 max_quantity=cfg.offers.max_quantity,
+                require_verified_contact=cfg.identity.require_verified_contact,
             )
         )
         payload = await _redemption_payload(info, redemption_id)

@@ -32,6 +32,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, NotFound
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.models import Merchant
@@ -92,8 +93,11 @@ async def redeem(
     lot_expiry_days: int,
     valid_days: int,
     max_quantity: int,
+    require_verified_contact: bool = False,
 ) -> tuple[int, bool]:
     """Redeem ``quantity`` of an offer for the member. Returns (redemption id, replayed)."""
+    if require_verified_contact:  # identity gate (docs/identity.md)
+        await users.require_verified_contact(conn, user_id)
     quantity = validate_quantity(quantity, max_quantity=max_quantity)
     key = idempotency.validate_key(idempotency_key)
     claim = await idempotency.claim(

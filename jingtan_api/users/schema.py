@@ -38,6 +38,14 @@ def client_address(info: Info) -> str:
     return (request.client.host if request.client else "unknown")[:64]
 
 
+def device_name(info: Info, given: str | None) -> str:
+    """The session's device name: what the client says, else its User-Agent."""
+    if given and given.strip():
+        return given
+    request = info.context.request
+    return (request.headers.get("user-agent") or "") if request is not None else ""
+
+
 async def _session_payload(info: Info, session: Session) -> AuthPayload:
     row = await users_loader(info).load(session.user_id)
     pair = session.pair
@@ -92,6 +100,8 @@ class UsersMutation:
             now=ctx.now(),
             signals={"client_address": client_address(info), "device_id": input.device_id,
                      "referral_code": input.referral_code},
+            device_name=device_name(info, input.device_name),
+            address=client_address(info),
         )
         await _as_viewer(info, session)
         payload = await _session_payload(info, session)
@@ -102,7 +112,8 @@ class UsersMutation:
         ctx = info.context
         session = await service.login(
             ctx.services,
-            identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now()
+            identifier=input.identifier, password=input.password, address=client_address(info), now=ctx.now(),
+            device_name=device_name(info, input.device_name),
         )
         await _as_viewer(info, session)
         return await _session_payload(info, session)
@@ -110,7 +121,9 @@ class UsersMutation:
     @payload_mutation(description="Rotate a refresh token into a new token pair. / 刷新令牌。")
     async def refresh_token(self, info: Info, input: RefreshTokenInput) -> AuthPayload:
         ctx = info.context
-        session = await service.refresh(ctx.services, refresh_token=input.refresh_token, now=ctx.now())
+        session = await service.refresh(
+            ctx.services, refresh_token=input.refresh_token, now=ctx.now(), address=client_address(info)
+        )
         await _as_viewer(info, session)
         return await _session_payload(info, session)
 

@@ -21,14 +21,15 @@ from jingtan_api.audit import service as audit
 from jingtan_api.auth import tokens
 from jingtan_api.auth.models import LoginAttempt
 from jingtan_api.auth.permissions import ADMIN, MEMBER, ROLES
-from jingtan_api.errors import Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
-from jingtan_api.users.models import User
+from jingtan_api.errors import Conflict, NotFound, PermissionDenied, RateLimited, Unauthenticated, ValidationFailed
+from jingtan_api.users.models import User, UserConsent
 
 if TYPE_CHECKING:
     from jingtan_api.services import Services
 
 U = User.__table__
 LA = LoginAttempt.__table__
+UC = UserConsent.__table__
 
 # ASCII digits only: Python's \d also matches Arabic-Indic, Devanagari, ... digits, which would let the
 # same number be stored under several spellings (and defeat the uniqueness check).
@@ -150,13 +151,14 @@ async def register(app: "Services",
 
 async def register_session(app: "Services", *, email: str | None, phone: str | None, password: str, display_name: str, now: datetime,
     signals: dict[str, str | None] | None = None,
+    device_name: str = "", address: str = "",
 ) -> Session:
     """Register a member and start their first session in the same transaction. This is not a
     login: it is not subject to the failed-login limits, and if anything fails nothing is written."""
     roles = frozenset({MEMBER})
     user_id, pair = await _register(app,
         email=email, phone=phone, password=password, display_name=display_name, roles=roles,
-        now=now, start_session=True, signals=signals,
+        now=now, start_session=True, signals=signals, device_name=device_name, address=address,
     )
     assert pair is not None
     return Session(user_id=user_id, roles=roles, pair=pair)
@@ -171,6 +173,8 @@ async def _register(app: "Services",
     now: datetime,
     start_session: bool,
     signals: dict[str, str | None] | None = None,
+    device_name: str = "",
+    address: str = "",
 ) -> tuple[int, tokens.TokenPair | None]:
     if not email and not phone:
         raise ValidationFailed("Give an email or a phone number / 请提供邮箱或手机号", field="email")
@@ -208,7 +212,12 @@ async def _register(app: "Services",
         # ``signals``: what the request said about itself (client_address, device_id, referral_code), for the
         # domains that listen (the volunteer programme's referrals and farming checks).
         await events.emit(conn, "user.registered", user_id=user_id, **(signals or {}))
-        pair = await _issue_pair(app, conn, user_id, roles, family_id=None, now=now) if start_session else None
+        # Registering is accepting the current terms and privacy notice (docs/identity.md, "Consent").
+        await record_consent(conn, user_id, terms=app.settings.identity.terms_version,
+                             privacy=app.settings.identity.privacy_version, now=now)
+        pair = await _issue_pair(
+            app, conn, user_id, roles, family_id=None, now=now, device_name=device_name, address=address
+        ) if start_session else None
         return user_id, pair
 
     try:
@@ -270,7 +279,7 @@ async def create_admin(app: "Services", *, email: str | None, phone: str | None,
 
 # --- login and sessions ------------------------------------------------------------------------
 
-async def login(app: "Services", *, identifier: str, password: str, address: str, now: datetime) -> Session:
+async def login(app: "Services", *, identifier: str, password: str, address: str, now: datetime, device_name: str = "") -> Session:
     generic = Unauthenticated(
         "Wrong account or password / 账号或密码错误", code="INVALID_CREDENTIALS", field="password"
     )
@@ -278,6 +287,7 @@ async def login(app: "Services", *, identifier: str, password: str, address: str
         ident = normalize_identifier(identifier)
     except ValidationFailed:
         ident = None
+    client_address = address
     address = address_bucket(address)
     # Unknown accounts are counted by what was typed ("id:" keeps these apart from "user:<id>" keys).
     raw_key = "id:" + (ident or (identifier or "").strip().lower())[:250]
@@ -304,7 +314,9 @@ async def login(app: "Services", *, identifier: str, password: str, address: str
         await _record_success(conn, key=key, address=address, now=now)
         if rehash:
             await conn.execute(update(U).where(U.c.id == row.id).values(password_hash=rehash))
-        return await _issue_pair(app, conn, row.id, roles_of(row), family_id=None, now=now)
+        return await _issue_pair(
+            app, conn, row.id, roles_of(row), family_id=None, now=now, device_name=device_name, address=client_address
+        )
 
     pair = await app.db.write(start)
     return Session(user_id=row.id, roles=roles_of(row), pair=pair)
@@ -382,15 +394,17 @@ async def _record_success(conn: AsyncConnection, *, key: str, address: str, now:
     await conn.execute(insert(LA).values(identifier=_known_key(key), address=address, created_at=now))
 
 
-async def _issue_pair(app: "Services", conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime
+async def _issue_pair(app: "Services", conn: AsyncConnection, user_id: int, roles: frozenset[str], *, family_id: str | None, now: datetime,
+    device_name: str = "", address: str = "",
 ) -> tokens.TokenPair:
     access, access_exp = app.access_tokens.issue(user_id, roles, now)
     refresh, refresh_exp = await tokens.issue_refresh_token(
-        conn, user_id, family_id=family_id, now=now, ttl_days=app.settings.auth.refresh_token_ttl_days
+        conn, user_id, family_id=family_id, now=now, ttl_days=app.settings.auth.refresh_token_ttl_days,
+        device_name=device_name, address=address,
     )
     return tokens.TokenPair(access, access_exp, refresh, refresh_exp)
 
-async def refresh(app: "Services", *, refresh_token: str, now: datetime) -> Session:
+async def refresh(app: "Services", *, refresh_token: str, now: datetime, address: str = "") -> Session:
     async def tx(conn: AsyncConnection) -> Session | Unauthenticated:
         try:
             user_id, family_id = await tokens.rotate_refresh_token(
@@ -403,7 +417,7 @@ async def refresh(app: "Services", *, refresh_token: str, now: datetime) -> Sess
         if row.status != "ACTIVE":
             await tokens.revoke_family(conn, family_id, now=now, reason="user-disabled")
             return Unauthenticated("Account disabled / 账户已停用", code="ACCOUNT_DISABLED")
-        pair = await _issue_pair(app, conn, user_id, roles_of(row), family_id=family_id, now=now)
+        pair = await _issue_pair(app, conn, user_id, roles_of(row), family_id=family_id, now=now, address=address)
         return Session(user_id=user_id, roles=roles_of(row), pair=pair)
 
     result = await app.db.write(tx)
@@ -455,6 +469,60 @@ async def change_password(app: "Services", *, user_id: int, current: str, new: s
 
     pair = await app.db.write(tx)
     return Session(user_id=user_id, roles=roles_of(row), pair=pair)
+
+
+# --- verified contacts and consent (the rest of identity is jingtan_api.identity) ------------------
+
+TERMS = "TERMS"
+PRIVACY = "PRIVACY"
+
+
+async def record_consent(conn: AsyncConnection, user_id: int, *, terms: str, privacy: str, now: datetime) -> None:
+    await conn.execute(
+        insert(UC),
+        [dict(user_id=user_id, document=TERMS, version=terms, accepted_at=now),
+         dict(user_id=user_id, document=PRIVACY, version=privacy, accepted_at=now)],
+    )
+
+
+async def consents_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, dict[str, dict]]:
+    """The newest acceptance of each document per user: {user_id: {"TERMS": row, "PRIVACY": row}}."""
+    rows = await conn.execute(select(UC).where(UC.c.user_id.in_(list(user_ids))).order_by(UC.c.id))
+    out: dict[int, dict[str, dict]] = {}
+    for r in rows:
+        out.setdefault(r.user_id, {})[r.document] = dict(r._mapping)
+    return out
+
+
+def has_verified_contact(row) -> bool:
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return (m["phone"] is not None and m["phone_verified_at"] is not None) or (
+        m["email"] is not None and m["email_verified_at"] is not None
+    )
+
+
+async def require_verified_contact(conn: AsyncConnection, user_id: int) -> None:
+    """The gate of earning and redeeming (``[identity] require_verified_contact``): the member holds a
+    verified phone or email. One primary-key read."""
+    row = (
+        await conn.execute(
+            select(U.c.phone, U.c.email, U.c.phone_verified_at, U.c.email_verified_at).where(U.c.id == user_id)
+        )
+    ).one_or_none()
+    if row is None or not has_verified_contact(row):
+        raise PermissionDenied(
+            "Verify your phone number or email first / 请先验证手机号或邮箱", code="CONTACT_NOT_VERIFIED"
+        )
+
+
+async def mark_contacts_verified(conn: AsyncConnection, user_id: int, *, now: datetime) -> None:
+    """Mark the user's current phone and email verified (demo data, admin tools)."""
+    await conn.execute(
+        update(U).where(U.c.id == user_id, U.c.phone.is_not(None)).values(phone_verified_at=now)
+    )
+    await conn.execute(
+        update(U).where(U.c.id == user_id, U.c.email.is_not(None)).values(email_verified_at=now)
+    )
 
 
 async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:

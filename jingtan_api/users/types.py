@@ -110,12 +110,18 @@ class RegisterInput:
     device_id: str | None = strawberry.field(
         default=None, description="The app's stable device identifier, up to 64 characters (kept hashed). / 设备标识（选填）。"
     )
+    device_name: str | None = strawberry.field(
+        default=None, description="Name of this device for the list of sessions (default: the User-Agent). / 设备名称。"
+    )
 
 
 @strawberry.input(description="Log in with an email or phone number and a password. / 登录。")
 class LoginInput:
     identifier: str = strawberry.field(description="Email or phone number. / 邮箱或手机号。")
     password: str = strawberry.field(description="Password. / 密码。")
+    device_name: str | None = strawberry.field(
+        default=None, description="Name of this device for the list of sessions (default: the User-Agent). / 设备名称。"
+    )
 
 
 @strawberry.input(description="Exchange a refresh token for a new token pair. / 刷新令牌。")
