@@ -186,6 +186,11 @@ async def pool_transfers_page(conn: AsyncConnection, household_id: int, args: Pa
     return await keyset_page(conn, select(HP).where(HP.c.household_id == household_id), [(HP.c.id, True)], args)
 
 
+async def pool_transfers_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    rows = await conn.execute(select(HP).where(HP.c.id.in_(list(ids))))
+    return {r.id: dict(r._mapping) for r in rows}
+
+
 async def pool_transfers_count(conn: AsyncConnection, household_id: int) -> int:
     stmt = select(func.count()).select_from(HP).where(HP.c.household_id == household_id)
     return int((await conn.execute(stmt)).scalar_one())
@@ -502,10 +507,12 @@ async def withdraw_from_pool(
     idempotency_key: Any,
     max_amount: int,
     lot_expiry_days: int,
+    withdrawal_expiry_days: int,
     now: datetime,
 ) -> PoolTransferResult:
     """The owner takes points from the pool into their own account to redeem them (idempotent; never more
-    than the pool holds). The points get the usual lot expiry from now (docs/community.md)."""
+    than the pool holds). They expire after ``withdrawal_expiry_days`` (``[community]
+    pool_withdrawal_expiry_days``), so moving points through the pool cannot renew their expiry for long."""
     points = ledger.validate_amount(points, max_amount=max_amount, field="points")
     key = idempotency.validate_key(idempotency_key)
     claim = await idempotency.claim(
@@ -525,7 +532,8 @@ async def withdraw_from_pool(
         raise Conflict("The household has no points pool / 家庭未开通积分池", code="POOL_NOT_OPEN")
     tx = await ledger.post_transaction(
         conn, kind=POOL_TRANSFER,
-        postings=[ledger.Posting(pool, -points), ledger.Posting(member_account, points)],
+        postings=[ledger.Posting(pool, -points),
+                  ledger.Posting(member_account, points, lot_expires_at=now + timedelta(days=withdrawal_expiry_days))],
         now=now, lot_expiry_days=lot_expiry_days, memo=f"from household pool #{stay.household_id} / 家庭积分池转出",
         actor_user_id=user_id,
     )
