@@ -173,4 +173,11 @@ ERROR_CODES: dict[str, str] = {
     "NOT_ORGANISATION_MEMBER": "The user is not a member of the organisation. / 不是组织成员。",
     "JOIN_REQUEST_PENDING": "A request to join is already waiting for a decision. / 入会申请待处理。",
     "LAST_ADMIN": "The organisation would be left without an admin. / 组织至少需要一位管理员。",
+    # retirements (docs/community.md)
+    "INSUFFICIENT_POOL": "The platform's pool of un-retired CO2e holds fewer grams than asked. / 可注销减排量不足。",
+    "ALREADY_RETIRED": "Those action grams are already retired (possibly just now, by another request). / 减排量已被注销。",
+    "ACTION_NOT_RETIRABLE": "Only approved actions with recorded CO2e can be retired. / 该行为不可注销。",
+    "NOT_A_COMPANY": "Only company organisations retire reductions. / 仅企业可注销减排量。",
+    "RETIREMENT_NOT_PAYABLE": "Retirements cannot be paid in points here (price not set). / 不支持积分支付。",
+    "INVALID_PERIOD": "The reporting period is invalid (ends before it starts, or too long). / 期间无效。",
 }
