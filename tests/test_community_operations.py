@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from community_helpers import OPERATIONS, PROFILE, key, member, op
+from ledger_helpers import invariants
 from sqlalchemy import insert
 
 from jingtan_api.actions.models import Action
+from jingtan_api.demo import seed_demo
 from jingtan_api.graphql.relay import from_global_id
 from jingtan_api.testing import FrozenClock
 
@@ -125,3 +127,16 @@ async def test_community_consoles_story(gql, services, admin, clock):
               token=grandpa["token"])
 
     assert executed == ours(), sorted(ours() - executed)
+
+
+async def test_seed_demo_has_a_household_and_organisations(gql, services, clock):
+    assert await seed_demo(services, if_empty=True) == 0
+    login = await gql.ok("mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } } }",
+                         {"i": {"identifier": "wangfang@demo.jingtan.org", "password": "Jingtan-demo-2026"}})
+    token = login["login"]["tokens"]["accessToken"]
+    mine = (await gql.ok(op("community/MyHousehold"), token=token))["myHousehold"]
+    assert mine["name"] == "王家 The Wang family" and mine["memberCount"] == 2 and mine["poolBalance"] == 50
+    orgs = await gql.ok(op("community/Organisations"), {"first": 10})
+    assert {e["node"]["nameEn"] for e in orgs["organisations"]["edges"]} == {
+        "Lvyuan Technology Co., Ltd.", "Sunshine Garden Community"}
+    assert await invariants(services.db) == []
