@@ -50,6 +50,11 @@ async def test_community_consoles_story(gql, services, admin, clock):
         code = (await run("community/CreateHouseholdInvite", {"input": {"validForHours": 24}}, token=mum["token"]))[
             "createHouseholdInvite"]["code"]
         await run("community/JoinHousehold", {"input": {"code": code}}, token=joiner["token"])
+    spare = (await run("community/CreateHouseholdInvite", {"input": {}}, token=mum["token"]))["createHouseholdInvite"]
+    revoked = await run("community/RevokeHouseholdInvite", {"input": {"inviteId": spare["invite"]["id"]}}, token=mum["token"])
+    assert revoked["revokeHouseholdInvite"]["household"]["invites"]["totalCount"] == 0
+    renamed = await run("community/RenameHousehold", {"input": {"name": "王家小院 The Wang courtyard"}}, token=mum["token"])
+    assert renamed["renameHousehold"]["household"]["name"] == "王家小院 The Wang courtyard"
     await run("community/OpenHouseholdPool", token=mum["token"])
     moved = await run("community/TransferToHouseholdPool", {"input": {"points": 150, "idempotencyKey": key()}}, token=son["token"])
     assert moved["transferToHouseholdPool"]["household"]["poolBalance"] == 150
@@ -83,6 +88,14 @@ async def test_community_consoles_story(gql, services, admin, clock):
                     token=grandpa["token"])
     await run("organisation/DecideJoinRequest", {"input": {"requestId": req["requestToJoinOrganisation"]["request"]["id"],
                                                            "approve": True}}, token=mum["token"])
+    again = await run("community/RequestToJoinOrganisation", {"input": {"organisationId": community_id}}, token=son["token"])
+    withdrawn = await run("community/WithdrawJoinRequest",
+                          {"input": {"requestId": again["requestToJoinOrganisation"]["request"]["id"]}}, token=son["token"])
+    assert withdrawn["withdrawJoinRequest"]["request"]["status"] == "WITHDRAWN"
+    updated = await run("organisation/UpdateOrganisation", {"input": {
+        "organisationId": company_id, "descriptionEn": "Saves energy, and retires what it cannot save.",
+        "descriptionZh": "节能，并注销无法避免的排放。"}}, token=mum["token"])
+    assert updated["updateOrganisation"]["organisation"]["descriptionEn"].startswith("Saves energy")
     await run("organisation/SetOrganisationRole", {"input": {"organisationId": company_id, "userId": son["id"], "role": "ADMIN"}},
               token=mum["token"])
     await run("organisation/RemoveOrganisationMember", {"input": {"organisationId": company_id, "userId": grandpa["id"],
@@ -92,6 +105,9 @@ async def test_community_consoles_story(gql, services, admin, clock):
     console = (await run("organisation/OrganisationConsole", {"id": company_id}, token=son["token"]))["organisation"]
     assert console["pointsBalance"] == 700 and console["members"]["totalCount"] == 2
     assert console["donations"]["totalCount"] == 1 and console["invites"]["totalCount"] == 1
+    invite_id = console["invites"]["edges"][0]["node"]["id"]
+    gone = await run("organisation/RevokeOrganisationInvite", {"input": {"inviteId": invite_id}}, token=son["token"])
+    assert gone["revokeOrganisationInvite"]["organisation"]["invites"]["totalCount"] == 0
     mine = await run("community/MyOrganisations", token=son["token"])
     assert [o["viewerRole"] for o in mine["viewer"]["organisations"]] == ["ADMIN"]
 
