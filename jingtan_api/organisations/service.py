@@ -445,11 +445,13 @@ async def review_application(
 ) -> None:
     """Platform admin approves (ACTIVE, account opened, applicant becomes its first admin) or rejects."""
     reason = audit.validate_reason(reason)
+    row = await organisation_row(conn, org_id)
+    if approve and row.applicant_user_id is not None:
+        # Lock order: the member's account before the organisation row.
+        await ledger.lock_member_account(conn, row.applicant_user_id)
     row = await _lock_org(conn, org_id)
     if row.status != PENDING:
         raise Conflict("This application was already reviewed / 该申请已审核", code="ALREADY_REVIEWED", field="organisationId")
-    if approve and row.applicant_user_id is not None:
-        await ledger.lock_member_account(conn, row.applicant_user_id)
     await conn.execute(
         update(O).where(O.c.id == org_id).values(status=ACTIVE if approve else REJECTED, reviewed_at=now,
                                                   reviewed_by_user_id=actor_user_id, review_reason=reason)
