@@ -401,16 +401,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        task = None
-        if settings.points.expiry_interval_seconds:
-            task = asyncio.create_task(
-                run_periodically(
-                    services.db,
-                    services.clock,
-                    interval_seconds=settings.points.expiry_interval_seconds,
-                    settings=settings,
-                )
-            )
+        task = asyncio.create_task(run_periodically(services))
         try:
             yield
         finally:

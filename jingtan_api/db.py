@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 
+from jingtan_api import events
 from jingtan_api.errors import Conflict
 
 jobs_log = logging.getLogger("jingtan.jobs")
@@ -104,6 +105,8 @@ class Database:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         self.max_retries = max_retries
+        # The app's domain-event receivers (Services.build registers them); see jingtan_api.events.
+        self.events = events.EventBus()
         kwargs: dict = {"echo": echo}
         if self.is_sqlite:
             database = self.url.database or ""
@@ -183,13 +186,18 @@ class Database:
         attempt = 0
         while True:
             attempt += 1
+            # Events emitted by this attempt are published only once it has committed (jingtan_api.events).
+            token = events.begin(self.events)
+            committed = False
             try:
                 if not self.is_sqlite:
                     async with self._write_tx() as conn:
-                        return await fn(conn)
-                async with self._sqlite_write_lock():
-                    async with self._write_tx() as conn:
-                        return await fn(conn)
+                        result = await fn(conn)
+                else:
+                    async with self._sqlite_write_lock():
+                        async with self._write_tx() as conn:
+                            result = await fn(conn)
+                committed = True
             except DBAPIError as exc:
                 if not is_retryable(exc):
                     raise
@@ -202,6 +210,12 @@ class Database:
                 delay = min(0.2, 0.005 * 2**attempt) * (0.5 + random.random())
                 log.info("retrying write transaction", extra={"attempt": attempt, "sqlstate": _sqlstate(exc)})
                 await asyncio.sleep(delay)
+            finally:
+                emitted = events.end(token)
+            if committed:
+                if emitted and self.events.has_publishers:
+                    await self.events.publish_committed(emitted)
+                return result
 
     def _sqlite_write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

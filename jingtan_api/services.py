@@ -6,6 +6,7 @@ workflow that needs several transactions or work outside them (password hashing 
 writer lock) takes these ``Services`` first (``fn(app, ...)``) and opens its transactions itself.
 """
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,10 +14,15 @@ from datetime import datetime
 from jingtan_api.auth.passwords import Passwords
 from jingtan_api.auth.tokens import AccessTokens
 from jingtan_api.db import Database, utcnow
+from jingtan_api.events import EventBus
 from jingtan_api.plugins.manager import PluginHost
 from jingtan_api.settings import Settings
 
 Clock = Callable[[], datetime]
+
+# Modules whose ``register_listeners(bus, app)`` subscribes a domain to domain events (jingtan_api.events),
+# in order: listeners of one event run in this order inside the emitting transaction.
+LISTENER_MODULES: tuple[str, ...] = ()
 
 
 @dataclass
@@ -47,7 +53,7 @@ class Services:
             parallelism=settings.auth.argon2_parallelism,
             min_length=settings.auth.password_min_length,
         )
-        return cls(
+        services = cls(
             settings=settings,
             db=db,
             passwords=passwords,
@@ -55,3 +61,11 @@ class Services:
             plugins=plugins if plugins is not None else PluginHost(),
             clock=clock,
         )
+        for name in LISTENER_MODULES:
+            importlib.import_module(name).register_listeners(services.events, services)
+        return services
+
+    @property
+    def events(self) -> EventBus:
+        """The app's domain-event receivers (the database's bus: ``db.write`` publishes after commit)."""
+        return self.db.events

@@ -35,6 +35,7 @@ from jingtan_api.accounts.models import (
     LotConsumption,
     PointsLot,
 )
+from jingtan_api import events
 from jingtan_api.accounts import idempotency
 from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import acting_admin_var
@@ -269,6 +270,8 @@ async def post_transaction(
             else:
                 await _consume_lots(conn, posting.account_id, entry_id, -posting.amount)
         posted.append(PostedEntry(entry_id, posting.account_id, posting.amount, row.balance))
+    await events.emit(conn, "ledger.posted", transaction_id=tx_id, kind=kind,
+                      amounts={p.account_id: p.amount for p in posted})
     return PostedTransaction(id=tx_id, kind=kind, created_at=now, entries=tuple(posted))
 
 

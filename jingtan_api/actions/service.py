@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api import events
 from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
@@ -492,10 +493,23 @@ async def submit(
             await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
                           now=now, lot_expiry_days=lot_days, actor_user_id=None,
                           issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+        await _emit_action(conn, "action.recorded", action_id, user_id, code, row)
         await idempotency.complete(conn, claim, "Action", action_id)
         return SubmitResult(action_id, False)
 
     return await app.db.write(work)
+
+async def _emit_action(conn: AsyncConnection, event_type: str, action_id: int, user_id: int, code: str,
+                       row: dict[str, Any], **extra: Any) -> None:
+    """``action.recorded``/``action.reviewed``, and ``action.approved`` when the action became APPROVED
+    (its points are credited in this transaction). See jingtan_api.events."""
+    data = dict(action_id=action_id, user_id=user_id, plugin_code=code, status=row["status"],
+                grams_co2e=row["grams_co2e"], points=row["points"])
+    await events.emit(conn, event_type, **data, **extra)
+    if row["status"] == APPROVED:
+        data.pop("status")
+        await events.emit(conn, "action.approved", **data)
+
 
 def _failure(loaded: LoadedActionType, stage: str, exc: BaseException) -> PluginFailure:
     log.error(
@@ -555,6 +569,8 @@ async def review(
             await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
                           code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
                           issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+        await _emit_action(conn, "action.reviewed", action_id, row["user_id"], row["plugin_code"], values,
+                           reviewer_id=actor_user_id)
         await audit.record(
             conn,
             actor_user_id=actor_user_id,

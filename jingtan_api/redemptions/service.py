@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api import events
 from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
@@ -166,8 +167,20 @@ async def redeem(
             .returning(R.c.id)
         )
     ).scalar_one()
+    await _emit(conn, "redemption.created", redemption_id=redemption_id, member_user_id=user_id,
+                merchant_id=offer.merchant_id, offer_id=offer_id, points=points, status=PENDING)
     await idempotency.complete(conn, claim, "Redemption", redemption_id)
     return redemption_id, False
+
+
+async def _emit(conn: AsyncConnection, event_type: str, **data: Any) -> None:
+    """``redemption.*`` events (jingtan_api.events): ids, points and the new status."""
+    await events.emit(conn, event_type, **data)
+
+
+def _event_data(row: Any, status: str) -> dict[str, Any]:
+    return dict(redemption_id=row.id, member_user_id=row.member_user_id, merchant_id=row.merchant_id,
+                offer_id=row.offer_id, points=row.points, status=status)
 
 
 async def confirm(conn: AsyncConnection, *, actor: merchants.Actor, code: str, now: datetime) -> int:
@@ -190,6 +203,7 @@ async def confirm(conn: AsyncConnection, *, actor: merchants.Actor, code: str, n
     if result.rowcount != 1:
         current = (await conn.execute(select(R.c.status).where(R.c.id == row.id))).scalar_one()
         raise _closed_error(current, field="code")
+    await _emit(conn, "redemption.confirmed", **_event_data(row, CONFIRMED))
     return row.id
 
 
@@ -259,6 +273,7 @@ async def cancel(
         refund_min_valid_days=refund_min_valid_days, actor_user_id=user_id,
         memo="redemption cancelled / 兑换已取消",
     )
+    await _emit(conn, "redemption.cancelled", **_event_data(row, CANCELLED), refunded_points=row.points)
 
 
 async def overdue_redemption_ids(conn: AsyncConnection, now: datetime, limit: int = 500, after: int = 0) -> list[int]:
@@ -290,6 +305,7 @@ async def expire_redemption(
         refund_min_valid_days=refund_min_valid_days, actor_user_id=None,
         memo="redemption expired / 兑换码过期退还",
     )
+    await _emit(conn, "redemption.expired", **_event_data(row, EXPIRED), refunded_points=row.points)
     return int(row.points)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api import events
 from jingtan_api.accounts import service as ledger
 from jingtan_api.audit import service as audit
 from jingtan_api.auth import tokens
@@ -202,6 +203,7 @@ async def _register(app: "Services",
             )
         ).scalar_one()
         await ledger.create_account(conn, kind=ledger.MEMBER, user_id=user_id)
+        await events.emit(conn, "user.registered", user_id=user_id)
         pair = await _issue_pair(app, conn, user_id, roles, family_id=None, now=now) if start_session else None
         return user_id, pair
 
