@@ -221,6 +221,13 @@ def validate_ttl(hours: Any, *, max_hours: int) -> timedelta:
 # --- writes ----------------------------------------------------------------------------------------
 
 
+async def lock_household(conn: AsyncConnection, household_id: int) -> Any:
+    """Lock the household's row (``SELECT … FOR UPDATE``; a no-op lock on SQLite, whose writers are
+    serialised) and return it: serialises what a household's members do together (household-wide caps).
+    Take it after the member's account row (lock order, module docstring)."""
+    return await _lock_household(conn, household_id)
+
+
 async def _lock_household(conn: AsyncConnection, household_id: int) -> Any:
     row = (await conn.execute(select(H).where(H.c.id == household_id).with_for_update())).one_or_none()
     if row is None:
