@@ -8,6 +8,7 @@ from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.identity.demo import seed_demo as seed_identity
 from jingtan_api.offers.demo import seed_offers
 from jingtan_api.progress import ProgressBar
+from jingtan_api.organisations.demo import seed_community
 from jingtan_api.services import Services
 from jingtan_api.users import service as users_service
 from jingtan_api.users.service import count_users
@@ -93,6 +94,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     bar.close()
     await seed_volunteers(services, admin_id=admin_id, volunteer_user_id=user_ids[3], member_user_ids=user_ids[1:3], now=now)
     await seed_identity(services, user_ids=user_ids, now=now)
+    await seed_community(services, admin_id=admin_id, user_ids=user_ids, now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

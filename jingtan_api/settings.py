@@ -159,6 +159,28 @@ class VolunteersSettings(_Section):
     commission_days: int = Field(365, ge=1, description="How long after the merchant's application the commission runs.")
     min_payout_points: int = Field(100, ge=1, description="Smallest payout request.")
     job_interval_seconds: int = Field(3600, ge=0, description="How often the volunteer jobs run (0: off).")
+class CommunitySettings(_Section):
+    """``[community]``: households, organisations and retirements (docs/community.md)."""
+
+    household_invite_max_hours: int = Field(
+        168, ge=1, le=24 * 30, description="Longest validity of a household invite code, in hours."
+    )
+    organisation_invite_max_hours: int = Field(
+        24 * 30, ge=1, le=24 * 365, description="Longest validity of an organisation invite code, in hours."
+    )
+    pool_withdrawal_expiry_days: int = Field(
+        30, ge=1, le=3650,
+        description="Points the owner takes from the household pool expire after this many days (so the pool "
+        "cannot renew expiring points).",
+    )
+    retirement_points_per_kg: int = Field(
+        100, ge=0, le=1_000_000,
+        description="Price in points of one kg CO2e retired from the platform's pool (0: retirements are only "
+        "recorded as off-platform payments). Charged per gram, rounded up.",
+    )
+    max_retirement_grams: int = Field(
+        100_000_000, ge=1, description="Most grams CO2e one retirement may consume (100 t)."
+    )
 
 
 class GraphQLSettings(_Section):
@@ -422,6 +444,7 @@ class Settings(BaseSettings):
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     volunteers: VolunteersSettings = Field(default_factory=VolunteersSettings)
+    community: CommunitySettings = Field(default_factory=CommunitySettings)
 
     @classmethod
     def settings_customise_sources(

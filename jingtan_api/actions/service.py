@@ -42,6 +42,7 @@ from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.observability import metrics
+from jingtan_api.households import service as households
 from jingtan_api.plugins.api import (
     ActionRecord,
     Calculation,
@@ -109,6 +110,7 @@ def _record(row: Any) -> ActionRecord:
         grams_co2e=m["grams_co2e"],
         points=m["points"],
         created_at=m["created_at"],
+        household_id=m.get("household_id"),
     )
 
 
@@ -147,7 +149,10 @@ class DatabaseHistory:
         return found is not None
 
 
-def make_context(loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime) -> PluginContext:
+def make_context(
+    loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime,
+    household_id: int | None = None,
+) -> PluginContext:
     window = loaded.action_type.claim_window_days(loaded.settings) or settings.actions.claim_window_days
     history: HistorySource = DatabaseHistory(db)
     return PluginContext(
@@ -160,6 +165,7 @@ def make_context(loaded: LoadedActionType, settings: Settings, db: Database, mem
         grams_per_point=settings.points.grams_per_point,
         history=history,
         logger=logging.getLogger(f"jingtan.plugins.{loaded.code}"),
+        household_id=household_id,
     )
 
 
@@ -203,10 +209,12 @@ def validate_input(loaded: LoadedActionType, raw: dict) -> Any:
 
 
 async def _precheck(
-    db: Database, scope: str, key: str, code: str, fingerprint: str | None
-) -> tuple[tuple[str, int | None] | None, bool]:
+    db: Database, scope: str, key: str, code: str, fingerprint: str | None, user_id: int
+) -> tuple[tuple[str, int | None] | None, bool, int | None]:
+    """(the key's earlier request hash and result, whether the evidence was used, the member's household)."""
     it = idempotency.T
     async with db.read() as conn:
+        household_id = await households.household_of(conn, user_id)
         row = (await conn.execute(select(it.c.request_hash, it.c.result_id).where(it.c.scope == scope, it.c.key == key))).first()
         used = False
         if fingerprint is not None and row is None:
@@ -215,7 +223,7 @@ async def _precheck(
                     select(T.c.id).where(T.c.plugin_code == code, T.c.evidence_fingerprint == fingerprint).limit(1)
                 )
             ).first() is not None
-    return ((row.request_hash, row.result_id) if row else None), used
+    return ((row.request_hash, row.result_id) if row else None), used, household_id
 
 
 def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datetime, datetime]:
@@ -232,12 +240,14 @@ def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datet
 async def _cap_room(
     conn: AsyncConnection, *, user_id: int, code: str, caps: Caps, occurred: datetime, tz: ZoneInfo,
     grams_per_point: int, exclude_id: int | None = None, cap_group: str | None = None,
-    cap_group_daily_grams: int | None = None,
+    cap_group_daily_grams: int | None = None, household_id: int | None = None,
 ) -> tuple[int | None, str | None]:
     """How many more grams may be credited to this member in this category for the day/month of
-    ``occurred`` (None = unlimited), and the name of the tightest cap."""
+    ``occurred`` (None = unlimited), and the name of the tightest cap. With ``caps.per_household`` the
+    daily/monthly limits count the household's actions together (the caller holds the household's lock)."""
     room: int | None = None
     which: str | None = None
+    owner = (T.c.household_id == household_id) if caps.per_household and household_id is not None else (T.c.user_id == user_id)
     for monthly, grams_cap, points_cap in (
         (False, caps.daily_grams, caps.daily_points),
         (True, caps.monthly_grams, caps.monthly_points),
@@ -247,7 +257,7 @@ async def _cap_room(
             continue
         start, end = _window_bounds(occurred, tz, monthly)
         q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
-            T.c.user_id == user_id,
+            owner,
             T.c.plugin_code == code,
             T.c.status == APPROVED,
             T.c.occurred_from >= start,
@@ -368,7 +378,6 @@ async def submit(
     evidence = parse_evidence(raw_evidence)
     model = validate_input(loaded, raw_input)
     at = loaded.action_type
-    ctx = make_context(loaded, app.settings, app.db, user_id, now)
     reasons: list[Reason] = []
     verification: Verification | None = None
     calculation: Calculation | None = None
@@ -380,7 +389,8 @@ async def submit(
     except Exception as exc:  # noqa: BLE001 - plugin code
         raise _failure(loaded, "period/fingerprint", exc) from None
     # One read transaction: was this key used (replay / conflict), was this evidence used?
-    seen, evidence_used = await _precheck(app.db, scope, key, code, fingerprint)
+    seen, evidence_used, household_id = await _precheck(app.db, scope, key, code, fingerprint, user_id)
+    ctx = make_context(loaded, app.settings, app.db, user_id, now, household_id)
     if seen is not None:
         if seen[0] != req_hash:
             raise IdempotencyConflict(
@@ -442,6 +452,7 @@ async def submit(
         "cap_group": calculation.cap_group if calculation else None,
         "cap_group_daily_grams": calculation.cap_group_daily_grams if calculation else None,
         "created_at": now,
+        "household_id": household_id,
     }
     gpp = app.settings.points.grams_per_point
     tz = ctx.timezone
@@ -457,9 +468,12 @@ async def submit(
         row_reasons = list(reasons)
         row_status, row_grams = status, grams
         if row_status == APPROVED:
+            if caps.per_household and household_id is not None:
+                await households.lock_household(conn, household_id)  # members of one household share the caps
             room, which = await _cap_room(
                 conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
                 cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
+                household_id=household_id,
             )
             row_grams, exhausted = _apply_cap(row_grams, room, which, row_reasons)
             if not exhausted:
@@ -544,9 +558,12 @@ async def review(
         if approve:
             loaded = app.plugins.get(row["plugin_code"])
             caps = loaded.caps if loaded else Caps()
+            if caps.per_household and row["household_id"] is not None:
+                await households.lock_household(conn, row["household_id"])
             room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
                                           occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
-                                          cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
+                                          cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"],
+                                          household_id=row["household_id"])
             grams, exhausted = _apply_cap(row["grams_co2e"], room, which, reasons)
             if not exhausted:
                 room, which = await _member_room(conn, user_id=row["user_id"], settings=app.settings, now=now, tz=tz,

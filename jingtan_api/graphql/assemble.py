@@ -60,6 +60,9 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.actions.schema",
     "jingtan_api.volunteers.schema",
     "jingtan_api.identity.schema",
+    "jingtan_api.households.schema",
+    "jingtan_api.organisations.schema",
+    "jingtan_api.retirements.schema",
 )
 
 MAX_NODES = 100
