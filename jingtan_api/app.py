@@ -39,6 +39,7 @@ from jingtan_api.limits import (
     request_address,
 )
 from jingtan_api.logs import configure_logging, request_id_var
+from jingtan_api.media.http import media_routes
 from jingtan_api.persisted import PersistedOperations, PersistedQueryError, load_manifest
 from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Clock, Services
@@ -419,6 +420,7 @@ def create_app(
               if settings.graphiql_enabled else []),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *media_routes(services),
         ],
         lifespan=lifespan,
     )

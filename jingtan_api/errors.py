@@ -173,4 +173,12 @@ ERROR_CODES: dict[str, str] = {
     "NOT_ORGANISATION_MEMBER": "The user is not a member of the organisation. / 不是组织成员。",
     "JOIN_REQUEST_PENDING": "A request to join is already waiting for a decision. / 入会申请待处理。",
     "LAST_ADMIN": "The organisation would be left without an admin. / 组织至少需要一位管理员。",
+    # merchants' growth: campaigns, stations, segments, near me, images (docs/merchants.md)
+    "CAMPAIGN_ENDED": "The campaign has ended (or was closed). / 活动已结束。",
+    "STATION_CODE_TAKEN": "That station code is registered already. / 站点编号已被登记。",
+    "NOT_IN_SEGMENT": "The offer is reserved for a group of members you are not in. / 该优惠仅面向特定会员。",
+    "INVALID_RADIUS": "The search radius is out of range (1 m up to merchants.near_max_radius_km). / 搜索半径无效。",
+    "NEAR_TOO_BROAD": "Too many places in the search area; use a smaller radius. / 范围内地点过多。",
+    "NOT_AN_IMAGE": "The upload is not a PNG, JPEG or WebP image. / 文件不是图片。",
+    "IMAGE_TOO_LARGE": "The image is above the size or pixel limit. / 图片过大。",
 }

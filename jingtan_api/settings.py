@@ -140,6 +140,21 @@ class OffersSettings(_Section):
     )
 
 
+class MerchantsSettings(_Section):
+    """Merchants' growth: campaigns, near me, images (docs/merchants.md)."""
+
+    campaign_close_interval_seconds: int = Field(
+        300, ge=0, description="How often the server closes ended campaigns (refunding budgets); 0 turns it off."
+    )
+    near_max_radius_km: float = Field(50.0, gt=0, le=500, description="Largest radius of a near-me search.")
+    media_dir: str = Field("./var/media", description="Directory of the local image storage.")
+    media_max_bytes: int = Field(
+        800_000, ge=1000, description="Largest image upload (also bounded by limits.max_body_bytes)."
+    )
+    media_max_pixels: int = Field(4096 * 4096, ge=1, description="Largest width × height of an image.")
+    upload_ttl_seconds: int = Field(600, ge=30, le=86400, description="How long a signed upload URL is valid.")
+
+
 class GraphQLSettings(_Section):
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
     introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
@@ -291,6 +306,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    merchants: MerchantsSettings = Field(default_factory=MerchantsSettings)
 
     @classmethod
     def settings_customise_sources(

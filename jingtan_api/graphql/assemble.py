@@ -57,6 +57,8 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.offers.schema",
     "jingtan_api.redemptions.schema",
     "jingtan_api.actions.schema",
+    "jingtan_api.campaigns.schema",
+    "jingtan_api.media.schema",
 )
 
 MAX_NODES = 100
