@@ -4,7 +4,6 @@ merchant (promotional points, no CO2e), per-member limits, the end date, the clo
 import asyncio
 import uuid
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -15,7 +14,7 @@ from jingtan_api.campaigns.jobs import close_due_campaigns
 from jingtan_api.campaigns.models import Campaign, CampaignBonus
 from jingtan_api.jobs import registered_jobs
 from tests.growth_helpers import (
-    CAMPAIGN, CREATE_CAMPAIGN, add_station, create_campaign, fund_merchant, invariants, merchant_balance,
+    CAMPAIGN, add_station, create_campaign, fund_merchant, invariants, merchant_balance,
     recycling_settings, submit_drop,
 )
 from tests.offers_helpers import balance, make_member, make_merchant, reissue
