@@ -35,13 +35,19 @@ class Near:
     radius_m: int
 
     def box(self) -> tuple[float, float, float, float]:
-        """(min lat, max lat, min lng, max lng) enclosing the circle; the longitude range is widened at
-        the poles and split nowhere (a circle crossing ±180° is clipped to the side of the point)."""
+        """(min lat, max lat, min lng, max lng) enclosing the circle. Near a pole (the circle reaches it)
+        or across the ±180° meridian the box takes every longitude: wider than needed, never too narrow
+        (the exact distance filters afterwards)."""
         dlat = math.degrees(self.radius_m / EARTH_RADIUS_M)
-        lo_lat, hi_lat = max(-90.0, self.latitude - dlat), min(90.0, self.latitude + dlat)
+        lo_lat, hi_lat = self.latitude - dlat, self.latitude + dlat
+        if lo_lat <= -90 or hi_lat >= 90:
+            return max(-90.0, lo_lat), min(90.0, hi_lat), -180.0, 180.0
         cos_lat = math.cos(math.radians(max(abs(lo_lat), abs(hi_lat))))
-        dlng = 180.0 if cos_lat < 1e-9 else min(180.0, math.degrees(self.radius_m / (EARTH_RADIUS_M * cos_lat)))
-        return lo_lat, hi_lat, max(-180.0, self.longitude - dlng), min(180.0, self.longitude + dlng)
+        dlng = math.degrees(self.radius_m / (EARTH_RADIUS_M * cos_lat))
+        lo_lng, hi_lng = self.longitude - dlng, self.longitude + dlng
+        if lo_lng < -180 or hi_lng > 180:
+            return lo_lat, hi_lat, -180.0, 180.0
+        return lo_lat, hi_lat, lo_lng, hi_lng
 
 
 def validate_near(latitude: Any, longitude: Any, radius_m: Any, *, max_radius_km: float) -> Near:
