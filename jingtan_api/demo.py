@@ -5,6 +5,7 @@ from datetime import timedelta
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
+from jingtan_api.campaigns.demo import seed_demo as seed_campaign_demo
 from jingtan_api.offers.demo import seed_offers
 from jingtan_api.services import Services
 from jingtan_api.users import service as users_service
@@ -81,6 +82,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     )
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
     await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
+    await seed_campaign_demo(services, admin_id=admin_id, now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

@@ -112,3 +112,16 @@ async def test_merchant_growth_story(run, gql, services, clock):
     assert ended["endCampaign"]["campaign"]["refundedPoints"] == 280
 
     assert run.executed == {(area, name) for area, names in GROWTH.items() for name in names} | {("admin", "CreateMerchant")}
+
+
+async def test_demo_data_has_a_running_bilingual_campaign(gql, services, clock):
+    from jingtan_api.demo import seed_demo
+
+    assert await seed_demo(services, if_empty=True) == 0
+    data = await gql.ok((OPERATIONS / "member" / "RunningCampaigns.graphql").read_text(encoding="utf-8"))
+    [edge] = data["campaigns"]["edges"]
+    node = edge["node"]
+    assert node["titleZh"] == "本店回收，积分翻倍" and node["titleEn"] == "Recycle at our station: double points"
+    assert node["bonusPercent"] == 100 and node["budgetLeft"] == 600 and node["merchant"]["nameEn"] == "Green Leaf Café"
+    cert = await gql.ok("query($id: ID!) { merchant(id: $id) { certification { level } } }", {"id": node["merchant"]["id"]})
+    assert cert["merchant"]["certification"]["level"] == "GOLD"
