@@ -45,6 +45,7 @@ from jingtan_api.limits import (
 from jingtan_api.logs import configure_logging, request_id_var
 from jingtan_api.observability import metrics, tracing
 from jingtan_api.observability.ledger import LedgerGauges
+from jingtan_api.media.http import media_routes
 from jingtan_api.persisted import PersistedOperations, PersistedQueryError, load_manifest
 from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Clock, Services
@@ -528,6 +529,7 @@ def create_app(
             Route("/readyz", readyz),
             *([Route("/metrics", metrics_endpoint)] if metrics_settings.enabled else []),
             Route("/privacy/exports/{export_id:int}", download_export, methods=["GET"]),
+            *media_routes(services),
         ],
         lifespan=lifespan,
     )

@@ -6,6 +6,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.identity.demo import seed_demo as seed_identity
+from jingtan_api.campaigns.demo import seed_demo as seed_campaign_demo
 from jingtan_api.offers.demo import seed_offers
 from jingtan_api.progress import ProgressBar
 from jingtan_api.organisations.demo import seed_community
@@ -95,6 +96,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     await seed_volunteers(services, admin_id=admin_id, volunteer_user_id=user_ids[3], member_user_ids=user_ids[1:3], now=now)
     await seed_identity(services, user_ids=user_ids, now=now)
     await seed_community(services, admin_id=admin_id, user_ids=user_ids, now=now)
+    await seed_campaign_demo(services, admin_id=admin_id, now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

@@ -220,4 +220,12 @@ ERROR_CODES: dict[str, str] = {
     "NOT_A_COMPANY": "Only company organisations retire reductions. / 仅企业可注销减排量。",
     "RETIREMENT_NOT_PAYABLE": "Retirements cannot be paid in points here (price not set). / 不支持积分支付。",
     "INVALID_PERIOD": "The reporting period is invalid (ends before it starts, or too long). / 期间无效。",
+    # merchants' growth: campaigns, stations, segments, near me, images (docs/merchants.md)
+    "CAMPAIGN_ENDED": "The campaign has ended (or was closed). / 活动已结束。",
+    "STATION_CODE_TAKEN": "That station code is registered already. / 站点编号已被登记。",
+    "NOT_IN_SEGMENT": "The offer is reserved for a group of members you are not in. / 该优惠仅面向特定会员。",
+    "INVALID_RADIUS": "The search radius is out of range (1 m up to merchants.near_max_radius_km). / 搜索半径无效。",
+    "NEAR_TOO_BROAD": "Too many places in the search area; use a smaller radius. / 范围内地点过多。",
+    "NOT_AN_IMAGE": "The upload is not a PNG, JPEG or WebP image. / 文件不是图片。",
+    "IMAGE_TOO_LARGE": "The image is above the size or pixel limit. / 图片过大。",
 }

@@ -63,6 +63,7 @@ class Job:
 JOB_MODULES: tuple[str, ...] = (
     "jingtan_api.jobs",
     "jingtan_api.volunteers.jobs",
+    "jingtan_api.campaigns.jobs",
 )
 
 

@@ -8,7 +8,9 @@ from jingtan_api.audit import models as _audit  # noqa: F401
 from jingtan_api.auth import models as _auth  # noqa: F401
 from jingtan_api import job_models as _jobs  # noqa: F401
 from jingtan_api.identity import models as _identity  # noqa: F401
+from jingtan_api.campaigns import models as _campaigns  # noqa: F401
 from jingtan_api.households import models as _households  # noqa: F401
+from jingtan_api.media import models as _media  # noqa: F401
 from jingtan_api.merchants import models as _merchants  # noqa: F401
 from jingtan_api.offers import models as _offers  # noqa: F401
 from jingtan_api.organisations import models as _organisations  # noqa: F401

@@ -24,6 +24,9 @@ Clock = Callable[[], datetime]
 # in order: listeners of one event run in this order inside the emitting transaction.
 LISTENER_MODULES: tuple[str, ...] = (
     "jingtan_api.volunteers.listeners",
+    "jingtan_api.merchants.attribution",
+    "jingtan_api.campaigns.service",
+    "jingtan_api.offers.segments",
 )
 
 

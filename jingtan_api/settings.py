@@ -181,6 +181,19 @@ class CommunitySettings(_Section):
     max_retirement_grams: int = Field(
         100_000_000, ge=1, description="Most grams CO2e one retirement may consume (100 t)."
     )
+class MerchantsSettings(_Section):
+    """Merchants' growth: campaigns, near me, images (docs/merchants.md)."""
+
+    campaign_close_interval_seconds: int = Field(
+        300, ge=0, description="How often the server closes ended campaigns (refunding budgets); 0 turns it off."
+    )
+    near_max_radius_km: float = Field(50.0, gt=0, le=500, description="Largest radius of a near-me search.")
+    media_dir: str = Field("./var/media", description="Directory of the local image storage.")
+    media_max_bytes: int = Field(
+        800_000, ge=1000, description="Largest image upload (also bounded by limits.max_body_bytes)."
+    )
+    media_max_pixels: int = Field(4096 * 4096, ge=1, description="Largest width × height of an image.")
+    upload_ttl_seconds: int = Field(600, ge=30, le=86400, description="How long a signed upload URL is valid.")
 
 
 class GraphQLSettings(_Section):
@@ -445,6 +458,7 @@ class Settings(BaseSettings):
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     volunteers: VolunteersSettings = Field(default_factory=VolunteersSettings)
     community: CommunitySettings = Field(default_factory=CommunitySettings)
+    merchants: MerchantsSettings = Field(default_factory=MerchantsSettings)
 
     @classmethod
     def settings_customise_sources(

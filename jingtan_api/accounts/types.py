@@ -20,6 +20,7 @@ class AccountKind(Enum):
     MERCHANT = "MERCHANT"
     ISSUANCE = "ISSUANCE"
     EXPIRED = "EXPIRED"
+    CAMPAIGN = "CAMPAIGN"
 
 
 @strawberry.enum(description="Why points moved. / 积分变动类型。")
@@ -31,6 +32,15 @@ class LedgerTransactionKind(Enum):
     REFUND = strawberry.enum_value("REFUND", description="A cancelled or expired redemption refunded. / 兑换退还。")
     ACTION_CREDIT = strawberry.enum_value(
         "ACTION_CREDIT", description="Points for a verified low-carbon action. / 低碳行为奖励。"
+    )
+    CAMPAIGN_FUNDING = strawberry.enum_value(
+        "CAMPAIGN_FUNDING", description="A merchant funded a campaign budget. / 商户充值活动预算。"
+    )
+    CAMPAIGN_BONUS = strawberry.enum_value(
+        "CAMPAIGN_BONUS", description="Promotional bonus of a merchant campaign (no CO2e). / 商户活动奖励（不含减排量）。"
+    )
+    CAMPAIGN_REFUND = strawberry.enum_value(
+        "CAMPAIGN_REFUND", description="Unspent campaign budget returned to the merchant. / 活动剩余预算退回。"
     )
 
 

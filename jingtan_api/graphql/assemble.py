@@ -63,6 +63,8 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.households.schema",
     "jingtan_api.organisations.schema",
     "jingtan_api.retirements.schema",
+    "jingtan_api.campaigns.schema",
+    "jingtan_api.media.schema",
 )
 
 MAX_NODES = 100

@@ -41,3 +41,21 @@ class Offer(SQLModel, table=True):
     status: str = Field(default="DRAFT", max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OfferSegmentRule(SQLModel, table=True):
+    """One rule of an offer's segment: the offer is visible and redeemable only for members who meet
+    every rule of it (no rule: everyone). See ``offers.segments`` and docs/merchants.md."""
+
+    __tablename__ = "offer_segment_rule"
+    __table_args__ = (Index("ix_offer_segment_rule_offer_id", "offer_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    offer_id: int = Field(foreign_key="offer.id")
+    # CITY, MIN_GRAMS_AVOIDED, PAST_CUSTOMERS, NEW_MEMBERS, ORGANISATION_MEMBERS, HOUSEHOLD_MEMBERS
+    kind: str = Field(max_length=32)
+    city: str | None = Field(default=None, max_length=64)
+    min_grams: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    max_member_days: int | None = None
+    organisation_id: int | None = Field(default=None, foreign_key="organisation.id")
+    created_at: datetime = Field(default_factory=utcnow)

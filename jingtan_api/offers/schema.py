@@ -22,6 +22,7 @@ from jingtan_api.offers.types import (
     ending_before,
     offer_connection,
     offer_dict,
+    segment_viewer,
     visible_offers,
 )
 
@@ -66,6 +67,8 @@ class OffersQuery:
             max_price=max_price,
             ends_before=ending_before(info, f.ending_within_days),
             include_unavailable=include,
+            # what the viewer may redeem: only offers whose segment admits them (staff listing all: every offer)
+            segment=None if include else await segment_viewer(info),
         )
         return await offer_connection(info, order_by.value, flt, first, after, last, before)
 
@@ -123,7 +126,8 @@ class MerchantOffers:
         before: str | None = None,
     ) -> Connection[Offer]:
         manager = await can_manage(info, self.pk, "merchant:read")
-        flt = service.CatalogueFilter(merchant_id=self.pk, include_unavailable=manager)
+        flt = service.CatalogueFilter(merchant_id=self.pk, include_unavailable=manager,
+                                      segment=None if manager else await segment_viewer(info))
         return await offer_connection(info, service.NEWEST, flt, first, after, last, before)
 
 

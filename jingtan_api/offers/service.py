@@ -24,6 +24,8 @@ from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import Conflict, DomainError, NotFound, ValidationFailed
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.models import Merchant
+from jingtan_api.merchants import geo
+from jingtan_api.offers import segments
 from jingtan_api.offers.models import Offer
 
 M = Merchant.__table__
@@ -266,10 +268,12 @@ class CatalogueFilter:
     max_price: int | None = None
     ends_before: datetime | None = None
     include_unavailable: bool = False
+    # Only offers whose segment admits this viewer (offers.segments); None: no segment filter.
+    segment: segments.Viewer | None = None
 
 
-def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter) -> Any:
-    if flt.city or flt.category or not flt.include_unavailable:
+def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter, join_merchant: bool = False) -> Any:
+    if flt.city or flt.category or not flt.include_unavailable or join_merchant:
         stmt = stmt.join(M, M.c.id == O.c.merchant_id)
     if not flt.include_unavailable:
         # `unavailable` in SQL: an ACTIVE offer of an ACTIVE merchant, inside its window, in stock.
@@ -286,6 +290,8 @@ def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter) -> Any:
         stmt = stmt.where(O.c.points_price <= flt.max_price)
     if flt.ends_before is not None:
         stmt = stmt.where(O.c.ends_at <= flt.ends_before)
+    if flt.segment is not None:
+        stmt = stmt.where(segments.visible_to(flt.segment, now))
     return stmt
 
 
@@ -301,3 +307,12 @@ async def catalogue_page(
 async def catalogue_count(conn: AsyncConnection, *, now: datetime, flt: CatalogueFilter) -> int:
     stmt = _catalogue_where(select(func.count()).select_from(O), now=now, flt=flt)
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def offers_near(
+    conn: AsyncConnection, near: geo.Near, args: PageArgs, *, now: datetime, flt: CatalogueFilter
+) -> geo.NearPage:
+    """Catalogue offers of merchants within ``near``, nearest first (ties: newest offer id last); each row
+    carries ``distance_m`` (see merchants.geo)."""
+    stmt = _catalogue_where(select(O, M.c.latitude, M.c.longitude), now=now, flt=flt, join_merchant=True)
+    return await geo.nearest(conn, stmt, near, args, key_id=lambda row: row["id"])

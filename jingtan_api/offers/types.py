@@ -13,7 +13,8 @@ from jingtan_api.graphql.relay import Connection, Keyset, Node, UserError, build
 from jingtan_api.merchants import loaders as merchant_loaders
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.types import Merchant, MerchantCategory, can_manage
-from jingtan_api.offers import loaders, service
+from jingtan_api.offers import loaders, segments, service
+from jingtan_api.users.types import users_loader
 
 # --- enums -------------------------------------------------------------------------------------------
 
@@ -37,14 +38,30 @@ class OfferOrder(Enum):
 # --- who may see what --------------------------------------------------------------------------------
 
 
+async def segment_viewer(info: Info) -> segments.Viewer:
+    """The viewer as offer segments see them (offers.segments): anonymous, or a member and when they
+    registered (from the request's users loader)."""
+    user_id = info.context.viewer.user_id
+    if user_id is None:
+        return segments.Viewer(None)
+    user = await users_loader(info).load(user_id)
+    return segments.Viewer(user_id, user["created_at"] if user else None)
+
+
 async def visible_offers(info: Info, pks: list[int]) -> dict[int, "Offer"]:
     rows = [r for r in await loaders.offers(info).load_many(pks) if r is not None]
     merchant_rows = await merchant_loaders.merchants(info).load_many([r["merchant_id"] for r in rows])
-    out = {}
+    out, public = {}, []
     for row, merchant in zip(rows, merchant_rows, strict=True):
-        public = row["status"] != service.DRAFT and merchant is not None and merchant["status"] == merchants.ACTIVE
-        if public or await can_manage(info, row["merchant_id"], "merchant:read"):
+        if await can_manage(info, row["merchant_id"], "merchant:read"):
             out[row["id"]] = Offer.from_row(row)
+        elif row["status"] != service.DRAFT and merchant is not None and merchant["status"] == merchants.ACTIVE:
+            public.append(row)
+    if public:
+        # Outside an offer's segment it is not visible at all (one statement for the batch).
+        ctx = info.context
+        allowed = await ctx.read(segments.eligible_offer_ids, await segment_viewer(info), [r["id"] for r in public], ctx.now())
+        out.update({r["id"]: Offer.from_row(r) for r in public if r["id"] in allowed})
     return out
 
 

@@ -190,7 +190,7 @@ class CancelRedemptionInput:
 
 
 RedemptionErrorCode = error_code_enum(
-    "RedemptionErrorCode", ('INSUFFICIENT_POINTS', 'IDEMPOTENCY_KEY_REUSED', 'MERCHANT_NOT_ACTIVE', 'OFFER_NOT_ACTIVE', 'OFFER_NOT_STARTED', 'OFFER_ENDED', 'OUT_OF_STOCK', 'REDEMPTION_LIMIT_REACHED', 'ALREADY_CONFIRMED', 'REDEMPTION_CANCELLED', 'REDEMPTION_EXPIRED', 'CONTACT_NOT_VERIFIED'),
+    "RedemptionErrorCode", ('INSUFFICIENT_POINTS', 'IDEMPOTENCY_KEY_REUSED', 'MERCHANT_NOT_ACTIVE', 'OFFER_NOT_ACTIVE', 'OFFER_NOT_STARTED', 'OFFER_ENDED', 'OUT_OF_STOCK', 'REDEMPTION_LIMIT_REACHED', 'ALREADY_CONFIRMED', 'REDEMPTION_CANCELLED', 'REDEMPTION_EXPIRED', 'CONTACT_NOT_VERIFIED', 'NOT_IN_SEGMENT'),
     description="Codes of the redemption mutations (redeem, confirm, cancel)' userErrors. / 兑换错误代码。",
 )
 RedemptionError = user_error_type("RedemptionError", RedemptionErrorCode, description="Why one of the redemption mutations (redeem, confirm, cancel) failed. / 兑换错误。")

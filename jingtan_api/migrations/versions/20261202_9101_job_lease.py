@@ -1,7 +1,7 @@
 """job leases: one row per periodic job (who holds it, until when, when it is next due, its last run)
 
 Revision ID: 20261202_9101
-Revises: 20261202_5101
+Revises: 20261202_7101
 Create Date: 2026-12-02 06:15:00
 """
 
@@ -11,7 +11,7 @@ import sqlmodel
 
 
 revision = '20261202_9101'
-down_revision = '20261202_5101'
+down_revision = '20261202_7101'
 branch_labels = None
 depends_on = None
 
