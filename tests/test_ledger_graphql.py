@@ -396,7 +396,7 @@ async def test_last_is_the_oldest_entries_and_before_is_newer_ones(gql, member, 
         ({"after": to_global_id("User", 1)}, "INVALID_CURSOR"),
         ({"first": 101}, "PAGE_SIZE_EXCEEDED"),
         ({"last": 101}, "PAGE_SIZE_EXCEEDED"),
-        ({"first": -1}, "PAGE_SIZE_EXCEEDED"),
+        ({"first": -1}, "PAGE_SIZE_INVALID"),
         ({"first": 2, "last": 2}, "BAD_USER_INPUT"),
     ],
 )

@@ -57,6 +57,7 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.offers.schema",
     "jingtan_api.redemptions.schema",
     "jingtan_api.actions.schema",
+    "jingtan_api.methodologies.schema",
 )
 
 MAX_NODES = 100
