@@ -129,8 +129,10 @@ async def test_unapproved_version_credits_nothing_and_approval_credits_the_waiti
     (version,) = (await registry(gql, type="transit"))["nodes"]
     assert version["totals"] == {"gramsCo2eCredited": 467 + 233 + 93, "pointsCredited": 46 + 23 + 9,
                                  "actionsCredited": 3, "actionsWaiting": 0}
-    listed = await gql.ok("{ viewer { actions(first: 5) { nodes { status } } } }", token=member["token"])
+    listed = await gql.ok("{ viewer { actions(first: 5) { nodes { status methodologyVersion { id versionNumber } } } } }",
+                          token=member["token"])
     assert [n["status"] for n in listed["viewer"]["actions"]["nodes"]] == ["APPROVED"] * 3
+    assert {n["methodologyVersion"]["id"] for n in listed["viewer"]["actions"]["nodes"]} == {version["id"]}
     log = await gql.ok('{ auditLog(first: 5, action: "methodology.approve") { nodes { targetId reason details } } }',
                        token=admin["token"])
     (entry,) = log["auditLog"]["nodes"]
@@ -349,3 +351,18 @@ async def test_two_server_processes_approve_at_the_same_moment(gql, services, cl
     assert version["totals"]["actionsCredited"] == 5 and version["totals"]["actionsWaiting"] == 0
     assert [r["event"] for r in version["reviews"]] == ["SUBMITTED", "APPROVED"]
     await ledger_ok(services)
+
+
+async def test_demo_seed_approves_the_demo_versions(gql, services, clock):
+    """With approval required (GATED), the demo still credits: its expert approved every version at seed."""
+    from jingtan_api.demo import DEMO_PASSWORD, seed_demo
+
+    assert await seed_demo(services, if_empty=True) == 0
+    reg = await registry(gql)
+    assert [(n["actionTypeCode"], n["status"]) for n in reg["nodes"]] == [("transit", "APPROVED")]
+    assert reg["nodes"][0]["reviews"][-1]["reviewer"].startswith("专家委员会")
+    login = await gql.ok("mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } } }",
+                         {"i": {"identifier": "wangfang@demo.jingtan.org", "password": DEMO_PASSWORD}})
+    token = login["login"]["tokens"]["accessToken"]
+    out = await submit(gql, token, "transit", trip(clock, meters=10_000), key="demo-1")
+    assert out["action"]["status"] == "APPROVED"

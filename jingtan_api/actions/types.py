@@ -92,6 +92,7 @@ class Action(Node):
     review_reason: str | None = strawberry.field(description="The admin's reason. / 审核意见。")
     user_pk: strawberry.Private[int]
     transaction_pk: strawberry.Private[int | None]
+    methodology_version_pk: strawberry.Private[int | None] = None
 
     @classmethod
     def from_row(cls, row: dict) -> "Action":
@@ -126,6 +127,7 @@ class Action(Node):
             review_reason=row["review_reason"],
             user_pk=row["user_id"],
             transaction_pk=row["transaction_id"],
+            methodology_version_pk=row.get("methodology_version_id"),
         )
 
     @strawberry.field(description="Its category, when still enabled (names, methodology). / 所属类别（仍启用时）。")

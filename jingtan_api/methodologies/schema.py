@@ -6,6 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from jingtan_api.actions import service as actions
+from jingtan_api.actions.types import Action
 from jingtan_api.auth.permissions import EXPERT
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
@@ -80,6 +81,21 @@ class MethodologiesMutation:
         return ReviewMethodologyVersionPayload(version=version, actions_credited=credited, actions_rejected=rejected)
 
 
+@strawberry.type
+class ActionMethodologyVersion:
+    """Fields of ``Action`` from methodology governance."""
+
+    @strawberry.field(
+        description="The methodology version (factors, formula) it was calculated with; null for actions recorded "
+        "before versions were kept, or never calculated. / 计算所用的方法学版本。"
+    )
+    async def methodology_version(self: Action, info: Info) -> MethodologyVersion | None:
+        if self.methodology_version_pk is None or self.calculation is None:
+            return None
+        nodes = await _version_nodes(info, [self.methodology_version_pk])
+        return nodes.get(self.methodology_version_pk)
+
+
 async def _version_nodes(info: Info, pks: list[int]) -> dict[int, MethodologyVersion]:
     rows = await info.context.read(service.versions_by_ids, pks)
     return {n.pk: n for n in await _versions(info, list(rows.values()))}
@@ -90,4 +106,5 @@ def jingtan_register_domain() -> Domain:
     return Domain(
         name="methodologies", query=[MethodologiesQuery], mutation=[MethodologiesMutation],
         types=[MethodologyVersion], nodes={"MethodologyVersion": _version_nodes},
+        extends={"Action": [ActionMethodologyVersion]},
     )
