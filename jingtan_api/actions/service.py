@@ -19,6 +19,7 @@ Flow of a submission (``submit``):
 """
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import Sequence
@@ -330,8 +331,19 @@ def review_threshold(settings: Settings, code: str) -> int:
     return settings.actions.review_above_points_by_type.get(code, settings.actions.review_above_points)
 
 
+def credit_memo(loaded: LoadedActionType | None, code: str, action_id: int) -> str:
+    """The ledger memo of an action's credit: bilingual, human, with the action's global ID (what every
+    query takes), e.g. ``Green transport action QWN0aW9uOjM= / 绿色出行行为 QWN0aW9uOjM=``. Memos written
+    before this rule (``transit action #3``) stay as they were: the ledger is append-only."""
+    gid = base64.b64encode(f"Action:{action_id}".encode()).decode()  # = graphql.relay.to_global_id
+    name_en = loaded.action_type.name_en if loaded else code
+    name_zh = loaded.action_type.name_zh if loaded else code
+    return f"{name_en} action {gid} / {name_zh}行为 {gid}"[:200]
+
+
 async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
-                  now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int) -> int | None:
+                  now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int,
+                  loaded: LoadedActionType | None = None) -> int | None:
     if points <= 0:
         return None
     tx = await ledger.post_transaction(
@@ -340,7 +352,7 @@ async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, poi
         postings=[ledger.Posting(issuance, -points), ledger.Posting(account_id, points)],
         now=now,
         lot_expiry_days=lot_expiry_days,
-        memo=f"{code} action #{action_id}",
+        memo=credit_memo(loaded, code, action_id),
         actor_user_id=actor_user_id,
     )
     await conn.execute(update(T).where(T.c.id == action_id).values(transaction_id=tx.id))
@@ -503,7 +515,7 @@ async def submit(
             action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
         elif row["status"] == APPROVED:
             await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
-                          now=now, lot_expiry_days=lot_days, actor_user_id=None,
+                          now=now, lot_expiry_days=lot_days, actor_user_id=None, loaded=loaded,
                           issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
         await _emit_action(conn, "action.recorded", action_id, user_id, code, row)
         await idempotency.complete(conn, claim, "Action", action_id)
@@ -584,7 +596,7 @@ async def review(
         if values["status"] == APPROVED:
             await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
                           code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
-                          issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+                          loaded=app.plugins.get(row["plugin_code"]), issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
         await _emit_action(conn, "action.reviewed", action_id, row["user_id"], row["plugin_code"], values,
                            reviewer_id=actor_user_id)
         await audit.record(
@@ -652,7 +664,7 @@ async def credit_waiting(app: "Services", *, version_id: int, now: datetime) -> 
             return 0
         if values["status"] == APPROVED:
             await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
-                          code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=None,
+                          code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=None, loaded=loaded,
                           issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
             await events.emit(conn, "action.approved", action_id=action_id, user_id=row["user_id"],
                               plugin_code=row["plugin_code"], grams_co2e=values["grams_co2e"], points=values["points"])
