@@ -50,6 +50,7 @@ from jingtan_api.settings import ConfigurationError, Settings
 # The core's domains, in schema order. Each module implements ``jingtan_register_domain``.
 CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.users.schema",
+    "jingtan_api.users.admin_schema",
     "jingtan_api.auth.schema",
     "jingtan_api.audit.schema",
     "jingtan_api.accounts.schema",
