@@ -308,10 +308,10 @@ class JingtanGraphQL(GraphQL):
                 await self.services.db.write(lambda conn: touch_api_token(conn, viewer.api_token_id, now=now))
             return viewer
         viewer = self.services.access_tokens.decode(credential)
-        if viewer.user_id is not None:
-            # Access tokens are stateless, but roles and status are checked against the database on every
-            # request (one primary-key read): demoting an admin or suspending a user takes effect at once
-            # instead of when their token expires.
+        if viewer.is_admin:
+            # Access tokens are stateless, but admin powers are checked against the database on every
+            # request (one primary-key read, admins only): demoting or disabling an admin takes effect at
+            # once instead of when their token expires.
             async with self.services.db.read() as conn:
                 current = await roles_and_status(conn, viewer.user_id)
             if current is None or current[1] != "ACTIVE":

@@ -98,14 +98,16 @@ async def test_suspend_and_reactivate(gql, admin, people, clock):
     # no login, the access token and the refresh token are refused, nothing can be submitted
     login = (await gql.ok(LOGIN, {"i": {"identifier": wang["email"], "password": wang["password"]}}))["login"]
     assert login["tokens"] is None and login["userErrors"][0]["code"] == "INVALID_CREDENTIALS"
+    # The access token is stateless: reads work until it expires (at most auth.access_token_ttl_seconds),
+    # but every mutation checks the status first.
     viewer = await gql("{ viewer { id } }", token=wang["token"])
-    assert viewer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert viewer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # viewer checks the status itself
     refreshed = await gql("mutation($i: RefreshTokenInput!) { refreshToken(input: $i) { tokens { accessToken } userErrors { code } } }",
                           {"i": {"refreshToken": wang["refresh"]}})
     assert refreshed["data"]["refreshToken"]["tokens"] is None
     submitted = await gql(SUBMIT, {"input": {"action": {"transit": trip(clock)}, "idempotencyKey": "s-1"}}, token=wang["token"])
-    payload = (submitted.get("data") or {}).get("submitAction")
-    assert payload is None or payload["action"] is None
+    payload = submitted["data"]["submitAction"]
+    assert payload["action"] is None and [e["code"] for e in payload["userErrors"]] == ["UNAUTHENTICATED"]
     # found by status; audited with the reason
     assert [n["id"] for n in (await find(gql, admin, status="SUSPENDED"))["nodes"]] == [wang["id"]]
     log = await gql.ok('{ auditLog(first: 1, action: "user.suspend") { nodes { targetId reason details } } }',

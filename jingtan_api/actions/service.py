@@ -15,7 +15,10 @@ Flow of a submission (``submit``):
    CAP_REACHED) and its review threshold (``review_above_points``: more -> NEEDS_REVIEW,
    ABOVE_REVIEW_THRESHOLD) — applied whatever the plugin returned, insert the action (``ON CONFLICT DO NOTHING`` on (plugin,
    fingerprint): a concurrent twin becomes a REJECTED duplicate), credit points via ``post_transaction``
-   when approved (ACTION_CREDIT, issuance -> member).
+   when approved (ACTION_CREDIT, issuance -> member);
+6. methodology governance: with ``[methodologies] require_methodology_approval`` an action that would be
+   APPROVED while its methodology version is not is stored as PENDING_METHODOLOGY, nothing credited;
+   ``credit_waiting`` credits such actions once an expert approves the version (docs/methodology.md).
 """
 
 import asyncio

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from jingtan_api.auth.permissions import EXPERT, MEMBER
 from jingtan_api.methodologies import service
+from jingtan_api.plugins.manager import load_plugins
 from jingtan_api.services import Services
 from jingtan_api.users import service as users_service
 
@@ -18,7 +19,10 @@ async def seed_demo(services: Services, *, password: str, now: datetime) -> int:
         services, email=email, phone=None, password=password, display_name=name,
         roles=frozenset({MEMBER, EXPERT}), now=now,
     )
-    versions = await service.ensure_versions(services, now=now)
+    if services.plugins.action_types:
+        versions = await service.ensure_versions(services, now=now)
+    else:  # the CLI's services carry no plugins: load the configured ones to register their versions
+        versions = await service.register_host(services.db, load_plugins(services.settings), now=now)
     for version_id in versions.values():
         await service.decide(services, actor_user_id=expert_id, version_id=version_id, decision="APPROVE",
                              note="演示数据：因子与来源已核对 Demo: factors and sources checked", now=now,

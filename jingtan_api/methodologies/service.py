@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
-from jingtan_api.db import Page, PageArgs, dialect_insert, keyset_page
+from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
 from jingtan_api.errors import Conflict, NotFound
 from jingtan_api.methodologies.models import MethodologyReview, MethodologyVersion
 from jingtan_api.plugins.manager import LoadedActionType, PluginHost
@@ -116,12 +116,18 @@ async def ensure_versions(app: "Services", *, now: datetime) -> dict[str, int]:
     if cached is not None and set(cached) == set(host.action_types):
         return cached
 
+    ids = await register_host(app.db, host, now=now)
+    setattr(host, _VERSIONS_ATTR, ids)
+    return ids
+
+
+async def register_host(db: Database, host: PluginHost, *, now: datetime) -> dict[str, int]:
+    """Register the current version of every action type of ``host`` (one write transaction)."""
+
     async def work(conn: AsyncConnection) -> dict[str, int]:
         return {code: await register_version(conn, loaded, now=now) for code, loaded in sorted(host.action_types.items())}
 
-    ids = await app.db.write(work)
-    setattr(host, _VERSIONS_ATTR, ids)
-    return ids
+    return await db.write(work)
 
 
 async def version_gate(conn: AsyncConnection, version_id: int) -> bool:

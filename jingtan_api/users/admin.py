@@ -7,9 +7,10 @@ Wildcards typed by the admin (``%``, ``_``) are matched literally.
 
 Suspension: status ``ACTIVE`` -> ``SUSPENDED`` and back, each with a reason (audited: ``user.suspend`` /
 ``user.reactivate``). A suspended user cannot log in (``INVALID_CREDENTIALS``, as for a wrong password),
-their refresh tokens are revoked at suspension (after reactivation they log in again), their access
-tokens and API tokens are refused on the next request (``REVOKED_TOKEN``: the server checks the status on
-every authenticated request), and their points and history stay untouched.
+their refresh tokens are revoked at suspension (after reactivation they log in again), their API tokens
+and an admin's access tokens are refused on the next request (``REVOKED_TOKEN``), a member's stateless
+access token (at most 15 minutes) is refused by every mutation (``graphql.mutations`` reads the status
+first) and by ``viewer``, and their points and history stay untouched.
 """
 
 from datetime import datetime
