@@ -34,6 +34,7 @@ from jingtan_api.observability import metrics
 from jingtan_api.observability.ledger import ledger_counts, ledger_totals
 from jingtan_api.progress import progress
 from jingtan_api.persisted import check_documents, read_operations, register
+from jingtan_api.plugins import scaffold
 from jingtan_api.plugins.manager import discover_entry_points, load_plugins
 from jingtan_api.redemptions.jobs import expire_redemptions
 from jingtan_api.redemptions.service import check_invariants as check_redemptions
@@ -322,6 +323,30 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    if args.action == "new":
+        return cmd_plugins_new(args)
+    return cmd_plugins_list(args)
+
+
+def cmd_plugins_new(args: argparse.Namespace) -> int:
+    """Write a working plugin distribution (package, entry point, settings, methodology, tests)."""
+    if not args.name:
+        print(f"jingtan plugins new NAME: give the plugin's name ({scaffold.NAME_HELP})", file=sys.stderr)
+        return 2
+    try:
+        code = scaffold.normalise(args.name)
+        target = Path(args.dir) if args.dir else Path(f"jingtan-{code.replace('_', '-')}")
+        written = scaffold.write(code, target)
+    except (ValueError, FileExistsError) as exc:
+        print(f"jingtan plugins new: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    print(f"\nNext: pip install -e '{target}[test]' && (cd {target} && pytest); then enable {code!r} in [plugins] enabled.")
+    return 0
+
+
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     """Installed entry points of group jingtan.plugins, which are enabled, and their action types."""
 
@@ -411,9 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("expire-redemptions", help="expire unused redemption codes past their expiry and refund them")
     p.set_defaults(fn=cmd_expire_redemptions)
 
-    p = sub.add_parser("plugins", help="list installed and enabled action plugins")
-    p.add_argument("action", choices=["list"])
-    p.set_defaults(fn=cmd_plugins_list)
+    p = sub.add_parser("plugins", help="list installed and enabled action plugins, or start a new one")
+    p.add_argument("action", choices=["list", "new"], help="list: installed and enabled; new NAME: write a plugin")
+    p.add_argument("name", nargs="?", help=f"new: the action type code, {scaffold.NAME_HELP}")
+    p.add_argument("--dir", default=None, help="new: where to write it (default ./jingtan-<name>)")
+    p.set_defaults(fn=cmd_plugins)
 
     p = sub.add_parser("operations", help="register the operations of schema/operations/ (persisted queries, allow-list)")
     p.add_argument("action", choices=["register"])

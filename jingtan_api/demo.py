@@ -7,6 +7,7 @@ from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.identity.demo import seed_demo as seed_identity
 from jingtan_api.campaigns.demo import seed_demo as seed_campaign_demo
+from jingtan_api.methodologies.demo import seed_demo as seed_methodologies
 from jingtan_api.offers.demo import seed_offers
 from jingtan_api.progress import ProgressBar
 from jingtan_api.organisations.demo import seed_community
@@ -100,4 +101,5 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")
+    await seed_methodologies(services, password=DEMO_PASSWORD, now=now)
     return 0

@@ -99,6 +99,7 @@ ERROR_CODES: dict[str, str] = {
     "TRY_AGAIN": "The database was busy (serialization failure or deadlock); retry the same request. / 请重试。",
     "INVALID_CURSOR": "The pagination cursor is malformed or belongs to another list or order. / 游标无效。",
     "PAGE_SIZE_EXCEEDED": "first/last is outside 0..max page size. / 每页数量超出范围。",
+    "PAGE_SIZE_INVALID": "first/last is negative: sizes are 1..max page size (0 = totalCount only). / 每页数量不能为负数。",
     "IDEMPOTENCY_KEY_REUSED": "The idempotencyKey was used before with a different input. / 幂等键已用于不同请求。",
     # GraphQL over HTTP and persisted operations (refused before execution)
     "BAD_REQUEST": "The HTTP request is malformed (body, content type, parameters). / 请求格式无效。",
@@ -228,4 +229,6 @@ ERROR_CODES: dict[str, str] = {
     "NEAR_TOO_BROAD": "Too many places in the search area; use a smaller radius. / 范围内地点过多。",
     "NOT_AN_IMAGE": "The upload is not a PNG, JPEG or WebP image. / 文件不是图片。",
     "IMAGE_TOO_LARGE": "The image is above the size or pixel limit. / 图片过大。",
+    # methodologies
+    "METHODOLOGY_NOT_REVIEWABLE": "The methodology version's state does not allow this decision (e.g. already decided). / 该方法学版本状态不允许此操作。",
 }

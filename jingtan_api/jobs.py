@@ -64,6 +64,7 @@ JOB_MODULES: tuple[str, ...] = (
     "jingtan_api.jobs",
     "jingtan_api.volunteers.jobs",
     "jingtan_api.campaigns.jobs",
+    "jingtan_api.methodologies.jobs",
 )
 
 

@@ -12,6 +12,7 @@ from jingtan_api.campaigns import models as _campaigns  # noqa: F401
 from jingtan_api.households import models as _households  # noqa: F401
 from jingtan_api.media import models as _media  # noqa: F401
 from jingtan_api.merchants import models as _merchants  # noqa: F401
+from jingtan_api.methodologies import models as _methodologies  # noqa: F401
 from jingtan_api.offers import models as _offers  # noqa: F401
 from jingtan_api.organisations import models as _organisations  # noqa: F401
 from jingtan_api.redemptions import models as _redemptions  # noqa: F401

@@ -409,6 +409,19 @@ class OperationsSettings(_Section):
     )
 
 
+class MethodologiesSettings(_Section):
+    require_methodology_approval: bool | None = Field(
+        None,
+        description="Credit an action only when its methodology version is APPROVED by an expert; until then "
+        "verified actions wait in PENDING_METHODOLOGY. Default: on in production, off in development (versions "
+        "are still registered and shown).",
+    )
+    credit_batch_size: int = Field(100, ge=1, le=10000, description="Waiting actions read per batch when crediting.")
+    credit_interval_seconds: int = Field(
+        300, ge=0, description="Credit actions waiting for an approved version (a safety net; 0 turns it off)."
+    )
+
+
 class PluginsSettings(BaseModel):
     """Which action plugins are enabled; a [plugins.<code>] table holds each plugin's own settings."""
 
@@ -459,6 +472,7 @@ class Settings(BaseSettings):
     volunteers: VolunteersSettings = Field(default_factory=VolunteersSettings)
     community: CommunitySettings = Field(default_factory=CommunitySettings)
     merchants: MerchantsSettings = Field(default_factory=MerchantsSettings)
+    methodologies: MethodologiesSettings = Field(default_factory=MethodologiesSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -501,6 +515,11 @@ class Settings(BaseSettings):
         if self.graphql.introspection is None:
             return not self.is_production
         return self.graphql.introspection
+
+    @property
+    def methodology_approval_required(self) -> bool:
+        flag = self.methodologies.require_methodology_approval
+        return self.is_production if flag is None else flag
 
     @property
     def is_sqlite(self) -> bool:

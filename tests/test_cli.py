@@ -97,7 +97,7 @@ async def test_create_api_token_for_a_member(cli_env, gql, member, capsys, servi
 async def test_seed_demo_if_empty_loads_once_and_the_ledger_checks_out(cli_env, services, gql, capsys):
     assert await run("seed-demo", "--if-empty") == 0
     first = await row_counts(services.db)
-    assert first["user_account"] == 5 and first["ledger_entry"] > 0
+    assert first["user_account"] == 6 and first["methodology_version"] == 3 and first["ledger_entry"] > 0
     assert await run("seed-demo", "--if-empty") == 0
     assert "skipped" in capsys.readouterr().out
     assert await row_counts(services.db) == first

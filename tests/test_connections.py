@@ -112,8 +112,8 @@ class Walk:
             ({"first": 2, "last": 2}, "BAD_USER_INPUT", "first"),
             ({"first": 101}, "PAGE_SIZE_EXCEEDED", "first"),
             ({"last": 101}, "PAGE_SIZE_EXCEEDED", "last"),
-            ({"first": -1}, "PAGE_SIZE_EXCEEDED", "first"),
-            ({"last": -1, "before": cursor}, "PAGE_SIZE_EXCEEDED", "last"),
+            ({"first": -1}, "PAGE_SIZE_INVALID", "first"),
+            ({"last": -1, "before": cursor}, "PAGE_SIZE_INVALID", "last"),
         ):
             assert await self.errors(**args) == [{"code": code, "field": field}], args
         # The largest page is allowed.

@@ -62,6 +62,14 @@ async def test_days_follow_the_merchant_time_zone(gql, services, clock, admin):
         {"status": "CONFIRMED", "count": 1, "quantity": 2, "points": 20},
     ]
 
+    wider = await gql.ok(SETTLEMENT, {"id": shop["id"], "from": "2026-05-31", "to": "2026-06-04"}, token=owner["token"])
+    wide_days = wider["merchant"]["settlement"]["byDay"]
+    assert [d["date"] for d in wide_days] == ["2026-05-31", "2026-06-01", "2026-06-02", "2026-06-03", "2026-06-04"]
+    assert wide_days[1:4] == s["byDay"]
+    for quiet in (wide_days[0], wide_days[4]):
+        assert {k: v for k, v in quiet.items() if k != "date"} == {
+            "redemptions": 0, "quantity": 0, "confirmed": 0, "pointsRedeemed": 0, "pointsRefunded": 0, "netPoints": 0}
+
     only_day_two = await gql.ok(SETTLEMENT, {"id": shop["id"], "from": "2026-06-02", "to": "2026-06-02"}, token=owner["token"])
     assert [d["date"] for d in only_day_two["merchant"]["settlement"]["byDay"]] == ["2026-06-02"]
     assert only_day_two["merchant"]["settlement"]["pointsReceived"] == 30
@@ -72,7 +80,9 @@ async def test_range_limits_and_access(gql, services, clock, admin):
     too_long = await gql(SETTLEMENT, {"id": shop["id"], "from": "2026-01-01", "to": "2026-04-03"}, token=shop["token"])
     assert too_long["errors"][0]["extensions"]["code"] == "RANGE_TOO_LONG"
     ok = await gql.ok(SETTLEMENT, {"id": shop["id"], "from": "2026-01-01", "to": "2026-04-02"}, token=shop["token"])
-    assert ok["merchant"]["settlement"]["byDay"] == []
+    days = ok["merchant"]["settlement"]["byDay"]  # every day of the range, zeros without activity
+    assert len(days) == 92 and days[0]["date"] == "2026-01-01" and days[-1]["date"] == "2026-04-02"
+    assert {(d["redemptions"], d["quantity"], d["confirmed"], d["netPoints"]) for d in days} == {(0, 0, 0, 0)}
     backwards = await gql(SETTLEMENT, {"id": shop["id"], "from": "2026-06-02", "to": "2026-06-01"}, token=shop["token"])
     assert backwards["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     member = await make_member(services, clock)

@@ -56,8 +56,12 @@ def _settings(enabled, **plugin_tables):
                                       "failed: TypeError: unsupported operand"),
         (["transit"], {"trnsit": {"daily_cap_grams": 5}}, "[plugins.trnsit]: no enabled plugin provides an action type "
                                                           "'trnsit' (enabled action types: transit); did you mean [plugins.transit]?"),
-        (["transit"], {"recycling": {}}, "[plugins.recycling]: no enabled plugin provides an action type 'recycling'"),
-        ([], {"transit": {}}, "[plugins.transit]: no enabled plugin provides an action type 'transit' (enabled action types: none)"),
+        (["transit"], {"recycling": {"daily_cap_grams": -1}}, "plugin 'recycling': invalid settings [plugins.recycling]: "
+                                                               "daily_cap_grams: Input should be greater than or equal to 0"),
+        (["transit"], {"recycling": {"no_such_key": 1}}, "(plugin 'recycling' is disabled, but its [plugins.recycling] table is checked)"),
+        ([], {"needs_key": {}}, "plugin 'needs_key': invalid settings [plugins.needs_key]: api_key: Field required"),
+        (["transit"], {"broken": {}}, "[plugins.broken]: plugin 'broken' is disabled and failed to import"),
+        ([], {"nowhere": {}}, "[plugins.nowhere]: no enabled plugin provides an action type 'nowhere' (enabled action types: none)"),
         (["transit", "ping", "transit"], {}, "[plugins] enabled lists 'transit' more than once"),
     ],
 )
@@ -67,6 +71,13 @@ def test_startup_fails_with_one_line_naming_the_plugin(fake_entry_points, enable
     message = str(info.value)
     assert expected in message, message
     assert "\n" not in message
+
+
+def test_valid_tables_of_disabled_plugins_start_with_a_warning(fake_entry_points, caplog):
+    with caplog.at_level("WARNING", logger="jingtan.plugins"):
+        app = create_app(_settings(["transit"], recycling={"daily_cap_grams": 100}))
+    assert "RecyclingActionInput" not in str(app.state.schema)  # still disabled
+    assert any("[plugins.recycling] is valid but unused" in r.getMessage() for r in caplog.records)
 
 
 def test_disabled_plugins_are_never_imported(fake_entry_points):

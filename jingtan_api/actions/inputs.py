@@ -16,6 +16,7 @@ import pydantic
 import strawberry
 from pydantic import BaseModel
 from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.utils.str_converters import to_camel_case
 
 from jingtan_api.settings import ConfigurationError
 
@@ -129,3 +130,25 @@ def to_plain(value: Any) -> Any:
             out[f.name] = to_plain(v)
         return out
     return value
+
+
+def graphql_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The pydantic JSON Schema of ``model`` with property names as the GraphQL input spells them
+    (camelCase, strawberry's ``auto_camel_case``), in ``properties`` and ``required`` of every object schema
+    (nested models under ``$defs`` included), so a form generator can post what it renders."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                out[key] = {to_camel_case(name): walk(sub) for name, sub in value.items()}
+            elif key == "required" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                out[key] = [to_camel_case(v) for v in value]
+            else:
+                out[key] = walk(value)
+        return out
+
+    return walk(model.model_json_schema())

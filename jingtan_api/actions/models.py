@@ -18,6 +18,7 @@ class Action(SQLModel, table=True):
         Index("ix_action_user_id_id", "user_id", "id"),
         Index("ix_action_status_id", "status", "id"),
         Index("ix_action_plugin_subject", "plugin_code", "subject"),
+        Index("ix_action_methodology_status_id", "methodology_version_id", "status", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -31,8 +32,8 @@ class Action(SQLModel, table=True):
     subject: str | None = Field(default=None, max_length=200)
     occurred_from: datetime
     occurred_to: datetime
-    # APPROVED, REJECTED, NEEDS_REVIEW
-    status: str = Field(max_length=16)
+    # APPROVED, REJECTED, NEEDS_REVIEW, PENDING_METHODOLOGY (verified, waiting for its methodology's approval)
+    status: str = Field(max_length=24)
     reasons: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     grams_co2e: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -42,6 +43,8 @@ class Action(SQLModel, table=True):
     cap_group: str | None = Field(default=None, max_length=64)
     cap_group_daily_grams: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     transaction_id: int | None = Field(default=None, foreign_key="ledger_transaction.id")
+    # The methodology version (factors, formula) the action was calculated with; NULL before governance.
+    methodology_version_id: int | None = Field(default=None, foreign_key="methodology_version.id")
     reviewed_by: int | None = Field(default=None, foreign_key="user_account.id")
     reviewed_at: datetime | None = None
     review_reason: str | None = Field(default=None, max_length=500)

@@ -15,10 +15,14 @@ Flow of a submission (``submit``):
    CAP_REACHED) and its review threshold (``review_above_points``: more -> NEEDS_REVIEW,
    ABOVE_REVIEW_THRESHOLD) — applied whatever the plugin returned, insert the action (``ON CONFLICT DO NOTHING`` on (plugin,
    fingerprint): a concurrent twin becomes a REJECTED duplicate), credit points via ``post_transaction``
-   when approved (ACTION_CREDIT, issuance -> member).
+   when approved (ACTION_CREDIT, issuance -> member);
+6. methodology governance: with ``[methodologies] require_methodology_approval`` an action that would be
+   APPROVED while its methodology version is not is stored as PENDING_METHODOLOGY, nothing credited;
+   ``credit_waiting`` credits such actions once an expert approves the version (docs/methodology.md).
 """
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -38,11 +42,12 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
-from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
+from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page, run_batched
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.observability import metrics
 from jingtan_api.households import service as households
+from jingtan_api.methodologies import service as methodologies
 from jingtan_api.plugins.api import (
     ActionRecord,
     Calculation,
@@ -66,6 +71,14 @@ T = Action.__table__
 A = Account.__table__
 ACTION_CREDIT = "ACTION_CREDIT"
 APPROVED, REJECTED, NEEDS_REVIEW = Status.APPROVED.value, Status.REJECTED.value, Status.NEEDS_REVIEW.value
+# Verified (the plugin and the core's checks approved it) but its methodology version is not approved yet:
+# nothing credited; credited by ``credit_waiting`` when an expert approves the version (docs/methodology.md).
+PENDING_METHODOLOGY = "PENDING_METHODOLOGY"
+_WAITING_REASON = Reason(
+    "METHODOLOGY_PENDING",
+    "Verified; points are credited once the expert committee approves this methodology version "
+    "/ 已核验，方法学版本经专家委员会批准后发放积分",
+)
 MAX_EVIDENCE_TEXT = 500
 MAX_ATTACHMENTS = 10
 
@@ -102,7 +115,7 @@ def _record(row: Any) -> ActionRecord:
     return ActionRecord(
         id=m["id"],
         member_id=m["user_id"],
-        status=Status(m["status"]),
+        status=Status(APPROVED if m["status"] == PENDING_METHODOLOGY else m["status"]),
         input=json.loads(m["input"]),
         occurred_from=m["occurred_from"],
         occurred_to=m["occurred_to"],
@@ -121,10 +134,17 @@ class DatabaseHistory:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    @staticmethod
+    def _statuses(statuses: Sequence[Status]) -> list[str]:
+        """An action waiting for its methodology's approval was approved by the plugin: it counts (and is
+        reported) as APPROVED in the plugin's history."""
+        values = [s.value for s in statuses]
+        return [*values, PENDING_METHODOLOGY] if APPROVED in values else values
+
     async def member_actions(
         self, code: str, member_id: int, start: datetime | None, end: datetime | None, statuses: Sequence[Status]
     ) -> list[ActionRecord]:
-        q = select(T).where(T.c.user_id == member_id, T.c.plugin_code == code, T.c.status.in_([s.value for s in statuses]))
+        q = select(T).where(T.c.user_id == member_id, T.c.plugin_code == code, T.c.status.in_(self._statuses(statuses)))
         if start is not None:
             q = q.where(T.c.occurred_to > start)
         if end is not None:
@@ -134,7 +154,7 @@ class DatabaseHistory:
         return [_record(r) for r in rows]
 
     async def subject_actions(self, code: str, subject: str, statuses: Sequence[Status]) -> list[ActionRecord]:
-        q = select(T).where(T.c.plugin_code == code, T.c.subject == subject, T.c.status.in_([s.value for s in statuses]))
+        q = select(T).where(T.c.plugin_code == code, T.c.subject == subject, T.c.status.in_(self._statuses(statuses)))
         async with self.db.read() as conn:
             rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
         return [_record(r) for r in rows]
@@ -327,8 +347,19 @@ def review_threshold(settings: Settings, code: str) -> int:
     return settings.actions.review_above_points_by_type.get(code, settings.actions.review_above_points)
 
 
+def credit_memo(loaded: LoadedActionType | None, code: str, action_id: int) -> str:
+    """The ledger memo of an action's credit: bilingual, human, with the action's global ID (what every
+    query takes), e.g. ``Green transport action QWN0aW9uOjM= / 绿色出行行为 QWN0aW9uOjM=``. Memos written
+    before this rule (``transit action #3``) stay as they were: the ledger is append-only."""
+    gid = base64.b64encode(f"Action:{action_id}".encode()).decode()  # = graphql.relay.to_global_id
+    name_en = loaded.action_type.name_en if loaded else code
+    name_zh = loaded.action_type.name_zh if loaded else code
+    return f"{name_en} action {gid} / {name_zh}行为 {gid}"[:200]
+
+
 async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
-                  now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int) -> int | None:
+                  now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int,
+                  loaded: LoadedActionType | None = None) -> int | None:
     if points <= 0:
         return None
     tx = await ledger.post_transaction(
@@ -337,7 +368,7 @@ async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, poi
         postings=[ledger.Posting(issuance, -points), ledger.Posting(account_id, points)],
         now=now,
         lot_expiry_days=lot_expiry_days,
-        memo=f"{code} action #{action_id}",
+        memo=credit_memo(loaded, code, action_id),
         actor_user_id=actor_user_id,
     )
     await conn.execute(update(T).where(T.c.id == action_id).values(transaction_id=tx.id))
@@ -459,6 +490,8 @@ async def submit(
     caps = loaded.caps
     lot_days = app.settings.points.lot_expiry_days
     threshold = review_threshold(app.settings, code)
+    base_row["methodology_version_id"] = (await methodologies.ensure_versions(app, now=now))[code]
+    gated = app.settings.methodology_approval_required
 
     async def work(conn: AsyncConnection) -> SubmitResult:
         claim = await idempotency.claim(conn, scope, key, req_hash)
@@ -489,6 +522,9 @@ async def submit(
                     "ABOVE_REVIEW_THRESHOLD",
                     f"More than {threshold} points for one {code} action needs review / 单次超过 {threshold} 积分，需人工审核",
                 ))
+        if row_status == APPROVED and gated and not await methodologies.version_gate(conn, base_row["methodology_version_id"]):
+            row_status = PENDING_METHODOLOGY
+            row_reasons.append(_WAITING_REASON)
         row = {
             **base_row,
             "status": row_status,
@@ -507,7 +543,7 @@ async def submit(
             action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
         elif row["status"] == APPROVED:
             await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
-                          now=now, lot_expiry_days=lot_days, actor_user_id=None,
+                          now=now, lot_expiry_days=lot_days, actor_user_id=None, loaded=loaded,
                           issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
         await _emit_action(conn, "action.recorded", action_id, user_id, code, row)
         await idempotency.complete(conn, claim, "Action", action_id)
@@ -571,6 +607,10 @@ async def review(
                 grams, exhausted = _apply_cap(grams, room, which, reasons)
             grams = min(grams, app.settings.points.max_single_amount * gpp)
             status = REJECTED if exhausted else APPROVED
+            if (status == APPROVED and app.settings.methodology_approval_required and row["methodology_version_id"]
+                    and not await methodologies.version_gate(conn, row["methodology_version_id"])):
+                status = PENDING_METHODOLOGY
+                reasons.append(_WAITING_REASON)
             values.update(status=status, grams_co2e=grams, points=grams // gpp, reasons=_dumps([r.__dict__ for r in reasons]))
             if exhausted:
                 values.update(points=0, evidence_fingerprint=None)
@@ -587,7 +627,7 @@ async def review(
         if values["status"] == APPROVED:
             await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
                           code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=actor_user_id,
-                          issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+                          loaded=app.plugins.get(row["plugin_code"]), issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
         await _emit_action(conn, "action.reviewed", action_id, row["user_id"], row["plugin_code"], values,
                            reviewer_id=actor_user_id)
         await audit.record(
@@ -604,6 +644,111 @@ async def review(
         return action_id
 
     return await app.db.write(work)
+
+
+# --- methodology governance: crediting or rejecting the actions waiting for a version ----------------
+
+
+async def credit_waiting(app: "Services", *, version_id: int, now: datetime) -> tuple[int, int]:
+    """Credit the actions waiting in PENDING_METHODOLOGY for ``version_id`` (call it after the version was
+    approved): keyset batches of ``[methodologies] credit_batch_size`` ids, one write transaction per action
+    (member account locked first, as everywhere), the grams stored at submission (calculated with the
+    factors of this very version), caps applied again as at review. Idempotent and safe in concurrent
+    processes: the conditional ``UPDATE … WHERE status = 'PENDING_METHODOLOGY'`` lets one transaction credit
+    an action. Returns (actions credited, points credited)."""
+    gpp = app.settings.points.grams_per_point
+    tz = ZoneInfo(app.settings.actions.timezone)
+    lot_days = app.settings.points.lot_expiry_days
+    batch = app.settings.methodologies.credit_batch_size
+
+    async def fetch(conn: AsyncConnection, after: int) -> list[int]:
+        return list((await conn.execute(
+            select(T.c.id).where(T.c.methodology_version_id == version_id, T.c.status == PENDING_METHODOLOGY,
+                                 T.c.id > after).order_by(T.c.id).limit(batch)
+        )).scalars())
+
+    async def process(conn: AsyncConnection, action_id: int) -> int:
+        row = (await conn.execute(select(T).where(T.c.id == action_id))).first()
+        if row is None or row.status != PENDING_METHODOLOGY or not await methodologies.version_gate(conn, version_id):
+            return 0
+        row = row._mapping
+        account_id = await ledger.lock_member_account(conn, row["user_id"])
+        reasons = [Reason(**r) for r in json.loads(row["reasons"]) if r.get("code") != _WAITING_REASON.code]
+        loaded = app.plugins.get(row["plugin_code"])
+        room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"],
+                                      caps=loaded.caps if loaded else Caps(), occurred=row["occurred_from"], tz=tz,
+                                      grams_per_point=gpp, exclude_id=action_id, cap_group=row["cap_group"],
+                                      cap_group_daily_grams=row["cap_group_daily_grams"])
+        grams, exhausted = _apply_cap(row["grams_co2e"], room, which, reasons)
+        if not exhausted:
+            room, which = await _member_room(conn, user_id=row["user_id"], settings=app.settings, now=now, tz=tz,
+                                             grams_per_point=gpp)
+            grams, exhausted = _apply_cap(grams, room, which, reasons)
+        values: dict[str, Any] = {"status": REJECTED if exhausted else APPROVED, "grams_co2e": 0 if exhausted else grams,
+                                  "points": 0 if exhausted else grams // gpp, "reasons": _dumps([r.__dict__ for r in reasons])}
+        if exhausted:
+            values["evidence_fingerprint"] = None
+        done = (await conn.execute(
+            update(T).where(T.c.id == action_id, T.c.status == PENDING_METHODOLOGY).values(**values).returning(T.c.id)
+        )).scalar_one_or_none()
+        if done is None:
+            return 0
+        if values["status"] == APPROVED:
+            await _credit(conn, action_id=action_id, account_id=account_id, points=values["points"],
+                          code=row["plugin_code"], now=now, lot_expiry_days=lot_days, actor_user_id=None, loaded=loaded,
+                          issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+            await events.emit(conn, "action.approved", action_id=action_id, user_id=row["user_id"],
+                              plugin_code=row["plugin_code"], grams_co2e=values["grams_co2e"], points=values["points"])
+        return max(values["points"], 1) if values["status"] == APPROVED else 0
+
+    done, _ = await run_batched(app.db, fetch=fetch, process=process, batch_size=batch,
+                                what="crediting an action of an approved methodology")
+    async with app.db.read() as conn:
+        points = int((await conn.execute(
+            select(func.coalesce(func.sum(T.c.points), 0)).where(T.c.methodology_version_id == version_id,
+                                                                 T.c.status == APPROVED)
+        )).scalar_one())
+    return done, points
+
+
+async def reject_waiting(app: "Services", *, version_id: int, note: str, now: datetime) -> int:
+    """Reject the actions waiting for ``version_id`` (call it after the version was rejected): REJECTED with
+    reason METHODOLOGY_REJECTED and the expert's note, evidence released so the member may submit again
+    once a corrected version is approved. Same batching and idempotency as :func:`credit_waiting`."""
+    batch = app.settings.methodologies.credit_batch_size
+    reason = Reason("METHODOLOGY_REJECTED", f"The expert committee rejected this methodology version: {note} "
+                                            f"/ 专家委员会未批准该方法学版本：{note}")
+
+    async def fetch(conn: AsyncConnection, after: int) -> list[int]:
+        return list((await conn.execute(
+            select(T.c.id).where(T.c.methodology_version_id == version_id, T.c.status == PENDING_METHODOLOGY,
+                                 T.c.id > after).order_by(T.c.id).limit(batch)
+        )).scalars())
+
+    async def process(conn: AsyncConnection, action_id: int) -> int:
+        row = (await conn.execute(select(T).where(T.c.id == action_id))).first()
+        if row is None or row.status != PENDING_METHODOLOGY:
+            return 0
+        reasons = [r for r in json.loads(row.reasons) if r.get("code") != _WAITING_REASON.code] + [reason.__dict__]
+        values = {"status": REJECTED, "grams_co2e": 0, "points": 0, "evidence_fingerprint": None, "reasons": _dumps(reasons)}
+        done = (await conn.execute(
+            update(T).where(T.c.id == action_id, T.c.status == PENDING_METHODOLOGY).values(**values).returning(T.c.id)
+        )).scalar_one_or_none()
+        if done is None:
+            return 0
+        return 1
+
+    done, _ = await run_batched(app.db, fetch=fetch, process=process, batch_size=batch,
+                                what="rejecting an action of a rejected methodology")
+    return done
+
+
+async def versions_with_waiting_actions(conn: AsyncConnection) -> list[int]:
+    """Ids of methodology versions some PENDING_METHODOLOGY action waits for (for the safety-net job)."""
+    return list((await conn.execute(
+        select(T.c.methodology_version_id).where(T.c.status == PENDING_METHODOLOGY,
+                                                 T.c.methodology_version_id.is_not(None)).distinct()
+    )).scalars())
 
 
 # --- reads ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from strawberry.types import Info
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.types import LedgerTransaction
+from jingtan_api.actions.inputs import graphql_json_schema
 from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Node, UserError
@@ -24,6 +25,11 @@ class ActionStatus(Enum):
     APPROVED = strawberry.enum_value("APPROVED", description="Verified; points credited. / 已通过，积分已发放。")
     REJECTED = strawberry.enum_value("REJECTED", description="Refused; see reasons. / 未通过，见原因。")
     NEEDS_REVIEW = strawberry.enum_value("NEEDS_REVIEW", description="Waiting for an admin. / 待人工审核。")
+    PENDING_METHODOLOGY = strawberry.enum_value(
+        "PENDING_METHODOLOGY",
+        description="Verified; waiting for the expert committee to approve its methodology version, nothing credited "
+        "yet. / 已核验，等待方法学版本批准。",
+    )
 
 
 @strawberry.enum(description="Decision of a review. / 审核决定。")
@@ -86,6 +92,7 @@ class Action(Node):
     review_reason: str | None = strawberry.field(description="The admin's reason. / 审核意见。")
     user_pk: strawberry.Private[int]
     transaction_pk: strawberry.Private[int | None]
+    methodology_version_pk: strawberry.Private[int | None] = None
 
     @classmethod
     def from_row(cls, row: dict) -> "Action":
@@ -120,6 +127,7 @@ class Action(Node):
             review_reason=row["review_reason"],
             user_pk=row["user_id"],
             transaction_pk=row["transaction_id"],
+            methodology_version_pk=row.get("methodology_version_id"),
         )
 
     @strawberry.field(description="Its category, when still enabled (names, methodology). / 所属类别（仍启用时）。")
@@ -178,7 +186,9 @@ class ActionTypeInfo:
     methodology: Methodology = strawberry.field(description="Methodology and factors. / 方法学。")
     caps: ActionCaps = strawberry.field(description="Limits per member. / 上限。")
     settings_schema: JSON = strawberry.field(description="JSON Schema of its [plugins.<code>] settings. / 配置的 JSON Schema。")
-    input_schema: JSON = strawberry.field(description="JSON Schema of its input. / 输入的 JSON Schema。")
+    input_schema: JSON = strawberry.field(
+        description="JSON Schema of its input, with the GraphQL (camelCase) field names. / 输入的 JSON Schema（GraphQL 字段名）。"
+    )
 
     @classmethod
     def from_loaded(cls, loaded: LoadedActionType) -> "ActionTypeInfo":
@@ -199,7 +209,7 @@ class ActionTypeInfo:
                             daily_points=c.daily_points, monthly_points=c.monthly_points,
                             platform_daily_grams=c.platform_daily_grams),
             settings_schema=at.Settings.model_json_schema(),
-            input_schema=at.Input.model_json_schema(),
+            input_schema=graphql_json_schema(at.Input),
         )
 
 

@@ -8,7 +8,8 @@ from jingtan_api.errors import PermissionDenied, Unauthenticated
 MEMBER = "MEMBER"
 MERCHANT = "MERCHANT"
 ADMIN = "ADMIN"
-ROLES = (MEMBER, MERCHANT, ADMIN)
+EXPERT = "EXPERT"  # member of the expert committee: reviews methodology versions
+ROLES = (MEMBER, MERCHANT, ADMIN, EXPERT)
 
 # Scopes an API token may carry, with what they allow. Interactive (JWT) sessions hold every scope
 # their roles allow.
@@ -27,11 +28,13 @@ SCOPES: dict[str, str] = {
     "merchants:write": "Onboard, approve and suspend merchants (admin tokens only)",
     "ledger:read": "Read any ledger transaction with all its entries (admin tokens only)",
     "community:write": "Act in the owner's household and organisations: join, leave, invite, donate, retire",
+    "methodologies:review": "Approve, reject and retire methodology versions (expert committee tokens only)",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     MEMBER: frozenset({"account:read", "offers:redeem", "actions:write", "community:write"}),
     MERCHANT: frozenset({"account:read", "offers:write", "redemptions:confirm", "merchant:read"}),
     ADMIN: frozenset(SCOPES),
+    EXPERT: frozenset({"account:read", "methodologies:review"}),
 }
 
 

@@ -51,6 +51,7 @@ from jingtan_api.settings import ConfigurationError, Settings
 # The core's domains, in schema order. Each module implements ``jingtan_register_domain``.
 CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.users.schema",
+    "jingtan_api.users.admin_schema",
     "jingtan_api.auth.schema",
     "jingtan_api.audit.schema",
     "jingtan_api.accounts.schema",
@@ -65,6 +66,7 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.retirements.schema",
     "jingtan_api.campaigns.schema",
     "jingtan_api.media.schema",
+    "jingtan_api.methodologies.schema",
 )
 
 MAX_NODES = 100

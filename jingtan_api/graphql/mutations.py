@@ -27,8 +27,9 @@ from strawberry.types import Info
 from strawberry.types.base import StrawberryList, StrawberryObjectDefinition, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
-from jingtan_api.errors import COMMON_CODES, ERROR_CODES, DomainError
+from jingtan_api.errors import COMMON_CODES, ERROR_CODES, DomainError, Unauthenticated
 from jingtan_api.graphql.relay import UserError
+from jingtan_api.users.service import roles_and_status
 
 
 def error_code_enum(name: str, codes: Iterable[str], *, description: str) -> type[Enum]:
@@ -100,9 +101,24 @@ class DomainErrorsAsUserErrors(FieldExtension):
 
     async def resolve_async(self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any) -> Any:
         try:
+            await _refuse_inactive_member(info)
             return await next_(source, info, **kwargs)
         except DomainError as exc:
             return self.payload_for(exc)
+
+
+async def _refuse_inactive_member(info: Info) -> None:
+    """A member's access token is stateless (valid until it expires), but a suspended member must not act:
+    every mutation sent with a member's access token reads their status first (one primary-key read;
+    admins' and API tokens' status is already checked on every request)."""
+    viewer = info.context.viewer
+    if viewer.user_id is None or viewer.is_admin or viewer.api_token_id is not None:
+        return
+    current = await info.context.read(roles_and_status, viewer.user_id)
+    if current is None or current[1] != "ACTIVE":
+        raise Unauthenticated(
+            "This token was revoked or the account is suspended / 令牌已吊销或账户已停用", reason="REVOKED_TOKEN"
+        )
 
 
 def payload_mutation(*, description: str, **kwargs: Any) -> Any:

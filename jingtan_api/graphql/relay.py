@@ -213,15 +213,24 @@ def page_args(
     keyset: Keyset = ID_KEYSET,
 ) -> PageArgs:
     """The one check of every connection's first/after/last/before: not both first and last, sizes in
-    0..max page size (PAGE_SIZE_EXCEEDED), cursors of the connection's keyset (INVALID_CURSOR); neither
+    at most the max page size (PAGE_SIZE_EXCEEDED) and not negative
+    (PAGE_SIZE_INVALID; 0 asks for totalCount only), cursors of the connection's keyset (INVALID_CURSOR); neither
     size given means the first default-size page."""
     settings = info.context.settings.graphql
     if first is not None and last is not None:
         raise ValidationFailed("Use either first or last, not both / first 与 last 不能同时使用", field="first")
     for name, value in (("first", first), ("last", last)):
-        if value is not None and not 0 <= value <= settings.max_page_size:
+        if value is not None and value < 0:
             raise ValidationFailed(
-                f"{name} must be between 0 and {settings.max_page_size} / 每页数量须在 0 到 {settings.max_page_size} 之间",
+                f"{name} must be between 1 and {settings.max_page_size} (0 asks for totalCount only), not {value} "
+                f"/ {name} 须在 1 到 {settings.max_page_size} 之间（0 仅返回 totalCount），不能为 {value}",
+                code="PAGE_SIZE_INVALID",
+                field=name,
+            )
+        if value is not None and value > settings.max_page_size:
+            raise ValidationFailed(
+                f"{name} must be between 1 and {settings.max_page_size}, not {value} "
+                f"/ {name} 须在 1 到 {settings.max_page_size} 之间，不能为 {value}",
                 code="PAGE_SIZE_EXCEEDED",
                 field=name,
             )

@@ -261,12 +261,21 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def _check_tables(host: PluginHost, settings: Settings) -> None:
-    """Every ``[plugins.<code>]`` table (every key of ``[plugins]`` besides its own settings) must belong to
-    an enabled action type: a misspelled code or a table left behind for a disabled plugin would
-    otherwise be ignored without a word."""
+def _check_tables(
+    host: PluginHost, settings: Settings, available: dict[str, importlib.metadata.EntryPoint] | None = None
+) -> None:
+    """Every ``[plugins.<code>]`` table (every key of ``[plugins]`` besides its own settings) is checked. A
+    table of an enabled action type was validated when it loaded. A table of an installed but disabled
+    plugin (an entry point of that name, ``available``) is validated too — the plugin is imported for that
+    only, its settings must be valid (else startup stops) and a warning says they are unused. Any other
+    table is a misspelled code and stops startup, naming the closest code."""
+    enabled = set(settings.plugins.enabled)
     for key in sorted(settings.plugins.model_extra or {}):
         if key in host.action_types:
+            continue
+        ep = (available or {}).get(key)
+        if ep is not None and key not in enabled:
+            _check_disabled_table(key, ep, settings)
             continue
         provided = sorted(host.action_types)
         close = difflib.get_close_matches(key, provided, n=1)
@@ -289,6 +298,30 @@ def _check_senders(host: PluginHost, settings: Settings) -> None:
             )
         if channel not in sender.channels:
             raise ConfigurationError(f"[identity] {key} = {wanted!r}: this sender cannot deliver {channel.value}")
+def _check_disabled_table(name: str, ep: importlib.metadata.EntryPoint, settings: Settings) -> None:
+    """Validate the table of a disabled plugin in a scratch host (nothing of it reaches the app)."""
+    try:
+        plugin = ep.load()
+    except Exception as exc:  # noqa: BLE001 - one clear line naming the plugin
+        raise ConfigurationError(
+            f"[plugins.{name}]: plugin {name!r} is disabled and failed to import, so its settings cannot be "
+            f"checked: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+    scratch = PluginHost()
+    try:
+        scratch.register(name, plugin, settings)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (plugin {name!r} is disabled, but its [plugins.{name}] table is checked)") from None
+    if name not in scratch.action_types:
+        raise ConfigurationError(
+            f"[plugins.{name}]: the disabled plugin {name!r} provides no action type {name!r} "
+            f"(it provides: {', '.join(sorted(scratch.action_types)) or 'none'})"
+        )
+    log.warning(
+        f"[plugins.{name}] is valid but unused: plugin {name!r} is installed and not enabled "
+        f"(add it to [plugins] enabled to use it, or remove the table)",
+        extra={"plugin": name},
+    )
 
 
 def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) -> PluginHost:
@@ -321,7 +354,7 @@ def load_plugins(settings: Settings, plugins: Iterable[object] | None = None) ->
             raise ConfigurationError(f"plugin {name!r} failed to import: {type(exc).__name__}: {_one_line(exc)}") from None
         dist = getattr(ep, "dist", None)
         host.register(name, plugin, settings, dist_version=getattr(dist, "version", "") or "")
-    _check_tables(host, settings)
+    _check_tables(host, settings, available)
     _check_senders(host, settings)
     log.info("plugins loaded", extra={"action_types": sorted(host.action_types)})
     return host

@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 
 from jingtan_api.app import create_app
 from jingtan_api.migrate import upgrade
+from jingtan_api.plugins.manager import camel
 from jingtan_api.plugins.api import ActionRecord, ActionType, HistorySource, PluginContext, SettingsT, Status
 from jingtan_api.testing import FrozenClock, GraphQLClient, make_settings, register_member
 
@@ -154,10 +155,14 @@ class PluginHarness:
             raise RuntimeError("use the harness as `async with PluginHarness(...) as h:`")
         return self.gql
 
-    async def submit(self, field: str, data: dict[str, Any], *, key: str | None = None,
+    async def submit(self, code: str, data: dict[str, Any], *, key: str | None = None,
                      evidence: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
-        """Submit ``{field: data}`` as the harness member; returns the ``submitAction`` payload."""
-        submission: dict[str, Any] = {"action": {field: data}, "idempotencyKey": key or f"k-{next(_ids)}"}
+        """Submit one action of type ``code`` as the harness member; returns the ``submitAction`` payload.
+
+        ``code`` is the plugin's action type code (``"clothes_donation"``) or, as before, the GraphQL field
+        name of ``ActionInput`` (``"clothesDonation"``): both name the same field. ``data`` uses the GraphQL
+        (camelCase) names of the input's fields, as a client sends them."""
+        submission: dict[str, Any] = {"action": {camel(code): data}, "idempotencyKey": key or f"k-{next(_ids)}"}
         if evidence is not None:
             submission["evidence"] = evidence
         body = await self._client()(SUBMIT, {"input": submission}, token=token or self.member["token"])

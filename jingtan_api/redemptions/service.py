@@ -440,7 +440,7 @@ async def settlement(
 ) -> Settlement:
     """Reconciliation for days ``start``..``end`` (inclusive, merchant's time zone): ledger movements on
     the merchant's account per day (``merchants.service.account_movements``), and the redemptions created
-    in the range by status."""
+    in the range by status. ``by_day`` has one row per day of the range, zeros on days without activity."""
     period = merchants.settlement_period(start, end, offset_minutes)
     days: dict[date, dict[str, int]] = {}
 
@@ -481,6 +481,10 @@ async def settlement(
             .order_by(R.c.status)
         )
     ]
+    day = start
+    while day <= end:  # every day of the range, with or without activity (a chart needs them all)
+        slot(day)
+        day += timedelta(days=1)
     by_day = [
         SettlementDay(
             day=d, redemptions=v["redemptions"], quantity=v["quantity"], points_redeemed=v["redeemed"],

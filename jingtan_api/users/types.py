@@ -18,6 +18,7 @@ class Role(Enum):
     MEMBER = "MEMBER"
     MERCHANT = "MERCHANT"
     ADMIN = "ADMIN"
+    EXPERT = strawberry.enum_value("EXPERT", description="Expert committee member: reviews methodologies. / 专家委员会成员。")
 
 
 def users_loader(info: Info):

@@ -5,7 +5,7 @@ offer_segment_rule, media_asset, media_link) and an index on merchant (latitude,
 Chained on the community API migration (3101) because offer segments reference organisations.
 
 Revision ID: 20261202_7101
-Revises: 20261202_5101
+Revises: 20261202_6101
 Create Date: 2026-12-02 06:08:19
 """
 
@@ -15,7 +15,7 @@ import sqlmodel
 
 
 revision = '20261202_7101'
-down_revision = '20261202_5101'
+down_revision = '20261202_6101'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Methodology governance: versions of each action type's methodology and their review by experts."""
