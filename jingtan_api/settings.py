@@ -140,6 +140,30 @@ class OffersSettings(_Section):
     )
 
 
+class CommunitySettings(_Section):
+    """``[community]``: households, organisations and retirements (docs/community.md)."""
+
+    household_invite_max_hours: int = Field(
+        168, ge=1, le=24 * 30, description="Longest validity of a household invite code, in hours."
+    )
+    organisation_invite_max_hours: int = Field(
+        24 * 30, ge=1, le=24 * 365, description="Longest validity of an organisation invite code, in hours."
+    )
+    pool_withdrawal_expiry_days: int = Field(
+        30, ge=1, le=3650,
+        description="Points the owner takes from the household pool expire after this many days (so the pool "
+        "cannot renew expiring points).",
+    )
+    retirement_points_per_kg: int = Field(
+        100, ge=0, le=1_000_000,
+        description="Price in points of one kg CO2e retired from the platform's pool (0: retirements are only "
+        "recorded as off-platform payments). Charged per gram, rounded up.",
+    )
+    max_retirement_grams: int = Field(
+        100_000_000, ge=1, description="Most grams CO2e one retirement may consume (100 t)."
+    )
+
+
 class GraphQLSettings(_Section):
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
     introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
@@ -291,6 +315,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    community: CommunitySettings = Field(default_factory=CommunitySettings)
 
     @classmethod
     def settings_customise_sources(

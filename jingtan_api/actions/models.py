@@ -46,3 +46,6 @@ class Action(SQLModel, table=True):
     reviewed_at: datetime | None = None
     review_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+    # The submitter's household when the action was submitted (None: none), so that a household's claims
+    # (an energy-saving meter) are recognised as one household's whoever submits (docs/community.md).
+    household_id: int | None = Field(default=None, foreign_key="household.id", index=True)

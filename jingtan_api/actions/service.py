@@ -39,6 +39,7 @@ from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
+from jingtan_api.households import service as households
 from jingtan_api.plugins.api import (
     ActionRecord,
     Calculation,
@@ -106,6 +107,7 @@ def _record(row: Any) -> ActionRecord:
         grams_co2e=m["grams_co2e"],
         points=m["points"],
         created_at=m["created_at"],
+        household_id=m.get("household_id"),
     )
 
 
@@ -144,7 +146,10 @@ class DatabaseHistory:
         return found is not None
 
 
-def make_context(loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime) -> PluginContext:
+def make_context(
+    loaded: LoadedActionType, settings: Settings, db: Database, member_id: int, now: datetime,
+    household_id: int | None = None,
+) -> PluginContext:
     window = loaded.action_type.claim_window_days(loaded.settings) or settings.actions.claim_window_days
     history: HistorySource = DatabaseHistory(db)
     return PluginContext(
@@ -157,6 +162,7 @@ def make_context(loaded: LoadedActionType, settings: Settings, db: Database, mem
         grams_per_point=settings.points.grams_per_point,
         history=history,
         logger=logging.getLogger(f"jingtan.plugins.{loaded.code}"),
+        household_id=household_id,
     )
 
 
@@ -200,10 +206,12 @@ def validate_input(loaded: LoadedActionType, raw: dict) -> Any:
 
 
 async def _precheck(
-    db: Database, scope: str, key: str, code: str, fingerprint: str | None
-) -> tuple[tuple[str, int | None] | None, bool]:
+    db: Database, scope: str, key: str, code: str, fingerprint: str | None, user_id: int
+) -> tuple[tuple[str, int | None] | None, bool, int | None]:
+    """(the key's earlier request hash and result, whether the evidence was used, the member's household)."""
     it = idempotency.T
     async with db.read() as conn:
+        household_id = await households.household_of(conn, user_id)
         row = (await conn.execute(select(it.c.request_hash, it.c.result_id).where(it.c.scope == scope, it.c.key == key))).first()
         used = False
         if fingerprint is not None and row is None:
@@ -212,7 +220,7 @@ async def _precheck(
                     select(T.c.id).where(T.c.plugin_code == code, T.c.evidence_fingerprint == fingerprint).limit(1)
                 )
             ).first() is not None
-    return ((row.request_hash, row.result_id) if row else None), used
+    return ((row.request_hash, row.result_id) if row else None), used, household_id
 
 
 def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datetime, datetime]:
@@ -362,7 +370,6 @@ async def submit(
     evidence = parse_evidence(raw_evidence)
     model = validate_input(loaded, raw_input)
     at = loaded.action_type
-    ctx = make_context(loaded, app.settings, app.db, user_id, now)
     reasons: list[Reason] = []
     verification: Verification | None = None
     calculation: Calculation | None = None
@@ -374,7 +381,8 @@ async def submit(
     except Exception as exc:  # noqa: BLE001 - plugin code
         raise _failure(loaded, "period/fingerprint", exc) from None
     # One read transaction: was this key used (replay / conflict), was this evidence used?
-    seen, evidence_used = await _precheck(app.db, scope, key, code, fingerprint)
+    seen, evidence_used, household_id = await _precheck(app.db, scope, key, code, fingerprint, user_id)
+    ctx = make_context(loaded, app.settings, app.db, user_id, now, household_id)
     if seen is not None:
         if seen[0] != req_hash:
             raise IdempotencyConflict(
@@ -431,6 +439,7 @@ async def submit(
         "cap_group": calculation.cap_group if calculation else None,
         "cap_group_daily_grams": calculation.cap_group_daily_grams if calculation else None,
         "created_at": now,
+        "household_id": household_id,
     }
     gpp = app.settings.points.grams_per_point
     tz = ctx.timezone

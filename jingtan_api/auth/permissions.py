@@ -26,9 +26,10 @@ SCOPES: dict[str, str] = {
     "users:write": "Change users' roles (admin tokens only)",
     "merchants:write": "Onboard, approve and suspend merchants (admin tokens only)",
     "ledger:read": "Read any ledger transaction with all its entries (admin tokens only)",
+    "community:write": "Act in the owner's household and organisations: join, leave, invite, donate, retire",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    MEMBER: frozenset({"account:read", "offers:redeem", "actions:write"}),
+    MEMBER: frozenset({"account:read", "offers:redeem", "actions:write", "community:write"}),
     MERCHANT: frozenset({"account:read", "offers:write", "redemptions:confirm", "merchant:read"}),
     ADMIN: frozenset(SCOPES),
 }

@@ -57,6 +57,9 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.offers.schema",
     "jingtan_api.redemptions.schema",
     "jingtan_api.actions.schema",
+    "jingtan_api.households.schema",
+    "jingtan_api.organisations.schema",
+    "jingtan_api.retirements.schema",
 )
 
 MAX_NODES = 100

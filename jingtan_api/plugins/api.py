@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 PROJECT_NAME = "jingtan"
 ENTRY_POINT_GROUP = "jingtan.plugins"
 
@@ -227,6 +227,20 @@ class ActionRecord:
     grams_co2e: int
     points: int
     created_at: datetime
+    household_id: int | None = None
+    """The submitter's household when the action was submitted (None: none). Since plugin API 1.2."""
+
+    @property
+    def scope(self) -> str:
+        """Whose claim this was: ``"household:<id>"`` when submitted from a household, else
+        ``"member:<id>"`` (compare with :attr:`PluginContext.scope`). Since plugin API 1.2."""
+        return scope_key(self.member_id, self.household_id)
+
+
+def scope_key(member_id: int, household_id: int | None) -> str:
+    """The claim scope of a member in a household (or alone): ``"household:<id>"`` / ``"member:<id>"``.
+    Since plugin API 1.2."""
+    return f"household:{household_id}" if household_id is not None else f"member:{member_id}"
 
 
 class ActionSettings(BaseModel):
@@ -296,9 +310,14 @@ class PluginContext(Generic[SettingsT]):
         grams_per_point: int,
         history: HistorySource,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        household_id: int | None = None,
     ) -> None:
         self.code = code
         self.member_id = member_id
+        self.household_id = household_id
+        """The submitting member's household (None: none); since plugin API 1.2. Things that belong to a
+        household rather than a person (an electricity meter) compare :attr:`scope` with
+        :attr:`ActionRecord.scope`."""
         self.now = now
         self.settings: SettingsT = settings
         self.timezone = timezone
@@ -308,6 +327,17 @@ class PluginContext(Generic[SettingsT]):
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = (
             logger or logging.getLogger(f"jingtan.plugins.{code}")
         )
+
+    @property
+    def scope(self) -> str:
+        """Whose claim this submission is: ``"household:<id>"`` for a member of a household, else
+        ``"member:<id>"``. Since plugin API 1.2."""
+        return scope_key(self.member_id, self.household_id)
+
+    def same_scope(self, record: ActionRecord) -> bool:
+        """Whether ``record`` was claimed by this submitter's scope (the same household, or the same
+        member outside households). Since plugin API 1.2."""
+        return record.scope == self.scope
 
     async def my_actions(
         self,
@@ -545,5 +575,6 @@ __all__ = [
     "grams_from",
     "hmac_sha256_hex",
     "hookimpl",
+    "scope_key",
     "sign_record",
 ]

@@ -41,11 +41,11 @@ class FakeHistory:
 
     def add(self, *, member_id: int = 1, input: dict[str, Any], occurred_from: datetime,
             occurred_to: datetime | None = None, status: Status = Status.APPROVED, grams_co2e: int = 0,
-            points: int = 0, subject: str | None = None) -> ActionRecord:
+            points: int = 0, subject: str | None = None, household_id: int | None = None) -> ActionRecord:
         record = ActionRecord(
             id=next(_ids), member_id=member_id, status=status, input=input, occurred_from=occurred_from,
             occurred_to=occurred_to or occurred_from, subject=subject, grams_co2e=grams_co2e, points=points,
-            created_at=occurred_from,
+            created_at=occurred_from, household_id=household_id,
         )
         self.records.append(record)
         return record
@@ -78,6 +78,7 @@ def make_context(
     timezone: str = "Asia/Shanghai",
     claim_window_days: int = 7,
     grams_per_point: int = 10,
+    household_id: int | None = None,
 ) -> PluginContext[SettingsT]:
     """A context for unit tests; ``settings`` may be a dict (validated by the plugin's Settings model),
     ``history`` any :class:`HistorySource` (default: an empty :class:`FakeHistory`)."""
@@ -92,6 +93,7 @@ def make_context(
         claim_window=timedelta(days=claim_window_days),
         grams_per_point=grams_per_point,
         history=history or FakeHistory(),
+        household_id=household_id,
     )
 
 

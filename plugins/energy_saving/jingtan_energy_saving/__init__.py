@@ -11,8 +11,9 @@ Integrity (method, not number): a meter's first period establishes its baseline 
 unless its readings are signed by a partner utility (HMAC, like the transit plugin's partner records);
 the baseline from the household's own history never exceeds the per-capita baseline × household size;
 unsigned claims above ``review_unsigned_above_grams`` go to review, and so does consumption far below the
-baseline (a vacant home saves nothing by behaviour) and a meter already claimed by another member (a
-meter belongs to one member until households exist); credits are capped per meter and month
+baseline (a vacant home saves nothing by behaviour) and a meter already claimed by another member or
+household (a meter belongs to the household: members of one household share its history, plugin API
+1.2's ``ctx.scope``); credits are capped per meter and month
 (``meter_monthly_cap_grams``) and per member (the household) and month (``monthly_cap_grams``).
 
 Decision: a period with no saving (consumption at or above the baseline) is APPROVED with 0 g and 0 points
@@ -159,7 +160,8 @@ class EnergySavingActionType(ActionType[EnergySavingInput, EnergySavingSettings]
     code = "energy_saving"
     name_zh = "家庭节电"
     name_en = "Household electricity saving"
-    version = "1.1.0"
+    version = "1.2.0"
+    plugin_api_version = "1.2"
     description = "Electricity saved by a household against its own baseline. / 家庭用电较自身基线的节约量。"
     graphql_input_name = "EnergySavingActionInput"
     default_caps = Caps(monthly_grams=30_000)
@@ -179,7 +181,9 @@ class EnergySavingActionType(ActionType[EnergySavingInput, EnergySavingSettings]
             "baseline unless the readings are signed by a partner utility; the own-history baseline never "
             "exceeds the per-capita baseline × household size; unsigned high-value periods, consumption below "
             "half the baseline and meters claimed by another member go to review; credits are capped per meter "
-            "and month (20 kg) and per member and month (30 kg).",
+            "and month (20 kg) and per member and month (30 kg). A meter belongs to the household: its periods are "
+            "credited once per household whoever of its members submits, and the household's earlier periods form "
+            "the baseline.",
             factors=FACTORS,
         )
 
@@ -253,11 +257,13 @@ class EnergySavingActionType(ActionType[EnergySavingInput, EnergySavingSettings]
         for record in history:
             if record.occurred_from >= end and Decimal(str(record.input["start_reading_kwh"])) < Decimal(str(input.end_reading_kwh)):
                 return Verification.rejected(("METER_NOT_MONOTONIC", "A later period has a lower reading / 后续期间读数更小"))
-        own = [r for r in earlier if r.member_id == ctx.member_id]
+        # The meter belongs to the household (plugin API 1.2): earlier claims by any member of the
+        # submitter's household are the household's own history, not another claimant's.
+        own = [r for r in earlier if ctx.same_scope(r)]
         review: list[Reason] = []
-        if any(r.member_id != ctx.member_id for r in history):
+        if any(not ctx.same_scope(r) for r in history):
             review.append(Reason("METER_CLAIMED_BY_OTHER",
-                                 "Another member already claims this meter / 该电表已由其他用户申报，需审核"))
+                                 "Another member or household already claims this meter / 该电表已由其他用户或家庭申报，需审核"))
         baseline, source = self._baseline(input, own, s)
         baseline_only = not own and not signed
         data = {"baseline_kwh_per_month": str(baseline), "baseline_source": source, "signed": signed,
