@@ -180,4 +180,13 @@ ERROR_CODES: dict[str, str] = {
     "NOT_A_COMPANY": "Only company organisations retire reductions. / 仅企业可注销减排量。",
     "RETIREMENT_NOT_PAYABLE": "Retirements cannot be paid in points here (price not set). / 不支持积分支付。",
     "INVALID_PERIOD": "The reporting period is invalid (ends before it starts, or too long). / 期间无效。",
+    # impact and challenges (docs/impact.md)
+    "UNKNOWN_ACTION_TYPE": "No enabled action type has that code. / 未知的行为类别。",
+    "CHALLENGE_ENDS_BEFORE_START": "The challenge ends before (or when) it starts. / 挑战结束早于开始。",
+    "CHALLENGE_STARTS_IN_PAST": "A challenge cannot start in the past. / 挑战不能从过去开始。",
+    "CHALLENGE_TOO_LONG": "The challenge lasts longer than allowed. / 挑战时间过长。",
+    "REWARD_ABOVE_ACCOUNT": "The challenge's rewards exceed what the organisation's account holds. / 奖励超过组织积分余额。",
+    "CHALLENGE_NOT_ACTIVE": "The challenge was already settled or cancelled. / 挑战已结算或已取消。",
+    "CHALLENGE_ENDED": "The challenge has ended; it can only be settled. / 挑战已结束。",
+    "CHALLENGE_NOT_ENDED": "The challenge has not ended yet. / 挑战尚未结束。",
 }

@@ -38,7 +38,7 @@ class Job:
 
 
 # Modules with a ``JOBS: tuple[Job, ...]``, in the order their jobs run when due together.
-JOB_MODULES: tuple[str, ...] = ("jingtan_api.jobs",)
+JOB_MODULES: tuple[str, ...] = ("jingtan_api.jobs", "jingtan_api.challenges.jobs")
 
 
 async def run_expiry_once(db: Database, *, now: datetime, settings: "Settings") -> dict[str, int]:

@@ -6,7 +6,9 @@ from jingtan_api.accounts import models as _accounts  # noqa: F401
 from jingtan_api.actions import models as _actions  # noqa: F401
 from jingtan_api.audit import models as _audit  # noqa: F401
 from jingtan_api.auth import models as _auth  # noqa: F401
+from jingtan_api.challenges import models as _challenges  # noqa: F401
 from jingtan_api.households import models as _households  # noqa: F401
+from jingtan_api.impact import models as _impact  # noqa: F401
 from jingtan_api.merchants import models as _merchants  # noqa: F401
 from jingtan_api.offers import models as _offers  # noqa: F401
 from jingtan_api.organisations import models as _organisations  # noqa: F401

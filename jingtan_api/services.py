@@ -22,7 +22,7 @@ Clock = Callable[[], datetime]
 
 # Modules whose ``register_listeners(bus, app)`` subscribes a domain to domain events (jingtan_api.events),
 # in order: listeners of one event run in this order inside the emitting transaction.
-LISTENER_MODULES: tuple[str, ...] = ()
+LISTENER_MODULES: tuple[str, ...] = ("jingtan_api.impact.listeners", "jingtan_api.challenges.listeners")
 
 
 @dataclass

@@ -60,6 +60,8 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.households.schema",
     "jingtan_api.organisations.schema",
     "jingtan_api.retirements.schema",
+    "jingtan_api.impact.schema",
+    "jingtan_api.challenges.schema",
 )
 
 MAX_NODES = 100
