@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api import audit
+from jingtan_api.audit import service as audit
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
 from jingtan_api.challenges.models import Challenge, ChallengeParticipant
