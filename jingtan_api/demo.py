@@ -6,6 +6,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.offers.demo import seed_offers
+from jingtan_api.organisations.demo import seed_community
 from jingtan_api.services import Services
 from jingtan_api.users import service as users_service
 from jingtan_api.users.service import count_users
@@ -81,6 +82,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     )
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
     await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
+    await seed_community(services, admin_id=admin_id, user_ids=user_ids, now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")

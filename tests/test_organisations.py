@@ -209,3 +209,29 @@ async def test_concurrent_donations_never_overdraw(gql, services, admin):
     console = await gql.ok(CONSOLE, {"id": org_id}, token=boss["token"])
     assert console["organisation"]["pointsBalance"] == 3 * 49
     assert await invariants(services.db) == []
+
+
+async def test_profile_updates_invite_revocation_and_withdrawn_requests(gql, services, admin):
+    boss, worker, applicant = [await member(gql) for _ in range(3)]
+    org_id = await organisation(gql, admin, boss)
+    await join_org(gql, boss, org_id, worker)
+    upd = "organisation/UpdateOrganisation"
+    await refused(gql, services, upd, {"input": {"organisationId": org_id, "kind": "NGO"}}, token=boss["token"], code="FORBIDDEN")
+    await refused(gql, services, upd, {"input": {"organisationId": org_id, "nameZh": "新名"}}, token=worker["token"],
+                  code="FORBIDDEN")
+    await refused(gql, services, upd, {"input": {"organisationId": org_id, "website": "ftp://x"}}, token=boss["token"],
+                  code="INVALID_URL")
+    done = await ok(gql, upd, {"input": {"organisationId": org_id, "kind": "NGO", "nameEn": "Green NGO"}}, token=admin["token"])
+    assert (done["organisation"]["kind"], done["organisation"]["nameEn"]) == ("NGO", "Green NGO")
+    invite = await ok(gql, "organisation/CreateOrganisationInvite", {"input": {"organisationId": org_id}}, token=boss["token"])
+    await ok(gql, "organisation/RevokeOrganisationInvite", {"input": {"inviteId": invite["invite"]["id"]}}, token=boss["token"])
+    await refused(gql, services, "organisation/RevokeOrganisationInvite", {"input": {"inviteId": invite["invite"]["id"]}},
+                  token=boss["token"], code="INVALID_INVITE")
+    await refused(gql, services, "community/JoinOrganisation", {"input": {"code": invite["code"]}}, token=applicant["token"],
+                  code="INVALID_INVITE")
+    req = await ok(gql, "community/RequestToJoinOrganisation", {"input": {"organisationId": org_id}}, token=applicant["token"])
+    await refused(gql, services, "community/WithdrawJoinRequest", {"input": {"requestId": req["request"]["id"]}},
+                  token=worker["token"], code="NOT_FOUND")
+    await ok(gql, "community/WithdrawJoinRequest", {"input": {"requestId": req["request"]["id"]}}, token=applicant["token"])
+    await refused(gql, services, "organisation/DecideJoinRequest", {"input": {"requestId": req["request"]["id"], "approve": True}},
+                  token=boss["token"], code="ALREADY_REVIEWED")

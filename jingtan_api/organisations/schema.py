@@ -31,7 +31,10 @@ from jingtan_api.organisations.types import (
     RemoveOrganisationMemberInput,
     RequestToJoinOrganisationInput,
     ReviewOrganisationApplicationInput,
+    RevokeOrganisationInviteInput,
     SetOrganisationRoleInput,
+    UpdateOrganisationInput,
+    WithdrawJoinRequestInput,
     actor_of,
     balances_loader,
     forget,
@@ -116,6 +119,32 @@ class OrganisationsMutation:
         await ctx.db.write(lambda conn: service.close_organisation(
             conn, actor=actor, org_id=org_id, reason=input.reason, request_id=ctx.request_id, now=ctx.now()))
         return OrganisationPayload(organisation=await _org(info, org_id))
+
+    @payload_mutation(description="Change the bilingual profile (its admins; the kind only platform admins). / 修改组织资料。")
+    async def update_organisation(self, info: Info, input: UpdateOrganisationInput) -> OrganisationPayload:
+        ctx = info.context
+        actor = actor_of(info)
+        org_id = _org_id(input.organisation_id)
+        changes = profile_dict(input)
+        await ctx.db.write(lambda conn: service.update_profile(conn, actor=actor, org_id=org_id, changes=changes, now=ctx.now()))
+        return OrganisationPayload(organisation=await _org(info, org_id))
+
+    @payload_mutation(description="Revoke an invite code (its admins). / 撤销组织邀请。")
+    async def revoke_organisation_invite(self, info: Info, input: RevokeOrganisationInviteInput) -> OrganisationPayload:
+        ctx = info.context
+        actor = actor_of(info)
+        invite_id = decode_id(input.invite_id, "OrganisationInvite", field="inviteId")
+        org_id = await ctx.db.write(lambda conn: service.revoke_invite(conn, actor=actor, invite_id=invite_id, now=ctx.now()))
+        return OrganisationPayload(organisation=await _org(info, org_id))
+
+    @payload_mutation(description="Withdraw your pending join request. / 撤回入会申请。")
+    async def withdraw_join_request(self, info: Info, input: WithdrawJoinRequestInput) -> JoinRequestPayload:
+        ctx = info.context
+        actor = actor_of(info)
+        request_id = decode_id(input.request_id, "OrganisationJoinRequest", field="requestId")
+        await ctx.db.write(lambda conn: service.withdraw_join_request(conn, user_id=actor.user_id, request_id=request_id,
+                                                                      now=ctx.now()))
+        return await _request_payload(info, request_id)
 
     @payload_mutation(description="Make an invite code (its admins). / 生成组织邀请码。")
     async def create_organisation_invite(self, info: Info, input: CreateOrganisationInviteInput) -> CreateOrganisationInvitePayload:

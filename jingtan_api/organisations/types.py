@@ -328,6 +328,30 @@ class CreateOrganisationInviteInput:
     max_uses: int = strawberry.field(default=1, description="How many may join with it (1-1000). / 可用次数。")
 
 
+@strawberry.input(description="Change an organisation's profile (its admins; the kind only platform admins); omitted fields stay. / 修改组织资料。")
+class UpdateOrganisationInput:
+    organisation_id: strawberry.ID = strawberry.field(description="The organisation. / 组织。")
+    kind: OrganisationKind | None = strawberry.field(default=strawberry.UNSET, description="Kind (platform admins). / 类型。")
+    name_zh: str | None = strawberry.field(default=strawberry.UNSET, description="Chinese name. / 中文名称。")
+    name_en: str | None = strawberry.field(default=strawberry.UNSET, description="English name. / 英文名称。")
+    description_zh: str | None = strawberry.field(default=strawberry.UNSET, description="Chinese description. / 中文简介。")
+    description_en: str | None = strawberry.field(default=strawberry.UNSET, description="English description. / 英文简介。")
+    city: str | None = strawberry.field(default=strawberry.UNSET, description="City. / 城市。")
+    district: str | None = strawberry.field(default=strawberry.UNSET, description="District. / 区。")
+    website: str | None = strawberry.field(default=strawberry.UNSET, description="https website. / 网址。")
+    registration_number: str | None = strawberry.field(default=strawberry.UNSET, description="Registration number. / 登记号。")
+
+
+@strawberry.input(description="Revoke an invite code (its admins). / 撤销组织邀请。")
+class RevokeOrganisationInviteInput:
+    invite_id: strawberry.ID = strawberry.field(description="The invite. / 邀请。")
+
+
+@strawberry.input(description="Withdraw your pending join request. / 撤回入会申请。")
+class WithdrawJoinRequestInput:
+    request_id: strawberry.ID = strawberry.field(description="The request. / 申请。")
+
+
 @strawberry.input(description="Join an organisation with an invite code. / 凭邀请码加入组织。")
 class JoinOrganisationInput:
     code: str = strawberry.field(description="The invite code. / 邀请码。")
