@@ -27,6 +27,7 @@ from jingtan_api.db import utcnow
 from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
 from jingtan_api.graphql.assemble import build_schema
+from jingtan_api.impact import cli as impact_cli
 from jingtan_api.migrate import upgrade
 from jingtan_api.persisted import check_documents, read_operations, register
 from jingtan_api.plugins.manager import discover_entry_points, load_plugins
@@ -339,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ledger-check", help="verify the ledger invariants; exit 1 on any violation")
     p.set_defaults(fn=cmd_ledger_check)
+    impact_cli.add_commands(sub, _with_services)
     return parser
 
 
