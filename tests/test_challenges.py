@@ -4,11 +4,17 @@ balanced transaction, idempotent under 24 concurrent settlements and two job run
 writing nothing (SQLite and PostgreSQL)."""
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+
+import httpx
+import pytest
 
 from community_helpers import call, join_org, key, member, ok, op, organisation, refused
 from impact_helpers import approved_trip
 from ledger_helpers import balance_of, invariants, relogin
+from live_server import LiveServer
 from sqlalchemy import func, select
 
 from jingtan_api.accounts.models import LedgerTransaction
@@ -132,4 +138,57 @@ async def test_settlement_never_pays_more_than_the_account_holds(gql, services, 
     assert sum(paid) == 30 and sorted(paid) == [8, 22]
     org = (await gql.ok(op("organisation/OrganisationConsole"), {"id": org_id}, token=boss["token"]))["organisation"]
     assert org["pointsBalance"] == 0
+    assert await invariants(services.db) == []
+
+
+def _post(url: str, query: str, variables: dict, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=60) as http:
+        r = http.post(url, json={"query": query, "variables": variables}, headers=headers)
+        r.raise_for_status()
+        return r.json()
+
+
+async def test_two_server_processes_settle_once(gql, services, admin, clock, backend, db_url, tmp_path):
+    """Two uvicorn processes on one PostgreSQL database, each running the challenges job every second,
+    while 24 clients call settleChallenge on both: one CHALLENGE_REWARD transaction, balances exact."""
+    if backend != "postgresql":
+        pytest.skip("two server processes share one database on PostgreSQL")
+    boss = await member(gql, "老板 Boss")
+    org_id = await funded_org(gql, admin, boss, 100)
+    people = [await member(gql, f"成员{i} M{i}") for i in range(5)]
+    await join_org(gql, boss, org_id, *people)
+    cid = (await ok(gql, CREATE, {"input": challenge_input(org_id, clock, goalKind="ACTIONS", goalValue=1,
+                                                          rewardPoints=5, maxRewarded=10)}, token=boss["token"]))["challenge"]["id"]
+    clock.advance(hours=1)
+    await relogin(gql, *people)
+    for p in people:
+        await approved_trip(gql, p, clock, minutes_ago=10)
+    # The live servers run on the real clock, months after the frozen one: the challenge has ended there.
+    env = {"JINGTAN_IMPACT__CHALLENGE_SETTLE_INTERVAL_SECONDS": "1"}
+    login = "mutation($i: LoginInput!) { login(input: $i) { tokens { accessToken } } }"
+    with LiveServer(db_url, tmp_path, env=env) as one, LiveServer(db_url, tmp_path, env=env) as two:
+        token = _post(one.url, login, {"i": {"identifier": boss["email"], "password": boss["password"]}})[
+            "data"]["login"]["tokens"]["accessToken"]
+        settle = op(SETTLE)
+        with ThreadPoolExecutor(24) as pool:
+            results = list(pool.map(lambda i: _post((one if i % 2 else two).url, settle,
+                                                    {"input": {"challengeId": cid}}, token), range(24)))
+        assert all(r["data"]["settleChallenge"]["errors"] == [] for r in results), results
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            node = (await gql.ok(op("member/Challenge"), {"id": cid}))["node"]
+            if node["status"] == "SETTLED":
+                break
+            time.sleep(0.5)
+        time.sleep(2.5)  # both jobs ran again after the settlement
+    node = (await gql.ok(op("member/Challenge"), {"id": cid}))["node"]
+    assert (node["status"], node["rewarded"], node["paidPoints"]) == ("SETTLED", 5, 25)
+    async with services.db.read() as conn:
+        n = (await conn.execute(select(func.count()).select_from(LedgerTransaction.__table__)
+                                .where(LedgerTransaction.__table__.c.kind == CHALLENGE_REWARD))).scalar_one()
+    assert n == 1
+    await relogin(gql, boss)
+    org = (await gql.ok(op("organisation/OrganisationConsole"), {"id": org_id}, token=boss["token"]))["organisation"]
+    assert org["pointsBalance"] == 75
     assert await invariants(services.db) == []
