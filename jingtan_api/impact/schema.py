@@ -138,24 +138,19 @@ class ImpactQuery:
         page = await ctx.read(service.leaderboard_page, board.value, key, stored, args)
         viewer_id = ctx.viewer.user_id
         is_orgs = board == LeaderboardBoard.ORGANISATIONS
-        ids = [r["entrant_id"] for r in page.rows]
         viewer_entrant = viewer_id
         if is_orgs:
             viewer_entrant = None if organisation_id is None else decode_id(organisation_id, "Organisation", field="organisationId")
-        own = None
-        if viewer_entrant is not None:
-            own = next((r for r in page.rows if r["entrant_id"] == viewer_entrant), None)
-            if own is None:
-                own = await ctx.read(service.leaderboard_entry, board.value, key, stored, viewer_entrant)
-            if own is not None and own["entrant_id"] not in ids:
-                ids.append(own["entrant_id"])
-        if is_orgs:
-            named = {i: (_org_name(r), False) for i, r in (await ctx.read(orgs.organisations_by_ids, ids)).items()}
-        else:
-            named = await ctx.read(service.names_for_board, ids)
 
-        def entry(row: dict) -> LeaderboardEntry:
-            name, anonymous = named.get(row["entrant_id"], ("", False))
+        async def names_of(ids: list[int]) -> dict[int, tuple[str, bool]]:
+            if is_orgs:
+                return {i: (_org_name(r), False) for i, r in (await ctx.read(orgs.organisations_by_ids, ids)).items()}
+            return await ctx.read(service.names_for_board, ids)
+
+        named = await names_of([r["entrant_id"] for r in page.rows])
+
+        def entry(row: dict, names: dict[int, tuple[str, bool]]) -> LeaderboardEntry:
+            name, anonymous = names.get(row["entrant_id"], ("", False))
             mine = row["entrant_id"] == viewer_entrant
             shown = not anonymous or (mine and not is_orgs)
             return LeaderboardEntry(
@@ -165,12 +160,21 @@ class ImpactQuery:
                 organisation_id=to_global_id("Organisation", row["entrant_id"]) if is_orgs else None,
             )
 
+        async def viewer_entry() -> LeaderboardEntry | None:
+            if viewer_entrant is None:
+                return None
+            own = next((r for r in page.rows if r["entrant_id"] == viewer_entrant), None)
+            if own is not None:
+                return entry(own, named)
+            own = await ctx.read(service.leaderboard_entry, board.value, key, stored, viewer_entrant)
+            return None if own is None else entry(own, await names_of([viewer_entrant]))
+
         entries: Connection[LeaderboardEntry] = build_connection(
-            page, entry, count=lambda: ctx.read(service.leaderboard_count, board.value, key, stored),
-            keyset=LEADERBOARD_KEYSET,
+            page, lambda row: entry(row, named),
+            count=lambda: ctx.read(service.leaderboard_count, board.value, key, stored), keyset=LEADERBOARD_KEYSET,
         )
         return Leaderboard(board=board, period=period, period_start=start, period_end=end, entries=entries,
-                           viewer_entry=entry(own) if own is not None else None)
+                           _viewer_entry=viewer_entry)
 
     @strawberry.field(description="The admin dashboard for [from, to] (days in the platform's time zone, at most 366; "
                       "admins only). / 管理后台统计。")

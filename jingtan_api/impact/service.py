@@ -638,25 +638,58 @@ async def rebuild(conn: AsyncConnection, *, tz: ZoneInfo, batch: int = 5000) -> 
     for r in await conn.execute(select(OM.c.user_id, OM.c.organisation_id, OM.c.joined_at, OM.c.left_at)):
         stays[r.user_id].append((r.organisation_id, aware(r.joined_at), aware(r.left_at) if r.left_at else None))
     n = 0
+    # Local day per quarter hour (every UTC offset is a multiple of 15 minutes): one zone conversion per
+    # quarter hour instead of one per action.
+    days: dict[int, tuple[date, str, str, str, str]] = {}
+
+    def periods_of(moment: datetime) -> tuple[date, str, str, str, str]:
+        slot = int(moment.timestamp()) // 900
+        got = days.get(slot)
+        if got is None:
+            d = local_day(moment, tz)
+            got = days[slot] = (d, month_key(d), week_key(d), day_key(d), f"{d.year}-{d.month:02d}")
+        return got
+
     result = await conn.stream(
-        select(A.c.id, A.c.user_id, A.c.plugin_code, A.c.grams_co2e, A.c.occurred_from, A.c.created_at, A.c.household_id)
+        select(A.c.user_id, A.c.plugin_code, A.c.grams_co2e, A.c.occurred_from, A.c.created_at, A.c.household_id)
         .where(A.c.status == APPROVED)
     )
     async for r in result:
         n += 1
-        created = aware(r.created_at)
-        org_ids = tuple(sorted({o for o, j, left in stays.get(r.user_id, ()) if j <= created and (left is None or created < left)}))
-        att = Attribution(r.id, r.user_id, r.plugin_code, int(r.grams_co2e), aware(r.occurred_from),
-                          local_day(r.occurred_from, tz), r.household_id, org_ids, cities.get(r.user_id, ""))
-        for row in _total_rows(att):
-            t = totals[(row["board"], row["board_key"], row["period"], row["entrant_id"])]
-            t[0] += att.grams
-            t[1] += 1
-        for row in _breakdown_rows(att):
-            b = breakdown[(row["subject"], row["subject_key"], row["month"], row["plugin_code"])]
-            b[0] += att.grams
+        uid, code, grams = r.user_id, r.plugin_code, int(r.grams_co2e)
+        d, mk, wk, dk, month = periods_of(aware(r.occurred_from))
+        user_stays = stays.get(uid)
+        if user_stays:
+            created = aware(r.created_at)
+            org_ids = sorted({o for o, j, left in user_stays if j <= created and (left is None or created < left)})
+        else:
+            org_ids = []
+        city = cities.get(uid, "")
+        boards = [(MEMBER, "", uid)]
+        subjects = [(MEMBER, str(uid)), (PLATFORM, "")]
+        if r.household_id is not None:
+            boards.append((HOUSEHOLD, str(r.household_id), uid))
+            subjects.append((HOUSEHOLD, str(r.household_id)))
+        for o in org_ids:
+            boards.append((ORGANISATION, str(o), uid))
+            boards.append((ORGANISATIONS, "", o))
+            subjects.append((ORGANISATION, str(o)))
+        if city:
+            boards.append((CITY, city, uid))
+            subjects.append((CITY, city))
+        for b, k, e in boards:
+            for p in (ALL, mk, wk):
+                t = totals[(b, k, p, e)]
+                t[0] += grams
+                t[1] += 1
+        t = totals[(MEMBER, "", dk, uid)]
+        t[0] += grams
+        t[1] += 1
+        for sub, key in subjects:
+            b = breakdown[(sub, key, month, code)]
+            b[0] += grams
             b[1] += 1
-        co2e[(att.day, att.plugin_code)] += att.grams
+        co2e[(d, code)] += grams
 
     async def flush(table: Any, rows: list[dict]) -> None:
         for i in range(0, len(rows), batch):

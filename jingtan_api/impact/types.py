@@ -1,6 +1,7 @@
 """GraphQL types of impact: figures with equivalents, medals, leaderboards, the admin dashboard and the
 report for authorities."""
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from enum import Enum
 from typing import NewType
@@ -150,8 +151,13 @@ class Leaderboard:
     period_start: date | None = strawberry.field(description="First day of the period (null: all time). / 开始日期。")
     period_end: date | None = strawberry.field(description="Last day of the period (null: all time). / 结束日期。")
     entries: Connection[LeaderboardEntry] = strawberry.field(description="Most grams first. / 排名。")
-    viewer_entry: LeaderboardEntry | None = strawberry.field(
-        description="The viewer's own place (or their organisation's on ORGANISATIONS with organisationId), if any. / 我的排名。")
+    # The viewer's own place is read only when asked for (two statements).
+    _viewer_entry: strawberry.Private[Callable[[], Awaitable[LeaderboardEntry | None]]]
+
+    @strawberry.field(description="The viewer's own place (or their organisation's on ORGANISATIONS with "
+                      "organisationId), if any. / 我的排名。")
+    async def viewer_entry(self) -> LeaderboardEntry | None:
+        return await self._viewer_entry()
 
 
 @strawberry.type(description="Points moved on one day, by kind. / 每日积分。")
