@@ -237,17 +237,29 @@ def main() -> None:
     args = ap.parse_args()
     results: dict[str, Any] = {"db": args.db, "members": args.members, "actions": args.actions}
     small_members = max(100, args.members * args.small_actions // max(1, args.actions))
-    for label, members, actions in (("small", small_members, args.small_actions), ("large", args.members, args.actions)):
-        db = create_database(args.db)
-        try:
+    dbs = {}
+    try:
+        for label, members, actions in (("small", small_members, args.small_actions), ("large", args.members, args.actions)):
+            db = dbs[label] = create_database(args.db)
             log(f"seeding {label}: {members} members, {actions} actions on {args.db} …")
             info = asyncio.run(seed(db.url, members=members, actions=actions, orgs=args.orgs))
-            log(f"  bulk load {info['load_s']} s, rebuild {info['rebuild_s']} s")
-            results[label] = {"seed": info, "rates": asyncio.run(
-                measure(db.url, info["token"], requests=args.requests, rounds=args.rounds, direct=label == "large"))}
-        finally:
+            log(f"  bulk load {info['load_s']} s, rebuild (aggregates) {info['rebuild_s']} s")
+            results[label] = {"seed": info, "runs": []}
+        # Rounds alternate small / large (the machine is shared: neighbours' load shifts between runs).
+        for _ in range(args.rounds):
+            for label in ("small", "large"):
+                results[label]["runs"].append(asyncio.run(measure(
+                    dbs[label].url, results[label]["seed"]["token"], requests=args.requests, rounds=1,
+                    direct=label == "large")))
+    finally:
+        for db in dbs.values():
             db.drop()
-    log(f"\n{'scenario':22} {'graphql/direct (1M)':>20} {'large/small':>12}   req/s large / small / direct")
+    for label in ("small", "large"):
+        runs = results[label]["runs"]
+        results[label]["rates"] = {
+            name: {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]} for name in runs[0]
+        }
+    log(f"\n{'scenario':22} {'graphql/direct (large)':>20} {'large/small':>12}   req/s large / small / direct")
     for name, large in results["large"]["rates"].items():
         small = results["small"]["rates"][name]
         direct = large.get("direct")

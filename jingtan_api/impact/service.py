@@ -691,15 +691,29 @@ async def rebuild(conn: AsyncConnection, *, tz: ZoneInfo, batch: int = 5000) -> 
             b[1] += 1
         co2e[(d, code)] += grams
 
-    async def flush(table: Any, rows: list[dict]) -> None:
-        for i in range(0, len(rows), batch):
-            await conn.execute(table.insert(), rows[i:i + batch])
+    async def flush(table: Any, cols: tuple[str, ...], rows: Iterable[tuple]) -> None:
+        chunk: list[tuple] = []
+        is_pg = conn.dialect.name == "postgresql"
+        raw = (await conn.get_raw_connection()).driver_connection if is_pg else None
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= batch * 10:
+                await write(table, cols, chunk, raw)
+                chunk = []
+        if chunk:
+            await write(table, cols, chunk, raw)
 
-    await flush(IT, [dict(board=k[0], board_key=k[1], period=k[2], entrant_id=k[3], grams=v[0], actions=v[1])
-                     for k, v in totals.items()])
-    await flush(IB, [dict(subject=k[0], subject_key=k[1], month=k[2], plugin_code=k[3], grams=v[0], actions=v[1])
-                     for k, v in breakdown.items()])
-    await flush(SD, [dict(metric="co2e", day=d, dim=code, value=v) for (d, code), v in co2e.items()])
+    async def write(table: Any, cols: tuple[str, ...], chunk: list[tuple], raw: Any) -> None:
+        if raw is not None:  # COPY on the transaction's own connection: ~10× executemany
+            await raw.copy_records_to_table(table.name, columns=list(cols), records=chunk)
+        else:
+            await conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in chunk])
+
+    await flush(IT, ("board", "board_key", "period", "entrant_id", "grams", "actions"),
+                (k + (v[0], v[1]) for k, v in totals.items()))
+    await flush(IB, ("subject", "subject_key", "month", "plugin_code", "grams", "actions"),
+                (k + (v[0], v[1]) for k, v in breakdown.items()))
+    await flush(SD, ("metric", "day", "dim", "value"), (("co2e", d, code, v) for (d, code), v in co2e.items()))
     return n
 
 
