@@ -11,7 +11,8 @@ _seq = itertools.count()
 async def approved_trip(gql, who: dict, clock, *, meters: int = 3000, minutes_ago: int | None = None) -> int:
     """Submit one metro trip that is approved; returns its grams CO2e."""
     n = next(_seq)
-    ago = minutes_ago if minutes_ago is not None else 30 + 25 * (n % 200)
+    # Within the frozen clock's day (Asia/Shanghai), 25 minutes apart: a member's next 12 trips never overlap.
+    ago = minutes_ago if minutes_ago is not None else 30 + 25 * (n % 12)
     result = await submit(gql, who["token"], "transit",
                           trip(clock, minutes_ago=ago, duration_min=20, meters=meters), key=f"trip-{n}")
     assert result["userErrors"] == [], result

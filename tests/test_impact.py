@@ -149,3 +149,29 @@ async def test_admin_dashboard_includes_empty_days(gql, services, admin, clock):
     assert refused["errors"][0]["extensions"]["code"] == "INVALID_PERIOD"
     forbidden = await gql(op("admin/AdminDashboard"), {"from": "2026-06-01", "to": "2026-06-01"}, token=a["token"])
     assert forbidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_dashboard_is_exact_under_concurrent_donations_and_bounded(gql, services, admin, clock):
+    import asyncio
+
+    from community_helpers import key, ok
+    from impact_helpers import StatementCounter
+
+    boss = await member(gql, "老板 Boss")
+    org_id = await organisation(gql, admin, boss)
+    donors = [await member(gql, f"捐赠{i} D{i}", points=50, admin=admin) for i in range(22)]
+    await asyncio.gather(*[
+        ok(gql, "community/DonateToOrganisation", {"input": {"organisationId": org_id, "points": 10 + i,
+                                                              "idempotencyKey": key()}}, token=d["token"])
+        for i, d in enumerate(donors)
+    ])
+    counts = {}
+    for days, start in ((3, "2026-05-30"), (60, "2026-04-03")):
+        with StatementCounter(services) as counter:
+            data = await gql.ok(op("admin/AdminDashboard"), {"from": start, "to": "2026-06-01"}, token=admin["token"])
+        counts[days] = counter.count
+        day = data["adminDashboard"]["days"][-1]
+        assert len(data["adminDashboard"]["days"]) == days
+        assert day["points"]["donated"] == sum(10 + i for i in range(22))
+        assert day["points"]["issued"] == 22 * 50
+    assert counts[3] == counts[60] and counts[60] <= 10, counts

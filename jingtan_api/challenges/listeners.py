@@ -17,7 +17,7 @@ def register_listeners(bus: EventBus, app: "Services") -> None:
     tz = ZoneInfo(app.settings.actions.timezone)
 
     async def on_approved(conn: AsyncConnection, event: Event) -> None:
-        att = await impact.attribution(conn, int(event.data["action_id"]), tz)
+        att = await impact.attribution_of(conn, int(event.data["action_id"]), tz)
         await service.record_progress(conn, att, now=app.clock())
 
     bus.listen("action.approved", on_approved)

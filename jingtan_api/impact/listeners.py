@@ -22,6 +22,7 @@ def register_listeners(bus: EventBus, app: "Services") -> None:
     async def on_approved(conn: AsyncConnection, event: Event) -> None:
         att = await service.attribution(conn, int(event.data["action_id"]), tz)
         await service.record_approval(conn, att, now=app.clock())
+        service.remember_attribution(conn, att)
 
     async def on_recorded(conn: AsyncConnection, event: Event) -> None:
         d = event.data

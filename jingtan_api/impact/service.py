@@ -194,6 +194,22 @@ async def attribution(conn: AsyncConnection, action_id: int, tz: ZoneInfo) -> At
     )
 
 
+_CACHE_KEY = "jingtan.impact.attribution"
+
+
+def remember_attribution(conn: AsyncConnection, att: Attribution) -> None:
+    """Keep the attribution for the other ``action.approved`` listeners of the same emit (challenges), so
+    they do not read the action and memberships again. Stored on the connection's ``info``; taken with
+    :func:`attribution_of`."""
+    conn.info.setdefault(_CACHE_KEY, {})[att.action_id] = att
+
+
+async def attribution_of(conn: AsyncConnection, action_id: int, tz: ZoneInfo) -> Attribution:
+    """The attribution remembered by the impact listener for this action, or read afresh."""
+    att = conn.info.get(_CACHE_KEY, {}).pop(action_id, None)
+    return att if att is not None else await attribution(conn, action_id, tz)
+
+
 def _total_rows(att: Attribution) -> list[dict]:
     periods = [ALL, month_key(att.day), week_key(att.day)]
     boards: list[tuple[str, str, int]] = [(MEMBER, "", att.user_id)]
