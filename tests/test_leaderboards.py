@@ -135,3 +135,28 @@ async def test_report_reconciles_with_recorded_grams(gql, services, admin, clock
     assert bad["errors"][0]["extensions"]["code"] == "INVALID_PERIOD"
     forbidden = await gql(op("admin/ImpactReport"), {"from": "2026-06-01", "to": "2026-06-02"}, token=people[0]["token"])
     assert forbidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_ranks_with_ties_across_pages(services):
+    """Competition ranks (1, 2, 2, 4, …) hold whatever page the ties fall on, forwards and backwards."""
+    from jingtan_api.db import PageArgs
+
+    grams = [900, 700, 700, 700, 500, 500, 300, 100, 100, 50]
+    rows = [dict(board="CITY", board_key="测试", period="A", entrant_id=i + 1, grams=g, actions=1) for i, g in enumerate(grams)]
+    await services.db.write(lambda conn: conn.execute(service.IT.insert(), rows))
+    expected = sorted((1 + sum(1 for h in grams if h > g) for g in grams))
+    for size in (1, 2, 3, 4, 7):
+        got, after = [], None
+        async with services.db.read() as conn:
+            while True:
+                page = await service.leaderboard_page(conn, "CITY", "测试", "A", PageArgs(first=size, after=after))
+                got += [r["rank"] for r in page.rows]
+                if not page.has_next:
+                    break
+                after = page.keys[-1]
+            back = await service.leaderboard_page(conn, "CITY", "测试", "A", PageArgs(last=3))
+        assert got == expected, (size, got)
+        assert [r["rank"] for r in back.rows] == expected[-3:]
+    async with services.db.read() as conn:
+        entry = await service.leaderboard_entry(conn, "CITY", "测试", "A", 4)
+    assert entry["rank"] == 2 and entry["grams"] == 700
