@@ -21,8 +21,8 @@ from jingtan_api.accounts.models import LedgerTransaction
 from jingtan_api.challenges import jobs
 from jingtan_api.challenges.service import CHALLENGE_REWARD
 
-CREATE = "organisation/CreateChallenge"
-SETTLE = "organisation/SettleChallenge"
+CREATE = "challenges/CreateChallenge"
+SETTLE = "challenges/SettleChallenge"
 
 
 async def funded_org(gql, admin, boss, points: int) -> str:
@@ -65,12 +65,12 @@ async def test_bad_challenges_are_refused_and_write_nothing(gql, services, admin
     cid = created["challenge"]["id"]
     await refused(gql, services, SETTLE, {"input": {"challengeId": cid}}, token=boss["token"], code="CHALLENGE_NOT_ENDED")
     await refused(gql, services, SETTLE, {"input": {"challengeId": cid}}, token=outsider["token"], code="FORBIDDEN")
-    await refused(gql, services, "organisation/CancelChallenge", {"input": {"challengeId": cid, "reason": "测试 test"}},
+    await refused(gql, services, "challenges/CancelChallenge", {"input": {"challengeId": cid, "reason": "测试 test"}},
                   token=outsider["token"], code="FORBIDDEN")
-    cancelled = await ok(gql, "organisation/CancelChallenge", {"input": {"challengeId": cid, "reason": "改期 moved"}},
+    cancelled = await ok(gql, "challenges/CancelChallenge", {"input": {"challengeId": cid, "reason": "改期 moved"}},
                          token=boss["token"])
     assert cancelled["challenge"]["status"] == "CANCELLED"
-    await refused(gql, services, "organisation/CancelChallenge", {"input": {"challengeId": cid, "reason": "again 再次"}},
+    await refused(gql, services, "challenges/CancelChallenge", {"input": {"challengeId": cid, "reason": "again 再次"}},
                   token=boss["token"], code="CHALLENGE_NOT_ACTIVE")
 
 

@@ -47,7 +47,7 @@ async def test_personal_household_organisation_city_impact(gql, services, admin,
                        {"id": household}, token=outsider["token"])
     assert denied["data"]["node"] is None or denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
-    org = (await gql.ok(op("organisation/OrganisationImpact"), {"id": org_id}, token=boss["token"]))["node"]
+    org = (await gql.ok(op("challenges/OrganisationImpact"), {"id": org_id}, token=boss["token"]))["node"]
     assert org["impact"]["totalGrams"] == sum(ga)  # only A is a member; B's and the outsider's do not count
     assert org["greenCommunity"]["eligible"] and not org["greenCommunity"]["awarded"]
 
@@ -61,7 +61,7 @@ async def test_personal_household_organisation_city_impact(gql, services, admin,
     await gql.ok(op("community/LeaveOrganisation"), {"input": {"organisationId": org_id}}, token=a["token"])
     clock.advance(minutes=1)
     await approved_trip(gql, a, clock)
-    org = (await gql.ok(op("organisation/OrganisationImpact"), {"id": org_id}, token=boss["token"]))["node"]
+    org = (await gql.ok(op("challenges/OrganisationImpact"), {"id": org_id}, token=boss["token"]))["node"]
     assert org["impact"]["totalGrams"] == sum(ga)
 
     # The maintained aggregates are what a rebuild from the actions computes.
@@ -98,7 +98,7 @@ async def test_green_community_honour_and_medals(gql, services, admin, clock, se
     assert sum(grams) >= 1000
     honours = {}
     for org in (community, company):
-        honours[org] = (await gql.ok(op("organisation/OrganisationImpact"), {"id": org}))["node"]["greenCommunity"]
+        honours[org] = (await gql.ok(op("challenges/OrganisationImpact"), {"id": org}))["node"]["greenCommunity"]
     assert honours[community] == {"eligible": True, "awarded": True, "grams": sum(grams), "thresholdGrams": 200}
     assert honours[company]["awarded"] is False and honours[company]["eligible"] is False
     medals = [m["code"] for m in (await gql.ok(MY_IMPACT, token=a["token"]))["viewer"]["medals"]]
