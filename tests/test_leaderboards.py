@@ -144,7 +144,7 @@ async def test_ranks_with_ties_across_pages(services):
     grams = [900, 700, 700, 700, 500, 500, 300, 100, 100, 50]
     rows = [dict(board="CITY", board_key="测试", period="A", entrant_id=i + 1, grams=g, actions=1) for i, g in enumerate(grams)]
     await services.db.write(lambda conn: conn.execute(service.IT.insert(), rows))
-    expected = sorted((1 + sum(1 for h in grams if h > g) for g in grams))
+    expected = sorted(1 + sum(1 for h in grams if h > g) for g in grams)
     for size in (1, 2, 3, 4, 7):
         got, after = [], None
         async with services.db.read() as conn:
