@@ -2,6 +2,7 @@
 period is credited once per household whoever of its members submits it, the household's earlier periods
 are its baseline, and another household's claim on the meter goes to review (SQLite and PostgreSQL)."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -70,3 +71,36 @@ async def test_plugin_context_scope_unit():
     alone = make_context(at, member_id=2, history=history)
     assert (mine.scope, alone.scope, rec.scope) == ("household:7", "member:2", "household:7")
     assert mine.same_scope(rec) and not alone.same_scope(rec)
+
+
+async def test_the_monthly_cap_is_shared_by_the_household(gql, services, clock):
+    # Two meters of one household, one signed month each: 20 kg (the meter cap) + 20 kg, but the
+    # household's monthly cap is 30 kg, so the second is credited only up to 10 kg.
+    mum, dad = await member(gql), await member(gql)
+    await household_with_members(gql, mum, dad)
+    credited = []
+    for who, meter in ((mum, "M-A"), (dad, "M-B")):
+        data = period("2026-06-01", "2026-07-01", 1000, 1150, meter=meter, householdSize=3, gridRegion="SOUTH")
+        out = await submit(gql, who["token"], "energySaving", data, key=f"{meter}-1", evidence=signed(data, clock))
+        assert out["action"]["status"] == "APPROVED", out
+        credited.append(out["action"]["calculation"]["gramsCo2e"])
+    assert credited == [20000, 10000], credited
+    assert "CAPPED" in codes(out)
+    # A member outside the household still has a cap of their own.
+    alone = await member(gql)
+    data = period("2026-06-01", "2026-07-01", 1000, 1150, meter="M-C", householdSize=3, gridRegion="SOUTH")
+    out = await submit(gql, alone["token"], "energySaving", data, key="M-C-1", evidence=signed(data, clock))
+    assert out["action"]["calculation"]["gramsCo2e"] == 20000
+    await ledger_ok(services)
+
+
+async def test_concurrent_household_submissions_never_pass_the_shared_cap(gql, services, clock):
+    people = [await member(gql) for _ in range(20)]
+    await household_with_members(gql, people[0], *people[1:])
+    datas = [period("2026-06-01", "2026-07-01", 1000, 1150, meter=f"M-{i}", householdSize=3, gridRegion="SOUTH")
+             for i in range(20)]
+    outs = await asyncio.gather(*(submit(gql, p["token"], "energySaving", d, key=f"race-{i}", evidence=signed(d, clock))
+                                  for i, (p, d) in enumerate(zip(people, datas, strict=True))))
+    grams = sorted(o["action"]["calculation"]["gramsCo2e"] for o in outs if o["action"]["status"] == "APPROVED")
+    assert sum(grams) == 30000 and grams[-2:] == [10000, 20000], grams
+    await ledger_ok(services)

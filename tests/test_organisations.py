@@ -235,3 +235,26 @@ async def test_profile_updates_invite_revocation_and_withdrawn_requests(gql, ser
     await ok(gql, "community/WithdrawJoinRequest", {"input": {"requestId": req["request"]["id"]}}, token=applicant["token"])
     await refused(gql, services, "organisation/DecideJoinRequest", {"input": {"requestId": req["request"]["id"], "approve": True}},
                   token=boss["token"], code="ALREADY_REVIEWED")
+
+
+async def test_community_events_are_published_after_commit(gql, services, admin):
+    published: list[tuple[str, dict]] = []
+
+    async def publisher(events):
+        published.extend((e.type, dict(e.data)) for e in events if e.type.startswith(("organisation.", "household.")))
+
+    services.events.on_commit(publisher)
+    boss = await member(gql)
+    donor = await member(gql, points=20, admin=admin)
+    org_id = await organisation(gql, admin, boss)
+    await join_org(gql, boss, org_id, donor)
+    await ok(gql, "community/DonateToOrganisation", {"input": {"organisationId": org_id, "points": 5, "idempotencyKey": key()}},
+             token=donor["token"])
+    await refused(gql, services, "community/DonateToOrganisation",
+                  {"input": {"organisationId": org_id, "points": 500, "idempotencyKey": key()}}, token=donor["token"],
+                  code="INSUFFICIENT_POINTS")
+    await ok(gql, "community/LeaveOrganisation", {"input": {"organisationId": org_id}}, token=donor["token"])
+    types = [t for t, _ in published]
+    assert types == ["organisation.member_joined", "organisation.member_joined", "organisation.donation",
+                     "organisation.member_left"], types
+    assert published[2][1]["points"] == 5 and published[2][1]["organisation_id"] == pk(org_id)

@@ -237,12 +237,14 @@ def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datet
 async def _cap_room(
     conn: AsyncConnection, *, user_id: int, code: str, caps: Caps, occurred: datetime, tz: ZoneInfo,
     grams_per_point: int, exclude_id: int | None = None, cap_group: str | None = None,
-    cap_group_daily_grams: int | None = None,
+    cap_group_daily_grams: int | None = None, household_id: int | None = None,
 ) -> tuple[int | None, str | None]:
     """How many more grams may be credited to this member in this category for the day/month of
-    ``occurred`` (None = unlimited), and the name of the tightest cap."""
+    ``occurred`` (None = unlimited), and the name of the tightest cap. With ``caps.per_household`` the
+    daily/monthly limits count the household's actions together (the caller holds the household's lock)."""
     room: int | None = None
     which: str | None = None
+    owner = (T.c.household_id == household_id) if caps.per_household and household_id is not None else (T.c.user_id == user_id)
     for monthly, grams_cap, points_cap in (
         (False, caps.daily_grams, caps.daily_points),
         (True, caps.monthly_grams, caps.monthly_points),
@@ -252,7 +254,7 @@ async def _cap_room(
             continue
         start, end = _window_bounds(occurred, tz, monthly)
         q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
-            T.c.user_id == user_id,
+            owner,
             T.c.plugin_code == code,
             T.c.status == APPROVED,
             T.c.occurred_from >= start,
@@ -455,9 +457,12 @@ async def submit(
         row_reasons = list(reasons)
         row_status, row_grams = status, grams
         if row_status == APPROVED:
+            if caps.per_household and household_id is not None:
+                await households.lock_household(conn, household_id)  # members of one household share the caps
             room, which = await _cap_room(
                 conn, user_id=user_id, code=code, caps=caps, occurred=occurred_from, tz=tz, grams_per_point=gpp,
                 cap_group=base_row["cap_group"], cap_group_daily_grams=base_row["cap_group_daily_grams"],
+                household_id=household_id,
             )
             row_grams, exhausted = _apply_cap(row_grams, room, which, row_reasons)
             if not exhausted:
@@ -542,9 +547,12 @@ async def review(
         if approve:
             loaded = app.plugins.get(row["plugin_code"])
             caps = loaded.caps if loaded else Caps()
+            if caps.per_household and row["household_id"] is not None:
+                await households.lock_household(conn, row["household_id"])
             room, which = await _cap_room(conn, user_id=row["user_id"], code=row["plugin_code"], caps=caps,
                                           occurred=row["occurred_from"], tz=tz, grams_per_point=gpp, exclude_id=action_id,
-                                          cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"])
+                                          cap_group=row["cap_group"], cap_group_daily_grams=row["cap_group_daily_grams"],
+                                          household_id=row["household_id"])
             grams, exhausted = _apply_cap(row["grams_co2e"], room, which, reasons)
             if not exhausted:
                 room, which = await _member_room(conn, user_id=row["user_id"], settings=app.settings, now=now, tz=tz,

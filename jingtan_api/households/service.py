@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api import invite_codes
+from jingtan_api import events, invite_codes
 from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.audit import service as audit
@@ -221,6 +221,13 @@ def validate_ttl(hours: Any, *, max_hours: int) -> timedelta:
 # --- writes ----------------------------------------------------------------------------------------
 
 
+async def lock_household(conn: AsyncConnection, household_id: int) -> Any:
+    """Lock the household's row (``SELECT … FOR UPDATE``; a no-op lock on SQLite, whose writers are
+    serialised) and return it: serialises what a household's members do together (household-wide caps).
+    Take it after the member's account row (lock order, module docstring)."""
+    return await _lock_household(conn, household_id)
+
+
 async def _lock_household(conn: AsyncConnection, household_id: int) -> Any:
     row = (await conn.execute(select(H).where(H.c.id == household_id).with_for_update())).one_or_none()
     if row is None:
@@ -257,6 +264,7 @@ async def create_household(conn: AsyncConnection, *, user_id: int, name: Any, no
     )
     await audit.record(conn, actor_user_id=user_id, action="household.create", target_type="Household",
                        target_id=household_id, details={"name": name}, now=now)
+    await events.emit(conn, "household.member_joined", household_id=household_id, user_id=user_id, role=OWNER)
     return household_id
 
 
@@ -347,6 +355,7 @@ async def join_by_invite(conn: AsyncConnection, *, user_id: int, code: Any, now:
     )
     await audit.record(conn, actor_user_id=user_id, action="household.join", target_type="Household",
                        target_id=invite.household_id, details={"inviteId": invite.id}, now=now)
+    await events.emit(conn, "household.member_joined", household_id=invite.household_id, user_id=user_id, role=MEMBER)
     return invite.household_id
 
 
@@ -358,6 +367,7 @@ async def _end_stay(conn: AsyncConnection, household_id: int, user_id: int, reas
     )
     if done.rowcount != 1:
         raise Conflict("Not a member of this household / 不是该家庭成员", code="NOT_HOUSEHOLD_MEMBER", field="userId")
+    await events.emit(conn, "household.member_left", household_id=household_id, user_id=user_id, reason=reason)
 
 
 async def leave_household(conn: AsyncConnection, *, user_id: int, now: datetime) -> int:
@@ -496,6 +506,8 @@ async def transfer_to_pool(
         )
     ).scalar_one()
     await idempotency.complete(conn, claim, "HouseholdPoolTransfer", transfer_id)
+    await events.emit(conn, "household.pool_transfer", transfer_id=transfer_id, household_id=stay.household_id,
+                      user_id=user_id, direction=TO_POOL, points=points)
     return PoolTransferResult(transfer_id, stay.household_id, False)
 
 
@@ -544,4 +556,6 @@ async def withdraw_from_pool(
         )
     ).scalar_one()
     await idempotency.complete(conn, claim, "HouseholdPoolTransfer", transfer_id)
+    await events.emit(conn, "household.pool_transfer", transfer_id=transfer_id, household_id=stay.household_id,
+                      user_id=user_id, direction=FROM_POOL, points=points)
     return PoolTransferResult(transfer_id, stay.household_id, False)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api import invite_codes
+from jingtan_api import events, invite_codes
 from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.audit import service as audit
@@ -395,6 +395,7 @@ async def _add_member(
         insert(OM).values(organisation_id=org_id, user_id=user_id, active_organisation_id=org_id, role=role,
                           joined_at=now, joined_via=via, added_by_user_id=added_by)
     )
+    await events.emit(conn, "organisation.member_joined", organisation_id=org_id, user_id=user_id, role=role, via=via)
     # A pending request of this user is settled by the join.
     await conn.execute(
         update(OR).where(OR.c.pending_organisation_id == org_id, OR.c.user_id == user_id)
@@ -456,11 +457,13 @@ async def review_application(
 ) -> None:
     """Platform admin approves (ACTIVE, account opened, applicant becomes its first admin) or rejects."""
     reason = audit.validate_reason(reason)
+    row = await organisation_row(conn, org_id)
+    if approve and row.applicant_user_id is not None:
+        # Lock order: the member's account before the organisation row.
+        await ledger.lock_member_account(conn, row.applicant_user_id)
     row = await _lock_org(conn, org_id)
     if row.status != PENDING:
         raise Conflict("This application was already reviewed / 该申请已审核", code="ALREADY_REVIEWED", field="organisationId")
-    if approve and row.applicant_user_id is not None:
-        await ledger.lock_member_account(conn, row.applicant_user_id)
     await conn.execute(
         update(O).where(O.c.id == org_id).values(status=ACTIVE if approve else REJECTED, reviewed_at=now,
                                                   reviewed_by_user_id=actor_user_id, review_reason=reason)
@@ -489,15 +492,19 @@ async def close_organisation(
     if row.status != ACTIVE:
         raise _not_open(row)
     await conn.execute(update(O).where(O.c.id == org_id).values(status=CLOSED, closed_at=now))
+    leaving = await current_member_ids(conn, org_id)
     await conn.execute(
         update(OM).where(OM.c.active_organisation_id == org_id).values(left_at=now, active_organisation_id=None, end_reason=CLOSED)
     )
+    for user_id in leaving:
+        await events.emit(conn, "organisation.member_left", organisation_id=org_id, user_id=user_id, reason=CLOSED)
     await conn.execute(
         update(OR).where(OR.c.pending_organisation_id == org_id)
         .values(status=REQUEST_DECLINED, pending_organisation_id=None, decided_at=now, decided_by_user_id=actor.user_id,
                 decision_reason="organisation closed / 组织已关闭")
     )
     await conn.execute(update(OI).where(OI.c.organisation_id == org_id, OI.c.revoked_at.is_(None)).values(revoked_at=now))
+    await events.emit(conn, "organisation.closed", organisation_id=org_id)
     await audit.record(conn, actor_user_id=actor.user_id, action="organisation.close", target_type="Organisation",
                        target_id=org_id, reason=reason, request_id=request_id, now=now)
 
@@ -661,6 +668,7 @@ async def _end_stay(conn: AsyncConnection, org_id: int, user_id: int, reason: st
     )
     if done.rowcount != 1:
         raise Conflict("Not a member of this organisation / 不是该组织成员", code="NOT_ORGANISATION_MEMBER", field="userId")
+    await events.emit(conn, "organisation.member_left", organisation_id=org_id, user_id=user_id, reason=reason)
 
 
 async def leave_organisation(conn: AsyncConnection, *, user_id: int, org_id: int, now: datetime) -> None:
@@ -760,4 +768,6 @@ async def donate(
         )
     ).scalar_one()
     await idempotency.complete(conn, claim, "OrganisationDonation", donation_id)
+    await events.emit(conn, "organisation.donation", donation_id=donation_id, organisation_id=org_id, user_id=user_id,
+                      points=points, transaction_id=tx.id)
     return DonationResult(donation_id, org_id, False)

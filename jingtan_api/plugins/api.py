@@ -190,6 +190,10 @@ class Caps:
     monthly_points: int | None = None
     platform_daily_grams: int | None = None
     """Budget of the whole category per day, all members together."""
+    per_household: bool = False
+    """Since plugin API 1.2: the daily and monthly limits count the submitter's household's actions of the
+    category together (members outside a household: their own), for things a household shares (its
+    electricity meters)."""
 
 
 @dataclass(frozen=True)
@@ -452,6 +456,7 @@ class ActionType(Generic[InputT, SettingsT]):
             daily_points=pick("daily_cap_points", d.daily_points),
             monthly_points=pick("monthly_cap_points", d.monthly_points),
             platform_daily_grams=pick("platform_daily_cap_grams", d.platform_daily_grams),
+            per_household=d.per_household,
         )
 
     def claim_window_days(self, settings: SettingsT) -> int | None:

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api import invite_codes
+from jingtan_api import events, invite_codes
 from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.actions.models import Action
@@ -376,6 +376,8 @@ async def retire(
         request_id=request_id, now=now,
     )
     await idempotency.complete(conn, claim, "Retirement", retirement_id)
+    await events.emit(conn, "retirement.created", retirement_id=retirement_id, organisation_id=org_id, grams=total,
+                      payment_method=payment_method, points=points, code=code)
     return RetirementResult(retirement_id, False)
 
 

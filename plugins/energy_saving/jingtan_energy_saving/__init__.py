@@ -14,7 +14,8 @@ unsigned claims above ``review_unsigned_above_grams`` go to review, and so does 
 baseline (a vacant home saves nothing by behaviour) and a meter already claimed by another member or
 household (a meter belongs to the household: members of one household share its history, plugin API
 1.2's ``ctx.scope``); credits are capped per meter and month
-(``meter_monthly_cap_grams``) and per member (the household) and month (``monthly_cap_grams``).
+(``meter_monthly_cap_grams``) and per household (a member outside one: per member) and month
+(``monthly_cap_grams``, ``Caps.per_household``).
 
 Decision: a period with no saving (consumption at or above the baseline) is APPROVED with 0 g and 0 points
 and the reason NO_SAVING. It is still recorded so that the meter's readings stay continuous (the next
@@ -164,8 +165,8 @@ class EnergySavingActionType(ActionType[EnergySavingInput, EnergySavingSettings]
     plugin_api_version = "1.2"
     description = "Electricity saved by a household against its own baseline. / 家庭用电较自身基线的节约量。"
     graphql_input_name = "EnergySavingActionInput"
-    default_caps = Caps(monthly_grams=30_000)
-    """Per member (the household, until households exist) and month: 30 kg CO2e, 3,000 points."""
+    default_caps = Caps(monthly_grams=30_000, per_household=True)
+    """Per household (a member outside one: per member) and month: 30 kg CO2e, 3,000 points."""
 
     def base_methodology(self) -> Methodology:
         return Methodology(
@@ -181,7 +182,7 @@ class EnergySavingActionType(ActionType[EnergySavingInput, EnergySavingSettings]
             "baseline unless the readings are signed by a partner utility; the own-history baseline never "
             "exceeds the per-capita baseline × household size; unsigned high-value periods, consumption below "
             "half the baseline and meters claimed by another member go to review; credits are capped per meter "
-            "and month (20 kg) and per member and month (30 kg). A meter belongs to the household: its periods are "
+            "and month (20 kg) and per household and month (30 kg). A meter belongs to the household: its periods are "
             "credited once per household whoever of its members submits, and the household's earlier periods form "
             "the baseline.",
             factors=FACTORS,
