@@ -112,12 +112,14 @@ def end(token: contextvars.Token) -> list[Event]:
 async def emit(conn: AsyncConnection, event_type: str, **data: Any) -> Event:
     """Tell the listeners now (same transaction) and the publishers after commit.
 
-    Must be called inside ``Database.write``; outside it there is no transaction to attach to, which is a
-    programming error."""
+    The app's services always write through ``Database.write``, which provides the receivers. Outside it
+    (a migration's data step, a test writing through a raw ``engine.begin()``) there is no app and so no
+    receiver: the event is dropped, logged at debug level."""
     tx = _CURRENT.get()
-    if tx is None:
-        raise RuntimeError(f"events.emit({event_type!r}) outside Database.write")
     event = Event(event_type, MappingProxyType(dict(data)))
+    if tx is None:
+        log.debug("event outside Database.write has no receivers", extra={"event_type": event_type})
+        return event
     for listener in tx.bus.listeners(event_type):
         await listener(conn, event)
     tx.pending.append(event)
