@@ -192,3 +192,34 @@ async def test_two_server_processes_settle_once(gql, services, admin, clock, bac
     org = (await gql.ok(op("organisation/OrganisationConsole"), {"id": org_id}, token=boss["token"]))["organisation"]
     assert org["pointsBalance"] == 75
     assert await invariants(services.db) == []
+
+
+async def test_city_challenge_counts_the_city_and_hides_what_it_should(gql, services, admin, clock):
+    boss = await member(gql, "老板 Boss")
+    org_id = await funded_org(gql, admin, boss, 0)
+    here, shy, elsewhere, outsider = [await member(gql, n) for n in ("本地 Local", "匿名 Shy", "外地 Away", "外人 Outsider")]
+    for who, city in ((here, "深圳"), (shy, "深圳"), (elsewhere, "上海")):
+        await gql.ok(op("member/SetImpactPreferences"), {"input": {"city": city}}, token=who["token"])
+    await gql.ok(op("member/SetImpactPreferences"), {"input": {"leaderboardOptOut": True}}, token=shy["token"])
+    city_cid = (await ok(gql, CREATE, {"input": challenge_input(org_id, clock, audience="CITY", city="深圳", goalKind="ACTIONS",
+                                                               goalValue=2, rewardPoints=0, maxRewarded=0,
+                                                               actionTypes=["transit"])}, token=boss["token"]))["challenge"]["id"]
+    members_cid = (await ok(gql, CREATE, {"input": challenge_input(org_id, clock, rewardPoints=0, maxRewarded=0)},
+                            token=boss["token"]))["challenge"]["id"]
+    clock.advance(hours=1)
+    await relogin(gql, boss, here, shy, elsewhere, outsider)
+    for who in (here, shy, elsewhere):
+        for i in range(2):
+            await approved_trip(gql, who, clock, minutes_ago=10 + 25 * i)
+    listed = await gql.ok(op("member/CityImpact"), {"city": "深圳"}, token=here["token"])
+    (node,) = listed["cityChallenges"]["nodes"]
+    assert node["id"] == city_cid and node["participantCount"] == 2 and node["viewerProgress"]["qualifiedAt"]
+    detail = (await gql.ok(op("member/Challenge"), {"id": city_cid, "first": 10}, token=outsider["token"]))["node"]
+    names = sorted((n["member"] or {}).get("displayName", "anonymous") for n in detail["participants"]["nodes"])
+    assert names == ["anonymous", "本地 Local"]
+    assert detail["viewerProgress"] is None
+    # A members' challenge lists the organisation's members: not for outsiders.
+    hidden = await gql(op("member/Challenge"), {"id": members_cid, "first": 10}, token=outsider["token"])
+    assert hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    seen = await gql.ok(op("member/Challenge"), {"id": members_cid, "first": 10}, token=boss["token"])
+    assert seen["node"]["participants"]["totalCount"] == 0

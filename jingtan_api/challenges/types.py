@@ -10,7 +10,10 @@ from strawberry.types import Info
 from jingtan_api.challenges import service
 from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Connection, Keyset, Node, UserError, build_connection, page_args
+from jingtan_api.errors import PermissionDenied
+from jingtan_api.impact import service as impact_service
 from jingtan_api.impact.types import Long
+from jingtan_api.organisations import service as orgs_service
 from jingtan_api.organisations.types import Organisation, organisations_loader
 from jingtan_api.users.types import User, user_by_id
 
@@ -37,6 +40,29 @@ class ChallengeStatus(Enum):
     SETTLED = "SETTLED"
 
 
+def opt_out_loader(info: Info):
+    """user id -> whether they opted out of being named (one statement per batch)."""
+    ctx = info.context
+
+    async def batch(ids):
+        profiles = await ctx.read(impact_service.profiles_of, ids)
+        return {uid: p.leaderboard_opt_out for uid, p in profiles.items()}
+
+    return ctx.loader("impact_opt_out", batch)
+
+
+async def require_can_see_participants(info: Info, challenge: "Challenge") -> None:
+    """A members' challenge lists the organisation's members: only they and platform admins see it (as the
+    member list); a city challenge's participants are for signed-in members."""
+    viewer = info.context.viewer
+    viewer.require_user()
+    if challenge.audience == ChallengeAudience.MEMBERS:
+        actor = orgs_service.Actor(user_id=viewer.user_id or 0, is_platform_admin=viewer.is_admin)
+        if not await info.context.read(orgs_service.can_see_members, actor, challenge._organisation_id):
+            raise PermissionDenied("Only the organisation's members can see its challenge's participants / "
+                                   "仅组织成员可查看挑战参与者")
+
+
 def progress_loader(info: Info):
     ctx = info.context
     return ctx.loader("challenge_progress", lambda ids: ctx.read(service.progress, ids))
@@ -56,8 +82,14 @@ class ChallengeParticipant(Node):
         return cls(pk=row["id"], grams=int(row["grams"]), actions=int(row["actions"]), progress=int(row["progress"]),
                    qualified_at=row["qualified_at"], rewarded_points=int(row["rewarded_points"]), _user_id=row["user_id"])
 
-    @strawberry.field(description="The member (public profile). / 成员。")
+    @strawberry.field(description="The member's public profile; null when they opted out of being named on "
+                      "leaderboards (unless it is you). / 成员（匿名时为空）。")
     async def member(self, info: Info) -> User | None:
+        viewer = info.context.viewer
+        if viewer.user_id != self._user_id and not viewer.is_admin:
+            names = await opt_out_loader(info).load(self._user_id)
+            if names:
+                return None
         return await user_by_id(info, self._user_id)
 
 
@@ -125,6 +157,7 @@ class Challenge(Node):
         self, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None,
     ) -> Connection[ChallengeParticipant]:
+        await require_can_see_participants(info, self)
         keyset = PROGRESS_KEYSET
         ctx = info.context
         args = page_args(info, first, after, last, before, keyset=keyset)
