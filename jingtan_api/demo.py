@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
+from jingtan_api.challenges.demo import seed_challenges
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.offers.demo import seed_offers
 from jingtan_api.organisations.demo import seed_community
@@ -83,6 +84,7 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
     await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
     await seed_community(services, admin_id=admin_id, user_ids=user_ids, now=now)
+    await seed_challenges(services, admin_id=admin_id, user_ids=user_ids, now=now)
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")
