@@ -161,7 +161,7 @@ async def test_two_server_processes_settle_once(gql, services, admin, clock, bac
     cid = (await ok(gql, CREATE, {"input": challenge_input(org_id, clock, goalKind="ACTIONS", goalValue=1,
                                                           rewardPoints=5, maxRewarded=10)}, token=boss["token"]))["challenge"]["id"]
     clock.advance(hours=1)
-    await relogin(gql, *people)
+    await relogin(gql, boss, *people)
     for p in people:
         await approved_trip(gql, p, clock, minutes_ago=10)
     # The live servers run on the real clock, months after the frozen one: the challenge has ended there.
@@ -177,12 +177,12 @@ async def test_two_server_processes_settle_once(gql, services, admin, clock, bac
         assert all(r["data"]["settleChallenge"]["errors"] == [] for r in results), results
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            node = (await gql.ok(op("member/Challenge"), {"id": cid}))["node"]
+            node = (await gql.ok(op("member/Challenge"), {"id": cid}, token=boss["token"]))["node"]
             if node["status"] == "SETTLED":
                 break
             time.sleep(0.5)
         time.sleep(2.5)  # both jobs ran again after the settlement
-    node = (await gql.ok(op("member/Challenge"), {"id": cid}))["node"]
+    node = (await gql.ok(op("member/Challenge"), {"id": cid}, token=boss["token"]))["node"]
     assert (node["status"], node["rewarded"], node["paidPoints"]) == ("SETTLED", 5, 25)
     async with services.db.read() as conn:
         n = (await conn.execute(select(func.count()).select_from(LedgerTransaction.__table__)
