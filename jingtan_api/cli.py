@@ -29,6 +29,7 @@ from jingtan_api.db import utcnow
 from jingtan_api.demo import seed_demo
 from jingtan_api.errors import DomainError, NotFound
 from jingtan_api.graphql.assemble import build_schema
+from jingtan_api.impact import cli as impact_cli
 from jingtan_api.migrate import upgrade
 from jingtan_api.observability import metrics
 from jingtan_api.observability.ledger import ledger_counts, ledger_totals
@@ -459,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--totals", action="store_true",
                    help="also print the ledger totals and row counts as one JSON line (compare a restored backup)")
     p.set_defaults(fn=cmd_ledger_check)
+    impact_cli.add_commands(sub, _with_services)
     return parser
 
 

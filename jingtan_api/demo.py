@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.jobs import expire_points
+from jingtan_api.challenges.demo import seed_challenges
 from jingtan_api.auth.permissions import ADMIN, MEMBER, MERCHANT
 from jingtan_api.identity.demo import seed_demo as seed_identity
 from jingtan_api.campaigns.demo import seed_demo as seed_campaign_demo
@@ -92,14 +93,16 @@ async def seed_demo(services: Services, *, if_empty: bool) -> int:
     await expire_points(db, now=now, lot_expiry_days=cfg.lot_expiry_days)
     bar.advance(1, "offers")
     await seed_offers(services, admin_id=admin_id, owner_user_id=user_ids[4], now=now)
-    bar.advance(1, "done")
-    bar.close()
-    await seed_volunteers(services, admin_id=admin_id, volunteer_user_id=user_ids[3], member_user_ids=user_ids[1:3], now=now)
+    # The other domains' demo data: contacts verified and methodologies approved first (both gate credits).
     await seed_identity(services, user_ids=user_ids, now=now)
+    await seed_methodologies(services, password=DEMO_PASSWORD, now=now)
+    await seed_volunteers(services, admin_id=admin_id, volunteer_user_id=user_ids[3], member_user_ids=user_ids[1:3], now=now)
     await seed_community(services, admin_id=admin_id, user_ids=user_ids, now=now)
     await seed_campaign_demo(services, admin_id=admin_id, now=now)
+    await seed_challenges(services, admin_id=admin_id, user_ids=user_ids, now=now)
+    bar.advance(1, "done")
+    bar.close()
     print(f"demo data loaded. Logins (password for all: {DEMO_PASSWORD}):")
     for email, phone, name, roles in DEMO_USERS:
         print(f"  {email or phone:<28} {name}  [{', '.join(sorted(roles))}]")
-    await seed_methodologies(services, password=DEMO_PASSWORD, now=now)
     return 0

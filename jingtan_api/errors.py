@@ -231,4 +231,13 @@ ERROR_CODES: dict[str, str] = {
     "IMAGE_TOO_LARGE": "The image is above the size or pixel limit. / 图片过大。",
     # methodologies
     "METHODOLOGY_NOT_REVIEWABLE": "The methodology version's state does not allow this decision (e.g. already decided). / 该方法学版本状态不允许此操作。",
+    # impact and challenges (docs/impact.md)
+    "UNKNOWN_ACTION_TYPE": "No enabled action type has that code. / 未知的行为类别。",
+    "CHALLENGE_ENDS_BEFORE_START": "The challenge ends before (or when) it starts. / 挑战结束早于开始。",
+    "CHALLENGE_STARTS_IN_PAST": "A challenge cannot start in the past. / 挑战不能从过去开始。",
+    "CHALLENGE_TOO_LONG": "The challenge lasts longer than allowed. / 挑战时间过长。",
+    "REWARD_ABOVE_ACCOUNT": "The challenge's rewards exceed what the organisation's account holds. / 奖励超过组织积分余额。",
+    "CHALLENGE_NOT_ACTIVE": "The challenge was already settled or cancelled. / 挑战已结算或已取消。",
+    "CHALLENGE_ENDED": "The challenge has ended; it can only be settled. / 挑战已结束。",
+    "CHALLENGE_NOT_ENDED": "The challenge has not ended yet. / 挑战尚未结束。",
 }

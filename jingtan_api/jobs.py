@@ -65,6 +65,7 @@ JOB_MODULES: tuple[str, ...] = (
     "jingtan_api.volunteers.jobs",
     "jingtan_api.campaigns.jobs",
     "jingtan_api.methodologies.jobs",
+    "jingtan_api.challenges.jobs",
 )
 
 

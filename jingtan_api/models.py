@@ -6,10 +6,12 @@ from jingtan_api.accounts import models as _accounts  # noqa: F401
 from jingtan_api.actions import models as _actions  # noqa: F401
 from jingtan_api.audit import models as _audit  # noqa: F401
 from jingtan_api.auth import models as _auth  # noqa: F401
-from jingtan_api import job_models as _jobs  # noqa: F401
-from jingtan_api.identity import models as _identity  # noqa: F401
 from jingtan_api.campaigns import models as _campaigns  # noqa: F401
+from jingtan_api.challenges import models as _challenges  # noqa: F401
 from jingtan_api.households import models as _households  # noqa: F401
+from jingtan_api.identity import models as _identity  # noqa: F401
+from jingtan_api.impact import models as _impact  # noqa: F401
+from jingtan_api import job_models as _jobs  # noqa: F401
 from jingtan_api.media import models as _media  # noqa: F401
 from jingtan_api.merchants import models as _merchants  # noqa: F401
 from jingtan_api.methodologies import models as _methodologies  # noqa: F401

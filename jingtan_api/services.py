@@ -27,6 +27,8 @@ LISTENER_MODULES: tuple[str, ...] = (
     "jingtan_api.merchants.attribution",
     "jingtan_api.campaigns.service",
     "jingtan_api.offers.segments",
+    "jingtan_api.impact.listeners",
+    "jingtan_api.challenges.listeners",
 )
 
 

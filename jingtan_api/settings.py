@@ -196,6 +196,23 @@ class MerchantsSettings(_Section):
     upload_ttl_seconds: int = Field(600, ge=30, le=86400, description="How long a signed upload URL is valid.")
 
 
+class ImpactSettings(_Section):
+    """``[impact]``: impact figures, leaderboards, honours and challenges (docs/impact.md)."""
+
+    green_community_grams: int = Field(
+        1_000_000, ge=1,
+        description="A community organisation whose members avoided at least this many grams CO2e (while "
+        "members) holds the green community honour (绿色社区).",
+    )
+    challenge_max_days: int = Field(366, ge=1, le=3660, description="Longest challenge window, in days.")
+    challenge_max_reward_points: int = Field(
+        1_000_000, ge=1, description="Most points one qualifier of a challenge may be rewarded."
+    )
+    challenge_settle_interval_seconds: int = Field(
+        60, ge=0, description="How often the server settles challenges that ended (0: never; settle by CLI)."
+    )
+
+
 class GraphQLSettings(_Section):
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development only.")
     introspection: bool | None = Field(None, description="Allow introspection; default: on in development.")
@@ -473,6 +490,7 @@ class Settings(BaseSettings):
     community: CommunitySettings = Field(default_factory=CommunitySettings)
     merchants: MerchantsSettings = Field(default_factory=MerchantsSettings)
     methodologies: MethodologiesSettings = Field(default_factory=MethodologiesSettings)
+    impact: ImpactSettings = Field(default_factory=ImpactSettings)
 
     @classmethod
     def settings_customise_sources(

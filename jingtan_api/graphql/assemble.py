@@ -67,6 +67,8 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.campaigns.schema",
     "jingtan_api.media.schema",
     "jingtan_api.methodologies.schema",
+    "jingtan_api.impact.schema",
+    "jingtan_api.challenges.schema",
 )
 
 MAX_NODES = 100

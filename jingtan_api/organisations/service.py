@@ -157,6 +157,17 @@ async def organisation_ids_of_user(conn: AsyncConnection, user_id: int) -> list[
     return [r.active_organisation_id for r in rows]
 
 
+async def organisation_ids_at(conn: AsyncConnection, user_id: int, moment: datetime) -> list[int]:
+    """The organisations the user was a member of at ``moment`` (stays are ``[joined_at, left_at)``), by id.
+    (Added for impact: an action counts for the organisations its member belonged to when submitting it.)"""
+    rows = await conn.execute(
+        select(OM.c.organisation_id)
+        .where(OM.c.user_id == user_id, OM.c.joined_at <= moment, (OM.c.left_at.is_(None)) | (OM.c.left_at > moment))
+        .order_by(OM.c.organisation_id)
+    )
+    return sorted({r.organisation_id for r in rows})
+
+
 async def current_member_ids(conn: AsyncConnection, org_id: int) -> list[int]:
     rows = await conn.execute(
         select(OM.c.user_id).where(OM.c.active_organisation_id == org_id).order_by(OM.c.joined_at, OM.c.id)

@@ -5,7 +5,7 @@ no CO2e; may run negative), platform:volunteer-commission (COMMISSION, funds vol
 negative) and platform:volunteer-payouts (PAYOUT, points of requested payouts, paid outside the platform).
 
 Revision ID: 20261202_5101
-Revises: 20261202_3101
+Revises: 20261202_4101
 Create Date: 2026-12-02 06:22:09.062399
 """
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 
 revision = '20261202_5101'
-down_revision = '20261202_3101'
+down_revision = '20261202_4101'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Challenges run by organisations (issue #10): goals, live progress, settlement with rewards."""
