@@ -135,7 +135,7 @@ async def test_run_job_logs_a_failure_and_answers_failed(services: Services):
     job = Job(name="boom", description="fails", run=boom, interval_seconds=lambda s: 0)
     assert await run_job(services, job) == {"failed": 1}
     result = await run_job(services, JOBS[0])
-    assert set(result) == {"redemptions", "refunded", "accounts", "expired"}
+    assert set(result) == {"redemptions", "refunded", "accounts", "expired", "deletions"}
 
 
 class TestCoreEvents:
