@@ -1,5 +1,5 @@
 """Stations (what actions name) and green certification: refusals write nothing; the level shows on the
-merchant and its offers until it expires; only admins certify."""
+merchant and its offers until it expires; admins and certified volunteers certify."""
 
 import pytest
 from sqlalchemy import func, select
@@ -70,3 +70,19 @@ async def test_only_admins_certify(gql, services, clock, admin):
                         token=shop["token"])
     assert data["certifyMerchant"]["errors"] == [{"code": "FORBIDDEN"}]
     assert await _count(services, MerchantCertification.__table__) == 0
+
+
+async def test_certified_volunteers_audit_merchants_trainees_do_not(gql, services, clock, admin):
+    from tests.volunteer_helpers import make_volunteer
+
+    shop = await make_merchant(gql, services, clock, admin)
+    trainee = await make_volunteer(gql, services, clock, admin, certified=False, name="见习 Trainee")
+    refused = await gql.ok(CERTIFY, {"i": {"merchantId": shop["id"], "level": "BRONZE", "notes": "现场审核 / audit"}},
+                           token=trainee["token"])
+    assert refused["certifyMerchant"]["errors"] == [{"code": "FORBIDDEN"}]
+    assert await _count(services, MerchantCertification.__table__) == 0
+    certified = await make_volunteer(gql, services, clock, admin, name="认证 Certified")
+    ok = await gql.ok(CERTIFY, {"i": {"merchantId": shop["id"], "level": "BRONZE", "notes": "现场审核 / on-site audit"}},
+                      token=certified["token"])
+    assert ok["certifyMerchant"]["errors"] == [] and ok["certifyMerchant"]["certification"]["level"] == "BRONZE"
+    assert await _count(services, MerchantCertification.__table__) == 1

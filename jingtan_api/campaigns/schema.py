@@ -35,7 +35,7 @@ from jingtan_api.campaigns.types import (
     TopUpCampaignInput,
     campaigns_loader,
 )
-from jingtan_api.errors import ValidationFailed
+from jingtan_api.errors import PermissionDenied, ValidationFailed
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.graphql.relay import Connection, Keyset, PageInfo, build_connection, decode_id, encode_cursor, page_args, to_global_id
@@ -45,6 +45,7 @@ from jingtan_api.merchants.types import Merchant, MerchantCategory, actor_of, ca
 from jingtan_api.offers import loaders as offer_loaders
 from jingtan_api.offers import segments
 from jingtan_api.offers import service as offers
+from jingtan_api.volunteers import service as volunteers
 from jingtan_api.offers.types import Offer, OfferFilter, ending_before, segment_viewer
 
 NEAR_KEYSET = Keyset("DISTANCE", (int,))
@@ -245,10 +246,10 @@ class GrowthMutation:
         row = next(s for s in stations[merchant_id] if s["id"] == station_id)
         return MerchantStationPayload(station=MerchantStation.from_row(row))
 
-    @payload_mutation(description="Record a green-merchant audit and the level it grants (admin; audit-logged). / 绿色商户认证。")
+    @payload_mutation(description="Record a green-merchant audit and the level it grants (admin or certified volunteer; audit-logged). / 绿色商户认证。")
     async def certify_merchant(self, info: Info, input: CertifyMerchantInput) -> CertifyMerchantPayload:
         ctx = info.context
-        auditor = ctx.viewer.require_role(ADMIN, scope="merchants:write")
+        auditor = await _certification_auditor(info)
         merchant_id = decode_id(input.merchant_id, "Merchant", field="merchantId")
         await ctx.db.write(lambda conn: certification.certify(
             conn, auditor_user_id=auditor, merchant_id=merchant_id, level=input.level.value, notes=input.notes,
@@ -272,6 +273,20 @@ class GrowthMutation:
         offer = await offer_loaders.offers(info).load(offer_id)
         saved = (await ctx.read(segments.rules_of, [offer_id])).get(offer_id, [])
         return OfferSegmentPayload(offer=Offer.from_row(offer), rules=[_rule(r) for r in saved])
+
+
+async def _certification_auditor(info: Info) -> int:
+    """An admin, or a volunteer of level CERTIFIED or LECTURER (the programme's trained auditors)."""
+    ctx = info.context
+    if ctx.viewer.is_admin:
+        return ctx.viewer.require_role(ADMIN, scope="merchants:write")
+    user_id = ctx.viewer.require_user()
+    row = await ctx.read(volunteers.volunteer_by_user, user_id)
+    if row is None or row.status != volunteers.ACTIVE or row.level not in (volunteers.CERTIFIED, volunteers.LECTURER):
+        raise PermissionDenied(
+            "Only admins and certified volunteers audit merchants / 仅管理员与认证志愿者可认证商家"
+        )
+    return user_id
 
 
 @strawberry.type
