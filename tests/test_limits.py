@@ -268,6 +268,8 @@ async def test_query_bucket_refuses_with_retry_after_and_headers(db_url):
 
 async def test_login_bucket_counts_attempts_per_address_and_writes_nothing(db_url):
     app = await _app(db_url, limits=_limited(login={"maximum": 3, "window_seconds": 3600}))
+    # The limiter's own clock, frozen: the retryAfter below is exact however long the logins take.
+    app.state.buckets.clock = lambda: 1_800_000_000.0
     async with app.router.lifespan_context(app):
         gql = GraphQLClient(app)
         member = await register_member(gql, email="owner@example.cn")

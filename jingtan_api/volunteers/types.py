@@ -186,7 +186,7 @@ class VolunteerCheckInCode:
     expires_at: datetime = strawberry.field(description="When it rotates. / 过期时间。")
 
 
-@strawberry.type(description="Evidence to send with the event's action (`submitAction(input: {evidence})`). / 行为凭证。")
+@strawberry.type(description="Evidence to send with the event's action (the `evidence` of the action submission). / 行为凭证。")
 class VolunteerActionEvidence:
     source: str = strawberry.field(description="evidence.source")
     external_id: str = strawberry.field(description="evidence.externalId")
