@@ -71,7 +71,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Server":
-        target = f"bench.servers:{self.factory}"
+        target = self.factory if ":" in self.factory else f"bench.servers:{self.factory}"
         if self.profile_to is None:
             cmd = [sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1",
                    "--port", str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
@@ -146,6 +146,34 @@ class Runner:
             raise RuntimeError(f"load generator failed against {server.factory}: {result.get('error')}")
         return result
 
+    def compare3(self, scenario: str, what: str, floor, base, subj, target: str) -> None:
+        """Alternate floor / same-stack baseline / GraphQL (F B S F B S …) and record the medians; the
+        headline ratio is GraphQL / floor, the second GraphQL / same-stack baseline."""
+        runs: dict[str, list[dict]] = {"floor": [], "baseline": [], "subject": []}
+        labels = {"floor": "starlette+driver floor", "baseline": "starlette+SQLAlchemy baseline", "subject": "GraphQL"}
+        for i in range(self.args.rounds):
+            for key, fn in (("floor", floor), ("baseline", base), ("subject", subj)):
+                res = fn(i)
+                runs[key].append(res)
+                log(f"    {labels[key]:<30} {res['rps']:>8.1f} req/s  p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms")
+        med = {k: statistics.median(r["rps"] for r in v) for k, v in runs.items()}
+        pct = {k: (statistics.median(r["p50_ms"] for r in v), statistics.median(r["p99_ms"] for r in v))
+               for k, v in runs.items()}
+        row = {
+            "db": self.args.db, "scenario": scenario, "compares": what,
+            "floor_rps": round(med["floor"], 1), "baseline_rps": round(med["baseline"], 1),
+            "subject_rps": round(med["subject"], 1),
+            "floor_p50_ms": round(pct["floor"][0], 2), "floor_p99_ms": round(pct["floor"][1], 2),
+            "baseline_p50_ms": round(pct["baseline"][0], 2), "baseline_p99_ms": round(pct["baseline"][1], 2),
+            "subject_p50_ms": round(pct["subject"][0], 2), "subject_p99_ms": round(pct["subject"][1], 2),
+            "ratio": round(med["subject"] / med["floor"], 3) if med["floor"] else 0.0,
+            "ratio_baseline": round(med["subject"] / med["baseline"], 3) if med["baseline"] else 0.0,
+            "target": target,
+        }
+        self.rows.append(row)
+        log(f"  => {scenario} [{what}]: GraphQL / floor = {row['ratio']:.2f}, "
+            f"GraphQL / same-stack = {row['ratio_baseline']:.2f}  (target {target} of the floor)")
+
     def compare(self, scenario: str, what: str, base_label: str, base, subj_label: str, subj, target: str) -> None:
         """Alternate ``base()`` and ``subj()`` (each returns a loadgen result) and record the medians."""
         b_runs, s_runs = [], []
@@ -179,12 +207,13 @@ def same_data(a: dict, b: dict, label: str) -> None:
 def scenario_account(r: Runner, fx) -> None:
     log("\n[account] viewer.account + last 20 entries: GraphQL vs minimal Starlette endpoint")
     spec = graphql_spec(ACCOUNT_QUERY, fx.tokens["member"])
-    with Server("baseline_account_app", r.env) as base, Server("subject_app", r.env) as subj:
-        same_data(base.post(spec), subj.post(spec), "account")
-        r.compare("account", "account + 20 entries", "starlette+SQL baseline", lambda i: r.load(base, spec),
-                  "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
-    if r.args.profile:
-        profile_subject(r, "catalogue", spec)
+    with (Server("bench.floor:floor_account_app", r.env) as floor, Server("baseline_account_app", r.env) as base,
+          Server("subject_app", r.env) as subj):
+        answer = subj.post(spec)
+        same_data(floor.post(spec), answer, "account (floor)")
+        same_data(base.post(spec), answer, "account")
+        r.compare3("account", "account + 20 entries", lambda i: r.load(floor, spec), lambda i: r.load(base, spec),
+                   lambda i: r.load(subj, spec), ">= 0.6")
     if r.args.profile:
         profile_subject(r, "account", spec)
 
@@ -267,16 +296,18 @@ def scenario_submit(r: Runner, fx) -> None:
 def scenario_catalogue(r: Runner, fx) -> None:
     log(f"\n[catalogue] Catalogue page (20 of {fx.offers} offers with merchants): GraphQL vs minimal Starlette endpoint")
     spec = graphql_spec(CATALOGUE_QUERY, fx.tokens["member"], {"first": 20})
-    with Server("baseline_catalogue_app", r.env) as base, Server("subject_app", r.env) as subj:
+    with (Server("bench.floor:floor_catalogue_app", r.env) as floor, Server("baseline_catalogue_app", r.env) as base,
+          Server("subject_app", r.env) as subj):
         b0, s0 = base.post(spec), subj.post(spec)
         same_data(b0, s0, "catalogue")
+        same_data(floor.post(spec), s0, "catalogue (floor)")
         page = s0["data"]["offers"]
         edges = page["edges"]
         if (len(edges) != 20 or not page["pageInfo"]["hasNextPage"] or not all(e["node"]["available"] for e in edges)
                 or len({e["node"]["merchant"]["id"] for e in edges}) < 2):
             raise RuntimeError(f"catalogue: unexpected page {json.dumps(s0)[:800]}")
-        r.compare("catalogue", "20 offers + merchants", "starlette+SQL baseline", lambda i: r.load(base, spec),
-                  "GraphQL", lambda i: r.load(subj, spec), ">= 0.6")
+        r.compare3("catalogue", "20 offers + merchants", lambda i: r.load(floor, spec), lambda i: r.load(base, spec),
+                   lambda i: r.load(subj, spec), ">= 0.6")
     if r.args.profile:
         profile_subject(r, "catalogue", spec)
 
@@ -475,8 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / baseline req/s)")
     log(f"  {'scenario':<14} {'compares':<28} {'baseline req/s':>15} {'subject req/s':>14} {'ratio':>6}  target")
     for row in runner.rows:
+        floor = f"  floor {row['floor_rps']:.1f} req/s, subject/baseline {row['ratio_baseline']:.2f}" if "floor_rps" in row else ""
         log(f"  {row['scenario']:<14} {row['compares']:<28} {row['baseline_rps']:>15.1f} "
-            f"{row['subject_rps']:>14.1f} {row['ratio']:>6.2f}  {row['target']}")
+            f"{row['subject_rps']:>14.1f} {row['ratio']:>6.2f}  {row['target']}{floor}")
     if args.json:
         args.json.write_text(json.dumps(runner.rows, indent=2), encoding="utf-8")
     return 0
