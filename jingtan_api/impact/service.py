@@ -255,11 +255,16 @@ async def _bump(conn: AsyncConnection, table: Any, rows: list[dict], keys: Seque
 
 async def record_approval(conn: AsyncConnection, att: Attribution, *, now: datetime) -> list[str]:
     """Count one newly approved action everywhere it belongs; returns the medals it earned the member."""
-    await _bump(conn, IT, _total_rows(att), ("board", "board_key", "period", "entrant_id"), ("grams", "actions"))
+    # The totals upsert returns the member's all-time row, so the medal check needs no SELECT of its own.
+    keys = ("board", "board_key", "period", "entrant_id")
+    stmt = dialect_insert(conn, IT).values(_total_rows(att))
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: IT.c[c] + stmt.excluded[c] for c in ("grams", "actions")})
+    returned = await conn.execute(stmt.returning(IT.c.board, IT.c.board_key, IT.c.period, IT.c.grams, IT.c.actions))
+    total = next(r for r in returned if (r.board, r.board_key, r.period) == (MEMBER, "", ALL))
     await _bump(conn, IB, _breakdown_rows(att), ("subject", "subject_key", "month", "plugin_code"), ("grams", "actions"))
     # CO2e per day on the dashboard is by the day the action occurred, like every other aggregate.
     await bump_stats(conn, [("co2e", att.day, att.plugin_code, att.grams)])
-    return await _award_medals(conn, att, now=now)
+    return await _award_medals(conn, att, int(total.grams), int(total.actions), now=now)
 
 
 async def bump_stats(conn: AsyncConnection, items: Iterable[tuple[str, date, str, int]]) -> None:
@@ -299,16 +304,12 @@ def medals_reached(grams: int, actions: int) -> list[str]:
     return [m.code for m in MEDALS if (grams if m.metric == "GRAMS" else actions) >= m.threshold]
 
 
-async def _award_medals(conn: AsyncConnection, att: Attribution, *, now: datetime) -> list[str]:
-    total = (
-        await conn.execute(
-            select(IT.c.grams, IT.c.actions).where(
-                IT.c.board == MEMBER, IT.c.board_key == "", IT.c.period == ALL, IT.c.entrant_id == att.user_id
-            )
-        )
-    ).one()
-    before = set(medals_reached(int(total.grams) - att.grams, int(total.actions) - 1))
-    new = [c for c in medals_reached(int(total.grams), int(total.actions)) if c not in before]
+async def _award_medals(conn: AsyncConnection, att: Attribution, grams: int, actions: int, *,
+                        now: datetime) -> list[str]:
+    """Medals crossed by this approval, given the member's all-time totals after it (no statement unless a
+    medal is new)."""
+    before = set(medals_reached(grams - att.grams, actions - 1))
+    new = [c for c in medals_reached(grams, actions) if c not in before]
     if new:
         stmt = dialect_insert(conn, MA).values([dict(user_id=att.user_id, code=c, awarded_at=now) for c in new])
         await conn.execute(stmt.on_conflict_do_nothing(index_elements=["user_id", "code"]))

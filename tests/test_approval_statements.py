@@ -1,0 +1,18 @@
+"""An approved submitAction runs a bounded number of SQL statements (the action, the ledger posting and
+the approval listeners: impact totals with the medal check folded into the totals upsert, breakdowns, daily
+stats, challenges) — so the hot write path cannot quietly regress (SQLite and PostgreSQL)."""
+
+from community_helpers import member
+from impact_helpers import StatementCounter, approved_trip
+
+# Measured with the totals upsert returning the member's all-time row (no separate medal SELECT).
+MAX_APPROVAL_STATEMENTS = {"sqlite": 35, "postgresql": 30}
+
+
+async def test_an_approved_submission_runs_a_bounded_number_of_statements(gql, services, clock):
+    who = await member(gql, "甲 A")
+    await approved_trip(gql, who, clock)  # warm: first-time rows (profile, medal FIRST_ACTION) are behind us
+    with StatementCounter(services) as counter:
+        await approved_trip(gql, who, clock)
+    dialect = services.db.engine.dialect.name
+    assert counter.count <= MAX_APPROVAL_STATEMENTS[dialect], counter.statements
