@@ -214,8 +214,8 @@ async def deliver_due(app: "Services", *, holder: str | None = None, limit: int 
             select(DL.c.id).where(DL.c.status == "PENDING", DL.c.next_attempt_at <= now).order_by(DL.c.next_attempt_at).limit(limit)
         )).scalars().all()
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    lease = cfg.timeout_seconds * 2 + 30
     for delivery_id in due:
-        lease = cfg.timeout_seconds * 2 + 30
         if not await app.db.write(lambda c, i=delivery_id: claim(c, i, holder, now=app.clock(), lease=lease)):
             continue
         async with app.db.read() as conn:
