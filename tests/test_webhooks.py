@@ -154,3 +154,17 @@ async def test_private_address_refused_in_production(services, url, db_url):
     # ... and re-checked at every attempt after DNS resolution (the endpoint was registered earlier).
     out = await service.post(url, "secret", {"payload": "{}", "event_id": "evt_1", "event_type": "user.registered"}, prod)
     assert out["status_code"] is None and out["error"].startswith("UNSAFE_ADDRESS")
+
+
+async def test_two_workers_cannot_claim_the_same_attempt(services, receiver):
+    await service.create_endpoint(services, url=receiver.url, event_types=["user.registered"], merchant_id=None,
+                                  created_by=None)
+    await emit(services, "user.registered", user_id=1)
+    async with services.db.read() as conn:
+        delivery_id = (await conn.execute(select(WebhookDelivery.id))).scalar_one()
+    now = services.clock()
+    won = [await services.db.write(lambda c, h=h: service.claim(c, delivery_id, h, now=now, lease=60)) for h in ("a", "b")]
+    assert won == [True, False]
+    # The claimed delivery is skipped by another worker's pass.
+    assert (await service.deliver_due(services))["delivered"] == 0
+    assert receiver.received == []
