@@ -66,6 +66,7 @@ JOB_MODULES: tuple[str, ...] = (
     "jingtan_api.campaigns.jobs",
     "jingtan_api.methodologies.jobs",
     "jingtan_api.challenges.jobs",
+    "jingtan_api.webhooks.jobs",
 )
 
 

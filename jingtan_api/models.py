@@ -21,5 +21,6 @@ from jingtan_api.redemptions import models as _redemptions  # noqa: F401
 from jingtan_api.retirements import models as _retirements  # noqa: F401
 from jingtan_api.users import models as _users  # noqa: F401
 from jingtan_api.volunteers import models as _volunteers  # noqa: F401
+from jingtan_api.webhooks import models as _webhooks  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -29,6 +29,7 @@ LISTENER_MODULES: tuple[str, ...] = (
     "jingtan_api.offers.segments",
     "jingtan_api.impact.listeners",
     "jingtan_api.challenges.listeners",
+    "jingtan_api.webhooks.service",
 )
 
 

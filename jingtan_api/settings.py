@@ -456,6 +456,17 @@ class PluginsSettings(BaseModel):
         return dict(value) if isinstance(value, dict) else {}
 
 
+class WebhooksSettings(_Section):
+    """``[webhooks]``: signed webhooks for partners (docs/live.md)."""
+
+    interval_seconds: int = Field(5, ge=0, description="How often the delivery job runs (0: never).")
+    max_attempts: int = Field(8, ge=1, le=50, description="Attempts before a delivery is FAILED.")
+    base_backoff_seconds: float = Field(10.0, ge=0, description="First retry delay; doubles per attempt, with jitter.")
+    max_backoff_seconds: float = Field(3600.0, ge=0, description="Longest delay between two attempts.")
+    timeout_seconds: float = Field(10.0, gt=0, le=60, description="Connect/read/write timeout of one POST.")
+    max_response_bytes: int = Field(4096, ge=0, le=4096, description="Response body kept per attempt (truncated).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JINGTAN_",
@@ -491,6 +502,7 @@ class Settings(BaseSettings):
     merchants: MerchantsSettings = Field(default_factory=MerchantsSettings)
     methodologies: MethodologiesSettings = Field(default_factory=MethodologiesSettings)
     impact: ImpactSettings = Field(default_factory=ImpactSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
 
     @classmethod
     def settings_customise_sources(

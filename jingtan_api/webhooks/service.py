@@ -1,0 +1,255 @@
+"""Signed webhooks: endpoint rules, the in-transaction outbox listener and the delivery worker.
+
+Headers of every POST (docs/live.md, "Webhooks"):
+``Jingtan-Event-Id`` (idempotency id, the same on every retry), ``Jingtan-Event-Type``,
+``Jingtan-Timestamp`` (unix seconds) and ``Jingtan-Signature: t=<timestamp>,v1=<hex>`` where
+``v1 = HMAC-SHA256(secret, f"{timestamp}.{body}")``.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jingtan_api.errors import ValidationFailed
+from jingtan_api.events import Event, EventBus
+from jingtan_api.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+if TYPE_CHECKING:
+    from jingtan_api.services import Services
+    from jingtan_api.settings import Settings
+
+EP = WebhookEndpoint.__table__
+DL = WebhookDelivery.__table__
+AT = WebhookAttempt.__table__
+
+# Event types a partner may subscribe to; the merchant-scoped ones carry ``merchant_id`` in their data.
+MERCHANT_EVENT_TYPES = ("merchant.applied", "redemption.created", "redemption.confirmed",
+                        "redemption.cancelled", "redemption.expired")
+EVENT_TYPES = ("user.registered", "action.recorded", "action.reviewed", "action.approved",
+               "ledger.posted", *MERCHANT_EVENT_TYPES)
+
+
+def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+            or ip.is_unspecified)
+
+
+def check_private_allowed(settings: "Settings") -> bool:
+    return not settings.is_production
+
+
+async def resolve_and_check(host: str, port: int, settings: "Settings") -> None:
+    """Refuse (ValidationFailed UNSAFE_ADDRESS) a host that resolves to a private, loopback, link-local,
+    multicast or reserved address in production."""
+    if check_private_allowed(settings):
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url") from exc
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if refused_address(ip):
+            raise ValidationFailed(f"Address not allowed / 不允许的地址: {ip}", code="UNSAFE_ADDRESS", field="url")
+
+
+async def validate_url(url: str, settings: "Settings") -> None:
+    if len(url) > 2000 or "\x00" in url:
+        raise ValidationFailed("URL too long / 网址过长", code="INVALID_URL", field="url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed("Only http(s) URLs / 仅支持 http(s) 网址", code="INVALID_URL", field="url")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValidationFailed("Invalid port / 端口无效", code="INVALID_URL", field="url") from exc
+    await resolve_and_check(parts.hostname, port, settings)
+
+
+def validate_event_types(event_types: Sequence[str], *, merchant_id: int | None) -> list[str]:
+    allowed = MERCHANT_EVENT_TYPES if merchant_id is not None else EVENT_TYPES
+    if not event_types:
+        raise ValidationFailed("Choose at least one event type / 请至少选择一种事件", code="NO_EVENT_TYPES", field="eventTypes")
+    unknown = [t for t in event_types if t not in allowed]
+    if unknown:
+        raise ValidationFailed(f"Unknown event types / 未知事件类型: {', '.join(unknown)}", code="UNKNOWN_EVENT_TYPE",
+                               field="eventTypes")
+    return sorted(set(event_types))
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+async def create_endpoint(
+    app: "Services", *, url: str, event_types: Sequence[str], merchant_id: int | None, created_by: int | None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Validate (outside any transaction: DNS) then write. Returns the row, secret included (shown once)."""
+    types = validate_event_types(event_types, merchant_id=merchant_id)
+    await validate_url(url, app.settings)
+    now = app.clock()
+    values = dict(url=url, secret=new_secret(), event_types=",".join(types), active=True, merchant_id=merchant_id,
+                  description=description[:500], created_by=created_by, created_at=now, updated_at=now)
+
+    async def write(conn: AsyncConnection) -> int:
+        return (await conn.execute(insert(EP).values(**values).returning(EP.c.id))).scalar_one()
+
+    return {"id": await app.db.write(write), **values}
+
+
+async def rotate_secret(app: "Services", endpoint_id: int) -> str:
+    secret = new_secret()
+
+    async def write(conn: AsyncConnection) -> None:
+        if (await conn.execute(update(EP).where(EP.c.id == endpoint_id).values(secret=secret, updated_at=app.clock()))).rowcount != 1:
+            raise ValidationFailed("Endpoint not found / 未找到端点", code="NOT_FOUND", field="id")
+
+    await app.db.write(write)
+    return secret
+
+
+def sign(secret: str, timestamp: int, body: str) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+
+
+# --- the outbox listener ----------------------------------------------------------------------------
+
+def register_listeners(bus: EventBus, app: "Services") -> None:
+    async def on_event(conn: AsyncConnection, event: Event) -> None:
+        await enqueue(conn, event, now=app.clock())
+
+    for event_type in EVENT_TYPES:
+        bus.listen(event_type, on_event)
+
+
+async def enqueue(conn: AsyncConnection, event: Event, *, now: datetime) -> int:
+    """One outbox row per active endpoint subscribed to ``event`` (same transaction as the event)."""
+    merchant_id = event.data.get("merchant_id") if event.type in MERCHANT_EVENT_TYPES else None
+    scope = EP.c.merchant_id.is_(None) if merchant_id is None else or_(EP.c.merchant_id.is_(None), EP.c.merchant_id == merchant_id)
+    rows = (await conn.execute(select(EP.c.id, EP.c.event_types).where(EP.c.active.is_(True), scope))).all()
+    targets = [r.id for r in rows if event.type in r.event_types.split(",")]
+    if not targets:
+        return 0
+    event_id = f"evt_{uuid.uuid4().hex}"
+    body = json.dumps({"id": event_id, "type": event.type, "createdAt": now.isoformat(), "data": dict(event.data)},
+                      default=str, ensure_ascii=False, sort_keys=True)
+    await conn.execute(insert(DL), [
+        dict(endpoint_id=t, event_id=event_id, event_type=event.type, payload=body, status="PENDING", attempts=0,
+             next_attempt_at=now, created_at=now, updated_at=now) for t in targets
+    ])
+    return len(targets)
+
+
+# --- the delivery worker ----------------------------------------------------------------------------
+
+def backoff(attempts: int, settings: "Settings") -> float:
+    cfg = settings.webhooks
+    delay = min(cfg.max_backoff_seconds, cfg.base_backoff_seconds * (2 ** (attempts - 1)))
+    return delay * random.uniform(0.5, 1.0)
+
+
+async def claim(conn: AsyncConnection, delivery_id: int, holder: str, *, now: datetime, lease: float) -> bool:
+    """Conditional UPDATE: at most one worker holds a delivery's attempt at a time (both databases)."""
+    stmt = (update(DL).where(DL.c.id == delivery_id, DL.c.status == "PENDING", DL.c.next_attempt_at <= now,
+                             or_(DL.c.claimed_until.is_(None), DL.c.claimed_until < now))
+            .values(claimed_by=holder, claimed_until=now + timedelta(seconds=lease)))
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Settings") -> dict[str, Any]:
+    """One attempt; never raises. Re-checks the address after DNS resolution (production)."""
+    cfg = settings.webhooks
+    started = time.perf_counter()
+    ts = int(time.time())
+    body = delivery["payload"]
+    headers = {"Content-Type": "application/json", "User-Agent": "Jingtan-Webhooks/1",
+               "Jingtan-Event-Id": delivery["event_id"], "Jingtan-Event-Type": delivery["event_type"],
+               "Jingtan-Timestamp": str(ts), "Jingtan-Signature": f"t={ts},v1={sign(secret, ts, body)}"}
+    out: dict[str, Any] = {"status_code": None, "error": None, "response_body": ""}
+    try:
+        await validate_url(url, settings)
+        timeout = httpx.Timeout(cfg.timeout_seconds)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            async with client.stream("POST", url, content=body.encode(), headers=headers) as resp:
+                out["status_code"] = resp.status_code
+                chunks = b""
+                async for chunk in resp.aiter_bytes():
+                    chunks += chunk
+                    if len(chunks) >= cfg.max_response_bytes:
+                        break
+                out["response_body"] = chunks[: cfg.max_response_bytes].decode("utf-8", "replace")
+    except ValidationFailed as exc:
+        out["error"] = f"{exc.code}: {exc}"[:500]
+    except httpx.TimeoutException:
+        out["error"] = "timeout"
+    except httpx.HTTPError as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    out["duration_ms"] = int((time.perf_counter() - started) * 1000)
+    return out
+
+
+async def deliver_due(app: "Services", *, holder: str | None = None, limit: int = 100) -> dict[str, int]:
+    """One pass: claim each due delivery, POST it outside any transaction, record the attempt."""
+    holder = holder or f"wh:{uuid.uuid4().hex[:8]}"
+    cfg = app.settings.webhooks
+    now = app.clock()
+    async with app.db.read() as conn:
+        due = (await conn.execute(
+            select(DL.c.id).where(DL.c.status == "PENDING", DL.c.next_attempt_at <= now).order_by(DL.c.next_attempt_at).limit(limit)
+        )).scalars().all()
+    counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    lease = cfg.timeout_seconds * 2 + 30
+    for delivery_id in due:
+        if not await app.db.write(lambda c, i=delivery_id: claim(c, i, holder, now=app.clock(), lease=lease)):
+            continue
+        async with app.db.read() as conn:
+            row = (await conn.execute(
+                select(DL, EP.c.url, EP.c.secret).join(EP, EP.c.id == DL.c.endpoint_id).where(DL.c.id == delivery_id)
+            )).one()._mapping
+        started_at = app.clock()
+        result = await post(row["url"], row["secret"], row, app.settings)
+        ok = result["status_code"] is not None and 200 <= result["status_code"] < 300
+        number = row["attempts"] + 1
+        status = "SUCCEEDED" if ok else ("FAILED" if number >= cfg.max_attempts else "PENDING")
+        counts["delivered" if ok else ("failed" if status == "FAILED" else "retrying")] += 1
+
+        async def record(conn: AsyncConnection, i=delivery_id, r=result, n=number, s=status, t=started_at) -> None:
+            done = app.clock()
+            await conn.execute(insert(AT).values(delivery_id=i, number=n, started_at=t, duration_ms=r["duration_ms"],
+                                                 status_code=r["status_code"], error=r["error"],
+                                                 response_body=r["response_body"]))
+            await conn.execute(update(DL).where(DL.c.id == i, DL.c.claimed_by == holder).values(
+                status=s, attempts=n, claimed_by=None, claimed_until=None, last_status_code=r["status_code"],
+                last_error=r["error"], updated_at=done,
+                next_attempt_at=done + timedelta(seconds=backoff(n, app.settings)) if s == "PENDING" else done))
+
+        await app.db.write(record)
+    return counts
+
+
+async def replay(app: "Services", delivery_id: int) -> None:
+    """Deliver again (same event id): back to PENDING, due now, attempts restart."""
+    async def write(conn: AsyncConnection) -> None:
+        n = (await conn.execute(update(DL).where(DL.c.id == delivery_id).values(
+            status="PENDING", attempts=0, next_attempt_at=app.clock(), claimed_by=None, claimed_until=None,
+            updated_at=app.clock()))).rowcount
+        if n != 1:
+            raise ValidationFailed("Delivery not found / 未找到投递", code="NOT_FOUND", field="id")
+
+    await app.db.write(write)
