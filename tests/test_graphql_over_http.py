@@ -197,3 +197,23 @@ async def test_a_batch_answers_200_with_one_result_per_operation(http):
     assert second["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     single = await http.post("/graphql", json=batch[1], headers=GRJ)
     assert single.status_code == 400  # the same request error alone
+
+
+async def test_response_bodies_are_compact_utf8_json(http):
+    """Bodies are written by orjson: compact, Chinese as UTF-8 rather than \\u escapes, and the same
+    document a standard JSON parser reads."""
+    response = await http.post("/graphql", json={"query": REGISTER, "variables": register_vars()})
+    assert response.status_code == 200
+    body = response.content
+    assert b"\\u" not in body and b": " not in body and b", " not in body
+    assert json.loads(body.decode("utf-8"))["data"]["register"]["userErrors"] == []
+    response = await http.post("/graphql", json={"query": "{ viewer { displayName } }"})
+    assert response.json()["data"] == {"viewer": None}
+
+
+def test_values_orjson_cannot_encode_fall_back_to_the_standard_encoder(app):
+    view = next(route.app for route in app.routes if getattr(route, "path", "") == "/graphql")
+    huge = 2**70
+    assert json.loads(view.encode_json({"data": {"n": huge, "名": "碳"}})) == {"data": {"n": huge, "名": "碳"}}
+    assert json.loads(view.encode_json({"data": {"s": "\ud800"}})) == {"data": {"s": "\ud800"}}
+    assert view.encode_json({"data": {"名": "碳"}}) == '{"data":{"名":"碳"}}'.encode()
