@@ -1,6 +1,6 @@
 """webhooks: partner endpoints, the delivery outbox and delivery attempts
 
-Revision ID: 20261202_8201
+Revision ID: 20261202_9201
 Revises: 20261202_9101
 Create Date: 2026-12-02 12:20:00
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '20261202_8201'
+revision = '20261202_9201'
 down_revision = '20261202_9101'
 branch_labels = None
 depends_on = None
