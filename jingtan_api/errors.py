@@ -227,6 +227,10 @@ ERROR_CODES: dict[str, str] = {
     "NOT_IN_SEGMENT": "The offer is reserved for a group of members you are not in. / 该优惠仅面向特定会员。",
     "INVALID_RADIUS": "The search radius is out of range (1 m up to merchants.near_max_radius_km). / 搜索半径无效。",
     "NEAR_TOO_BROAD": "Too many places in the search area; use a smaller radius. / 范围内地点过多。",
+    "UNRESOLVABLE_HOST": "The webhook URL's host does not resolve. / 回调网址的域名无法解析。",
+    "UNSAFE_ADDRESS": "The webhook URL points at a private, loopback or reserved address (refused in production). / 回调网址指向内网或保留地址（生产环境不允许）。",
+    "NO_EVENT_TYPES": "Choose at least one event type for the webhook endpoint. / 请为回调端点至少选择一种事件。",
+    "UNKNOWN_EVENT_TYPE": "The event type is unknown or not available to this endpoint. / 事件类型未知或不适用于该端点。",
     "NOT_AN_IMAGE": "The upload is not a PNG, JPEG or WebP image. / 文件不是图片。",
     "IMAGE_TOO_LARGE": "The image is above the size or pixel limit. / 图片过大。",
     # methodologies
