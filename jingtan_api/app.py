@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -17,14 +18,17 @@ from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graphql import GraphQLError
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from jingtan_api.auth.permissions import Viewer, acting_admin_var, scopes_for_roles
 from jingtan_api.auth.tokens import API_TOKEN_PREFIX, authenticate_api_token, touch_api_token
@@ -35,6 +39,7 @@ from jingtan_api.graphiql import ASSETS_DIR, ASSETS_PATH, page_html
 from jingtan_api.graphql.errors import error_to_wire
 from jingtan_api.identity.http import download_export
 from jingtan_api.jobs import run_periodically
+from jingtan_api.live.transport import LiveTransport
 from jingtan_api.limits import (
     BodyLimitMiddleware,
     Buckets,
@@ -160,7 +165,14 @@ _BATCH_ITEM_FIELDS = (("query", str, "a string"), ("operationName", str, "a stri
                       ("variables", dict, "an object"), ("extensions", dict, "an object"))
 
 
+SUBSCRIPTION_OVER_HTTP = (
+    "Subscriptions run over WebSocket (graphql-transport-ws) on /graphql, not over HTTP / 订阅请通过 WebSocket 连接"
+)
+
+
 class JingtanGraphQL(GraphQL):
+    graphql_transport_ws_handler_class = LiveTransport
+
     def __init__(self, services: Services, buckets: Buckets, *, persisted: PersistedOperations, **kwargs: Any) -> None:
         self.services = services
         self.buckets = buckets
@@ -256,7 +268,10 @@ class JingtanGraphQL(GraphQL):
                 request, request_adapter, sub_response, context, root_value, request_data
             )
         except HTTPException as exc:
-            if isinstance(exc.__cause__, InvalidOperationTypeError) and request_adapter.method == "GET":
+            cause = exc.__cause__
+            if isinstance(cause, InvalidOperationTypeError) and cause.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTION_OVER_HTTP) from exc
+            if isinstance(cause, InvalidOperationTypeError) and request_adapter.method == "GET":
                 raise HTTPException(405, exc.reason) from exc  # the spec: a mutation over GET is 405
             raise
 
@@ -284,6 +299,10 @@ class JingtanGraphQL(GraphQL):
 
 
     async def get_context(self, request: Request, response: Any) -> Context:
+        if isinstance(request, WebSocket):
+            # A WebSocket connection authenticates in connection_init (jingtan_api.live.transport); its
+            # one context lives as long as the connection. Rate limits are per HTTP request.
+            return Context(self.services, request, Viewer(), request_id_var.get() or uuid.uuid4().hex)
         viewer = await self._authenticate(request)
         acting_admin_var.set(viewer.acting_admin_id)
         context = Context(self.services, request, viewer, request_id_var.get() or uuid.uuid4().hex)
@@ -317,7 +336,10 @@ class JingtanGraphQL(GraphQL):
         return None
 
     async def _authenticate(self, request: Request) -> Viewer:
-        header = request.headers.get("authorization")
+        return await self.authenticate(request.headers.get("authorization"))
+
+    async def authenticate(self, header: str | None) -> Viewer:
+        """The viewer of an ``Authorization`` value (HTTP header, or a WebSocket connection_init payload)."""
         if not header:
             return Viewer()
         scheme, _, credential = header.partition(" ")
@@ -341,7 +363,7 @@ class JingtanGraphQL(GraphQL):
             if current is None or current[1] != "ACTIVE":
                 return Viewer(auth_error="REVOKED_TOKEN")
             roles = current[0]
-            return Viewer(user_id=viewer.user_id, roles=roles, scopes=scopes_for_roles(roles))
+            return Viewer(user_id=viewer.user_id, roles=roles, scopes=scopes_for_roles(roles), expires_at=viewer.expires_at)
         return viewer
 
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
@@ -482,6 +504,9 @@ def create_app(
         schema=schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=settings.get_queries_enabled,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=settings.live.connection_init_timeout_seconds),
+        max_subscriptions_per_connection=None,  # LiveTransport answers the limit with a coded error
     )
 
     async def healthz(_: Request) -> JSONResponse:
@@ -515,6 +540,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await services.live.start()  # PostgreSQL: this process's LISTEN connection
         task = asyncio.create_task(run_periodically(services))
         restore_signals = state.install_drain(settings.operations.shutdown_drain_seconds)
         try:
@@ -526,6 +552,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await buckets.aclose()
+            await services.live.aclose()
             await services.db.dispose()
             metrics.mark_process_dead()
             tracing.shutdown()
@@ -533,6 +560,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            *([WebSocketRoute("/graphql", graphql_app)] if settings.live.enabled else []),
             *([Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
               if settings.graphiql_enabled else []),
             Route("/healthz", healthz),

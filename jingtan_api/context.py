@@ -42,6 +42,12 @@ class Context:
             self._now = self.services.clock()
         return self._now
 
+    def reset_request_caches(self) -> None:
+        """Forget the DataLoaders and the clock reading: a WebSocket connection keeps one context for its
+        lifetime, and each value a subscription pushes is resolved as if it were a new request."""
+        self._loaders.clear()
+        self._now = None
+
     def loader(self, name: Hashable, batch: Callable[[Sequence[Any]], Awaitable[dict[Any, Any]]]) -> DataLoader:
         """A per-request DataLoader; ``batch(keys)`` returns {key: value} (missing keys load as None)."""
         loader = self._loaders.get(name)

@@ -31,7 +31,10 @@ Event types emitted by the core (the ``data`` keys are part of the contract; new
 ``action.approved``      ``action_id, user_id, plugin_code, grams_co2e, points`` — whenever an action
                          becomes APPROVED (at submission or by review); points credited in the same
                          transaction
-``ledger.posted``        ``transaction_id, kind, amounts`` (``{account_id: signed amount}``)
+``ledger.posted``        ``transaction_id, kind, amounts`` (``{account_id: signed amount}``), ``user_ids``
+                         (owners of the member accounts posted to)
+``challenge.progressed`` ``challenge_id, user_id, progress, qualified`` — an approved action counted
+                         towards a challenge
 ``redemption.created``   ``redemption_id, member_user_id, merchant_id, offer_id, points, status``
 ``redemption.confirmed`` same keys
 ``redemption.cancelled`` same keys, plus ``refunded_points``

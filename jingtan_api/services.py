@@ -16,7 +16,9 @@ from jingtan_api.auth.tokens import AccessTokens
 from jingtan_api.db import Database, utcnow
 from jingtan_api.events import EventBus
 from jingtan_api.plugins.manager import PluginHost
-from jingtan_api.settings import Settings
+from jingtan_api.live.broker import InProcessBroker, make_broker
+from jingtan_api.live.connections import ConnectionLimits
+from jingtan_api.settings import ConfigurationError, Settings
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +48,9 @@ class Services:
     clock: Clock = utcnow
     # Ids of platform accounts (issuance, expired) by code; they never change once migrated.
     platform_accounts: dict[str, int] = field(default_factory=dict)
+    # Committed events for subscriptions, across processes (jingtan_api.live); started by the server.
+    live: InProcessBroker = field(default_factory=InProcessBroker)
+    live_connections: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(per_process=1, per_member=1))
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = utcnow, plugins: PluginHost | None = None) -> "Services":
@@ -69,6 +74,18 @@ class Services:
             plugins=plugins if plugins is not None else PluginHost(),
             clock=clock,
         )
+        live = settings.live
+        services.live_connections = ConnectionLimits(per_process=live.max_connections_per_process,
+                                                     per_member=live.max_connections_per_member)
+        if live.enabled:
+            try:
+                services.live = make_broker(settings.database_url, kind=live.broker, redis_url=live.redis_url,
+                                            queue_size=live.queue_size)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+            # After every committed write, in every process (server, jobs, CLI), so that subscribers
+            # connected to any API process hear of it.
+            services.events.on_commit(services.live.publish)
         for name in LISTENER_MODULES:
             importlib.import_module(name).register_listeners(services.events, services)
         return services

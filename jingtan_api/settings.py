@@ -467,6 +467,32 @@ class WebhooksSettings(_Section):
     max_response_bytes: int = Field(4096, ge=0, le=4096, description="Response body kept per attempt (truncated).")
 
 
+class LiveSettings(_Section):
+    """``[live]``: GraphQL subscriptions over WebSocket (graphql-transport-ws) and the broker that carries
+    committed events between API processes (docs/live.md)."""
+
+    enabled: bool = Field(True, description="Accept WebSocket subscriptions on /graphql.")
+    broker: Literal["auto", "memory", "postgresql", "redis"] = Field(
+        "auto",
+        description="auto: redis when redis_url is set, else PostgreSQL LISTEN/NOTIFY on PostgreSQL, else memory "
+        "(one process).",
+    )
+    redis_url: str | None = Field(None, description="redis://host:port/db for the redis broker (pub/sub).")
+    queue_size: int = Field(100, ge=1, le=10_000, description="Messages one subscription may have waiting; "
+                            "a subscriber that falls further behind is dropped (close code 4008).")
+    max_connections_per_process: int = Field(10_000, ge=1, description="WebSocket connections one process accepts.")
+    max_connections_per_member: int = Field(5, ge=1, le=100, description="Connections of one member in one process.")
+    max_subscriptions_per_connection: int = Field(20, ge=1, le=200, description="Subscriptions one connection may run.")
+    connection_init_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Time a client has to send connection_init after connecting (else 4408)."
+    )
+    heartbeat_seconds: float = Field(
+        25.0, ge=0, le=600,
+        description="The server pings every so often and closes a connection that answered no ping for two "
+        "intervals (4030); 0: no server pings.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JINGTAN_",
@@ -503,6 +529,7 @@ class Settings(BaseSettings):
     methodologies: MethodologiesSettings = Field(default_factory=MethodologiesSettings)
     impact: ImpactSettings = Field(default_factory=ImpactSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @classmethod
     def settings_customise_sources(

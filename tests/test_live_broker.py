@@ -30,10 +30,8 @@ async def _rolled_back(services) -> None:
 
 
 async def test_committed_events_reach_subscribers_rolled_back_never(services):
-    broker = make_broker(services.settings.database_url)
+    broker = services.live  # the app's own broker, started by its lifespan and publishing after commit
     listener = make_broker(services.settings.database_url)  # on PostgreSQL: another "process"
-    services.events.on_commit(broker.publish)
-    await broker.start()
     await listener.start()
     try:
         local, remote = broker.subscribe(), listener.subscribe()
@@ -47,7 +45,6 @@ async def test_committed_events_reach_subscribers_rolled_back_never(services):
             assert isinstance(broker, InProcessBroker)
         assert local.empty()  # the rolled-back event (action 99) was never published
     finally:
-        await broker.aclose()
         await listener.aclose()
 
 
@@ -81,5 +78,20 @@ def test_slow_consumer_dropped_and_large_messages_refused():
     broker.deliver({"type": "a"})
     broker.deliver({"type": "b"})  # queue full: the subscriber is dropped
     broker.deliver({"type": "c"})
-    assert queue.qsize() == 1 and queue.get_nowait() == {"type": "a"}
+    assert queue.dropped and queue.queue.qsize() == 1 and queue.get_nowait() == {"type": "a"}
+    with pytest.raises(live.SlowConsumer):  # the subscriber learns it was dropped at its next read
+        asyncio.run(queue.get())
+    assert broker.subscriber_count == 0 and broker.dropped == 1
     assert live.encode([{"type": "x", "status": "y" * 9000}]) == []
+
+
+def test_messages_reach_only_the_subscriptions_of_their_topics():
+    broker = InProcessBroker()
+    mine, other, merchant = broker.subscribe(["user:1"]), broker.subscribe(["user:2"]), broker.subscribe(["merchant:9"])
+    broker.deliver({"type": "ledger.posted", "user_ids": [1, 3]})
+    broker.deliver({"type": "redemption.confirmed", "member_user_id": 2, "merchant_id": 9})
+    assert mine.get_nowait()["type"] == "ledger.posted" and mine.empty()
+    assert other.get_nowait()["type"] == "redemption.confirmed" and other.empty()
+    assert merchant.get_nowait()["type"] == "redemption.confirmed" and merchant.empty()
+    mine.close()
+    assert broker.subscriber_count == 2

@@ -1,4 +1,6 @@
-"""Ledger fields: admin grant / revoke."""
+"""Ledger fields: admin grant / revoke, and the ``balanceChanged`` subscription."""
+
+from collections.abc import AsyncGenerator
 
 import strawberry
 from strawberry.types import Info
@@ -18,6 +20,7 @@ from jingtan_api.auth.permissions import ADMIN
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.graphql.relay import decode_id
+from jingtan_api.live.transport import events as live_events
 from jingtan_api.users.types import User, require_personal
 
 
@@ -75,6 +78,20 @@ class UserAccount:
         return await account_of_user(info, self.pk)
 
 
+@strawberry.type
+class AccountsSubscription:
+    @strawberry.subscription(description="The viewer's points account, each time a committed ledger transaction changed "
+                             "its balance (credits, redemptions, refunds, expiry, grants). / 积分余额变动时推送我的账户。")
+    async def balance_changed(self, info: Info) -> AsyncGenerator[Account, None]:
+        viewer = info.context.viewer
+        user_id = viewer.require_user()
+        viewer.require_any_scope("account:read", "offers:redeem", "actions:write")
+        async for _ in live_events(info, [f"user:{user_id}"], ["ledger.posted"]):
+            account = await account_of_user(info, user_id)
+            if account is not None:
+                yield account
+
+
 async def _account_nodes(info: Info, pks: list[int]) -> dict[int, Account]:
     rows = await info.context.read(service.accounts_by_ids, pks)
     return {pk: Account.from_row(r) for pk, r in rows.items() if can_read_account(info, r)}
@@ -98,6 +115,7 @@ def jingtan_register_domain() -> Domain:
     return Domain(
         name="accounts",
         mutation=[AccountsMutation],
+        subscription=[AccountsSubscription],
         types=[Account, LedgerEntry, LedgerTransaction],
         nodes={"Account": _account_nodes, "LedgerEntry": _entry_nodes, "LedgerTransaction": _transaction_nodes},
         extends={"User": [UserAccount]},

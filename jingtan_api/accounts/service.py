@@ -214,6 +214,7 @@ async def post_transaction(
     ).scalar_one()
 
     posted: list[PostedEntry] = []
+    member_users: list[int] = []
     for posting in sorted(postings, key=lambda p: -p.account_id):  # lock order: see the module docstring
         row = (
             await conn.execute(
@@ -223,7 +224,7 @@ async def post_transaction(
                     (A.c.allow_negative == True) | (A.c.balance + posting.amount >= 0),  # noqa: E712
                 )
                 .values(balance=A.c.balance + posting.amount)
-                .returning(A.c.balance, A.c.kind)
+                .returning(A.c.balance, A.c.kind, A.c.user_id)
             )
         ).one_or_none()
         if row is None:
@@ -249,6 +250,8 @@ async def post_transaction(
             )
         ).scalar_one()
         if row.kind == MEMBER:
+            if row.user_id is not None:
+                member_users.append(row.user_id)
             if posting.amount > 0:
                 lots = posting.lots or (
                     (posting.amount, posting.lot_expires_at or now + timedelta(days=lot_expiry_days)),
@@ -271,7 +274,7 @@ async def post_transaction(
                 await _consume_lots(conn, posting.account_id, entry_id, -posting.amount)
         posted.append(PostedEntry(entry_id, posting.account_id, posting.amount, row.balance))
     await events.emit(conn, "ledger.posted", transaction_id=tx_id, kind=kind,
-                      amounts={p.account_id: p.amount for p in posted})
+                      amounts={p.account_id: p.amount for p in posted}, user_ids=sorted(set(member_users)))
     return PostedTransaction(id=tx_id, kind=kind, created_at=now, entries=tuple(posted))
 
 

@@ -24,6 +24,8 @@ from jingtan_api.actions.types import (
     can_see_action,
 )
 from jingtan_api.auth.permissions import ADMIN
+from jingtan_api.errors import NotFound, PermissionDenied
+from jingtan_api.live.transport import events as live_events
 from jingtan_api.graphql.relay import (
     Connection,
     build_connection,
@@ -130,6 +132,40 @@ class UserActions:
         return await action_connection(info, user_id=self.pk, status=None, first=first, after=after, last=last, before=before)
 
 
+ACTION_EVENTS = ("action.recorded", "action.reviewed")
+
+
+@strawberry.type
+class ActionsSubscription:
+    @strawberry.subscription(description="The viewer's actions, each time one is recorded or its status changes "
+                             "(submitted, approved, rejected, reviewed); `actionId` follows one action. / 我的行为状态变化。")
+    async def action_status_changed(
+        self, info: Info,
+        action_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this action (yours). / 仅此行为。")] = None,
+    ) -> typing.AsyncGenerator[Action, None]:
+        viewer = info.context.viewer
+        user_id = viewer.require_user()
+        owner = user_id
+        wanted: int | None = None
+        if action_id is not None:
+            wanted = decode_id(action_id, "Action", field="actionId")
+            rows = await info.context.read(service.actions_by_ids, [wanted])
+            if wanted not in rows:
+                raise NotFound("No such action / 行为不存在", field="actionId")
+            if not can_see_action(info, rows[wanted]):
+                raise PermissionDenied("That action is another member's / 该行为属于其他会员")
+            owner = rows[wanted]["user_id"]
+        else:
+            viewer.require_any_scope("account:read", "actions:write")
+        async for message in live_events(info, [f"user:{owner}"], ACTION_EVENTS):
+            if message.get("user_id") != owner or (wanted is not None and message.get("action_id") != wanted):
+                continue
+            rows = await info.context.read(service.actions_by_ids, [message["action_id"]])
+            row = rows.get(message["action_id"])
+            if row is not None and can_see_action(info, row):
+                yield Action.from_row(row)
+
+
 async def _action_nodes(info: Info, pks: list[int]) -> dict[int, Action]:
     rows = await info.context.read(service.actions_by_ids, pks)
     return {pk: Action.from_row(r) for pk, r in rows.items() if can_see_action(info, r)}
@@ -144,6 +180,7 @@ def jingtan_register_domain(host: PluginHost, reserved_type_names: frozenset[str
         name="actions",
         query=[ActionsQuery],
         mutation=mutation,
+        subscription=[ActionsSubscription],
         types=[Action],
         nodes={"Action": _action_nodes},
         extends={"User": [UserActions]},

@@ -1,6 +1,7 @@
 """Who is asking: the ``Viewer`` and the checks every personal field uses."""
 
 from contextvars import ContextVar
+from datetime import datetime
 from dataclasses import dataclass, field
 
 from jingtan_api.errors import PermissionDenied, Unauthenticated
@@ -62,6 +63,9 @@ class Viewer:
     acting_admin_id: int | None = None
     # Why authentication failed, when a credential was sent but refused (e.g. TOKEN_EXPIRED).
     auth_error: str | None = field(default=None, compare=False)
+    # When the credential stops being valid (the JWT's exp, an API token's expiry); None: no expiry. Live
+    # connections end then unless refreshed (jingtan_api.live.transport).
+    expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def is_admin(self) -> bool:

@@ -87,7 +87,8 @@ class AccessTokens:
         if claims.get("typ") != "access" or not (sub.isascii() and sub.isdigit() and len(sub) <= 18):
             return Viewer(auth_error="INVALID_TOKEN")
         roles = frozenset(r for r in claims.get("roles", []) if isinstance(r, str))
-        return Viewer(user_id=int(claims["sub"]), roles=roles, scopes=scopes_for_roles(roles))
+        return Viewer(user_id=int(claims["sub"]), roles=roles, scopes=scopes_for_roles(roles),
+                      expires_at=datetime.fromtimestamp(float(exp), UTC))
 
 
 # --- refresh tokens --------------------------------------------------------------------------------
@@ -297,7 +298,8 @@ async def authenticate_api_token(conn: AsyncConnection, token: str, *, now: date
     touch_due = row.last_used_at is None or row.last_used_at < now - TOUCH_INTERVAL
     created_by = row.created_by_user_id
     acting = created_by if created_by is not None and created_by != row.user_id else None
-    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id, acting_admin_id=acting), touch_due
+    return Viewer(user_id=row.user_id, roles=roles, scopes=scopes, api_token_id=row.id, acting_admin_id=acting,
+                  expires_at=row.expires_at), touch_due
 
 
 async def touch_api_token(conn: AsyncConnection, token_id: int, *, now: datetime) -> None:

@@ -1,5 +1,7 @@
 """Query and Mutation fields of challenges, ``Organisation.challenges``, and ``node(id:)`` lookups."""
 
+from collections.abc import AsyncGenerator
+
 import strawberry
 from strawberry.types import Info
 
@@ -16,6 +18,7 @@ from jingtan_api.challenges.types import (
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args
+from jingtan_api.live.transport import events as live_events
 from jingtan_api.impact.service import validate_city
 from jingtan_api.organisations import service as orgs
 from jingtan_api.organisations.types import Organisation, actor_of
@@ -113,12 +116,33 @@ async def challenge_nodes(info: Info, pks: list[int]) -> dict[int, Challenge]:
     return {pk: Challenge.from_row(r) for pk, r in rows.items()}
 
 
+@strawberry.type
+class ChallengesSubscription:
+    @strawberry.subscription(description="The viewer's progress, each time an approved action of theirs counts towards a "
+                             "challenge; `challengeId` follows one challenge. / 我的挑战进度变化。")
+    async def challenge_progress_changed(
+        self, info: Info, challenge_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[ChallengeParticipant, None]:
+        user_id = info.context.viewer.require_user()
+        wanted = _challenge_id(challenge_id) if challenge_id is not None else None
+        if wanted is not None:
+            await _challenge(info, wanted)  # NOT_FOUND for an unknown challenge
+        async for message in live_events(info, [f"user:{user_id}"], ["challenge.progressed"]):
+            challenge = message.get("challenge_id")
+            if message.get("user_id") != user_id or not isinstance(challenge, int) or (wanted is not None and challenge != wanted):
+                continue
+            row = await info.context.read(service.participant, challenge, user_id)
+            if row is not None:
+                yield ChallengeParticipant.from_row(row)
+
+
 @hookimpl
 def jingtan_register_domain() -> Domain:
     return Domain(
         name="challenges",
         query=[ChallengesQuery],
         mutation=[ChallengesMutation],
+        subscription=[ChallengesSubscription],
         types=[Challenge, ChallengeParticipant],
         nodes={"Challenge": challenge_nodes},
         extends={"Organisation": [OrganisationChallenges]},

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jingtan_api import events
 from jingtan_api.audit import service as audit
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
@@ -366,7 +367,11 @@ async def record_progress(conn: AsyncConnection, att: impact.Attribution, *, now
             set_={"grams": CP.c.grams + att.grams, "actions": CP.c.actions + 1, "progress": CP.c.progress + step},
         ).returning(CP.c.id, CP.c.progress, CP.c.qualified_at)
         got = (await conn.execute(stmt)).one()
-        if got.qualified_at is None and int(got.progress) >= int(ch.goal_value):
+        qualified = got.qualified_at is not None
+        if not qualified and int(got.progress) >= int(ch.goal_value):
             await conn.execute(update(CP).where(CP.c.id == got.id).values(qualified_at=now))
+            qualified = True
+        await events.emit(conn, "challenge.progressed", challenge_id=ch.id, user_id=att.user_id,
+                          progress=int(got.progress), qualified=qualified)
         counted += 1
     return counted

@@ -142,6 +142,11 @@ class Mutation:
     """Its fields all come from the domains."""
 
 
+@strawberry.type(name="Subscription", description="Events pushed over WebSocket (graphql-transport-ws). / 实时推送（WebSocket 订阅）。")
+class Subscription:
+    """Its fields all come from the domains."""
+
+
 # --- collecting the contributions ----------------------------------------------------------------------
 
 
@@ -193,7 +198,8 @@ class Assembly:
         self.types: list[type] = []
         self.node_lookups: dict[str, NodeLookup] = {}
         for domain in domains:
-            for type_name, fragments in (("Query", domain.query), ("Mutation", domain.mutation), *domain.extends.items()):
+            roots = (("Query", domain.query), ("Mutation", domain.mutation), ("Subscription", domain.subscription))
+            for type_name, fragments in (*roots, *domain.extends.items()):
                 for fragment in fragments:
                     self._add(type_name, fragment, domain.name)
             self.types.extend(t for t in domain.types if t not in self.types)
@@ -215,7 +221,7 @@ class Assembly:
     def check(self, schema: "JingtanSchema") -> None:
         """Every extended type exists, and no contributed field shadows one of the type's own."""
         for type_name, fields in self.fields.items():
-            if type_name in ("Query", "Mutation"):
+            if type_name in ("Query", "Mutation", "Subscription"):
                 continue
             definition = schema.get_type_by_name(type_name)
             if not isinstance(definition, StrawberryObjectDefinition):
@@ -232,12 +238,23 @@ class JingtanSchema(strawberry.Schema):
     def __init__(self, assembly: Assembly, **kwargs: Any) -> None:
         self.assembly = assembly
         self.node_lookups: Mapping[str, NodeLookup] = assembly.node_lookups
-        super().__init__(query=Query, mutation=Mutation, types=assembly.types, **kwargs)
+        subscription = Subscription if assembly.fields.get("Subscription") else None
+        super().__init__(query=Query, mutation=Mutation, subscription=subscription, types=assembly.types, **kwargs)
         assembly.check(self)
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         extra = self.assembly.fields.get(type_definition.name)
         return [*type_definition.fields, *extra] if extra else type_definition.fields
+
+    async def execute(self, query, variable_values=None, context_value=None, root_value=None, operation_name=None,
+                      allowed_operation_types=None, operation_extensions=None):
+        """One result per operation: never a subscription (those stream over WebSocket, ``subscribe``).
+        strawberry's HTTP view allows subscriptions for its multipart transport, which Jingtan does not
+        serve; a subscription sent over HTTP is refused as an invalid operation type (400, BAD_REQUEST)."""
+        if allowed_operation_types is not None:
+            allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
+        return await super().execute(query, variable_values, context_value, root_value, operation_name,
+                                     allowed_operation_types, operation_extensions)
 
     def process_errors(self, errors, execution_context=None) -> None:
         """Unexpected errors are logged (once, with the request id) by JingtanMaskErrors; expected ones

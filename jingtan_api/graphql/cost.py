@@ -319,9 +319,15 @@ class QueryCost(SchemaExtension):
             self.throttle = await limits.buckets.spend(f"query:{limits.client}", -max(0, unused), cfg)
             _set_headers(limits, self.throttle)
 
+    def _subscription(self) -> bool:
+        try:
+            return self.execution_context.operation_type.value == OperationType.SUBSCRIPTION.value
+        except RuntimeError:  # no operation could be chosen
+            return False
+
     def get_results(self) -> dict[str, Any]:
-        if self.cost is None:
-            return {}
+        if self.cost is None or self._subscription():
+            return {}  # a subscription's pushes are not requests: no cost report on each of them
         cost: dict[str, Any] = {"requestedQueryCost": self.cost, "actualQueryCost": self.actual}
         if self.throttle is not None:
             cost["throttleStatus"] = {

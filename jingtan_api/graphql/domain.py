@@ -25,7 +25,9 @@ NodeLookup = Callable[[Info, list[int]], Awaitable[Mapping[int, Any]]]
 class Domain:
     """One domain's part of the schema.
 
-    * ``query`` / ``mutation``: fragments whose fields become fields of ``Query`` / ``Mutation``;
+    * ``query`` / ``mutation`` / ``subscription``: fragments whose fields become fields of ``Query`` /
+      ``Mutation`` / ``Subscription`` (subscription resolvers are async generators that wait with
+      ``jingtan_api.live.transport.events``);
     * ``types``: types to include even when no field reaches them (``Node`` implementations);
     * ``nodes``: ``node(id:)`` lookups by GraphQL type name;
     * ``extends``: fragments whose fields are added to a shared type, by its GraphQL name
@@ -35,6 +37,7 @@ class Domain:
     name: str
     query: Sequence[type] = ()
     mutation: Sequence[type] = ()
+    subscription: Sequence[type] = ()
     types: Sequence[type] = ()
     nodes: Mapping[str, NodeLookup] = field(default_factory=dict)
     extends: Mapping[str, Sequence[type]] = field(default_factory=dict)

@@ -1,6 +1,7 @@
 """Mutation fields of redemptions, and the fields redemptions add to ``User``, ``Merchant`` and ``Offer``
 (``User.redemptions``; ``Merchant.stats``, ``redemptions``, ``settlement``; ``Offer.redeemedCount``)."""
 
+from collections.abc import AsyncGenerator
 from datetime import date
 from typing import Annotated
 
@@ -11,9 +12,11 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.types import Account, accounts_loader
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
+from jingtan_api.errors import NotFound, PermissionDenied
 from jingtan_api.graphql.relay import decode_id
+from jingtan_api.live.transport import events as live_events
 from jingtan_api.merchants.loaders import forget
-from jingtan_api.merchants.types import Merchant, actor_of, require_manage
+from jingtan_api.merchants.types import Merchant, actor_of, can_manage, require_manage
 from jingtan_api.offers import loaders as offer_loaders
 from jingtan_api.offers.types import Offer
 from jingtan_api.redemptions import loaders, service
@@ -174,11 +177,64 @@ class OfferRedemptions:
         return (await loaders.offer_redeemed(info).load(self.pk)) or 0
 
 
+REDEMPTION_EVENTS = ("redemption.created", "redemption.confirmed", "redemption.cancelled", "redemption.expired")
+
+
+async def _fresh_redemption(info: Info, redemption_id: int) -> Redemption | None:
+    row = await loaders.redemptions(info).load(redemption_id)
+    return Redemption.from_row(row) if row is not None else None
+
+
+@strawberry.type
+class RedemptionsSubscription:
+    @strawberry.subscription(description="The viewer's redemptions, each time one is created or its status changes "
+                             "(confirmed at the counter, cancelled, expired); `redemptionId` follows one. / 我的兑换状态变化。")
+    async def redemption_status_changed(
+        self, info: Info,
+        redemption_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this redemption (yours). / 仅此兑换。")] = None,
+    ) -> AsyncGenerator[Redemption, None]:
+        viewer = info.context.viewer
+        user_id = viewer.require_user()
+        viewer.require_any_scope("offers:redeem", "account:read")
+        wanted: int | None = None
+        if redemption_id is not None:
+            wanted = decode_id(redemption_id, "Redemption", field="redemptionId")
+            row = await loaders.redemptions(info).load(wanted)
+            if row is None:
+                raise NotFound("No such redemption / 兑换不存在", field="redemptionId")
+            if row["member_user_id"] != user_id:
+                raise PermissionDenied("That redemption is another member's / 该兑换属于其他会员")
+        async for message in live_events(info, [f"user:{user_id}"], REDEMPTION_EVENTS):
+            if message.get("member_user_id") != user_id or (wanted is not None and message.get("redemption_id") != wanted):
+                continue
+            redemption = await _fresh_redemption(info, int(message["redemption_id"]))
+            if redemption is not None:
+                yield redemption
+
+    @strawberry.subscription(description="Redemptions at a merchant, each time one is created or its status changes "
+                             "(the merchant's staff and admins; ends when the viewer stops being staff). / 商户兑换实时变化（员工）。")
+    async def merchant_redemption_changed(
+        self, info: Info,
+        merchant_id: Annotated[strawberry.ID, strawberry.argument(description="The merchant. / 商户。")],
+    ) -> AsyncGenerator[Redemption, None]:
+        pk = decode_id(merchant_id, "Merchant", field="merchantId")
+        await require_manage(info, pk, "merchant:read")
+        async for message in live_events(info, [f"merchant:{pk}"], REDEMPTION_EVENTS):
+            if message.get("merchant_id") != pk:
+                continue
+            if not await can_manage(info, pk, "merchant:read"):
+                return  # no longer staff: the subscription completes
+            redemption = await _fresh_redemption(info, int(message["redemption_id"]))
+            if redemption is not None:
+                yield redemption
+
+
 @hookimpl
 def jingtan_register_domain() -> Domain:
     return Domain(
         name="redemptions",
         mutation=[RedemptionsMutation],
+        subscription=[RedemptionsSubscription],
         types=[Redemption],
         nodes={"Redemption": visible_redemptions},
         extends={"User": [UserRedemptions], "Merchant": [MerchantRedemptions], "Offer": [OfferRedemptions]},
