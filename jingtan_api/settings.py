@@ -467,6 +467,21 @@ class WebhooksSettings(_Section):
     max_response_bytes: int = Field(4096, ge=0, le=4096, description="Response body kept per attempt (truncated).")
 
 
+class NotificationsSettings(_Section):
+    """``[notifications]``: members' notices of expiring points and redemption codes (docs/live.md)."""
+
+    points_expiring_days: int = Field(
+        7, ge=1, le=365, description="Notify a member of points expiring within this many days (whole local days)."
+    )
+    redemption_expiring_hours: int = Field(
+        24, ge=1, le=24 * 365, description="Notify a member of a pending redemption code expiring within this many hours."
+    )
+    interval_seconds: int = Field(3600, ge=0, description="How often the notifications job runs (0: never).")
+    batch_size: int = Field(
+        500, ge=1, le=10000, description="Notices of each kind one run creates at most (and candidates read per batch)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JINGTAN_",
@@ -503,6 +518,7 @@ class Settings(BaseSettings):
     methodologies: MethodologiesSettings = Field(default_factory=MethodologiesSettings)
     impact: ImpactSettings = Field(default_factory=ImpactSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
 
     @classmethod
     def settings_customise_sources(
