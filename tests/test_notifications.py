@@ -6,11 +6,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from impact_helpers import StatementCounter
 from offers_helpers import grant, make_member, make_merchant, make_offer, redeem, reissue
 from sqlalchemy import select
 
 from jingtan_api.auth.permissions import ADMIN, MEMBER
 from jingtan_api.graphql.relay import to_global_id
+from jingtan_api.jobs import registered_jobs, run_job
 from jingtan_api.notifications import service
 from jingtan_api.notifications.jobs import notify_expiring
 from jingtan_api.notifications.models import Notification
@@ -97,7 +99,11 @@ async def test_a_review_decision_notifies_the_member_once(gql, services, admin, 
     reject_id = await pending_action(gql, operation, who, clock)
     assert (await notices(gql, operation, who))["unreadNotificationCount"] == 0
 
-    approved = await review(gql, operation, admin, approve_id, "APPROVE")
+    with StatementCounter(services) as counter:
+        approved = await review(gql, operation, admin, approve_id, "APPROVE")
+    # The listener adds one statement to the reviewing transaction: the INSERT ... ON CONFLICT DO NOTHING.
+    touching = [sql for sql in counter.statements if "notification" in sql.lower()]
+    assert len(touching) == 1 and touching[0].lstrip().upper().startswith("INSERT"), touching
     assert approved["action"]["status"] == "APPROVED"
     points = approved["action"]["calculation"]["points"]
     assert (await review(gql, operation, admin, reject_id, "REJECT"))["action"]["status"] == "REJECTED"
@@ -179,7 +185,8 @@ async def test_the_job_notifies_expiring_points_and_redemptions_once(gql, servic
 async def test_one_run_creates_at_most_batch_size_notices_of_each_kind(gql, services, clock):
     members = [await make_member(services, clock, points=10) for _ in range(3)]
     clock.advance(days=362)
-    runs = [await notify_expiring(services, clock()) for _ in range(4)]
+    job = {j.name: j for j in registered_jobs()}["notifications"]  # as the server's job runner runs it
+    runs = [await run_job(services, job, now=clock()) for _ in range(4)]
     assert [r["points_expiring"] for r in runs] == [1, 1, 1, 0]
     async with services.db.read() as conn:
         owners = sorted((await conn.execute(select(N.c.user_id))).scalars())
