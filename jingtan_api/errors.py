@@ -244,4 +244,6 @@ ERROR_CODES: dict[str, str] = {
     "CHALLENGE_NOT_ACTIVE": "The challenge was already settled or cancelled. / 挑战已结算或已取消。",
     "CHALLENGE_ENDED": "The challenge has ended; it can only be settled. / 挑战已结束。",
     "CHALLENGE_NOT_ENDED": "The challenge has not ended yet. / 挑战尚未结束。",
+    # notifications (docs/live.md)
+    "TOO_MANY_IDS": "More ids than one request may name (markNotificationsRead: 100). / 一次提交的 ID 过多。",
 }

@@ -39,6 +39,9 @@ Event types emitted by the core (the ``data`` keys are part of the contract; new
 ``redemption.confirmed`` same keys
 ``redemption.cancelled`` same keys, plus ``refunded_points``
 ``redemption.expired``   same keys, plus ``refunded_points``
+``notification.created`` ``notification_id, user_id, kind`` — a new notice in a member's list
+                         (``REVIEW_DECISION``, ``POINTS_EXPIRING``, ``REDEMPTION_EXPIRING``; never
+                         emitted for a notice that already existed)
 =======================  ==========================================================================
 """
 

@@ -67,6 +67,7 @@ JOB_MODULES: tuple[str, ...] = (
     "jingtan_api.methodologies.jobs",
     "jingtan_api.challenges.jobs",
     "jingtan_api.webhooks.jobs",
+    "jingtan_api.notifications.jobs",
 )
 
 

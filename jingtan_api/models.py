@@ -15,6 +15,7 @@ from jingtan_api import job_models as _jobs  # noqa: F401
 from jingtan_api.media import models as _media  # noqa: F401
 from jingtan_api.merchants import models as _merchants  # noqa: F401
 from jingtan_api.methodologies import models as _methodologies  # noqa: F401
+from jingtan_api.notifications import models as _notifications  # noqa: F401
 from jingtan_api.offers import models as _offers  # noqa: F401
 from jingtan_api.organisations import models as _organisations  # noqa: F401
 from jingtan_api.redemptions import models as _redemptions  # noqa: F401

@@ -32,6 +32,7 @@ LISTENER_MODULES: tuple[str, ...] = (
     "jingtan_api.impact.listeners",
     "jingtan_api.challenges.listeners",
     "jingtan_api.webhooks.service",
+    "jingtan_api.notifications.listeners",
 )
 
 

@@ -490,6 +490,18 @@ class LiveSettings(_Section):
         25.0, ge=0, le=600,
         description="The server pings every so often and closes a connection that answered no ping for two "
         "intervals (4030); 0: no server pings.",
+class NotificationsSettings(_Section):
+    """``[notifications]``: members' notices of expiring points and redemption codes (docs/live.md)."""
+
+    points_expiring_days: int = Field(
+        7, ge=1, le=365, description="Notify a member of points expiring within this many days (whole local days)."
+    )
+    redemption_expiring_hours: int = Field(
+        24, ge=1, le=24 * 365, description="Notify a member of a pending redemption code expiring within this many hours."
+    )
+    interval_seconds: int = Field(3600, ge=0, description="How often the notifications job runs (0: never).")
+    batch_size: int = Field(
+        500, ge=1, le=10000, description="Notices of each kind one run creates at most (and candidates read per batch)."
     )
 
 
@@ -530,6 +542,7 @@ class Settings(BaseSettings):
     impact: ImpactSettings = Field(default_factory=ImpactSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,8 @@ from impact_helpers import StatementCounter, approved_trip
 # Measured with the totals upsert returning the member's all-time row (no separate medal SELECT), plus the
 # webhook outbox listener's endpoint lookup for each of the three events (action.recorded, ledger.posted,
 # action.approved) — 3 statements that a per-transaction lookup could fold into one.
+# An approval by review (not measured here) also runs the REVIEW_DECISION notification listener: one
+# INSERT ... ON CONFLICT DO NOTHING (tests/test_notifications.py checks that it is exactly one).
 MAX_APPROVAL_STATEMENTS = {"sqlite": 38, "postgresql": 33}
 
 
