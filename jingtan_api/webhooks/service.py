@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.errors import ValidationFailed
+from jingtan_api.audit import service as audit
+from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.errors import Conflict, NotFound, ValidationFailed
 from jingtan_api.events import Event, EventBus
 from jingtan_api.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -50,7 +52,9 @@ def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def check_private_allowed(settings: "Settings") -> bool:
-    return not settings.is_production
+    """``webhooks.allow_private_addresses``; unset: allowed in development, refused in production."""
+    flag = settings.webhooks.allow_private_addresses
+    return (not settings.is_production) if flag is None else flag
 
 
 async def resolve_and_check(host: str, port: int, settings: "Settings") -> None:
@@ -87,7 +91,9 @@ def validate_event_types(event_types: Sequence[str], *, merchant_id: int | None)
         raise ValidationFailed("Choose at least one event type / 请至少选择一种事件", code="NO_EVENT_TYPES", field="eventTypes")
     unknown = [t for t in event_types if t not in allowed]
     if unknown:
-        raise ValidationFailed(f"Unknown event types / 未知事件类型: {', '.join(unknown)}", code="UNKNOWN_EVENT_TYPE",
+        scope = " (merchant endpoints receive only their merchant's events / 商户端点仅接收本商户事件)" if (
+            merchant_id is not None and all(t in EVENT_TYPES for t in unknown)) else ""
+        raise ValidationFailed(f"Unknown event types / 未知事件类型: {', '.join(unknown)}{scope}", code="UNKNOWN_EVENT_TYPE",
                                field="eventTypes")
     return sorted(set(event_types))
 
@@ -98,9 +104,10 @@ def new_secret() -> str:
 
 async def create_endpoint(
     app: "Services", *, url: str, event_types: Sequence[str], merchant_id: int | None, created_by: int | None,
-    description: str = "",
+    description: str = "", request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Validate (outside any transaction: DNS) then write. Returns the row, secret included (shown once)."""
+    """Validate (outside any transaction: DNS) then write and audit (``webhook.create``). Returns the row,
+    secret included (shown once)."""
     types = validate_event_types(event_types, merchant_id=merchant_id)
     await validate_url(url, app.settings)
     now = app.clock()
@@ -108,20 +115,147 @@ async def create_endpoint(
                   description=description[:500], created_by=created_by, created_at=now, updated_at=now)
 
     async def write(conn: AsyncConnection) -> int:
-        return (await conn.execute(insert(EP).values(**values).returning(EP.c.id))).scalar_one()
+        endpoint_id = (await conn.execute(insert(EP).values(**values).returning(EP.c.id))).scalar_one()
+        await audit.record(conn, actor_user_id=created_by, action="webhook.create", target_type="WebhookEndpoint",
+                           target_id=endpoint_id, details={"url": url, "eventTypes": types, "merchantId": merchant_id},
+                           request_id=request_id, now=now)
+        return endpoint_id
 
     return {"id": await app.db.write(write), **values}
 
 
-async def rotate_secret(app: "Services", endpoint_id: int) -> str:
-    secret = new_secret()
+async def endpoint_row(conn: AsyncConnection, endpoint_id: int) -> dict[str, Any] | None:
+    """An endpoint that was not deleted (secret included: callers never show it)."""
+    row = (await conn.execute(select(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None)))).one_or_none()
+    return dict(row._mapping) if row else None
+
+
+async def _live_endpoint(app: "Services", endpoint_id: int) -> dict[str, Any]:
+    async with app.db.read() as conn:
+        row = await endpoint_row(conn, endpoint_id)
+    if row is None:
+        raise NotFound("Endpoint not found / 未找到端点", field="id")
+    return row
+
+
+async def update_endpoint(
+    app: "Services", endpoint_id: int, *, actor_user_id: int | None, url: str | None = None,
+    event_types: Sequence[str] | None = None, description: str | None = None, enabled: bool | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Change what is given (None: unchanged); validated like a new endpoint; audited (``webhook.update``)."""
+    row = await _live_endpoint(app, endpoint_id)
+    changes: dict[str, Any] = {}
+    if event_types is not None:
+        changes["event_types"] = ",".join(validate_event_types(event_types, merchant_id=row["merchant_id"]))
+    if url is not None:
+        await validate_url(url, app.settings)
+        changes["url"] = url
+    if description is not None:
+        changes["description"] = description[:500]
+    if enabled is not None:
+        changes["active"] = enabled
+    now = app.clock()
 
     async def write(conn: AsyncConnection) -> None:
-        if (await conn.execute(update(EP).where(EP.c.id == endpoint_id).values(secret=secret, updated_at=app.clock()))).rowcount != 1:
-            raise ValidationFailed("Endpoint not found / 未找到端点", code="NOT_FOUND", field="id")
+        done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
+                                  .values(**changes, updated_at=now))
+        if done.rowcount != 1:
+            raise NotFound("Endpoint not found / 未找到端点", field="id")
+        details = {("eventTypes" if k == "event_types" else "enabled" if k == "active" else k): v for k, v in changes.items()}
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.update", target_type="WebhookEndpoint",
+                           target_id=endpoint_id, details=details, request_id=request_id, now=now)
+
+    await app.db.write(write)
+
+
+async def delete_endpoint(app: "Services", endpoint_id: int, *, actor_user_id: int | None,
+                          request_id: str | None = None) -> int:
+    """Soft delete: the endpoint stops receiving (``deleted_at`` set, inactive), its deliveries and attempts
+    stay readable; its PENDING deliveries become FAILED (``ENDPOINT_DELETED``). Returns how many."""
+    now = app.clock()
+
+    async def write(conn: AsyncConnection) -> int:
+        done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
+                                  .values(active=False, deleted_at=now, updated_at=now))
+        if done.rowcount != 1:
+            raise NotFound("Endpoint not found / 未找到端点", field="id")
+        dropped = (await conn.execute(update(DL).where(DL.c.endpoint_id == endpoint_id, DL.c.status == "PENDING").values(
+            status="FAILED", last_error="ENDPOINT_DELETED", claimed_by=None, claimed_until=None, updated_at=now))).rowcount
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.delete", target_type="WebhookEndpoint",
+                           target_id=endpoint_id, details={"pendingDropped": dropped}, request_id=request_id, now=now)
+        return int(dropped)
+
+    return await app.db.write(write)
+
+
+async def rotate_secret(app: "Services", endpoint_id: int, *, actor_user_id: int | None = None,
+                        request_id: str | None = None) -> str:
+    """A new secret (shown once); the next attempt is signed with it. Audited (``webhook.rotate_secret``)."""
+    secret = new_secret()
+    now = app.clock()
+
+    async def write(conn: AsyncConnection) -> None:
+        done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
+                                  .values(secret=secret, updated_at=now))
+        if done.rowcount != 1:
+            raise NotFound("Endpoint not found / 未找到端点", field="id")
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.rotate_secret",
+                           target_type="WebhookEndpoint", target_id=endpoint_id, request_id=request_id, now=now)
 
     await app.db.write(write)
     return secret
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+def _endpoint_filter(stmt: Any, merchant_id: int | None, everything: bool) -> Any:
+    stmt = stmt.where(EP.c.deleted_at.is_(None))
+    return stmt if everything else stmt.where(EP.c.merchant_id == merchant_id)
+
+
+async def endpoints_page(conn: AsyncConnection, args: PageArgs, *, merchant_id: int | None = None,
+                         everything: bool = False) -> Page:
+    """Endpoints not deleted, newest first: of ``merchant_id``, or all of them (``everything``)."""
+    return await keyset_page(conn, _endpoint_filter(select(EP), merchant_id, everything), [(EP.c.id, True)], args)
+
+
+async def endpoints_count(conn: AsyncConnection, *, merchant_id: int | None = None, everything: bool = False) -> int:
+    stmt = _endpoint_filter(select(func.count()).select_from(EP), merchant_id, everything)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def endpoints_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Endpoints by id, deleted ones included (their delivery history stays readable)."""
+    return {r.id: dict(r._mapping) for r in await conn.execute(select(EP).where(EP.c.id.in_(list(ids))))}
+
+
+def _delivery_filter(stmt: Any, endpoint_id: int, status: str | None) -> Any:
+    stmt = stmt.where(DL.c.endpoint_id == endpoint_id)
+    return stmt if status is None else stmt.where(DL.c.status == status)
+
+
+async def deliveries_page(conn: AsyncConnection, args: PageArgs, *, endpoint_id: int, status: str | None = None) -> Page:
+    """An endpoint's deliveries, newest first."""
+    return await keyset_page(conn, _delivery_filter(select(DL), endpoint_id, status), [(DL.c.id, True)], args)
+
+
+async def deliveries_count(conn: AsyncConnection, *, endpoint_id: int, status: str | None = None) -> int:
+    stmt = _delivery_filter(select(func.count()).select_from(DL), endpoint_id, status)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def deliveries_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    return {r.id: dict(r._mapping) for r in await conn.execute(select(DL).where(DL.c.id.in_(list(ids))))}
+
+
+async def attempts_of(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each delivery's attempts, first attempt first."""
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
+    rows = await conn.execute(select(AT).where(AT.c.delivery_id.in_(list(delivery_ids))).order_by(AT.c.delivery_id, AT.c.number, AT.c.id))
+    for r in rows:
+        out[r.delivery_id].append(dict(r._mapping))
+    return out
 
 
 def sign(secret: str, timestamp: int, body: str) -> str:
@@ -210,8 +344,11 @@ async def deliver_due(app: "Services", *, holder: str | None = None, limit: int 
     cfg = app.settings.webhooks
     now = app.clock()
     async with app.db.read() as conn:
+        # Deliveries of a disabled endpoint wait (PENDING) until it is enabled again.
         due = (await conn.execute(
-            select(DL.c.id).where(DL.c.status == "PENDING", DL.c.next_attempt_at <= now).order_by(DL.c.next_attempt_at).limit(limit)
+            select(DL.c.id).join(EP, EP.c.id == DL.c.endpoint_id)
+            .where(DL.c.status == "PENDING", DL.c.next_attempt_at <= now, EP.c.active.is_(True))
+            .order_by(DL.c.next_attempt_at).limit(limit)
         )).scalars().all()
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     lease = cfg.timeout_seconds * 2 + 30
@@ -243,13 +380,27 @@ async def deliver_due(app: "Services", *, holder: str | None = None, limit: int 
     return counts
 
 
-async def replay(app: "Services", delivery_id: int) -> None:
-    """Deliver again (same event id): back to PENDING, due now, attempts restart."""
+async def replay(app: "Services", delivery_id: int, *, actor_user_id: int | None = None,
+                 request_id: str | None = None) -> None:
+    """Deliver again (same event id): a SUCCEEDED or FAILED delivery back to PENDING, due now, attempts
+    restart (the earlier attempts stay). Refused while PENDING and for a deleted endpoint. Audited
+    (``webhook.replay``)."""
+    now = app.clock()
+
     async def write(conn: AsyncConnection) -> None:
-        n = (await conn.execute(update(DL).where(DL.c.id == delivery_id).values(
-            status="PENDING", attempts=0, next_attempt_at=app.clock(), claimed_by=None, claimed_until=None,
-            updated_at=app.clock()))).rowcount
+        row = (await conn.execute(select(DL.c.status, DL.c.endpoint_id, EP.c.deleted_at)
+                                  .join(EP, EP.c.id == DL.c.endpoint_id).where(DL.c.id == delivery_id))).one_or_none()
+        if row is None:
+            raise NotFound("Delivery not found / 未找到投递", field="id")
+        if row.deleted_at is not None:
+            raise Conflict("The endpoint was deleted / 端点已删除", field="id")
+        n = (await conn.execute(update(DL).where(DL.c.id == delivery_id, DL.c.status != "PENDING").values(
+            status="PENDING", attempts=0, next_attempt_at=now, claimed_by=None, claimed_until=None,
+            updated_at=now))).rowcount
         if n != 1:
-            raise ValidationFailed("Delivery not found / 未找到投递", code="NOT_FOUND", field="id")
+            raise Conflict("The delivery is still pending / 投递仍在进行中", field="id")
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.replay", target_type="WebhookDelivery",
+                           target_id=delivery_id, details={"from": row.status, "endpointId": row.endpoint_id},
+                           request_id=request_id, now=now)
 
     await app.db.write(write)
