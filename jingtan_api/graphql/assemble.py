@@ -69,6 +69,7 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.methodologies.schema",
     "jingtan_api.impact.schema",
     "jingtan_api.challenges.schema",
+    "jingtan_api.webhooks.schema",
 )
 
 MAX_NODES = 100
