@@ -57,22 +57,45 @@ def check_private_allowed(settings: "Settings") -> bool:
     return (not settings.is_production) if flag is None else flag
 
 
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (module-level so that tests can stub the resolver)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def vetted_address(host: str, port: int, settings: "Settings") -> str:
+    """Resolve ``host`` ONCE and return the address to connect to. Unless private addresses are allowed,
+    refuse (ValidationFailed UNSAFE_ADDRESS) when any address is private, loopback, link-local, multicast
+    or reserved; a name that does not resolve is UNRESOLVABLE_HOST. Connecting to this very address (not
+    resolving again) is what defeats DNS rebinding: the name cannot be re-pointed between check and use."""
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await resolve_host(host, port)
+        except OSError as exc:
+            raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url") from exc
+    if not addresses:
+        raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url")
+    if not check_private_allowed(settings):
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if refused_address(ip):
+                raise ValidationFailed(f"Address not allowed / 不允许的地址: {ip}", code="UNSAFE_ADDRESS", field="url")
+    # IPv4 first (the resolver's order otherwise): one address is tried, without happy-eyeballs fallback.
+    return sorted(addresses, key=lambda a: ":" in a)[0]
+
+
 async def resolve_and_check(host: str, port: int, settings: "Settings") -> None:
-    """Refuse (ValidationFailed UNSAFE_ADDRESS) a host that resolves to a private, loopback, link-local,
-    multicast or reserved address in production."""
+    """At registration: refuse (ValidationFailed UNSAFE_ADDRESS) a host that resolves to a private,
+    loopback, link-local, multicast or reserved address, unless private addresses are allowed."""
     if check_private_allowed(settings):
         return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if refused_address(ip):
-            raise ValidationFailed(f"Address not allowed / 不允许的地址: {ip}", code="UNSAFE_ADDRESS", field="url")
+    await vetted_address(host, port, settings)
 
 
-async def validate_url(url: str, settings: "Settings") -> None:
+def split_url(url: str) -> tuple[str, int]:
+    """(host, port) of an http(s) URL, or ValidationFailed INVALID_URL."""
     if len(url) > 2000 or "\x00" in url:
         raise ValidationFailed("URL too long / 网址过长", code="INVALID_URL", field="url")
     parts = urlsplit(url)
@@ -82,7 +105,23 @@ async def validate_url(url: str, settings: "Settings") -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise ValidationFailed("Invalid port / 端口无效", code="INVALID_URL", field="url") from exc
-    await resolve_and_check(parts.hostname, port, settings)
+    return parts.hostname, port
+
+
+async def validate_url(url: str, settings: "Settings") -> None:
+    host, port = split_url(url)
+    await resolve_and_check(host, port, settings)
+
+
+def pinned_request(url: str, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """``url`` aimed at ``address`` (a vetted IP) while the receiver still sees its own name: the Host
+    header keeps the URL's host[:port], and for https the TLS SNI and the certificate check use the host
+    name (httpcore's ``sni_hostname`` request extension)."""
+    original = httpx.URL(url)
+    target = original.copy_with(host=address.split("%")[0])
+    headers = {"Host": original.netloc.decode("ascii")}
+    extensions: dict[str, Any] = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    return target, headers, extensions
 
 
 def validate_event_types(event_types: Sequence[str], *, merchant_id: int | None) -> list[str]:
@@ -307,7 +346,8 @@ async def claim(conn: AsyncConnection, delivery_id: int, holder: str, *, now: da
 
 
 async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Settings") -> dict[str, Any]:
-    """One attempt; never raises. Re-checks the address after DNS resolution (production)."""
+    """One attempt; never raises. Resolves the host once, checks the addresses (unless private ones are
+    allowed) and connects to the vetted address (no second resolution: DNS rebinding protection)."""
     cfg = settings.webhooks
     started = time.perf_counter()
     ts = int(time.time())
@@ -317,10 +357,13 @@ async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Se
                "Jingtan-Timestamp": str(ts), "Jingtan-Signature": f"t={ts},v1={sign(secret, ts, body)}"}
     out: dict[str, Any] = {"status_code": None, "error": None, "response_body": ""}
     try:
-        await validate_url(url, settings)
+        host, port = split_url(url)
+        address = await asyncio.wait_for(vetted_address(host, port, settings), cfg.timeout_seconds)
+        target, host_header, extensions = pinned_request(url, address)
         timeout = httpx.Timeout(cfg.timeout_seconds)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            async with client.stream("POST", url, content=body.encode(), headers=headers) as resp:
+            async with client.stream("POST", target, content=body.encode(), headers={**headers, **host_header},
+                                     extensions=extensions) as resp:
                 out["status_code"] = resp.status_code
                 chunks = b""
                 async for chunk in resp.aiter_bytes():
@@ -330,7 +373,7 @@ async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Se
                 out["response_body"] = chunks[: cfg.max_response_bytes].decode("utf-8", "replace")
     except ValidationFailed as exc:
         out["error"] = f"{exc.code}: {exc}"[:500]
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):  # TimeoutError: the DNS resolution took too long
         out["error"] = "timeout"
     except httpx.HTTPError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:500]
