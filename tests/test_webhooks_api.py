@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from webhooks_helpers import Receiver, verify
 
 from jingtan_api.audit.models import AuditLogEntry
-from jingtan_api.graphql.relay import decode_id
+from jingtan_api.graphql.relay import decode_id, to_global_id
 from jingtan_api.webhooks import service
 from jingtan_api.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -141,6 +141,9 @@ async def test_admin_platform_endpoint_story(op, gql, services, clock, receiver)
 
     assert await audit_actions(services) == ["webhook.create", "webhook.rotate_secret", "webhook.replay", "webhook.replay",
                                              "webhook.update", "webhook.delete"]
+    async with services.db.read() as conn:
+        details = " ".join((await conn.execute(select(AuditLogEntry.details))).scalars().all())
+    assert "whsec_" not in details and receiver.url in details  # the URL is audited, never a secret
 
 
 async def test_merchant_staff_story(op, gql, services, clock, receiver):
@@ -215,6 +218,16 @@ async def test_refused_endpoint_writes_nothing(gql, operation, services, clock, 
     payload = data["createWebhookEndpoint"]
     assert [e["code"] for e in payload["userErrors"]] == [code] and payload["secret"] is None
     assert [e["code"] for e in payload["errors"]] == [code]
+    assert await state(services) == before
+
+
+async def test_unknown_merchant_is_not_found(gql, operation, services, clock):
+    admin = await make_admin(services, clock)
+    before = await state(services)
+    payload = (await gql.ok(operation(CREATE), {"input": {
+        "url": "https://hooks.example.cn/", "eventTypes": ["REDEMPTION_CREATED"], "merchantId": to_global_id("Merchant", 999)}},
+        token=admin["token"]))["createWebhookEndpoint"]
+    assert [e["code"] for e in payload["userErrors"]] == ["NOT_FOUND"]
     assert await state(services) == before
 
 

@@ -8,6 +8,7 @@ from jingtan_api.errors import NotFound
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.graphql.relay import build_connection, decode_id, page_args
+from jingtan_api.merchants import loaders as merchant_loaders
 from jingtan_api.merchants.types import Merchant, decode_opt
 from jingtan_api.webhooks import service
 from jingtan_api.webhooks.types import (
@@ -75,6 +76,8 @@ class WebhooksMutation:
         user_id = ctx.viewer.require_user()
         merchant_id = decode_opt(input.merchant_id, "Merchant", "merchantId")
         await require_manage_endpoint(info, merchant_id)
+        if merchant_id is not None and await merchant_loaders.merchants(info).load(merchant_id) is None:
+            raise NotFound("Merchant not found / 未找到商户", field="merchantId")
         row = await service.create_endpoint(
             ctx.services, url=input.url, event_types=[t.value for t in input.event_types], merchant_id=merchant_id,
             created_by=user_id, description=input.description, request_id=ctx.request_id,
