@@ -465,6 +465,10 @@ class WebhooksSettings(_Section):
     max_backoff_seconds: float = Field(3600.0, ge=0, description="Longest delay between two attempts.")
     timeout_seconds: float = Field(10.0, gt=0, le=60, description="Connect/read/write timeout of one POST.")
     max_response_bytes: int = Field(4096, ge=0, le=4096, description="Response body kept per attempt (truncated).")
+    allow_private_addresses: bool | None = Field(
+        None, description="Allow endpoint URLs on private, loopback or reserved addresses. Default: allowed in "
+        "development, refused in production.",
+    )
 
 
 class LiveSettings(_Section):
@@ -490,6 +494,9 @@ class LiveSettings(_Section):
         25.0, ge=0, le=600,
         description="The server pings every so often and closes a connection that answered no ping for two "
         "intervals (4030); 0: no server pings.",
+    )
+
+
 class NotificationsSettings(_Section):
     """``[notifications]``: members' notices of expiring points and redemption codes (docs/live.md)."""
 

@@ -1,5 +1,6 @@
 """Signed webhooks: outbox rows written with the event, delivered to a real local HTTP receiver."""
 
+import asyncio
 import hashlib
 import hmac
 import http.server
@@ -168,3 +169,74 @@ async def test_two_workers_cannot_claim_the_same_attempt(services, receiver):
     # The claimed delivery is skipped by another worker's pass.
     assert (await service.deliver_due(services))["delivered"] == 0
     assert receiver.received == []
+
+
+# --- DNS rebinding: one resolution per attempt, the connection goes to the vetted address -------------
+
+class StubResolver:
+    """Stands in for ``service.resolve_host``: answers ``answers[i]`` to the i-th call (the last one after)."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, int]] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append((host, port))
+        return self.answers[min(len(self.calls), len(self.answers)) - 1]
+
+
+async def test_attempt_connects_to_the_address_it_resolved(services, receiver, monkeypatch):
+    port = receiver.server.server_port
+    stub = StubResolver(["127.0.0.1"])
+    monkeypatch.setattr(service, "resolve_host", stub)
+    # .test names never resolve in the real DNS: the POST reaches the receiver only through the stub's answer.
+    await service.create_endpoint(services, url=f"http://hooks.example.test:{port}/hook", event_types=["user.registered"],
+                                  merchant_id=None, created_by=None)
+    await emit(services, "user.registered", user_id=1)
+    assert (await service.deliver_due(services))["delivered"] == 1
+    headers, _ = receiver.received[0]
+    assert headers["Host"] == f"hooks.example.test:{port}"  # the receiver still sees its own name
+    assert stub.calls == [("hooks.example.test", port)]  # resolved once (registration does not resolve in development)
+
+
+async def test_name_re_pointed_after_registration_is_refused_at_the_attempt(services, receiver, monkeypatch):
+    port = receiver.server.server_port
+    stub = StubResolver(["93.184.216.34"], ["127.0.0.1"])  # public when registered, then re-pointed at loopback
+    monkeypatch.setattr(service, "resolve_host", stub)
+    services.settings.webhooks.allow_private_addresses = False
+    await service.create_endpoint(services, url=f"http://hooks.example.test:{port}/hook", event_types=["user.registered"],
+                                  merchant_id=None, created_by=None)
+    await emit(services, "user.registered", user_id=1)
+    assert (await service.deliver_due(services))["retrying"] == 1
+    async with services.db.read() as conn:
+        attempt = (await conn.execute(select(WebhookAttempt.__table__))).one()
+    assert attempt.status_code is None and attempt.error.startswith("UNSAFE_ADDRESS")
+    assert receiver.received == []
+    assert len(stub.calls) == 2  # once at registration, once for the attempt: nothing resolved after the check
+
+
+async def test_mixed_answer_with_one_private_address_is_refused(services, monkeypatch):
+    monkeypatch.setattr(service, "resolve_host", StubResolver(["93.184.216.34", "10.0.0.5"]))
+    services.settings.webhooks.allow_private_addresses = False
+    with pytest.raises(ValidationFailed) as exc:
+        await service.vetted_address("hooks.example.test", 443, services.settings)
+    assert exc.value.code == "UNSAFE_ADDRESS"
+
+
+def test_pinned_request_keeps_host_header_and_tls_server_name():
+    url, headers, extensions = service.pinned_request("https://hooks.example.cn:8443/in?x=1", "203.0.113.7")
+    assert str(url) == "https://203.0.113.7:8443/in?x=1"
+    assert headers == {"Host": "hooks.example.cn:8443"} and extensions == {"sni_hostname": "hooks.example.cn"}
+    url, headers, extensions = service.pinned_request("http://hooks.example.cn/in", "2001:db8::1")
+    assert str(url) == "http://[2001:db8::1]/in" and headers == {"Host": "hooks.example.cn"} and extensions == {}
+
+
+async def test_a_resolver_that_never_answers_is_a_timeout(services, monkeypatch):
+    async def hangs(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+    monkeypatch.setattr(service, "resolve_host", hangs)
+    out = await service.post("http://hooks.example.test/", "secret",
+                             {"payload": "{}", "event_id": "evt_1", "event_type": "user.registered"}, services.settings)
+    assert out["status_code"] is None and out["error"] == "timeout"

@@ -24,6 +24,7 @@ DETAIL_ID_TYPES: dict[str, str] = {
     "offerId": "Offer",
     "redemptionId": "Redemption",
     "methodologyVersionId": "MethodologyVersion",
+    "endpointId": "WebhookEndpoint",
 }
 
 

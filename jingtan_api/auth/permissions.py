@@ -30,10 +30,11 @@ SCOPES: dict[str, str] = {
     "ledger:read": "Read any ledger transaction with all its entries (admin tokens only)",
     "community:write": "Act in the owner's household and organisations: join, leave, invite, donate, retire",
     "methodologies:review": "Approve, reject and retire methodology versions (expert committee tokens only)",
+    "webhooks:write": "Manage webhook endpoints: admins the platform's, merchant staff their merchant's",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     MEMBER: frozenset({"account:read", "offers:redeem", "actions:write", "community:write"}),
-    MERCHANT: frozenset({"account:read", "offers:write", "redemptions:confirm", "merchant:read"}),
+    MERCHANT: frozenset({"account:read", "offers:write", "redemptions:confirm", "merchant:read", "webhooks:write"}),
     ADMIN: frozenset(SCOPES),
     EXPERT: frozenset({"account:read", "methodologies:review"}),
 }

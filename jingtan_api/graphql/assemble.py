@@ -70,6 +70,7 @@ CORE_DOMAINS: tuple[str, ...] = (
     "jingtan_api.impact.schema",
     "jingtan_api.challenges.schema",
     "jingtan_api.notifications.schema",
+    "jingtan_api.webhooks.schema",
 )
 
 MAX_NODES = 100

@@ -23,6 +23,8 @@ class WebhookEndpoint(SQLModel, table=True):
     created_by: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime
     updated_at: datetime
+    # Set by deleteWebhookEndpoint (soft delete: the endpoint stops receiving, its delivery history stays).
+    deleted_at: datetime | None = None
 
 
 class WebhookDelivery(SQLModel, table=True):

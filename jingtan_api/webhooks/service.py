@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.errors import ValidationFailed
+from jingtan_api.audit import service as audit
+from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.errors import Conflict, NotFound, ValidationFailed
 from jingtan_api.events import Event, EventBus
 from jingtan_api.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -50,25 +52,50 @@ def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def check_private_allowed(settings: "Settings") -> bool:
-    return not settings.is_production
+    """``webhooks.allow_private_addresses``; unset: allowed in development, refused in production."""
+    flag = settings.webhooks.allow_private_addresses
+    return (not settings.is_production) if flag is None else flag
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (module-level so that tests can stub the resolver)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def vetted_address(host: str, port: int, settings: "Settings") -> str:
+    """Resolve ``host`` ONCE and return the address to connect to. Unless private addresses are allowed,
+    refuse (ValidationFailed UNSAFE_ADDRESS) when any address is private, loopback, link-local, multicast
+    or reserved; a name that does not resolve is UNRESOLVABLE_HOST. Connecting to this very address (not
+    resolving again) is what defeats DNS rebinding: the name cannot be re-pointed between check and use."""
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await resolve_host(host, port)
+        except OSError as exc:
+            raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url") from exc
+    if not addresses:
+        raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url")
+    if not check_private_allowed(settings):
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if refused_address(ip):
+                raise ValidationFailed(f"Address not allowed / 不允许的地址: {ip}", code="UNSAFE_ADDRESS", field="url")
+    # IPv4 first (the resolver's order otherwise): one address is tried, without happy-eyeballs fallback.
+    return sorted(addresses, key=lambda a: ":" in a)[0]
 
 
 async def resolve_and_check(host: str, port: int, settings: "Settings") -> None:
-    """Refuse (ValidationFailed UNSAFE_ADDRESS) a host that resolves to a private, loopback, link-local,
-    multicast or reserved address in production."""
+    """At registration: refuse (ValidationFailed UNSAFE_ADDRESS) a host that resolves to a private,
+    loopback, link-local, multicast or reserved address, unless private addresses are allowed."""
     if check_private_allowed(settings):
         return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ValidationFailed(f"Host does not resolve / 域名无法解析: {host}", code="UNRESOLVABLE_HOST", field="url") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if refused_address(ip):
-            raise ValidationFailed(f"Address not allowed / 不允许的地址: {ip}", code="UNSAFE_ADDRESS", field="url")
+    await vetted_address(host, port, settings)
 
 
-async def validate_url(url: str, settings: "Settings") -> None:
+def split_url(url: str) -> tuple[str, int]:
+    """(host, port) of an http(s) URL, or ValidationFailed INVALID_URL."""
     if len(url) > 2000 or "\x00" in url:
         raise ValidationFailed("URL too long / 网址过长", code="INVALID_URL", field="url")
     parts = urlsplit(url)
@@ -78,7 +105,23 @@ async def validate_url(url: str, settings: "Settings") -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise ValidationFailed("Invalid port / 端口无效", code="INVALID_URL", field="url") from exc
-    await resolve_and_check(parts.hostname, port, settings)
+    return parts.hostname, port
+
+
+async def validate_url(url: str, settings: "Settings") -> None:
+    host, port = split_url(url)
+    await resolve_and_check(host, port, settings)
+
+
+def pinned_request(url: str, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """``url`` aimed at ``address`` (a vetted IP) while the receiver still sees its own name: the Host
+    header keeps the URL's host[:port], and for https the TLS SNI and the certificate check use the host
+    name (httpcore's ``sni_hostname`` request extension)."""
+    original = httpx.URL(url)
+    target = original.copy_with(host=address.split("%")[0])
+    headers = {"Host": original.netloc.decode("ascii")}
+    extensions: dict[str, Any] = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    return target, headers, extensions
 
 
 def validate_event_types(event_types: Sequence[str], *, merchant_id: int | None) -> list[str]:
@@ -87,7 +130,9 @@ def validate_event_types(event_types: Sequence[str], *, merchant_id: int | None)
         raise ValidationFailed("Choose at least one event type / 请至少选择一种事件", code="NO_EVENT_TYPES", field="eventTypes")
     unknown = [t for t in event_types if t not in allowed]
     if unknown:
-        raise ValidationFailed(f"Unknown event types / 未知事件类型: {', '.join(unknown)}", code="UNKNOWN_EVENT_TYPE",
+        scope = " (merchant endpoints receive only their merchant's events / 商户端点仅接收本商户事件)" if (
+            merchant_id is not None and all(t in EVENT_TYPES for t in unknown)) else ""
+        raise ValidationFailed(f"Unknown event types / 未知事件类型: {', '.join(unknown)}{scope}", code="UNKNOWN_EVENT_TYPE",
                                field="eventTypes")
     return sorted(set(event_types))
 
@@ -98,9 +143,10 @@ def new_secret() -> str:
 
 async def create_endpoint(
     app: "Services", *, url: str, event_types: Sequence[str], merchant_id: int | None, created_by: int | None,
-    description: str = "",
+    description: str = "", request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Validate (outside any transaction: DNS) then write. Returns the row, secret included (shown once)."""
+    """Validate (outside any transaction: DNS) then write and audit (``webhook.create``). Returns the row,
+    secret included (shown once)."""
     types = validate_event_types(event_types, merchant_id=merchant_id)
     await validate_url(url, app.settings)
     now = app.clock()
@@ -108,20 +154,147 @@ async def create_endpoint(
                   description=description[:500], created_by=created_by, created_at=now, updated_at=now)
 
     async def write(conn: AsyncConnection) -> int:
-        return (await conn.execute(insert(EP).values(**values).returning(EP.c.id))).scalar_one()
+        endpoint_id = (await conn.execute(insert(EP).values(**values).returning(EP.c.id))).scalar_one()
+        await audit.record(conn, actor_user_id=created_by, action="webhook.create", target_type="WebhookEndpoint",
+                           target_id=endpoint_id, details={"url": url, "eventTypes": types, "merchantId": merchant_id},
+                           request_id=request_id, now=now)
+        return endpoint_id
 
     return {"id": await app.db.write(write), **values}
 
 
-async def rotate_secret(app: "Services", endpoint_id: int) -> str:
-    secret = new_secret()
+async def endpoint_row(conn: AsyncConnection, endpoint_id: int) -> dict[str, Any] | None:
+    """An endpoint that was not deleted (secret included: callers never show it)."""
+    row = (await conn.execute(select(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None)))).one_or_none()
+    return dict(row._mapping) if row else None
+
+
+async def _live_endpoint(app: "Services", endpoint_id: int) -> dict[str, Any]:
+    async with app.db.read() as conn:
+        row = await endpoint_row(conn, endpoint_id)
+    if row is None:
+        raise NotFound("Endpoint not found / 未找到端点", field="id")
+    return row
+
+
+async def update_endpoint(
+    app: "Services", endpoint_id: int, *, actor_user_id: int | None, url: str | None = None,
+    event_types: Sequence[str] | None = None, description: str | None = None, enabled: bool | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Change what is given (None: unchanged); validated like a new endpoint; audited (``webhook.update``)."""
+    row = await _live_endpoint(app, endpoint_id)
+    changes: dict[str, Any] = {}
+    if event_types is not None:
+        changes["event_types"] = ",".join(validate_event_types(event_types, merchant_id=row["merchant_id"]))
+    if url is not None:
+        await validate_url(url, app.settings)
+        changes["url"] = url
+    if description is not None:
+        changes["description"] = description[:500]
+    if enabled is not None:
+        changes["active"] = enabled
+    now = app.clock()
 
     async def write(conn: AsyncConnection) -> None:
-        if (await conn.execute(update(EP).where(EP.c.id == endpoint_id).values(secret=secret, updated_at=app.clock()))).rowcount != 1:
-            raise ValidationFailed("Endpoint not found / 未找到端点", code="NOT_FOUND", field="id")
+        done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
+                                  .values(**changes, updated_at=now))
+        if done.rowcount != 1:
+            raise NotFound("Endpoint not found / 未找到端点", field="id")
+        details = {("eventTypes" if k == "event_types" else "enabled" if k == "active" else k): v for k, v in changes.items()}
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.update", target_type="WebhookEndpoint",
+                           target_id=endpoint_id, details=details, request_id=request_id, now=now)
+
+    await app.db.write(write)
+
+
+async def delete_endpoint(app: "Services", endpoint_id: int, *, actor_user_id: int | None,
+                          request_id: str | None = None) -> int:
+    """Soft delete: the endpoint stops receiving (``deleted_at`` set, inactive), its deliveries and attempts
+    stay readable; its PENDING deliveries become FAILED (``ENDPOINT_DELETED``). Returns how many."""
+    now = app.clock()
+
+    async def write(conn: AsyncConnection) -> int:
+        done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
+                                  .values(active=False, deleted_at=now, updated_at=now))
+        if done.rowcount != 1:
+            raise NotFound("Endpoint not found / 未找到端点", field="id")
+        dropped = (await conn.execute(update(DL).where(DL.c.endpoint_id == endpoint_id, DL.c.status == "PENDING").values(
+            status="FAILED", last_error="ENDPOINT_DELETED", claimed_by=None, claimed_until=None, updated_at=now))).rowcount
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.delete", target_type="WebhookEndpoint",
+                           target_id=endpoint_id, details={"pendingDropped": dropped}, request_id=request_id, now=now)
+        return int(dropped)
+
+    return await app.db.write(write)
+
+
+async def rotate_secret(app: "Services", endpoint_id: int, *, actor_user_id: int | None = None,
+                        request_id: str | None = None) -> str:
+    """A new secret (shown once); the next attempt is signed with it. Audited (``webhook.rotate_secret``)."""
+    secret = new_secret()
+    now = app.clock()
+
+    async def write(conn: AsyncConnection) -> None:
+        done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
+                                  .values(secret=secret, updated_at=now))
+        if done.rowcount != 1:
+            raise NotFound("Endpoint not found / 未找到端点", field="id")
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.rotate_secret",
+                           target_type="WebhookEndpoint", target_id=endpoint_id, request_id=request_id, now=now)
 
     await app.db.write(write)
     return secret
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+def _endpoint_filter(stmt: Any, merchant_id: int | None, everything: bool) -> Any:
+    stmt = stmt.where(EP.c.deleted_at.is_(None))
+    return stmt if everything else stmt.where(EP.c.merchant_id == merchant_id)
+
+
+async def endpoints_page(conn: AsyncConnection, args: PageArgs, *, merchant_id: int | None = None,
+                         everything: bool = False) -> Page:
+    """Endpoints not deleted, newest first: of ``merchant_id``, or all of them (``everything``)."""
+    return await keyset_page(conn, _endpoint_filter(select(EP), merchant_id, everything), [(EP.c.id, True)], args)
+
+
+async def endpoints_count(conn: AsyncConnection, *, merchant_id: int | None = None, everything: bool = False) -> int:
+    stmt = _endpoint_filter(select(func.count()).select_from(EP), merchant_id, everything)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def endpoints_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Endpoints by id, deleted ones included (their delivery history stays readable)."""
+    return {r.id: dict(r._mapping) for r in await conn.execute(select(EP).where(EP.c.id.in_(list(ids))))}
+
+
+def _delivery_filter(stmt: Any, endpoint_id: int, status: str | None) -> Any:
+    stmt = stmt.where(DL.c.endpoint_id == endpoint_id)
+    return stmt if status is None else stmt.where(DL.c.status == status)
+
+
+async def deliveries_page(conn: AsyncConnection, args: PageArgs, *, endpoint_id: int, status: str | None = None) -> Page:
+    """An endpoint's deliveries, newest first."""
+    return await keyset_page(conn, _delivery_filter(select(DL), endpoint_id, status), [(DL.c.id, True)], args)
+
+
+async def deliveries_count(conn: AsyncConnection, *, endpoint_id: int, status: str | None = None) -> int:
+    stmt = _delivery_filter(select(func.count()).select_from(DL), endpoint_id, status)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def deliveries_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    return {r.id: dict(r._mapping) for r in await conn.execute(select(DL).where(DL.c.id.in_(list(ids))))}
+
+
+async def attempts_of(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each delivery's attempts, first attempt first."""
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
+    rows = await conn.execute(select(AT).where(AT.c.delivery_id.in_(list(delivery_ids))).order_by(AT.c.delivery_id, AT.c.number, AT.c.id))
+    for r in rows:
+        out[r.delivery_id].append(dict(r._mapping))
+    return out
 
 
 def sign(secret: str, timestamp: int, body: str) -> str:
@@ -173,7 +346,8 @@ async def claim(conn: AsyncConnection, delivery_id: int, holder: str, *, now: da
 
 
 async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Settings") -> dict[str, Any]:
-    """One attempt; never raises. Re-checks the address after DNS resolution (production)."""
+    """One attempt; never raises. Resolves the host once, checks the addresses (unless private ones are
+    allowed) and connects to the vetted address (no second resolution: DNS rebinding protection)."""
     cfg = settings.webhooks
     started = time.perf_counter()
     ts = int(time.time())
@@ -183,10 +357,13 @@ async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Se
                "Jingtan-Timestamp": str(ts), "Jingtan-Signature": f"t={ts},v1={sign(secret, ts, body)}"}
     out: dict[str, Any] = {"status_code": None, "error": None, "response_body": ""}
     try:
-        await validate_url(url, settings)
+        host, port = split_url(url)
+        address = await asyncio.wait_for(vetted_address(host, port, settings), cfg.timeout_seconds)
+        target, host_header, extensions = pinned_request(url, address)
         timeout = httpx.Timeout(cfg.timeout_seconds)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            async with client.stream("POST", url, content=body.encode(), headers=headers) as resp:
+            async with client.stream("POST", target, content=body.encode(), headers={**headers, **host_header},
+                                     extensions=extensions) as resp:
                 out["status_code"] = resp.status_code
                 chunks = b""
                 async for chunk in resp.aiter_bytes():
@@ -196,7 +373,7 @@ async def post(url: str, secret: str, delivery: Mapping[str, Any], settings: "Se
                 out["response_body"] = chunks[: cfg.max_response_bytes].decode("utf-8", "replace")
     except ValidationFailed as exc:
         out["error"] = f"{exc.code}: {exc}"[:500]
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):  # TimeoutError: the DNS resolution took too long
         out["error"] = "timeout"
     except httpx.HTTPError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -210,8 +387,11 @@ async def deliver_due(app: "Services", *, holder: str | None = None, limit: int 
     cfg = app.settings.webhooks
     now = app.clock()
     async with app.db.read() as conn:
+        # Deliveries of a disabled endpoint wait (PENDING) until it is enabled again.
         due = (await conn.execute(
-            select(DL.c.id).where(DL.c.status == "PENDING", DL.c.next_attempt_at <= now).order_by(DL.c.next_attempt_at).limit(limit)
+            select(DL.c.id).join(EP, EP.c.id == DL.c.endpoint_id)
+            .where(DL.c.status == "PENDING", DL.c.next_attempt_at <= now, EP.c.active.is_(True))
+            .order_by(DL.c.next_attempt_at).limit(limit)
         )).scalars().all()
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     lease = cfg.timeout_seconds * 2 + 30
@@ -243,13 +423,27 @@ async def deliver_due(app: "Services", *, holder: str | None = None, limit: int 
     return counts
 
 
-async def replay(app: "Services", delivery_id: int) -> None:
-    """Deliver again (same event id): back to PENDING, due now, attempts restart."""
+async def replay(app: "Services", delivery_id: int, *, actor_user_id: int | None = None,
+                 request_id: str | None = None) -> None:
+    """Deliver again (same event id): a SUCCEEDED or FAILED delivery back to PENDING, due now, attempts
+    restart (the earlier attempts stay). Refused while PENDING and for a deleted endpoint. Audited
+    (``webhook.replay``)."""
+    now = app.clock()
+
     async def write(conn: AsyncConnection) -> None:
-        n = (await conn.execute(update(DL).where(DL.c.id == delivery_id).values(
-            status="PENDING", attempts=0, next_attempt_at=app.clock(), claimed_by=None, claimed_until=None,
-            updated_at=app.clock()))).rowcount
+        row = (await conn.execute(select(DL.c.status, DL.c.endpoint_id, EP.c.deleted_at)
+                                  .join(EP, EP.c.id == DL.c.endpoint_id).where(DL.c.id == delivery_id))).one_or_none()
+        if row is None:
+            raise NotFound("Delivery not found / 未找到投递", field="id")
+        if row.deleted_at is not None:
+            raise Conflict("The endpoint was deleted / 端点已删除", field="id")
+        n = (await conn.execute(update(DL).where(DL.c.id == delivery_id, DL.c.status != "PENDING").values(
+            status="PENDING", attempts=0, next_attempt_at=now, claimed_by=None, claimed_until=None,
+            updated_at=now))).rowcount
         if n != 1:
-            raise ValidationFailed("Delivery not found / 未找到投递", code="NOT_FOUND", field="id")
+            raise Conflict("The delivery is still pending / 投递仍在进行中", field="id")
+        await audit.record(conn, actor_user_id=actor_user_id, action="webhook.replay", target_type="WebhookDelivery",
+                           target_id=delivery_id, details={"from": row.status, "endpointId": row.endpoint_id},
+                           request_id=request_id, now=now)
 
     await app.db.write(write)
