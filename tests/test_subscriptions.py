@@ -312,3 +312,38 @@ async def test_two_processes_on_postgresql_push_each_others_events(backend, db_u
         assert got["a"]["actionStatusChanged"]["id"] == submitted["action"]["id"]
         assert got["b"]["balanceChanged"]["balance"] == submitted["action"]["calculation"]["points"]
         await client.close()
+
+
+def post(server: LiveServer, query: str, variables: dict, token: str) -> dict:
+    with httpx.Client(timeout=60) as http:
+        r = http.post(server.url, json={"query": query, "variables": variables}, headers={"Authorization": f"Bearer {token}"})
+    r.raise_for_status()
+    body = r.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_a_review_decision_is_pushed_as_status_change_and_notification(server, services, clock, admin, operation):
+    member = await make_member(services, clock)
+    client = await (await Client.open(ws_url(server), member["token"])).acked()
+    await client.subscribe("a", ACTIONS)
+    await client.subscribe("n", "subscription { notificationAdded { kind titleEn titleZh read actionId } }")
+    await asyncio.sleep(0.3)
+    drop = {"material": "PET", "weightGrams": 30_000, "stationId": "ST-9", "receiptId": f"R-{uuid.uuid4().hex[:8]}",
+            "droppedAt": (clock() - timedelta(hours=2)).isoformat(), "idempotencyKey": uuid.uuid4().hex}
+    submitted = await asyncio.to_thread(post, server, operation("actions/SubmitRecyclingDropOff"), drop, member["token"])
+    action = submitted["submitAction"]["action"]
+    assert action["status"] == "NEEDS_REVIEW"
+    first = await client.recv()
+    assert first["id"] == "a" and first["payload"]["data"]["actionStatusChanged"]["status"] == "NEEDS_REVIEW"
+    review = {"input": {"actionId": action["id"], "decision": "APPROVE", "reason": "receipt photo checked"}}
+    await asyncio.to_thread(post, server, operation("actions/ReviewAction"), review, admin["token"])
+    got = {}
+    while len(got) < 2:
+        message = await client.recv()
+        got[message["id"]] = message["payload"]["data"]
+    assert got["a"]["actionStatusChanged"]["status"] == "APPROVED"
+    notice = got["n"]["notificationAdded"]
+    assert notice["kind"] == "REVIEW_DECISION" and notice["read"] is False and notice["actionId"] == action["id"]
+    assert notice["titleEn"] and notice["titleZh"]
+    await client.close()

@@ -1,6 +1,8 @@
 """``User.notifications``, ``User.unreadNotificationCount``, ``markNotificationsRead`` and the
 ``Notification`` node lookup (only the viewer's own notices)."""
 
+from collections.abc import AsyncGenerator
+
 import strawberry
 from strawberry.types import Info
 
@@ -8,6 +10,7 @@ from jingtan_api.errors import PermissionDenied
 from jingtan_api.graphql.domain import Domain, hookimpl
 from jingtan_api.graphql.mutations import payload_mutation
 from jingtan_api.graphql.relay import Connection, build_connection, decode_id, page_args
+from jingtan_api.live.transport import events as live_events
 from jingtan_api.notifications import service
 from jingtan_api.notifications.types import (
     MarkNotificationsReadInput,
@@ -71,6 +74,21 @@ class NotificationsMutation:
         return MarkNotificationsReadPayload(marked_count=marked.marked, unread_count=marked.unread)
 
 
+@strawberry.type
+class NotificationsSubscription:
+    @strawberry.subscription(description="Your new notifications as they are created (review decisions, points and "
+                             "redemption codes about to expire); what arrived while offline is in `notifications`. / 新通知推送。")
+    async def notification_added(self, info: Info) -> AsyncGenerator[Notification, None]:
+        user_id = _reader(info)
+        async for message in live_events(info, [f"user:{user_id}"], ["notification.created"]):
+            notification_id = message.get("notification_id")
+            if message.get("user_id") != user_id or not isinstance(notification_id, int):
+                continue
+            rows = await info.context.read(service.notifications_by_ids, [notification_id], user_id=user_id)
+            if notification_id in rows:
+                yield Notification.from_row(rows[notification_id], timezone_of(info))
+
+
 async def notification_nodes(info: Info, pks: list[int]) -> dict[int, Notification]:
     user_id = info.context.viewer.user_id
     if user_id is None:
@@ -85,6 +103,7 @@ def jingtan_register_domain() -> Domain:
     return Domain(
         name="notifications",
         mutation=[NotificationsMutation],
+        subscription=[NotificationsSubscription],
         types=[Notification],
         nodes={"Notification": notification_nodes},
         extends={"User": [UserNotifications]},
