@@ -193,6 +193,28 @@ def _needs_info(return_type: GraphQLOutputType) -> bool:
     return bool(is_object_type(named) and named.is_type_of)  # type: ignore[union-attr]
 
 
+_NON_NULL, _LIST, _LEAF, _OBJECT, _ABSTRACT = "non-null", "list", "leaf", "object", "abstract"
+# Completion kind by the Python class of an output type (strawberry subclasses some of graphql-core's).
+_KINDS: dict[type, str] = {}
+
+
+def _kind(return_type: Any) -> str:
+    if is_non_null_type(return_type):
+        kind = _NON_NULL
+    elif is_list_type(return_type):
+        kind = _LIST
+    elif is_leaf_type(return_type):
+        kind = _LEAF
+    elif is_object_type(return_type):
+        kind = _OBJECT
+    elif is_abstract_type(return_type):
+        kind = _ABSTRACT
+    else:  # pragma: no cover - graphql-core has no other output types
+        raise TypeError(f"Cannot complete value of unexpected output type: '{inspect(return_type)}'.")
+    _KINDS[type(return_type)] = kind
+    return kind
+
+
 class CompiledExecutionContext(LimitedExecutionContext):
     """``LimitedExecutionContext`` that runs query operations from a cached plan.
 
@@ -428,7 +450,10 @@ class CompiledExecutionContext(LimitedExecutionContext):
     def _complete(self, plan: FieldPlan, return_type: Any, info: Any, path: Path, result: Any) -> Any:
         if isinstance(result, Exception):
             raise result
-        if is_non_null_type(return_type):
+        kind = _KINDS.get(type(return_type))
+        if kind is None:
+            kind = _kind(return_type)
+        if kind is _NON_NULL:
             completed = self._complete(plan, return_type.of_type, info, path, result)
             if completed is None:
                 raise TypeError(
@@ -437,7 +462,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
             return completed
         if result is None or result is Undefined:
             return None
-        if is_leaf_type(return_type):
+        if kind is _LEAF:
             coerced = return_type.coerce_output_value(result)
             if coerced is Undefined or coerced is None:
                 raise TypeError(
@@ -445,15 +470,11 @@ class CompiledExecutionContext(LimitedExecutionContext):
                     f" to return non-nullable value, returned: {inspect(coerced)}"
                 )
             return coerced
-        if is_list_type(return_type):
+        if kind is _LIST:
             return self._complete_list(plan, return_type.of_type, info, path, result)
-        if is_object_type(return_type):
+        if kind is _OBJECT:
             return self._complete_object(plan, return_type, info, path, result)
-        if is_abstract_type(return_type):
-            return self._complete_abstract(plan, return_type, info, path, result)
-        raise TypeError(
-            f"Cannot complete value of unexpected output type: '{inspect(return_type)}'."
-        )  # pragma: no cover
+        return self._complete_abstract(plan, return_type, info, path, result)
 
     def _complete_list(self, plan: FieldPlan, item_type: Any, info: Any, path: Path, result: Any) -> Any:
         if self.is_async_iterable(result):
