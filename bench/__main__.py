@@ -454,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offers-per-merchant", type=int, default=10, help="active offers per merchant")
     parser.add_argument("--profile", action="store_true", help="after each account/submit/catalogue comparison, profile its GraphQL server (py-spy if installed, else cProfile)")
     parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile table")
+    parser.add_argument("--compiled", choices=["on", "off"], default="on",
+                        help="[graphql] compiled_execution of the GraphQL server (on, as in production; off: graphql-core's execution)")
     parser.add_argument("--json", type=Path, help="also write the result rows to this file")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))
@@ -487,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             # The load generator is one client sending thousands of requests: the rate limits would
             # answer most of them with RATE_LIMITED and the run would measure refusals.
             "JINGTAN_LIMITS__RATE_LIMITING": "false",
+            # Compiled execution is on in production mode; the bench servers run in development mode.
+            "JINGTAN_GRAPHQL__COMPILED_EXECUTION": "true" if args.compiled == "on" else "false",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         }
         env.pop("JINGTAN_CONFIG", None)

@@ -245,6 +245,11 @@ class GraphQLSettings(_Section):
     allow_list: bool = Field(
         False, description="Run only registered operations, sent by hash or documentId (needs persisted_operations_file)."
     )
+    compiled_execution: bool | None = Field(
+        None,
+        description="Run query operations from a plan built once per operation (jingtan_api/graphql/compiled.py) "
+        "instead of graphql-core's generic per-field execution; default: on in production, off in development.",
+    )
 
 
 class BucketSettings(_Section):
@@ -592,6 +597,11 @@ class Settings(BaseSettings):
         if self.graphql.introspection is None:
             return not self.is_production
         return self.graphql.introspection
+
+    @property
+    def compiled_execution_enabled(self) -> bool:
+        flag = self.graphql.compiled_execution
+        return self.is_production if flag is None else flag
 
     @property
     def methodology_approval_required(self) -> bool:

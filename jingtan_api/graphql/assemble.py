@@ -38,7 +38,8 @@ from strawberry.types.graphql import OperationType
 
 from jingtan_api.context import Context
 from jingtan_api.errors import NotFound, ValidationFailed
-from jingtan_api.graphql.cost import LimitedExecutionContext, QueryCost
+from jingtan_api.graphql.compiled import compiled_execution_context
+from jingtan_api.graphql.cost import QueryCost
 from jingtan_api.observability.graphql import observer_factory
 from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
@@ -300,7 +301,8 @@ def build_schema(settings: Settings, host: PluginHost) -> JingtanSchema:
     return JingtanSchema(
         Assembly(collect_domains(host, core_type_names())),
         extensions=_extensions(settings),
-        execution_context_class=LimitedExecutionContext,
+        # LimitedExecutionContext with a plan cache of its own; graphql-core's execution when the setting is off.
+        execution_context_class=compiled_execution_context(settings.compiled_execution_enabled),
         config=StrawberryConfig(
             scalar_map=SCALARS,
             batching_config={"max_operations": gql.max_batch_operations} if gql.batching else None,

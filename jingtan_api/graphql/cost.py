@@ -369,6 +369,11 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._controller.abort(error)
 
     def complete_object_value(self, *args: Any, **kwargs: Any) -> Any:
+        self._count_object()
+        return super().complete_object_value(*args, **kwargs)
+
+    def _count_object(self) -> None:
+        """One more object in the answer (also called by compiled execution, jingtan_api.graphql.compiled)."""
         limits = self._limits
         if limits is not None:
             limits.objects += 1
@@ -382,11 +387,14 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         limit=maximum,
                     )
                 )
-        return super().complete_object_value(*args, **kwargs)
+
+    def _run_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """The operation itself (graphql-core's; compiled execution overrides it)."""
+        return super().execute_operation(*args, **kwargs)
 
     def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
         if self._limits is None or self._controller is None:
-            return super().execute_operation(*args, **kwargs)
+            return self._run_operation(*args, **kwargs)
         seconds = self._limits.settings.execution_timeout_seconds
         timer = asyncio.get_running_loop().call_later(
             seconds,
@@ -398,7 +406,7 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
             ),
         )
         try:
-            result = super().execute_operation(*args, **kwargs)
+            result = self._run_operation(*args, **kwargs)
         except AbortedGraphQLExecutionError:
             timer.cancel()
             return self._aborted_result()
