@@ -42,6 +42,34 @@ class LedgerTransactionKind(Enum):
     CAMPAIGN_REFUND = strawberry.enum_value(
         "CAMPAIGN_REFUND", description="Unspent campaign budget returned to the merchant. / 活动剩余预算退回。"
     )
+    HOUSEHOLD_POOL_TRANSFER = strawberry.enum_value(
+        "HOUSEHOLD_POOL_TRANSFER", description="Points moved between a member and their household's pool. / 家庭积分池转移。"
+    )
+    DONATION = strawberry.enum_value("DONATION", description="Points donated to an organisation. / 向组织捐赠积分。")
+    RETIREMENT = strawberry.enum_value(
+        "RETIREMENT", description="Points spent retiring verified reductions. / 注销减排量。"
+    )
+    CHALLENGE_REWARD = strawberry.enum_value(
+        "CHALLENGE_REWARD", description="Reward of a settled challenge (no CO2e). / 挑战奖励（不含减排量）。"
+    )
+    EVENT_REWARD = strawberry.enum_value(
+        "EVENT_REWARD", description="Reward for taking part in a volunteer event (no CO2e). / 志愿活动奖励（不含减排量）。"
+    )
+    REFERRAL_BONUS = strawberry.enum_value(
+        "REFERRAL_BONUS", description="Bonus for a member a volunteer brought in (no CO2e). / 推荐奖励（不含减排量）。"
+    )
+    COMMISSION = strawberry.enum_value(
+        "COMMISSION", description="A volunteer's commission on a merchant's redemptions (no CO2e). / 志愿者佣金。"
+    )
+    COMMISSION_REVERSAL = strawberry.enum_value(
+        "COMMISSION_REVERSAL", description="A commission taken back with its refunded redemption. / 佣金冲回。"
+    )
+    PAYOUT_REQUEST = strawberry.enum_value(
+        "PAYOUT_REQUEST", description="A volunteer's earnings moved out for payout. / 志愿者提现。"
+    )
+    ACCOUNT_DELETION = strawberry.enum_value(
+        "ACCOUNT_DELETION", description="The balance of a deleted account expired or donated. / 注销账户余额处理。"
+    )
 
 
 def can_read_account(info: Info, row: dict) -> bool:
