@@ -74,7 +74,8 @@ class OperationObserver(SchemaExtension):
         cost = getattr(ctx, "jingtan_query_cost", None)  # set by graphql.cost.QueryCost
 
         metrics.GRAPHQL_REQUESTS.labels(operation=name, type=kind, outcome=outcome).inc()
-        metrics.GRAPHQL_DURATION.labels(operation=name).observe(seconds)
+        if kind != "subscription":  # a subscription lasts as long as its connection: not a latency
+            metrics.GRAPHQL_DURATION.labels(operation=name).observe(seconds)
         metrics.GRAPHQL_SQL.labels(operation=name).observe(sql_count)
         if isinstance(cost, int):
             metrics.GRAPHQL_COST.labels(operation=name).observe(cost)
@@ -100,7 +101,7 @@ class OperationObserver(SchemaExtension):
             span.end()
 
         duration_ms = seconds * 1000
-        if duration_ms >= self.slow_ms:
+        if duration_ms >= self.slow_ms and kind != "subscription":
             log.warning(
                 "slow operation",
                 extra={
