@@ -95,3 +95,31 @@ def test_messages_reach_only_the_subscriptions_of_their_topics():
     assert merchant.get_nowait()["type"] == "redemption.confirmed" and merchant.empty()
     mine.close()
     assert broker.subscriber_count == 2
+
+
+async def test_a_slow_subscription_closes_its_websocket_with_4008():
+    from types import SimpleNamespace
+
+    from jingtan_api.live.connections import SLOW_CONSUMER
+    from jingtan_api.live.transport import events as live_events
+
+    closed: list[tuple[int, str]] = []
+
+    class FakeWebSocket:
+        async def close(self, code: int, reason: str) -> None:
+            closed.append((code, reason))
+
+    broker = InProcessBroker(queue_size=2)
+    ctx = SimpleNamespace(services=SimpleNamespace(live=broker), request=FakeWebSocket(),
+                          reset_request_caches=lambda: None)
+    stream = live_events(SimpleNamespace(context=ctx), ["user:1"], ["ledger.posted"])
+    first = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0)  # the subscription is registered
+    broker.deliver({"type": "ledger.posted", "user_id": 1})
+    assert (await first)["user_id"] == 1
+    for _ in range(3):  # the consumer is busy: its queue of 2 overflows
+        broker.deliver({"type": "ledger.posted", "user_id": 1})
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+    assert closed and closed[0][0] == SLOW_CONSUMER and closed[0][1].startswith("SLOW_CONSUMER")
+    assert broker.subscriber_count == 0
