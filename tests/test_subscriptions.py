@@ -258,6 +258,7 @@ async def test_the_connection_ends_when_the_token_expires_unless_refreshed(serve
 
 
 @pytest.mark.parametrize("server_env", [{"JINGTAN_LIVE__MAX_CONNECTIONS_PER_MEMBER": "2",
+                                         "JINGTAN_LIVE__MAX_CONNECTIONS_PER_PROCESS": "3",
                                          "JINGTAN_LIVE__MAX_SUBSCRIPTIONS_PER_CONNECTION": "2",
                                          "JINGTAN_LIVE__HEARTBEAT_SECONDS": "1"}])
 async def test_limits_and_heartbeats(server, services, clock):
@@ -266,7 +267,13 @@ async def test_limits_and_heartbeats(server, services, clock):
     second = await (await Client.open(ws_url(server), member["token"])).acked()
     third = await Client.open(ws_url(server), member["token"])
     code, reason = await third.closed()
-    assert code == 4029 and reason.startswith("TOO_MANY_CONNECTIONS"), (code, reason)
+    assert code == 4029 and reason.startswith("TOO_MANY_CONNECTIONS: at most 2 per member"), (code, reason)
+    other = await make_member(services, clock)
+    other_first = await (await Client.open(ws_url(server), other["token"])).acked()  # the process's third
+    other_second = await Client.open(ws_url(server), other["token"])
+    code, reason = await other_second.closed()
+    assert code == 4029 and reason.startswith("TOO_MANY_CONNECTIONS: this server"), (code, reason)
+    await other_first.close()
     # subscriptions per connection
     await first.subscribe("1", BALANCE)
     await first.subscribe("2", ACTIONS)
