@@ -1,6 +1,6 @@
 """Issue #15 "the cost does not grow with the data": the hot paths reach their big table through an index.
 
-A database is seeded with bulk inserts (40,000 ledger entries over five accounts, 20,000 actions,
+A database is seeded with bulk inserts (40,000 ledger entries over 201 accounts, 20,000 actions,
 3,000 offers, 20,000 leaderboard rows, 3,000 redemptions) and ANALYZEd. Then the service functions the
 GraphQL resolvers call are run on a read connection while a ``before_cursor_execute`` listener captures
 the exact SQL and parameters they send, and each statement is explained on the same connection:
@@ -11,7 +11,7 @@ the exact SQL and parameters they send, and each statement is explained on the s
 * SQLite, ``EXPLAIN QUERY PLAN``: ``SEARCH <table> USING [COVERING] INDEX <expected index>``, no
   ``SCAN <table>`` (a full scan), and no ``USE TEMP B-TREE FOR ORDER BY`` for a page.
 
-Which index serves which path: docs/ledger.md ("Indexes of the hot paths").
+Which index serves which path: docs/architecture.md ("Indexes of the hot paths").
 """
 
 import json
