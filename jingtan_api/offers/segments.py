@@ -96,8 +96,10 @@ def _rule_met_expr(uid: Any, age_days: Any) -> Any:
         and_(R.c.kind == CITY, exists().where(
             MA.c.user_id == uid, MA.c.merchant_id == M2.c.id, M2.c.city == R.c.city)),
         and_(R.c.kind == MIN_GRAMS_AVOIDED, R.c.min_grams <= grams),
+        # `offer` is the catalogue's row two levels up: correlate it explicitly (auto-correlation only reaches
+        # the enclosing SELECT, and would read the merchant of ANY offer from a fresh scan of the table).
         and_(R.c.kind == PAST_CUSTOMERS, exists().where(
-            MA.c.user_id == uid, MA.c.merchant_id == O.c.merchant_id)),
+            MA.c.user_id == uid, MA.c.merchant_id == O.c.merchant_id).correlate_except(MA)),
         and_(R.c.kind == NEW_MEMBERS, R.c.max_member_days >= age_days),
         and_(R.c.kind == ORGANISATION_MEMBERS, exists().where(
             OM.c.active_organisation_id == R.c.organisation_id, OM.c.user_id == uid)),
