@@ -4,11 +4,14 @@
     python -m bench account --db postgresql
     python -m bench ledger-depth --deep-entries 1000000
     python -m bench account --profile       # then a cProfile run of the GraphQL server
+    python -m bench memory --memory-n1 2000 --memory-n2 10000   # RSS of one server over many requests
 
 Method: each server is a real uvicorn process (one worker, no access log, log level warning) on a free
 127.0.0.1 port; a separate load-generator process (bench/loadgen.py) keeps ``--concurrency`` keep-alive
 connections busy for ``--warmup`` + ``--duration`` seconds; runs alternate baseline / subject
 (B S B S …, ``--rounds`` pairs) and the medians are compared. No timing is asserted anywhere.
+``memory`` is not a ratio of req/s: it reads one GraphQL server's resident set size (``VmRSS`` in
+``/proc/<pid>/status``) after a warm-up and after N1 and N2 account-page requests (counted from the end of the warm-up).
 """
 
 import argparse
@@ -31,7 +34,8 @@ from bench.seed import create_database, seed
 from jingtan_api.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("account", "ledger-depth", "grant", "submit", "catalogue")
+SCENARIOS = ("account", "ledger-depth", "grant", "submit", "catalogue", "memory")
+MEMORY_TARGET = 0.10  # issue #15: a worker's resident memory flat (±10 %) between 10,000 and 100,000 requests
 
 ACCOUNT_QUERY = (
     "query MyAccount { viewer { account { id balance entries(first: 20) { edges { cursor node { id amount "
@@ -312,6 +316,69 @@ def scenario_catalogue(r: Runner, fx) -> None:
         profile_subject(r, "catalogue", spec)
 
 
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (``VmRSS`` of ``/proc/<pid>/status``; Linux only)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+def send_requests(r: Runner, server: Server, spec: dict, n: int) -> dict:
+    """Exactly ``n`` requests over ``--concurrency`` keep-alive connections (loadgen ``--requests``), every
+    answer checked (status 200, no GraphQL errors)."""
+    path = r.tmp / f"req-{secrets.token_hex(4)}.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    cap = 3600
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--request-file", str(path),
+         "--concurrency", str(r.args.concurrency), "--duration", str(cap), "--warmup", "0", "--check-graphql",
+         "--requests", str(n)],
+        env=r.env, capture_output=True, text=True, timeout=cap + 60,
+    )
+    lines = out.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if lines else {"error": out.stderr[-2000:]}
+    if out.returncode != 0 or "error" in result:
+        raise RuntimeError(f"load generator failed against {server.factory}: {result.get('error')}")
+    if result["requests"] != n:
+        raise RuntimeError(f"memory: {result['requests']} of {n} requests answered within {cap} s")
+    return result
+
+
+def scenario_memory(r: Runner, fx) -> None:
+    n1, n2, warm = r.args.memory_n1, r.args.memory_n2, r.args.memory_warmup
+    log(f"\n[memory] RSS of one GraphQL server: {warm:,} warm-up requests, then readings after {n1:,} and {n2:,} account pages "
+        f"({r.args.concurrency} connections)")
+    spec = graphql_spec(ACCOUNT_QUERY, fx.tokens["member"])
+    with Server("subject_app", r.env) as subj:
+        assert subj.proc is not None
+        pid = subj.proc.pid
+        page = subj.post(spec)["data"]["viewer"]["account"]["entries"]
+        if len(page["edges"]) != 20:
+            raise RuntimeError(f"memory: unexpected account page {json.dumps(page)[:300]}")
+        started = rss_kib(pid)
+        send_requests(r, subj, spec, warm)
+        warmed = rss_kib(pid)
+        log(f"    RSS at start {started / 1024:8.1f} MiB, after {warm:,} warm-up requests {warmed / 1024:8.1f} MiB")
+        res1 = send_requests(r, subj, spec, n1)
+        at_n1 = rss_kib(pid)
+        log(f"    after {n1:>9,} requests          {at_n1 / 1024:8.1f} MiB  ({res1['rps']:.0f} req/s)")
+        res2 = send_requests(r, subj, spec, n2 - n1)
+        at_n2 = rss_kib(pid)
+        log(f"    after {n2:>9,} requests          {at_n2 / 1024:8.1f} MiB  ({res2['rps']:.0f} req/s)")
+    ratio = at_n2 / at_n1
+    within = abs(ratio - 1) <= MEMORY_TARGET
+    row = {
+        "db": r.args.db, "scenario": "memory", "compares": f"RSS after {n2:,} / after {n1:,} requests",
+        "warmup_requests": warm, "n1": n1, "n2": n2, "rss_start_kib": started, "rss_warm_kib": warmed,
+        "rss_n1_kib": at_n1, "rss_n2_kib": at_n2, "ratio": round(ratio, 3),
+        "target": f"1.00 ± {MEMORY_TARGET:.2f}", "within_target": within,
+    }
+    r.rows.append(row)
+    log(f"  => memory: RSS({n2:,}) / RSS({n1:,}) = {ratio:.3f}  (target 1.00 ± {MEMORY_TARGET:.2f}: "
+        f"{'within' if within else 'OUTSIDE'})")
+
+
 async def check_ledger(url: str, scenario: str) -> None:
     """Ledger invariants; after ``submit`` also: every action APPROVED, credited by its own ACTION_CREDIT
     transaction of exactly its points, and one idempotency record per action."""
@@ -439,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help=f"any of {', '.join(SCENARIOS)} (default: all)")
+                        help=f"any of {', '.join(SCENARIOS)} (default: all but memory)")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
@@ -456,16 +523,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile table")
     parser.add_argument("--compiled", choices=["on", "off"], default="on",
                         help="[graphql] compiled_execution of the GraphQL server (on, as in production; off: graphql-core's execution)")
+    parser.add_argument("--memory-warmup", type=int, default=1_000, help="memory: requests before the first reading")
+    parser.add_argument("--memory-n1", type=int, default=10_000, help="memory: requests after the warm-up at the second reading")
+    parser.add_argument("--memory-n2", type=int, default=100_000, help="memory: requests after the warm-up at the third reading")
     parser.add_argument("--json", type=Path, help="also write the result rows to this file")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    chosen = [s for s in SCENARIOS if s in args.scenarios] if args.scenarios else list(SCENARIOS)
+    # memory (100,000 requests by default) runs only when named
+    chosen = [s for s in SCENARIOS if s in args.scenarios] if args.scenarios else [s for s in SCENARIOS if s != "memory"]
     if not (1 <= args.concurrency <= 99 and 0 < args.duration <= 600 and 1 <= args.rounds <= 20):
         parser.error("concurrency 1-99, duration 0-600 s, rounds 1-20")
     if not (1000 <= args.shallow_entries <= args.deep_entries <= 10_000_000):
         parser.error("need 1000 <= --shallow-entries <= --deep-entries <= 10000000")
+    if not (0 < args.memory_warmup and 0 < args.memory_n1 < args.memory_n2 <= 10_000_000):
+        parser.error("need --memory-warmup > 0 and 0 < --memory-n1 < --memory-n2 <= 10000000")
 
     log(f"jingtan bench: {', '.join(chosen)} on {args.db}; {args.concurrency} connections, "
         f"{args.warmup:g}+{args.duration:g} s per run, {args.rounds} rounds; {os.cpu_count()} CPUs")
@@ -499,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         # not configure the apps under test.
         os.chdir(runner.tmp)
         funcs = {"account": scenario_account, "ledger-depth": scenario_depth, "grant": scenario_grant,
-                 "submit": scenario_submit, "catalogue": scenario_catalogue}
+                 "submit": scenario_submit, "catalogue": scenario_catalogue, "memory": scenario_memory}
         for name in chosen:
             funcs[name](runner, fx)
     finally:
@@ -510,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / baseline req/s)")
     log(f"  {'scenario':<14} {'compares':<28} {'baseline req/s':>15} {'subject req/s':>14} {'ratio':>6}  target")
     for row in runner.rows:
+        if row["scenario"] == "memory":
+            log(f"  {row['scenario']:<14} RSS {row['rss_warm_kib'] / 1024:.1f} MiB warm, {row['rss_n1_kib'] / 1024:.1f} MiB "
+                f"after {row['n1']:,}, {row['rss_n2_kib'] / 1024:.1f} MiB after {row['n2']:,} requests; "
+                f"ratio {row['ratio']:.3f}  target {row['target']}")
+            continue
         floor = f"  floor {row['floor_rps']:.1f} req/s, subject/baseline {row['ratio_baseline']:.2f}" if "floor_rps" in row else ""
         log(f"  {row['scenario']:<14} {row['compares']:<28} {row['baseline_rps']:>15.1f} "
             f"{row['subject_rps']:>14.1f} {row['ratio']:>6.2f}  {row['target']}{floor}")

@@ -10,7 +10,9 @@ Checks: every response must be ``200`` with a Content-Length; with ``--check-gra
 contain ``"errors"``; with ``--expect BYTES`` (repeatable) it must contain BYTES. The first body of every connection
 is also parsed as JSON. Any failure stops the run with exit code 1 and prints the offending body.
 
-Only 127.0.0.1 is accepted as target. The run stops by itself after ``warmup + duration`` seconds.
+Only 127.0.0.1 is accepted as target. The run stops by itself after ``warmup + duration`` seconds, or, with
+``--requests N``, once N requests (over all connections, warm-up included) have been answered — whichever
+comes first (the memory scenario sends exact counts; ``duration`` is then a safety cap).
 
     python -m bench.loadgen --port 8000 --request-file req.json --concurrency 16 --duration 5 --warmup 1
 """
@@ -64,6 +66,7 @@ async def connection(
     counts: list[int],
     check_graphql: bool,
     expect: list[bytes],
+    remaining: list[int] | None = None,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     counter = 0
@@ -73,6 +76,10 @@ async def connection(
             t0 = time.perf_counter()
             if t0 >= stop:
                 break
+            if remaining is not None:
+                if remaining[0] <= 0:
+                    break
+                remaining[0] -= 1
             req_head = heads[(counter * concurrency + index) % len(heads)]
             counter += 1
             if len(pieces) == 1:
@@ -115,11 +122,12 @@ async def run(args: argparse.Namespace) -> dict:
     stop = start_measuring + args.duration
     latencies: list[float] = []
     counts = [0]
+    remaining = [args.requests] if args.requests else None
     await asyncio.gather(
         *(
             connection(
                 i, args.port, args.concurrency, heads, pieces, start_measuring, stop, latencies, counts,
-                args.check_graphql, [e.encode() for e in args.expect or ()],
+                args.check_graphql, [e.encode() for e in args.expect or ()], remaining,
             )
             for i in range(args.concurrency)
         )
@@ -148,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--check-graphql", action="store_true")
     parser.add_argument("--expect", action="append", help="bytes every body must contain (repeatable)")
+    parser.add_argument("--requests", type=int, default=0,
+                        help="stop after this many requests in all (0: run for warmup + duration)")
     args = parser.parse_args(argv)
-    if not 1 <= args.concurrency <= 99 or args.duration <= 0 or args.duration > 600 or args.warmup < 0:
-        parser.error("concurrency 1-99, duration 0-600 s")
+    if not 1 <= args.concurrency <= 99 or args.duration <= 0 or args.duration > 3600 or args.warmup < 0:
+        parser.error("concurrency 1-99, duration 0-3600 s")
+    if args.requests < 0:
+        parser.error("--requests must be >= 0")
     try:
         result = asyncio.run(run(args))
     except (CheckFailed, asyncio.IncompleteReadError, ConnectionError) as exc:

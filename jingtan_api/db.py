@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, event, or_
+from sqlalchemy import Integer, Select, and_, bindparam, event, or_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -331,6 +331,78 @@ def _beyond(order: Order, key: Key, *, later: bool) -> ColumnElement[bool]:
         step = column < key[i] if desc == later else column > key[i]
         clauses.append(and_(*(c == k for (c, _), k in zip(order[:i], key[:i], strict=True)), step))
     return or_(*clauses)
+
+
+class StatementCache:
+    """Hot-path statements built once per *shape* (which filters are present, sort order, page
+    direction), every value a bind parameter, then executed with a parameter dict.
+
+    Building a SELECT per request costs twice: constructing the element tree, and SQLAlchemy's cache-key
+    traversal of that new tree before it may reuse the compiled SQL (~0.9 ms for the catalogue's
+    statement with its segment predicate, measured with cProfile). A statement object kept here is
+    traversed once: its cache key is memoized on the object, so each execution goes straight to the
+    compiled form in the engine's compiled cache. (Chosen over ``lambda_stmt``, whose closure analysis
+    does not fit statements composed by helper functions, and over asyncpg prepared statements, which
+    would bypass the pool's transaction handling and SQLite.) Shapes are few and fixed by code, so the
+    cache is bounded by construction; ``maxsize`` guards against a caller that puts values in a shape."""
+
+    def __init__(self, maxsize: int = 512) -> None:
+        self.maxsize = maxsize
+        self._items: dict[Any, Any] = {}
+
+    def get(self, shape: Any, build: Callable[[], Any]) -> Any:
+        stmt = self._items.get(shape)
+        if stmt is None:
+            stmt = build()
+            if len(self._items) < self.maxsize:
+                self._items[shape] = stmt
+        return stmt
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _key_params(order: Order, prefix: str) -> tuple[Any, ...]:
+    return tuple(bindparam(f"{prefix}{i}", type_=column.type) for i, (column, _) in enumerate(order))
+
+
+async def keyset_page_cached(
+    conn: AsyncConnection, cache: StatementCache, shape: Any, build: Callable[[], Select[Any]], order: Order,
+    args: PageArgs, params: dict[str, Any],
+) -> Page:
+    """:func:`keyset_page` for a statement built once per ``shape`` by ``build()`` (its values as bind
+    parameters named in ``params``): the same rows, keys and flags, without building SQL per request."""
+    backward = args.backward
+
+    def full() -> Select[Any]:
+        stmt = build()
+        if args.after is not None:
+            stmt = stmt.where(_beyond(order, _key_params(order, "_after_"), later=True))
+        if args.before is not None:
+            stmt = stmt.where(_beyond(order, _key_params(order, "_before_"), later=False))
+        ordering = [column.asc() if desc == backward else column.desc() for column, desc in order]
+        return stmt.order_by(*ordering).limit(bindparam("_page_limit", type_=Integer))
+
+    stmt = cache.get((shape, args.after is not None, args.before is not None, backward), full)
+    values = dict(params)
+    for prefix, key in (("_after_", args.after), ("_before_", args.before)):
+        if key is not None:
+            if len(key) != len(order):
+                raise ValueError(f"key {key!r} does not match an order of {len(order)} columns")
+            values.update({f"{prefix}{i}": k for i, k in enumerate(key)})
+    size = (args.last if backward else args.first) or 0
+    values["_page_limit"] = size + 1
+    rows = (await conn.execute(stmt, values)).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    if backward:
+        rows.reverse()
+    return Page(
+        rows=[dict(r._mapping) for r in rows],
+        keys=[tuple(r._mapping[column] for column, _ in order) for r in rows],
+        has_next=args.before is not None if backward else more,
+        has_previous=more if backward else args.after is not None,
+    )
 
 
 async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, args: PageArgs) -> Page:

@@ -52,11 +52,15 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     identity = {"require_verified_contact": False}
     identity.update(overrides.pop("identity", {}))
     # Test apps run no periodic jobs unless a test asks (operations.jobs.enabled): tests call jobs directly.
+    # Plugins' verify/calculate run on a thread with a deadline (5 s by default); on a loaded CI machine
+    # a first call has been seen to take longer. Tests of the deadline set their own.
+    plugins = {"timeout_seconds": 30.0}
+    plugins.update(overrides.pop("plugins", {}))
     operations = dict(overrides.pop("operations", {}))
     operations["jobs"] = {"enabled": False, **operations.get("jobs", {})}
     return _TestSettings(
         database_url=database_url, auth=auth, points=points, log=log, limits=limits, identity=identity,
-        operations=operations, **overrides,
+        operations=operations, plugins=plugins, **overrides,
     )
 
 

@@ -36,6 +36,8 @@ def test_each_file_is_one_named_operation_and_member_and_merchant_files_are_all_
 
     # impact and challenge operations run in tests/test_impact.py, test_leaderboards.py, test_challenges.py
     impact = {"member": {"MyImpact", "SetImpactPreferences", "CityImpact", "Leaderboard", "Challenge"}, "merchant": set()}
+    # notification operations run in tests/test_notifications.py
+    impact["member"] |= {"Notifications", "MarkNotificationsRead"}
     for area in ("member", "merchant"):
         expected = OURS[area] | GROWTH[area] | impact[area] | WEBHOOK_OPERATIONS.get(area, set())
         assert {p.stem for p in (OPERATIONS / area).glob("*.graphql")} == expected, f"add new {area} operations to this test"

@@ -119,6 +119,25 @@ async def test_each_viewer_sees_exactly_the_offers_of_their_segments(gql, servic
     assert await invariants(services) == []
 
 
+async def test_past_customers_means_customers_of_the_offers_merchant(gql, services, clock, admin):
+    """A customer of another merchant (one with offers of its own) is not a past customer of this one: the
+    rule's EXISTS is correlated to the catalogue's offer row, not to any offer of the table."""
+    shanghai, beijing, offers, _ = await _world(gql, services, clock, admin)
+    await make_offer(gql, clock, beijing, titleEn="beijing", pointsPrice=10, totalStock=50,
+                     endsAt=(clock() + timedelta(days=90)).isoformat())
+    beijinger = await make_member(services, clock)
+    await submit_drop(gql, beijinger["token"], clock, station="ST-BJ", grams=2000)
+    assert "past" not in await _titles(gql, beijinger["token"])
+    assert (await gql.ok(OFFER, {"id": offers["past"]["id"]}, token=beijinger["token"]))["offer"] is None
+    before = await _state(services)
+    refused = await redeem(gql, beijinger, offers["past"]["id"])
+    assert refused["redemption"] is None and refused["userErrors"][0]["code"] == "NOT_IN_SEGMENT"
+    assert await _state(services) == before
+    shanghai_customer = await make_member(services, clock)
+    await submit_drop(gql, shanghai_customer["token"], clock, station="ST-SH", grams=2000)
+    assert "past" in await _titles(gql, shanghai_customer["token"])
+
+
 async def _state(services):
     async with services.db.read() as conn:
         return (

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from jingtan_api.auth.permissions import MEMBER
 from jingtan_api.auth.tokens import AccessTokens
 from jingtan_api.plugins.testing import SUBMIT
-from jingtan_api.testing import FrozenClock, row_counts
+from jingtan_api.testing import FrozenClock, register_member, row_counts
 from live_server import LiveServer
 from tests.actions_helpers import trip
 from tests.offers_helpers import make_member, make_merchant, make_offer, redeem
@@ -101,8 +101,8 @@ class Client:
         await self.ws.close()
 
 
-def submit_trip(server: LiveServer, token: str, clock) -> dict:
-    variables = {"input": {"action": {"transit": trip(clock)}, "idempotencyKey": uuid.uuid4().hex}}
+def submit_trip(server: LiveServer, token: str, clock, **trip_args) -> dict:
+    variables = {"input": {"action": {"transit": trip(clock, **trip_args)}, "idempotencyKey": uuid.uuid4().hex}}
     with httpx.Client(timeout=60) as http:
         r = http.post(server.url, json={"query": SUBMIT, "variables": variables}, headers={"Authorization": f"Bearer {token}"})
     r.raise_for_status()
@@ -258,6 +258,7 @@ async def test_the_connection_ends_when_the_token_expires_unless_refreshed(serve
 
 
 @pytest.mark.parametrize("server_env", [{"JINGTAN_LIVE__MAX_CONNECTIONS_PER_MEMBER": "2",
+                                         "JINGTAN_LIVE__MAX_CONNECTIONS_PER_PROCESS": "3",
                                          "JINGTAN_LIVE__MAX_SUBSCRIPTIONS_PER_CONNECTION": "2",
                                          "JINGTAN_LIVE__HEARTBEAT_SECONDS": "1"}])
 async def test_limits_and_heartbeats(server, services, clock):
@@ -266,7 +267,13 @@ async def test_limits_and_heartbeats(server, services, clock):
     second = await (await Client.open(ws_url(server), member["token"])).acked()
     third = await Client.open(ws_url(server), member["token"])
     code, reason = await third.closed()
-    assert code == 4029 and reason.startswith("TOO_MANY_CONNECTIONS"), (code, reason)
+    assert code == 4029 and reason.startswith("TOO_MANY_CONNECTIONS: at most 2 per member"), (code, reason)
+    other = await make_member(services, clock)
+    other_first = await (await Client.open(ws_url(server), other["token"])).acked()  # the process's third
+    other_second = await Client.open(ws_url(server), other["token"])
+    code, reason = await other_second.closed()
+    assert code == 4029 and reason.startswith("TOO_MANY_CONNECTIONS: this server"), (code, reason)
+    await other_first.close()
     # subscriptions per connection
     await first.subscribe("1", BALANCE)
     await first.subscribe("2", ACTIONS)
@@ -346,4 +353,31 @@ async def test_a_review_decision_is_pushed_as_status_change_and_notification(ser
     notice = got["n"]["notificationAdded"]
     assert notice["kind"] == "REVIEW_DECISION" and notice["read"] is False and notice["actionId"] == action["id"]
     assert notice["titleEn"] and notice["titleZh"]
+    await client.close()
+
+
+async def test_challenge_progress_is_pushed(server, gql, services, clock, admin):
+    from community_helpers import join_org, ok
+    from ledger_helpers import relogin
+    from test_challenges import CREATE, challenge_input, funded_org
+
+    clock.advance(hours=-1)  # the challenge starts an hour before the (real) time the server checks trips at
+    boss = await register_member(gql, display_name="老板 Boss")
+    runner = await register_member(gql, display_name="跑者 Runner")
+    org_id = await funded_org(gql, admin, boss, 50)
+    await join_org(gql, boss, org_id, runner)
+    created = await ok(gql, CREATE, {"input": challenge_input(org_id, clock, goalValue=100)}, token=boss["token"])
+    cid = created["challenge"]["id"]
+    clock.advance(hours=1)
+    await relogin(gql, runner)
+    client = await (await Client.open(ws_url(server), runner["token"])).acked()
+    await client.subscribe("c", "subscription($c: ID) { challengeProgressChanged(challengeId: $c) { progress actions "
+                           "qualifiedAt } }", {"c": cid})
+    await asyncio.sleep(0.3)
+    submitted = await asyncio.to_thread(submit_trip, server, runner["token"], clock, minutes_ago=5)
+    assert submitted["action"]["status"] == "APPROVED"
+    message = await client.recv()
+    progress = message["payload"]["data"]["challengeProgressChanged"]
+    assert progress["actions"] == 1 and progress["progress"] == submitted["action"]["calculation"]["gramsCo2e"]
+    assert (progress["qualifiedAt"] is not None) == (progress["progress"] >= 100)
     await client.close()

@@ -30,6 +30,24 @@ def directive_counts(document: DocumentNode) -> tuple[int, int]:
     return total, most
 
 
+_COUNTS: dict[int, tuple[DocumentNode, tuple[int, int]]] = {}
+_COUNTS_MAX = 1000
+
+
+def cached_directive_counts(document: DocumentNode) -> tuple[int, int]:
+    """``directive_counts`` once per document object: the parser cache hands the same ``DocumentNode`` to
+    every request with the same text, and walking it again cost ~0.45 ms per request (cProfile). The
+    entry keeps the document alive, so its ``id`` cannot be reused by another while it is cached."""
+    hit = _COUNTS.get(id(document))
+    if hit is not None and hit[0] is document:
+        return hit[1]
+    counts = directive_counts(document)
+    if len(_COUNTS) >= _COUNTS_MAX:
+        _COUNTS.pop(next(iter(_COUNTS)))  # the oldest entry
+    _COUNTS[id(document)] = (document, counts)
+    return counts
+
+
 def _refusal(message: str) -> type[ASTValidationRule]:
     class TooManyDirectives(ASTValidationRule):
         def __init__(self, context: ValidationContext) -> None:
@@ -47,7 +65,7 @@ class DirectiveLimit(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         document = self.execution_context.graphql_document
         if document is not None:
-            total, most = directive_counts(document)
+            total, most = cached_directive_counts(document)
             if total > self.max_directives or most > self.max_per_location:
                 self.execution_context.validation_rules = (
                     _refusal(

@@ -197,8 +197,15 @@ class PostgresBroker(InProcessBroker):
                 delay = min(delay * 2, 30.0)
 
     async def start(self) -> None:
-        if self._listener is None:
+        """Open the LISTEN connection; when the database cannot be reached now, the server still starts
+        (``/readyz`` reports the database) and the connection is retried in the background."""
+        if self._listener is not None or (self._reconnect is not None and not self._reconnect.done()):
+            return
+        try:
             await self._listen()
+        except (OSError, Exception):  # noqa: BLE001 - unreachable, refused, not yet accepting connections
+            log.warning("live LISTEN connection could not be opened; retrying in the background")
+            self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
     async def publish(self, events: Sequence[Event]) -> None:
         import asyncpg
@@ -231,19 +238,35 @@ class RedisBroker(InProcessBroker):
 
         self._redis = redis.from_url(url)
         self._task: asyncio.Task | None = None
+        self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
+        """Subscribe (waiting up to 5 s for Redis to acknowledge); an unreachable Redis does not stop the
+        server: the subscription is retried in the background with back-off."""
         if self._task is not None:
             return
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(CHANNEL)
+        self._subscribed = asyncio.Event()
+        self._task = asyncio.create_task(self._pump())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), 5)
 
-        async def pump() -> None:
-            async for item in pubsub.listen():
-                if item.get("type") == "message":
-                    self.deliver(orjson.loads(item["data"]))
-
-        self._task = asyncio.create_task(pump())
+    async def _pump(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.subscribe(CHANNEL)
+                self._subscribed.set()
+                delay = 0.5
+                async for item in pubsub.listen():
+                    if item.get("type") == "message":
+                        self.deliver(orjson.loads(item["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis went away: retry until closed
+                log.warning("live Redis subscription lost; retrying", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def publish(self, events: Sequence[Event]) -> None:
         for payload in encode([message_for(e) for e in events]):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, true
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.actions.models import Action
@@ -76,19 +76,30 @@ class Viewer:
     bypass: bool = False  # the offer's staff and admins see every offer of the merchant
 
 
+def member_days(viewer: Viewer, now: datetime) -> int:
+    """Whole days since the viewer registered (unknown: older than any NEW_MEMBERS rule admits)."""
+    return max(0, (now - viewer.registered_at).days) if viewer.registered_at is not None else MAX_DAYS + 1
+
+
 def _rule_met(viewer: Viewer, now: datetime) -> Any:
-    uid = viewer.user_id
+    return _rule_met_expr(viewer.user_id, member_days(viewer, now))
+
+
+def _rule_met_expr(uid: Any, age_days: Any) -> Any:
+    """A rule of the offer admits the member ``uid`` registered ``age_days`` ago (values or bind
+    parameters: ``visible_to_bound`` builds the statement once)."""
     grams = (
         select(func.coalesce(func.sum(ACT.c.grams_co2e), 0))
         .where(ACT.c.user_id == uid, ACT.c.status == "APPROVED").scalar_subquery()
     )
-    age_days = max(0, (now - viewer.registered_at).days) if viewer.registered_at is not None else MAX_DAYS + 1
     return or_(
         and_(R.c.kind == CITY, exists().where(
             MA.c.user_id == uid, MA.c.merchant_id == M2.c.id, M2.c.city == R.c.city)),
         and_(R.c.kind == MIN_GRAMS_AVOIDED, R.c.min_grams <= grams),
+        # `offer` is the catalogue's row two levels up: correlate it explicitly (auto-correlation only reaches
+        # the enclosing SELECT, and would read the merchant of ANY offer from a fresh scan of the table).
         and_(R.c.kind == PAST_CUSTOMERS, exists().where(
-            MA.c.user_id == uid, MA.c.merchant_id == O.c.merchant_id)),
+            MA.c.user_id == uid, MA.c.merchant_id == O.c.merchant_id).correlate_except(MA)),
         and_(R.c.kind == NEW_MEMBERS, R.c.max_member_days >= age_days),
         and_(R.c.kind == ORGANISATION_MEMBERS, exists().where(
             OM.c.active_organisation_id == R.c.organisation_id, OM.c.user_id == uid)),
@@ -105,6 +116,30 @@ def visible_to(viewer: Viewer, now: datetime) -> Any:
         return not_(has_rules)
     unmet = exists().where(R.c.offer_id == O.c.id, not_(_rule_met(viewer, now)))
     return not_(unmet)
+
+
+def viewer_shape(viewer: Viewer) -> str:
+    """How ``visible_to`` treats the viewer: ``bypass``, ``anonymous`` or ``member``."""
+    return "bypass" if viewer.bypass else "anonymous" if viewer.user_id is None else "member"
+
+
+def visible_to_bound(shape: str) -> Any:
+    """``visible_to`` for a viewer of ``shape``, with the member's values as the bind parameters
+    ``segment_user_id`` and ``segment_member_days`` (:func:`bound_values`)."""
+    if shape == "bypass":
+        return true()
+    has_rules = exists().where(R.c.offer_id == O.c.id)
+    if shape == "anonymous":
+        return not_(has_rules)
+    uid = bindparam("segment_user_id", type_=ACT.c.user_id.type)
+    age_days = bindparam("segment_member_days", type_=Integer)
+    return not_(exists().where(R.c.offer_id == O.c.id, not_(_rule_met_expr(uid, age_days))))
+
+
+def bound_values(viewer: Viewer, now: datetime) -> dict[str, Any]:
+    if viewer_shape(viewer) != "member":
+        return {}
+    return {"segment_user_id": viewer.user_id, "segment_member_days": member_days(viewer, now)}
 
 
 async def eligible_offer_ids(conn: AsyncConnection, viewer: Viewer, offer_ids: Sequence[int], now: datetime) -> set[int]:

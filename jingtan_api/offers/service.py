@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.db import Page, PageArgs, StatementCache, keyset_page_cached
 from jingtan_api.errors import Conflict, DomainError, NotFound, ValidationFailed
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.models import Merchant
@@ -295,13 +295,60 @@ def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter, join_mer
     return stmt
 
 
+_CATALOGUE_STATEMENTS = StatementCache()
+
+
+def _catalogue_shape(flt: CatalogueFilter) -> tuple:
+    return (bool(flt.city), bool(flt.category), flt.merchant_id is not None, flt.max_price is not None,
+            flt.ends_before is not None, flt.include_unavailable,
+            None if flt.segment is None else segments.viewer_shape(flt.segment))
+
+
+def _catalogue_where_bound(stmt: Any, shape: tuple) -> Any:
+    """``_catalogue_where`` with bind parameters (``_catalogue_values``) instead of values."""
+    city, category, merchant, max_price, ends_before, include_unavailable, segment = shape
+    if city or category or not include_unavailable:
+        stmt = stmt.join(M, M.c.id == O.c.merchant_id)
+    if not include_unavailable:
+        now = bindparam("now", type_=O.c.starts_at.type)
+        stmt = stmt.where(O.c.status == ACTIVE, O.c.starts_at <= now, O.c.ends_at > now, O.c.stock > 0,
+                          M.c.status == merchants.ACTIVE)
+    if city:
+        stmt = stmt.where(M.c.city == bindparam("city", type_=M.c.city.type))
+    if category:
+        stmt = stmt.where(M.c.category == bindparam("category", type_=M.c.category.type))
+    if merchant:
+        stmt = stmt.where(O.c.merchant_id == bindparam("merchant_id", type_=O.c.merchant_id.type))
+    if max_price:
+        stmt = stmt.where(O.c.points_price <= bindparam("max_price", type_=O.c.points_price.type))
+    if ends_before:
+        stmt = stmt.where(O.c.ends_at <= bindparam("ends_before", type_=O.c.ends_at.type))
+    if segment is not None:
+        stmt = stmt.where(segments.visible_to_bound(segment))
+    return stmt
+
+
+def _catalogue_values(now: datetime, flt: CatalogueFilter) -> dict[str, Any]:
+    values: dict[str, Any] = {"now": now}
+    for name in ("city", "category", "merchant_id", "max_price", "ends_before"):
+        if getattr(flt, name) is not None and getattr(flt, name) != "":
+            values[name] = getattr(flt, name)
+    if flt.segment is not None:
+        values.update(segments.bound_values(flt.segment, now))
+    return values
+
+
 async def catalogue_page(
     conn: AsyncConnection, args: PageArgs, *, now: datetime, order: str, flt: CatalogueFilter
 ) -> Page:
-    """One keyset page of offers; keys are (sort value, id)."""
+    """One keyset page of offers; keys are (sort value, id). The statement is built once per filter
+    shape and order (``StatementCache``), the filter values bound per request."""
     column, desc = _ORDERS[order]
-    stmt = _catalogue_where(select(O), now=now, flt=flt)
-    return await keyset_page(conn, stmt, [(column, desc), (O.c.id, desc)], args)
+    shape = _catalogue_shape(flt)
+    return await keyset_page_cached(
+        conn, _CATALOGUE_STATEMENTS, (order, shape), lambda: _catalogue_where_bound(select(O), shape),
+        [(column, desc), (O.c.id, desc)], args, _catalogue_values(now, flt),
+    )
 
 
 async def catalogue_count(conn: AsyncConnection, *, now: datetime, flt: CatalogueFilter) -> int:
