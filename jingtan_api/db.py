@@ -392,17 +392,7 @@ async def keyset_page_cached(
             values.update({f"{prefix}{i}": k for i, k in enumerate(key)})
     size = (args.last if backward else args.first) or 0
     values["_page_limit"] = size + 1
-    rows = (await conn.execute(stmt, values)).all()
-    more = len(rows) > size
-    rows = rows[:size]
-    if backward:
-        rows.reverse()
-    return Page(
-        rows=[dict(r._mapping) for r in rows],
-        keys=[tuple(r._mapping[column] for column, _ in order) for r in rows],
-        has_next=args.before is not None if backward else more,
-        has_previous=more if backward else args.after is not None,
-    )
+    return _page(list((await conn.execute(stmt, values)).all()), order, args, size)
 
 
 async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, args: PageArgs) -> Page:
@@ -418,7 +408,12 @@ async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, ar
     backward = args.backward
     size = (args.last if backward else args.first) or 0
     ordering = [column.asc() if desc == backward else column.desc() for column, desc in order]
-    rows = (await conn.execute(stmt.order_by(*ordering).limit(size + 1))).all()
+    return _page(list((await conn.execute(stmt.order_by(*ordering).limit(size + 1))).all()), order, args, size)
+
+
+def _page(rows: list[Any], order: Order, args: PageArgs, size: int) -> Page:
+    """The page of ``rows`` read in page order with one row more than ``size`` (the "more" probe)."""
+    backward = args.backward
     more = len(rows) > size
     rows = rows[:size]
     if backward:

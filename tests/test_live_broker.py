@@ -134,3 +134,30 @@ async def test_an_unreachable_database_does_not_stop_the_broker_from_starting():
     finally:
         await broker.aclose()
     assert broker._reconnect.done()
+
+
+async def test_a_lost_listen_connection_is_reopened(services, backend):
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import asyncpg
+
+    listener = PostgresBroker(services.settings.database_url)
+    await listener.start()
+    try:
+        sub = listener.subscribe(["user:5"])
+        lost_pid = listener._listener.get_server_pid()
+        admin = await asyncpg.connect(listener.dsn)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", lost_pid)  # the connection dies under it
+        finally:
+            await admin.close()
+        for _ in range(100):  # reopened in the background
+            if listener._listener is not None and not listener._listener.is_closed() \
+                    and listener._listener.get_server_pid() != lost_pid:
+                break
+            await asyncio.sleep(0.1)
+        assert listener._listener.get_server_pid() != lost_pid
+        await _approve(services, 11, 5)  # published by the app's own broker after commit
+        assert (await asyncio.wait_for(sub.get(), 30))["action_id"] == 11
+    finally:
+        await listener.aclose()

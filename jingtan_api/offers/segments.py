@@ -13,7 +13,7 @@ everyone, anonymous visitors included; with rules, only logged-in members who me
 ``HOUSEHOLD_MEMBERS``      a current member of a household
 =========================  ====================================================================
 
-The rule is one SQL predicate (:func:`visible_to`) used by the catalogue, ``offer(id:)`` and the
+The rule is one SQL predicate (:func:`visible_to_bound`) used by the catalogue, ``offer(id:)`` and the
 redemption check, so what a member sees is exactly what they may redeem. It adds no statement to a
 catalogue page: the viewer's facts are correlated subqueries of the page's own SELECT (the registration
 time is a bound parameter the caller already holds). Redeeming outside the segment is refused by the
@@ -81,13 +81,8 @@ def member_days(viewer: Viewer, now: datetime) -> int:
     return max(0, (now - viewer.registered_at).days) if viewer.registered_at is not None else MAX_DAYS + 1
 
 
-def _rule_met(viewer: Viewer, now: datetime) -> Any:
-    return _rule_met_expr(viewer.user_id, member_days(viewer, now))
-
-
-def _rule_met_expr(uid: Any, age_days: Any) -> Any:
-    """A rule of the offer admits the member ``uid`` registered ``age_days`` ago (values or bind
-    parameters: ``visible_to_bound`` builds the statement once)."""
+def _rule_met(uid: Any, age_days: Any) -> Any:
+    """A rule of the offer admits the member ``uid`` registered ``age_days`` ago (bind parameters)."""
     grams = (
         select(func.coalesce(func.sum(ACT.c.grams_co2e), 0))
         .where(ACT.c.user_id == uid, ACT.c.status == "APPROVED").scalar_subquery()
@@ -107,25 +102,16 @@ def _rule_met_expr(uid: Any, age_days: Any) -> Any:
     )
 
 
-def visible_to(viewer: Viewer, now: datetime) -> Any:
-    """SQL predicate on ``offer``: the viewer is in the offer's segment (true for an offer without rules)."""
-    if viewer.bypass:
-        return true()
-    has_rules = exists().where(R.c.offer_id == O.c.id)
-    if viewer.user_id is None:
-        return not_(has_rules)
-    unmet = exists().where(R.c.offer_id == O.c.id, not_(_rule_met(viewer, now)))
-    return not_(unmet)
-
-
 def viewer_shape(viewer: Viewer) -> str:
-    """How ``visible_to`` treats the viewer: ``bypass``, ``anonymous`` or ``member``."""
+    """How the segment predicate treats the viewer: ``bypass``, ``anonymous`` or ``member``."""
     return "bypass" if viewer.bypass else "anonymous" if viewer.user_id is None else "member"
 
 
 def visible_to_bound(shape: str) -> Any:
-    """``visible_to`` for a viewer of ``shape``, with the member's values as the bind parameters
-    ``segment_user_id`` and ``segment_member_days`` (:func:`bound_values`)."""
+    """SQL predicate on ``offer``: a viewer of ``shape`` is in the offer's segment (true for an offer
+    without rules). The member's values are the bind parameters ``segment_user_id`` and
+    ``segment_member_days``, given at execution (:func:`bound_values`), so callers may build their
+    statement once."""
     if shape == "bypass":
         return true()
     has_rules = exists().where(R.c.offer_id == O.c.id)
@@ -133,7 +119,7 @@ def visible_to_bound(shape: str) -> Any:
         return not_(has_rules)
     uid = bindparam("segment_user_id", type_=ACT.c.user_id.type)
     age_days = bindparam("segment_member_days", type_=Integer)
-    return not_(exists().where(R.c.offer_id == O.c.id, not_(_rule_met_expr(uid, age_days))))
+    return not_(exists().where(R.c.offer_id == O.c.id, not_(_rule_met(uid, age_days))))
 
 
 def bound_values(viewer: Viewer, now: datetime) -> dict[str, Any]:
@@ -143,7 +129,8 @@ def bound_values(viewer: Viewer, now: datetime) -> dict[str, Any]:
 
 
 async def eligible_offer_ids(conn: AsyncConnection, viewer: Viewer, offer_ids: Sequence[int], now: datetime) -> set[int]:
-    rows = await conn.execute(select(O.c.id).where(O.c.id.in_(list(offer_ids)), visible_to(viewer, now)))
+    stmt = select(O.c.id).where(O.c.id.in_(list(offer_ids)), visible_to_bound(viewer_shape(viewer)))
+    rows = await conn.execute(stmt, bound_values(viewer, now))
     return {r.id for r in rows}
 
 

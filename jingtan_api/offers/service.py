@@ -272,29 +272,6 @@ class CatalogueFilter:
     segment: segments.Viewer | None = None
 
 
-def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter, join_merchant: bool = False) -> Any:
-    if flt.city or flt.category or not flt.include_unavailable or join_merchant:
-        stmt = stmt.join(M, M.c.id == O.c.merchant_id)
-    if not flt.include_unavailable:
-        # `unavailable` in SQL: an ACTIVE offer of an ACTIVE merchant, inside its window, in stock.
-        stmt = stmt.where(
-            O.c.status == ACTIVE, O.c.starts_at <= now, O.c.ends_at > now, O.c.stock > 0, M.c.status == merchants.ACTIVE
-        )
-    if flt.city:
-        stmt = stmt.where(M.c.city == flt.city)
-    if flt.category:
-        stmt = stmt.where(M.c.category == flt.category)
-    if flt.merchant_id is not None:
-        stmt = stmt.where(O.c.merchant_id == flt.merchant_id)
-    if flt.max_price is not None:
-        stmt = stmt.where(O.c.points_price <= flt.max_price)
-    if flt.ends_before is not None:
-        stmt = stmt.where(O.c.ends_at <= flt.ends_before)
-    if flt.segment is not None:
-        stmt = stmt.where(segments.visible_to(flt.segment, now))
-    return stmt
-
-
 _CATALOGUE_STATEMENTS = StatementCache()
 
 
@@ -304,10 +281,12 @@ def _catalogue_shape(flt: CatalogueFilter) -> tuple:
             None if flt.segment is None else segments.viewer_shape(flt.segment))
 
 
-def _catalogue_where_bound(stmt: Any, shape: tuple) -> Any:
-    """``_catalogue_where`` with bind parameters (``_catalogue_values``) instead of values."""
+def _catalogue_where_bound(stmt: Any, shape: tuple, *, join_merchant: bool = False) -> Any:
+    """The catalogue's filters on ``stmt``, values as bind parameters (``_catalogue_values``): an ACTIVE
+    offer of an ACTIVE merchant, inside its window, in stock (unless unavailable ones are included), then
+    the optional filters and the viewer's segment."""
     city, category, merchant, max_price, ends_before, include_unavailable, segment = shape
-    if city or category or not include_unavailable:
+    if city or category or not include_unavailable or join_merchant:
         stmt = stmt.join(M, M.c.id == O.c.merchant_id)
     if not include_unavailable:
         now = bindparam("now", type_=O.c.starts_at.type)
@@ -326,6 +305,12 @@ def _catalogue_where_bound(stmt: Any, shape: tuple) -> Any:
     if segment is not None:
         stmt = stmt.where(segments.visible_to_bound(segment))
     return stmt
+
+
+def _catalogue_where(stmt: Any, *, now: datetime, flt: CatalogueFilter, join_merchant: bool = False) -> Any:
+    """The filters with this request's values bound, for statements built per call (count, near me)."""
+    return _catalogue_where_bound(stmt, _catalogue_shape(flt), join_merchant=join_merchant).params(
+        _catalogue_values(now, flt))
 
 
 def _catalogue_values(now: datetime, flt: CatalogueFilter) -> dict[str, Any]:
