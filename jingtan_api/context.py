@@ -15,6 +15,32 @@ from jingtan_api.auth.permissions import Viewer
 from jingtan_api.limits import RequestLimits
 from jingtan_api.services import Services
 
+def mapped(source: "asyncio.Future[Any]", fn: Callable[[Any], Any]) -> "asyncio.Future[Any]":
+    """A future of ``fn(value of source)`` (``source``'s exception, or ``fn``'s, fails it), made with a
+    done-callback instead of a coroutine: a synchronous resolver can return it from a DataLoader's
+    ``load`` — graphql-core awaits it like any awaitable, and compiled execution chains it without a
+    task per field (jingtan_api.graphql.compiled)."""
+    out: asyncio.Future[Any] = source.get_loop().create_future()
+
+    def done(fut: "asyncio.Future[Any]") -> None:
+        if out.done():
+            return
+        if fut.cancelled():
+            out.cancel()
+            return
+        error = fut.exception()
+        if error is not None:
+            out.set_exception(error)
+            return
+        try:
+            out.set_result(fn(fut.result()))
+        except Exception as raised:  # noqa: BLE001 - the field's error, as if raised in the resolver
+            out.set_exception(raised)
+
+    source.add_done_callback(done)
+    return out
+
+
 class Context:
     """``info.context`` of every resolver."""
 

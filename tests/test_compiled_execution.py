@@ -5,6 +5,12 @@ corpus of selections (fragments, aliases, variables, @skip/@include, nulls, nest
 that need a viewer asked anonymously) run through both paths — the app's plan cache switched off, then on
 — with the same database and viewer, and must answer the same ``data`` and ``errors`` (message, path,
 extensions.code).
+
+Errors are compared as a sorted list: the same errors, each as often. Their order in the response is the
+order in which the resolvers failed, and for resolvers running concurrently (two async fields, two
+DataLoader batches) that is the event loop's scheduling, not something the GraphQL spec or graphql-core
+fixes — graphql-core's own order changes with a database's latency. Compiled execution schedules with
+callbacks instead of a task per field, so concurrent failures may be listed in another order.
 """
 
 import asyncio
@@ -65,7 +71,7 @@ def _wire(body: dict) -> tuple[Any, list]:
         (e.get("message"), e.get("path"), (e.get("extensions") or {}).get("code"))
         for e in body.get("errors") or ()
     ]
-    return body.get("data"), errors
+    return body.get("data"), sorted(errors, key=repr)
 
 
 async def _login(gql: GraphQLClient, identifier: str) -> str:

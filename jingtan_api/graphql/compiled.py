@@ -31,18 +31,25 @@ graphql-core stays the oracle: tests/test_compiled_execution.py runs every query
 and a hypothesis-generated corpus through both paths and requires the same ``data`` and ``errors``.
 """
 
+from asyncio import Future, Task, ensure_future, get_running_loop, isfuture
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from inspect import isawaitable
+from keyword import iskeyword
 from typing import Any
 
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLBoolean,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLString,
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
@@ -104,8 +111,16 @@ class FieldPlan:
     typename: bool = False
     static_args: dict[str, Any] | None = None
     needs_info: bool = True
+    # A strawberry resolver taking only ``self`` (and perhaps an Info): called as ``direct(source)`` or
+    # ``direct(source, <direct_info>=Info)``, without strawberry's argument conversion and wrappers.
+    direct: Callable[..., Any] | None = None
+    direct_info: str | None = None
+    definition: Any = None
+    info_class: Any = None
     # Sub-selections per runtime object type, collected the first time the type is met.
     subplans: dict[str, list["FieldPlan"]] = field(default_factory=dict)
+    # The generated function completing those sub-selections (``_generate``), per runtime object type.
+    subfns: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -113,6 +128,7 @@ class Plan:
     operation: OperationDefinitionNode
     root_type: GraphQLObjectType
     root_fields: list[FieldPlan]
+    root_fn: Callable[..., Any] | None = None
 
 
 # --- what the plan supports -----------------------------------------------------------------------------
@@ -182,6 +198,31 @@ def _basic_attribute(field_def: GraphQLField) -> tuple[Callable[[Any, str], Any]
     if definition.base_resolver is not None or definition.extensions:
         return None
     return definition.default_resolver, definition.python_name
+
+
+def _direct_resolver(field_def: GraphQLField) -> tuple[Callable[..., Any], str | None, Any] | None:
+    """(function, name of its Info parameter or None, definition) for a strawberry resolver that takes
+    only ``self`` (and optionally an Info) and has no arguments, extensions or permission classes:
+    strawberry would call it as ``wrapped_func(source[, info=Info])`` after converting no arguments."""
+    definition = field_def.extensions.get("strawberry-definition")
+    if (
+        field_def.args
+        or not isinstance(definition, StrawberryField)
+        or type(definition).get_result is not StrawberryField.get_result
+        or definition.extensions
+        or definition.is_subscription
+    ):
+        return None
+    resolver = definition.base_resolver
+    if resolver is None or resolver.is_async or resolver.arguments:
+        return None
+    if resolver.self_parameter is None or resolver.root_parameter is not None or resolver.parent_parameter is not None:
+        return None
+    info = resolver.info_parameter
+    expected = {resolver.self_parameter.name, *((info.name,) if info is not None else ())}
+    if set(resolver.signature.parameters) != expected or not callable(resolver.wrapped_func):
+        return None
+    return resolver.wrapped_func, (info.name if info is not None else None), definition
 
 
 def _needs_info(return_type: GraphQLOutputType) -> bool:
@@ -259,6 +300,17 @@ class CompiledExecutionContext(LimitedExecutionContext):
         plans.built += 1
         return plan
 
+    @property
+    def _direct_ok(self) -> bool:
+        # Strawberry's field exception handlers wrap resolvers; with any configured, no direct calls.
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        converter = getattr(strawberry_schema, "schema_converter", None)
+        return strawberry_schema is not None and not getattr(converter, "_exception_handler_specs", None)
+
+    @property
+    def _info_class(self) -> Any:
+        return self.schema._strawberry_schema.config.info_class  # type: ignore[attr-defined]
+
     def _build_plan(self) -> Plan | None:
         root_type = self.schema.get_root_type(self.operation.operation)
         if root_type is None:
@@ -277,7 +329,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         fields = self._field_plans(root_type, grouped)
         if fields is None:
             return None
-        return Plan(self.operation, root_type, fields)
+        return Plan(self.operation, root_type, fields, _generate(root_type, fields))
 
     def _field_plans(self, parent_type: GraphQLObjectType, grouped: Any) -> list[FieldPlan] | None:
         plans: list[FieldPlan] = []
@@ -302,6 +354,11 @@ class CompiledExecutionContext(LimitedExecutionContext):
             basic = _basic_attribute(field_def)
             if basic is not None and not field_def.args:
                 plan.getter, plan.attribute = basic
+            elif self._direct_ok and not plan.typename:
+                direct = _direct_resolver(field_def)
+                if direct is not None:
+                    plan.direct, plan.direct_info, plan.definition = direct
+                    plan.info_class = self._info_class
             if not field_def.args and not node.arguments:
                 plan.static_args = {}
             elif not any(_has_variable(arg.value) for arg in node.arguments or ()):
@@ -313,7 +370,8 @@ class CompiledExecutionContext(LimitedExecutionContext):
                     args = None
                 if args is not None and all(isinstance(v, _IMMUTABLE) for v in args.values()):
                     plan.static_args = args
-            plan.needs_info = not (plan.typename or plan.getter is not None) or _needs_info(field_def.type)
+            cheap = plan.typename or plan.getter is not None or plan.direct is not None
+            plan.needs_info = not cheap or _needs_info(field_def.type)
             plans.append(plan)
         return plans
 
@@ -327,7 +385,30 @@ class CompiledExecutionContext(LimitedExecutionContext):
             plan.subplans[runtime_type.name] = found = built
         return found
 
+    def _subfn(self, plan: FieldPlan, runtime_type: GraphQLObjectType) -> Callable[..., Any]:
+        fn = plan.subfns.get(runtime_type.name)
+        if fn is None:
+            fn = plan.subfns[runtime_type.name] = _generate(runtime_type, self._subplans(plan, runtime_type))
+        return fn
+
     # --- execution ---------------------------------------------------------------------------------
+    #
+    # Every ``_execute_*`` / ``_complete*`` method returns either the completed value or an asyncio
+    # ``Future`` of it — never a coroutine. A resolver's awaitable is turned into a future once (a
+    # DataLoader's ``load`` already is one; a coroutine becomes one task, as graphql-core makes one per
+    # awaited field), and what follows is chained by done-callbacks (``_then``) instead of a coroutine
+    # and a task per field, object and list: a 20-offer catalogue page ran ~200 tasks per request that
+    # way. Errors go through graphql-core's ``handle_field_error`` exactly where its ``await`` would
+    # catch them; null propagation arrives as the exception of a future. The operation's abort (time
+    # or object limit) is raced once at the top, and then the resolver tasks still running are
+    # cancelled (graphql-core races every awaitable against the signal instead).
+
+    def _abort(self, error: GraphQLError) -> None:
+        super()._abort(error)
+        tasks, self._tasks = getattr(self, "_tasks", []), []
+        for task in tasks:
+            if not task.done():
+                task.cancel()
 
     def _run_operation(self, *args: Any, **kwargs: Any) -> Any:
         # Called by LimitedExecutionContext.execute_operation, inside its timer and abort handling.
@@ -337,13 +418,16 @@ class CompiledExecutionContext(LimitedExecutionContext):
                 self.plans.fallbacks += 1
             return super()._run_operation(*args, **kwargs)
         self.plans.compiled_runs += 1
+        self._tasks: list[Task[Any]] = []
+        self._loop = get_running_loop()
         abort_signal = self.abort_signal
         if abort_signal is not None and abort_signal.aborted:
             self.run_async_work_finished_hook()
             raise self.abort_error()
         try:
-            result = self._execute_fields(plan.root_fields, plan.root_type, self.root_value, None)
-            if self.is_awaitable(result):
+            assert plan.root_fn is not None
+            result = plan.root_fn(self, self.root_value, None)
+            if isfuture(result):
 
                 async def await_result() -> Any:
                     try:
@@ -366,46 +450,158 @@ class CompiledExecutionContext(LimitedExecutionContext):
             return self.finish(self.build_response(None))
         return self.finish(self.build_response(data))
 
+    # --- futures -----------------------------------------------------------------------------------
+
+    def _future(self, awaitable: Any) -> Future[Any]:
+        if isfuture(awaitable):
+            return awaitable
+        task = ensure_future(awaitable)
+        self._tasks.append(task)
+        return task
+
+    def _then(
+        self, source: Future[Any], ok: Callable[[Any], Any], err: Callable[[Exception], Any] | None
+    ) -> Future[Any]:
+        """A future of ``ok(value of source)``; an exception of ``source`` or of ``ok`` (or of a future
+        ``ok`` returns) goes to ``err`` (its value, or what it raises, settles the future)."""
+        out: Future[Any] = self._loop.create_future()
+
+        def settle(value: Any) -> None:
+            if isfuture(value):
+                self._forward(value, out, err)
+            else:
+                out.set_result(value)
+
+        def fail(error: BaseException) -> None:
+            if err is None or not isinstance(error, Exception):
+                out.set_exception(error)
+                return
+            try:
+                value = err(error)
+            except Exception as raised:  # noqa: BLE001 - null propagation: settles the future
+                out.set_exception(raised)
+                return
+            out.set_result(value)
+
+        def done(fut: Future[Any]) -> None:
+            if out.done():
+                return
+            if fut.cancelled():
+                out.cancel()
+                return
+            error = fut.exception()
+            if error is not None:
+                fail(error)
+                return
+            try:
+                value = ok(fut.result())
+            except Exception as raised:  # noqa: BLE001 - handled by err, as graphql-core's await would
+                fail(raised)
+                return
+            settle(value)
+
+        source.add_done_callback(done)
+        return out
+
+    def _forward(self, source: Future[Any], out: Future[Any], err: Callable[[Exception], Any] | None) -> None:
+        def done(fut: Future[Any]) -> None:
+            if out.done():
+                return
+            if fut.cancelled():
+                out.cancel()
+                return
+            error = fut.exception()
+            if error is None:
+                out.set_result(fut.result())
+            elif err is None or not isinstance(error, Exception):
+                out.set_exception(error)
+            else:
+                try:
+                    out.set_result(err(error))
+                except Exception as raised:  # noqa: BLE001 - null propagation
+                    out.set_exception(raised)
+
+        source.add_done_callback(done)
+
+    def _gather(self, container: Any, keys: list[Any]) -> Future[Any]:
+        """A future of ``container`` once every future at ``keys`` in it has settled and been replaced
+        by its value; the first failure fails it (siblings settle in the background; their errors are
+        dropped by ``collected_errors`` under the nulled position, as graphql-core's are)."""
+        out: Future[Any] = self._loop.create_future()
+        remaining = len(keys)
+
+        def make(key: Any) -> Callable[[Future[Any]], None]:
+            def done(fut: Future[Any]) -> None:
+                nonlocal remaining
+                if out.done():
+                    if not fut.cancelled():
+                        fut.exception()  # retrieved: no "never retrieved" warning
+                    return
+                if fut.cancelled():
+                    out.cancel()
+                    return
+                error = fut.exception()
+                if error is not None:
+                    out.set_exception(error)
+                    return
+                container[key] = fut.result()
+                remaining -= 1
+                if not remaining:
+                    out.set_result(container)
+
+            return done
+
+        for key in keys:
+            container[key].add_done_callback(make(key))
+        return out
+
+    @staticmethod
+    def _orphan(futures: list[Any]) -> None:
+        """Futures nobody will read (a sibling field failed): settle them quietly, as graphql-core's
+        ``settle_in_background`` does (their errors are not reported: the position is nulled)."""
+        for fut in futures:
+            if isfuture(fut):
+                fut.add_done_callback(_retrieve)
+
+    # --- fields ------------------------------------------------------------------------------------
+
     def _execute_fields(
         self, plans: list[FieldPlan], parent_type: GraphQLObjectType, source: Any, path: Path | None
     ) -> Any:
         results: dict[str, Any] = {}
-        is_awaitable = self.is_awaitable
-        awaitable_fields: list[str] = []
+        pending: list[str] | None = None
         parent_name = parent_type.name
         try:
             for plan in plans:
                 key = plan.response_key
                 result = self._execute_field(plan, parent_type, source, Path(path, key, parent_name))
                 results[key] = result
-                if is_awaitable(result):
-                    awaitable_fields.append(key)
-        except Exception:
-            if awaitable_fields:
-                self.settle_in_background([results[f] for f in awaitable_fields])
+                if isfuture(result):
+                    if pending is None:
+                        pending = [key]
+                    else:
+                        pending.append(key)
+        except BaseException:
+            if pending:
+                self._orphan([results[k] for k in pending])
             raise
-        if not awaitable_fields:
+        if pending is None:
             return results
-
-        async def get_results() -> dict[str, Any]:
-            if len(awaitable_fields) == 1:
-                name = awaitable_fields[0]
-                results[name] = await results[name]
-            else:
-                awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
-                results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
+        return self._gather(results, pending)
 
     def _execute_field(self, plan: FieldPlan, parent_type: GraphQLObjectType, source: Any, path: Path) -> Any:
         info: GraphQLResolveInfo | None = None
-        return_type = plan.return_type
         try:
             if plan.typename:
                 result: Any = parent_type.name
             elif plan.getter is not None:
                 result = plan.getter(source, plan.attribute)
+            elif plan.direct is not None:
+                if plan.direct_info is None:
+                    result = plan.direct(source)
+                else:
+                    info = self.build_resolve_info(plan.field_def, plan.nodes, parent_type, path)
+                    result = plan.direct(source, **{plan.direct_info: self._strawberry_info(plan, info)})
             else:
                 info = self.build_resolve_info(plan.field_def, plan.nodes, parent_type, path)
                 args = plan.static_args
@@ -414,38 +610,54 @@ class CompiledExecutionContext(LimitedExecutionContext):
                         plan.field_def, plan.nodes[0], self.variable_values, None, self.hide_suggestions
                     )
                 result = plan.resolve(source, info, **args)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, plan.return_type, plan.field_details_list, path)
+            return None
+        return self._finish_field(plan, parent_type, path, info, result)
+
+    def _finish_field(
+        self, plan: FieldPlan, parent_type: GraphQLObjectType, path: Path, info: Any, result: Any
+    ) -> Any:
+        """The completion of a resolved field value (or future of it), errors handled."""
+        return_type = plan.return_type
+        try:
             if plan.needs_info and info is None:
                 info = self.build_resolve_info(plan.field_def, plan.nodes, parent_type, path)
-            if self.is_awaitable(result):
-                return self._complete_awaitable(plan, return_type, info, path, result)
+            if isfuture(result) or self.is_awaitable(result):
+                return self._then(
+                    self._future(result),
+                    lambda value: self._complete(plan, return_type, info, path, value),
+                    lambda error: self._field_error(error, plan, return_type, path),
+                )
             completed = self._complete(plan, return_type, info, path, result)
-            if self.is_awaitable(completed):
-
-                async def await_completed() -> Any:
-                    try:
-                        return await completed
-                    except Exception as raw_error:
-                        self.handle_field_error(raw_error, return_type, plan.field_details_list, path)
-                        return None
-
-                return await_completed()
+            if isfuture(completed):
+                return self._then(completed, _same, lambda error: self._field_error(error, plan, return_type, path))
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, plan.field_details_list, path)
             return None
         return completed
 
-    async def _complete_awaitable(
-        self, plan: FieldPlan, return_type: GraphQLOutputType, info: Any, path: Path, result: Any
-    ) -> Any:
-        try:
-            resolved = await self.with_abort_signal(result)
-            completed = self._complete(plan, return_type, info, path, resolved)
-            if self.is_awaitable(completed):
-                completed = await completed
-        except Exception as raw_error:
-            self.handle_field_error(raw_error, return_type, plan.field_details_list, path)
-            return None
-        return completed
+    # Called by generated field functions (``_generate``) off their fast path.
+    def _g_finish(self, plan: FieldPlan, parent_type: GraphQLObjectType, path: Path | None, value: Any) -> Any:
+        return self._finish_field(plan, parent_type, Path(path, plan.response_key, parent_type.name), None, value)
+
+    def _g_raised(self, plan: FieldPlan, parent_type: GraphQLObjectType, path: Path | None, error: Exception) -> None:
+        self.handle_field_error(
+            error, plan.return_type, plan.field_details_list, Path(path, plan.response_key, parent_type.name)
+        )
+        return None
+
+    def _g_field(self, plan: FieldPlan, parent_type: GraphQLObjectType, source: Any, path: Path | None) -> Any:
+        return self._execute_field(plan, parent_type, source, Path(path, plan.response_key, parent_type.name))
+
+    def _strawberry_info(self, plan: FieldPlan, info: GraphQLResolveInfo) -> Any:
+        return plan.info_class(_raw_info=info, _field=plan.definition)
+
+    def _field_error(self, error: Exception, plan: FieldPlan, return_type: Any, path: Path) -> None:
+        self.handle_field_error(error, return_type, plan.field_details_list, path)
+        return None
+
+    # --- completion --------------------------------------------------------------------------------
 
     def _complete(self, plan: FieldPlan, return_type: Any, info: Any, path: Path, result: Any) -> Any:
         if isinstance(result, Exception):
@@ -455,11 +667,9 @@ class CompiledExecutionContext(LimitedExecutionContext):
             kind = _kind(return_type)
         if kind is _NON_NULL:
             completed = self._complete(plan, return_type.of_type, info, path, result)
-            if completed is None:
-                raise TypeError(
-                    f"Cannot return null for non-nullable field {plan.parent_type}.{plan.nodes[0].name.value}."
-                )
-            return completed
+            if isfuture(completed):
+                return self._then(completed, lambda value: self._non_null(plan, value), None)
+            return self._non_null(plan, completed)
         if result is None or result is Undefined:
             return None
         if kind is _LEAF:
@@ -476,6 +686,14 @@ class CompiledExecutionContext(LimitedExecutionContext):
             return self._complete_object(plan, return_type, info, path, result)
         return self._complete_abstract(plan, return_type, info, path, result)
 
+    @staticmethod
+    def _non_null(plan: FieldPlan, completed: Any) -> Any:
+        if completed is None:
+            raise TypeError(
+                f"Cannot return null for non-nullable field {plan.parent_type}.{plan.nodes[0].name.value}."
+            )
+        return completed
+
     def _complete_list(self, plan: FieldPlan, item_type: Any, info: Any, path: Path, result: Any) -> Any:
         if self.is_async_iterable(result):
             # Rare: graphql-core completes this subtree (it needs an Info of its own).
@@ -483,64 +701,52 @@ class CompiledExecutionContext(LimitedExecutionContext):
                 info = self.build_resolve_info(plan.field_def, plan.nodes, plan.parent_type, path)
             from graphql import GraphQLList
 
-            return self.complete_list_value(
-                GraphQLList(item_type), plan.field_details_list, info, path, result, None
+            return self._future(
+                _awaited(self.complete_list_value(
+                    GraphQLList(item_type), plan.field_details_list, info, path, result, None
+                ))
             )
         if not is_iterable(result):
             raise GraphQLError(
                 f"Expected Iterable, but did not find one for field '{plan.parent_type}.{plan.nodes[0].name.value}'."
             )
-        is_awaitable = self.is_awaitable
         completed_results: list[Any] = []
         append = completed_results.append
-        awaitable_indices: list[int] = []
-        iterator = iter(result)
+        pending: list[int] | None = None
         index = 0
-        try:
-            for item in iterator:
-                item_path = path.add_key(index, None)
-                if is_awaitable(item):
-                    append(self._complete_awaitable(plan, item_type, info, item_path, item))
-                    awaitable_indices.append(index)
-                else:
-                    try:
-                        completed_item = self._complete(plan, item_type, info, item_path, item)
-                        if is_awaitable(completed_item):
-                            append(self._await_item(plan, item_type, item_path, completed_item))
-                            awaitable_indices.append(index)
-                        else:
-                            append(completed_item)
-                    except Exception as raw_error:
-                        self.handle_field_error(raw_error, item_type, plan.field_details_list, item_path)
-                        append(None)
-                index += 1
-        except Exception:
-            pending = [completed_results[i] for i in awaitable_indices]
-            pending.extend(item for item in iterator if is_awaitable(item))
-            if pending:
-                self.settle_in_background(pending)
-            raise
-        if not awaitable_indices:
-            return completed_results
-
-        async def get_completed_results() -> list[Any]:
-            if len(awaitable_indices) == 1:
-                i = awaitable_indices[0]
-                completed_results[i] = await completed_results[i]
+        for item in result:
+            item_path = path.add_key(index, None)
+            if isfuture(item) or self.is_awaitable(item):
+                completed_item: Any = self._then(
+                    self._future(item),
+                    lambda value, item_path=item_path: self._complete(plan, item_type, info, item_path, value),
+                    lambda error, item_path=item_path: self._item_error(error, plan, item_type, item_path),
+                )
             else:
-                awaited = await gather_with_cancel(*(completed_results[i] for i in awaitable_indices))
-                for i, value in zip(awaitable_indices, awaited, strict=True):
-                    completed_results[i] = value
+                try:
+                    completed_item = self._complete(plan, item_type, info, item_path, item)
+                    if isfuture(completed_item):
+                        completed_item = self._then(
+                            completed_item, _same,
+                            lambda error, item_path=item_path: self._item_error(error, plan, item_type, item_path),
+                        )
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, item_type, plan.field_details_list, item_path)
+                    completed_item = None
+            append(completed_item)
+            if isfuture(completed_item):
+                if pending is None:
+                    pending = [index]
+                else:
+                    pending.append(index)
+            index += 1
+        if pending is None:
             return completed_results
+        return self._gather(completed_results, pending)
 
-        return get_completed_results()
-
-    async def _await_item(self, plan: FieldPlan, item_type: Any, item_path: Path, completed: Any) -> Any:
-        try:
-            return await completed
-        except Exception as raw_error:
-            self.handle_field_error(raw_error, item_type, plan.field_details_list, item_path)
-            return None
+    def _item_error(self, error: Exception, plan: FieldPlan, item_type: Any, item_path: Path) -> None:
+        self.handle_field_error(error, item_type, plan.field_details_list, item_path)
+        return None
 
     def _complete_object(
         self, plan: FieldPlan, return_type: GraphQLObjectType, info: Any, path: Path, result: Any
@@ -548,39 +754,152 @@ class CompiledExecutionContext(LimitedExecutionContext):
         self._count_object()
         if return_type.is_type_of:
             is_type_of = return_type.is_type_of(result, info)
-            if self.is_awaitable(is_type_of):
+            if isfuture(is_type_of) or self.is_awaitable(is_type_of):
 
-                async def execute_subfields_async() -> Any:
-                    if not await self.with_abort_signal(is_type_of):
+                def checked(value: Any) -> Any:
+                    if not value:
                         raise invalid_return_type_error(return_type, result, plan.field_details_list)
-                    sub = self._execute_fields(self._subplans(plan, return_type), return_type, result, path)
-                    return await sub if self.is_awaitable(sub) else sub
+                    return self._subfn(plan, return_type)(self, result, path)
 
-                return execute_subfields_async()
+                return self._then(self._future(is_type_of), checked, None)
             if not is_type_of:
                 raise invalid_return_type_error(return_type, result, plan.field_details_list)
-        return self._execute_fields(self._subplans(plan, return_type), return_type, result, path)
+        return self._subfn(plan, return_type)(self, result, path)
 
     def _complete_abstract(
         self, plan: FieldPlan, return_type: Any, info: Any, path: Path, result: Any
     ) -> Any:
         resolve_type_fn = return_type.resolve_type or self.type_resolver
         runtime_type = resolve_type_fn(result, info, return_type)
-        if self.is_awaitable(runtime_type):
 
-            async def await_complete_object_value() -> Any:
-                name = await self.with_abort_signal(runtime_type)
-                valid = self.ensure_valid_runtime_type(
-                    name, return_type, plan.field_details_list, info, result
-                )
-                value = self._complete_object(plan, valid, info, path, result)
-                return await value if self.is_awaitable(value) else value
+        def complete(name: Any) -> Any:
+            valid = self.ensure_valid_runtime_type(name, return_type, plan.field_details_list, info, result)
+            return self._complete_object(plan, valid, info, path, result)
 
-            return await_complete_object_value()
-        valid = self.ensure_valid_runtime_type(
-            runtime_type, return_type, plan.field_details_list, info, result
-        )
-        return self._complete_object(plan, valid, info, path, result)
+        if isfuture(runtime_type) or self.is_awaitable(runtime_type):
+            return self._then(self._future(runtime_type), complete, None)
+        return complete(runtime_type)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _retrieve(fut: Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+# --- generated field functions -----------------------------------------------------------------------
+#
+# For each object type met in a plan, one Python function completes its selection set: leaf fields read
+# by attribute (or by a resolver taking only ``self``) are checked and stored inline — no Path, Info,
+# completion dispatch or future per field — and everything else (resolvers with Info or arguments,
+# objects, lists, abstract types) is a call to ``ctx._g_field``, which is ``_execute_field``. A value the
+# inline check does not accept (None for a non-null field, a wrong type, a serialiser that refuses, an
+# exception) is completed by the general code (``_g_finish`` / ``_g_raised``), so errors and null
+# propagation stay graphql-core's. Reading an attribute or calling such a resolver happens once either
+# way; only the cheap checks are doubled on the slow path.
+
+# Leaf types whose serialiser returns the value itself when it has this exact Python type.
+_IDENTITY_LEAVES: dict[Any, str] = {
+    GraphQLString: "type(v) is str",
+    GraphQLID: "type(v) is str",
+    GraphQLBoolean: "type(v) is bool",
+    GraphQLInt: "type(v) is int and -2147483648 <= v <= 2147483647",
+}
+
+
+def _leaf(return_type: Any) -> tuple[bool, Any] | None:
+    non_null = is_non_null_type(return_type)
+    named = return_type.of_type if non_null else return_type
+    return (non_null, named) if is_leaf_type(named) else None
+
+
+def _generate(parent_type: GraphQLObjectType, plans: list[FieldPlan]) -> Callable[..., Any]:
+    ns: dict[str, Any] = {"isfuture": isfuture, "Undefined": Undefined, "T": parent_type}
+    body: list[str] = []
+
+    def track(indent: str, key: str) -> list[str]:
+        return [
+            f"{indent}if isfuture(r):",
+            f"{indent}    if pending is None:",
+            f"{indent}        pending = []",
+            f"{indent}    pending.append({key})",
+        ]
+
+    for i, plan in enumerate(plans):
+        key = repr(plan.response_key)
+        ns[f"p{i}"] = plan
+        if plan.typename:
+            body.append(f"        results[{key}] = {parent_type.name!r}")
+            continue
+        leaf = _leaf(plan.return_type)
+        fetch = None
+        if leaf is not None and not plan.needs_info:
+            if plan.getter is getattr and plan.attribute.isidentifier() and not iskeyword(plan.attribute):
+                fetch = f"src.{plan.attribute}"
+            elif plan.getter is not None:
+                ns[f"g{i}"], ns[f"a{i}"] = plan.getter, plan.attribute
+                fetch = f"g{i}(src, a{i})"
+            elif plan.direct is not None and plan.direct_info is None:
+                ns[f"d{i}"] = plan.direct
+                fetch = f"d{i}(src)"
+        if fetch is None or leaf is None:
+            body.append(f"        r = ctx._g_field(p{i}, T, src, path)")
+            body += track("        ", key)
+            body.append(f"        results[{key}] = r")
+            continue
+        non_null, named = leaf
+        body += [
+            "        try:",
+            f"            v = {fetch}",
+            "        except Exception as e:",
+            f"            r = ctx._g_raised(p{i}, T, path, e)",
+            "        else:",
+        ]
+        slow = [f"                r = ctx._g_finish(p{i}, T, path, v)", *track("                ", key)]
+        check = _IDENTITY_LEAVES.get(named)
+        if check is not None:
+            body += [f"            if {check if non_null else f'v is None or {check}'}:", "                r = v",
+                     "            else:", *slow]
+        else:
+            ns[f"s{i}"] = named.coerce_output_value
+            body += [
+                "            r = Undefined",
+                "            if v is not None and not isinstance(v, Exception):",
+                "                try:",
+                f"                    r = s{i}(v)",
+                "                except Exception:",
+                "                    r = Undefined",
+            ]
+            if not non_null:
+                body += ["            elif v is None:", "                r = None"]
+            body += ["            if r is Undefined or (r is None and v is not None):", *slow]
+        body.append(f"        results[{key}] = r")
+    source = "\n".join([
+        "def fields(ctx, src, path):",
+        "    results = {}",
+        "    pending = None",
+        "    try:",
+        *(body or ["        pass"]),
+        "    except BaseException:",
+        "        if pending:",
+        "            ctx._orphan([results[k] for k in pending])",
+        "        raise",
+        "    if pending is None:",
+        "        return results",
+        "    return ctx._gather(results, pending)",
+    ])
+    code = compile(source, f"<compiled fields of {parent_type.name}>", "exec")
+    exec(code, ns)  # noqa: S102 - generated from the plan above, no user text in it (keys are repr()'d)
+    fn = ns["fields"]
+    fn.source = source  # type: ignore[attr-defined] - read by tests and when debugging
+    return fn
+
+
+async def _awaited(value: Any) -> Any:
+    return await value if isawaitable(value) else value
 
 
 def compiled_execution_context(enabled: bool) -> type[CompiledExecutionContext]:

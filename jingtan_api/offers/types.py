@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from jingtan_api.context import mapped
 from jingtan_api.errors import ValidationFailed
 from jingtan_api.graphql.mutations import error_code_enum, user_error_type
 from jingtan_api.graphql.relay import Connection, Keyset, Node, UserError, build_connection, page_args
@@ -112,17 +113,20 @@ class Offer(Node):
             _row=row,
         )
 
+    # Both fields return the merchants loader's future, mapped (no coroutine per field; see
+    # jingtan_api.context.mapped); the page's `merchant` and `available` fields share one batch.
     @strawberry.field(description="The merchant offering it. / 提供该优惠的商户。")
-    async def merchant(self, info: Info) -> Merchant:
-        row = await merchant_loaders.merchants(info).load(self.merchant_pk)
-        return Merchant.from_row(row)
+    def merchant(self, info: Info) -> Merchant:
+        return mapped(merchant_loaders.merchants(info).load(self.merchant_pk), Merchant.from_row)  # type: ignore[return-value]
 
     @strawberry.field(description="Redeemable right now (active, within its window, in stock). / 当前是否可兑换。")
-    async def available(self, info: Info) -> bool:
-        # The same rule as redeemOffer (the merchant must be active too); the merchant comes through the
-        # request's loader, in the same batch as the page's `merchant` fields.
-        merchant = await merchant_loaders.merchants(info).load(self.merchant_pk)
-        return service.offer_is_available(self._row, merchant, info.context.now())
+    def available(self, info: Info) -> bool:
+        # The same rule as redeemOffer (the merchant must be active too).
+        row, now = self._row, info.context.now()
+        return mapped(  # type: ignore[return-value]
+            merchant_loaders.merchants(info).load(self.merchant_pk),
+            lambda merchant: service.offer_is_available(row, merchant, now),
+        )
 
 
 # --- the catalogue: page size, cursors, filters --------------------------------------------------------
