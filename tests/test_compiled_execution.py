@@ -15,6 +15,7 @@ callbacks instead of a task per field, so concurrent failures may be listed in a
 
 import asyncio
 import enum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -504,6 +505,51 @@ class Square(Shape):
         raise NotFound("No side / 无边", field="side")
 
 
+@strawberry.type(name="OddLeaves", description="Leaf attributes of every Python type. / 各类叶子值。")
+class Leaves:
+    text: str
+    maybe_text: str | None
+    count: int
+    maybe_count: int | None
+    flag: bool
+    ident: strawberry.ID
+    when: datetime | None
+    colour: Colour | None
+    ratio: float | None
+
+    @strawberry.field(description="A resolver on self only. / 仅 self 的解析器。")
+    def label(self) -> str:
+        if self.count == 2:
+            raise NotFound("Two / 二", field="count")
+        return self.text  # wrong types pass through to the serialiser
+
+    @strawberry.field(description="Another, nullable. / 可空。")
+    def maybe_label(self) -> str | None:
+        return self.maybe_text
+
+
+# Each row puts a value of another Python type (or None, or out of range) into one attribute, so the
+# generated field functions leave their fast path for it; graphql-core's answer is the reference.
+_WHEN = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+LEAF_ROWS: list[dict[str, Any]] = [
+    {},
+    {"text": 5, "maybe_text": 7.5, "count": True, "maybe_count": "3", "flag": 0, "ident": 12},
+    {"text": None},
+    {"count": 2**40},
+    {"maybe_count": 2**31, "flag": "yes"},
+    {"ident": None, "when": "not a date"},
+    {"colour": "BLUE", "ratio": float("inf")},
+    {"count": 2, "maybe_text": None, "when": None, "colour": None, "ratio": None, "maybe_count": None},
+    {"text": True, "ratio": 1},
+]
+
+
+def _leaves(row: dict[str, Any]) -> Leaves:
+    values = {"text": "t", "maybe_text": "m", "count": 1, "maybe_count": 4, "flag": True, "ident": "i",
+              "when": _WHEN, "colour": Colour.RED, "ratio": 0.5, **row}
+    return Leaves(**values)
+
+
 @strawberry.type(name="OddItem", description="An item. / 条目。")
 class Item:
     n: int
@@ -542,6 +588,14 @@ class Oddities:
     @strawberry.field(description="Null for a non-null field. / 非空字段返回 null。")
     def null_for_non_null(self) -> str:
         return None  # type: ignore[return-value]
+
+    @strawberry.field(description="Leaves of odd types (nullable items). / 叶子值。")
+    def leaves(self) -> list[Leaves | None]:
+        return [_leaves(row) for row in LEAF_ROWS]
+
+    @strawberry.field(description="The same, non-null items. / 非空条目。")
+    def strict_leaves(self) -> list[Leaves]:
+        return [_leaves(row) for row in LEAF_ROWS[:2]] + [_leaves({"flag": None})]
 
     @strawberry.field(description="Items 0..4 (non-null items). / 条目。")
     def items(self) -> list[Item]:
@@ -601,7 +655,7 @@ def oddities_plugin() -> Any:
     class Plugin:
         @hookimpl
         def jingtan_register_domain(self) -> Domain:
-            return Domain(name="oddities", query=[OdditiesQuery], types=[Circle, Square])
+            return Domain(name="oddities", query=[OdditiesQuery], types=[Circle, Square, Leaves])
 
     return Plugin()
 
@@ -618,6 +672,9 @@ ODD_CASES = [
     "query($n: Int!, $s: Boolean!) { oddities { item(n: $n) { n strict late @skip(if: $s) } x: item { n } } }",
     "{ oddities { items { child { child { strict } } } maybeItems { ...I } } } fragment I on OddItem { late boom }",
     "{ oddities { awaitableItems wrongType { n } wrongCircle { radius } } }",
+    "{ oddities { leaves { text maybeText count maybeCount flag ident when colour ratio label maybeLabel __typename } } }",
+    "{ oddities { leaves { t: text t2: text, ...L } } } fragment L on OddLeaves { label count }",
+    "{ oddities { strictLeaves { text flag } leaves { maybeText } } }",
 ]
 
 

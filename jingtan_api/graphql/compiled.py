@@ -31,7 +31,7 @@ graphql-core stays the oracle: tests/test_compiled_execution.py runs every query
 and a hypothesis-generated corpus through both paths and requires the same ``data`` and ``errors``.
 """
 
-from asyncio import Future, Task, ensure_future, get_running_loop, isfuture
+from asyncio import Future, Task, ensure_future, get_running_loop
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from inspect import isawaitable
@@ -66,7 +66,7 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetails, collect_fields
 from graphql.execution.executor import invalid_return_type_error
 from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path, Undefined, gather_with_cancel, inspect, is_iterable
+from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from strawberry.types.field import StrawberryField
 
 from jingtan_api.graphql.cost import LimitedExecutionContext
@@ -427,7 +427,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         try:
             assert plan.root_fn is not None
             result = plan.root_fn(self, self.root_value, None)
-            if isfuture(result):
+            if isinstance(result, Future):
 
                 async def await_result() -> Any:
                     try:
@@ -453,7 +453,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
     # --- futures -----------------------------------------------------------------------------------
 
     def _future(self, awaitable: Any) -> Future[Any]:
-        if isfuture(awaitable):
+        if isinstance(awaitable, Future):
             return awaitable
         task = ensure_future(awaitable)
         self._tasks.append(task)
@@ -467,7 +467,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         out: Future[Any] = self._loop.create_future()
 
         def settle(value: Any) -> None:
-            if isfuture(value):
+            if isinstance(value, Future):
                 self._forward(value, out, err)
             else:
                 out.set_result(value)
@@ -560,7 +560,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         """Futures nobody will read (a sibling field failed): settle them quietly, as graphql-core's
         ``settle_in_background`` does (their errors are not reported: the position is nulled)."""
         for fut in futures:
-            if isfuture(fut):
+            if isinstance(fut, Future):
                 fut.add_done_callback(_retrieve)
 
     # --- fields ------------------------------------------------------------------------------------
@@ -576,7 +576,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
                 key = plan.response_key
                 result = self._execute_field(plan, parent_type, source, Path(path, key, parent_name))
                 results[key] = result
-                if isfuture(result):
+                if isinstance(result, Future):
                     if pending is None:
                         pending = [key]
                     else:
@@ -623,14 +623,14 @@ class CompiledExecutionContext(LimitedExecutionContext):
         try:
             if plan.needs_info and info is None:
                 info = self.build_resolve_info(plan.field_def, plan.nodes, parent_type, path)
-            if isfuture(result) or self.is_awaitable(result):
+            if isinstance(result, Future) or self.is_awaitable(result):
                 return self._then(
                     self._future(result),
                     lambda value: self._complete(plan, return_type, info, path, value),
                     lambda error: self._field_error(error, plan, return_type, path),
                 )
             completed = self._complete(plan, return_type, info, path, result)
-            if isfuture(completed):
+            if isinstance(completed, Future):
                 return self._then(completed, _same, lambda error: self._field_error(error, plan, return_type, path))
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, plan.field_details_list, path)
@@ -667,7 +667,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
             kind = _kind(return_type)
         if kind is _NON_NULL:
             completed = self._complete(plan, return_type.of_type, info, path, result)
-            if isfuture(completed):
+            if isinstance(completed, Future):
                 return self._then(completed, lambda value: self._non_null(plan, value), None)
             return self._non_null(plan, completed)
         if result is None or result is Undefined:
@@ -716,7 +716,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         index = 0
         for item in result:
             item_path = path.add_key(index, None)
-            if isfuture(item) or self.is_awaitable(item):
+            if isinstance(item, Future) or self.is_awaitable(item):
                 completed_item: Any = self._then(
                     self._future(item),
                     lambda value, item_path=item_path: self._complete(plan, item_type, info, item_path, value),
@@ -725,7 +725,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
             else:
                 try:
                     completed_item = self._complete(plan, item_type, info, item_path, item)
-                    if isfuture(completed_item):
+                    if isinstance(completed_item, Future):
                         completed_item = self._then(
                             completed_item, _same,
                             lambda error, item_path=item_path: self._item_error(error, plan, item_type, item_path),
@@ -734,7 +734,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
                     self.handle_field_error(raw_error, item_type, plan.field_details_list, item_path)
                     completed_item = None
             append(completed_item)
-            if isfuture(completed_item):
+            if isinstance(completed_item, Future):
                 if pending is None:
                     pending = [index]
                 else:
@@ -754,7 +754,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         self._count_object()
         if return_type.is_type_of:
             is_type_of = return_type.is_type_of(result, info)
-            if isfuture(is_type_of) or self.is_awaitable(is_type_of):
+            if isinstance(is_type_of, Future) or self.is_awaitable(is_type_of):
 
                 def checked(value: Any) -> Any:
                     if not value:
@@ -776,7 +776,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
             valid = self.ensure_valid_runtime_type(name, return_type, plan.field_details_list, info, result)
             return self._complete_object(plan, valid, info, path, result)
 
-        if isfuture(runtime_type) or self.is_awaitable(runtime_type):
+        if isinstance(runtime_type, Future) or self.is_awaitable(runtime_type):
             return self._then(self._future(runtime_type), complete, None)
         return complete(runtime_type)
 
@@ -817,12 +817,12 @@ def _leaf(return_type: Any) -> tuple[bool, Any] | None:
 
 
 def _generate(parent_type: GraphQLObjectType, plans: list[FieldPlan]) -> Callable[..., Any]:
-    ns: dict[str, Any] = {"isfuture": isfuture, "Undefined": Undefined, "T": parent_type}
+    ns: dict[str, Any] = {"Future": Future, "Undefined": Undefined, "T": parent_type}
     body: list[str] = []
 
     def track(indent: str, key: str) -> list[str]:
         return [
-            f"{indent}if isfuture(r):",
+            f"{indent}if isinstance(r, Future):",
             f"{indent}    if pending is None:",
             f"{indent}        pending = []",
             f"{indent}    pending.append({key})",
