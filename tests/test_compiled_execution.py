@@ -505,6 +505,9 @@ class Square(Shape):
         raise NotFound("No side / 无边", field="side")
 
 
+HANG_CANCELLED: list[bool] = []
+
+
 @strawberry.type(name="OddLeaves", description="Leaf attributes of every Python type. / 各类叶子值。")
 class Leaves:
     text: str
@@ -639,6 +642,15 @@ class Oddities:
     def wrong_type(self) -> Item | None:
         return Circle(name="c", radius=1)  # type: ignore[return-value]
 
+    @strawberry.field(description="Never answers; records its cancellation. / 永不返回。")
+    async def hang(self) -> int | None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            HANG_CANCELLED.append(True)
+            raise
+        return None
+
     @strawberry.field(description="An item with an argument. / 带参数。")
     def item(self, n: int = 2) -> Item:
         return Item(n=n)
@@ -721,3 +733,21 @@ async def test_object_limit_is_the_same_on_both_paths(db_url, clock, query, too_
     assert compiled == oracle
     assert (oracle[1] == [(oracle[1][0][0], None, "RESULT_TOO_LARGE")]) if too_large else oracle[1] == []
     assert world.plans.compiled_runs == 1
+
+
+async def test_timeout_is_the_same_on_both_paths_and_cancels_the_resolver(db_url, clock):
+    settings = make_settings(db_url, limits={"execution_timeout_seconds": 0.2}, graphql={"compiled_execution": True})
+    application = create_app(settings, clock=clock, plugins=[("oddities", oddities_plugin())])
+    HANG_CANCELLED.clear()
+    async with application.router.lifespan_context(application):
+        client = GraphQLClient(application)
+        world = World(application, client)
+        try:
+            oracle, compiled = await world.both("{ oddities { hang items { n } } }", {}, "anonymous")
+            await asyncio.sleep(0.05)  # the cancelled task runs its except clause
+        finally:
+            await client.aclose()
+    assert compiled == oracle
+    assert oracle == (None, [(oracle[1][0][0], None, "TIMEOUT")])
+    assert world.plans.compiled_runs == 1
+    assert HANG_CANCELLED == [True, True]  # graphql-core's path and the compiled one both cancelled it

@@ -16,12 +16,18 @@ hands the same document to every request with the same text) and the values of t
   sub-selections are collected with graphql-core's ``collect_subfields`` the first time a type is met
   and kept in the plan.
 
-Execution keeps graphql-core's semantics: real resolvers are called with a real ``GraphQLResolveInfo``
-(strawberry's wrappers, permissions and DataLoaders behave the same), sibling fields' awaitables are
-awaited together (so DataLoader batches are the same), errors are located and propagated through
-non-null fields by the executor's own ``handle_field_error`` into its ``collected_errors``, awaitables
-are raced against the abort signal, and every object counts toward ``LimitedExecutionContext``'s
-``max_objects`` (the same ``RESULT_TOO_LARGE`` / ``TIMEOUT`` answers).
+Execution keeps graphql-core's semantics while doing less per field:
+
+* each object type's selection set is completed by a generated function (``_generate``): leaf fields read
+  from an attribute or a ``self``-only resolver are checked and stored inline, everything else calls
+  the general code, which also takes over any value the inline check does not accept;
+* completion returns values or asyncio futures chained by done-callbacks — no coroutine and task per
+  field, object and list; a DataLoader's future (``jingtan_api.context.mapped``) is used as it is;
+* real resolvers are called with a real ``GraphQLResolveInfo`` (strawberry's wrappers, permissions and
+  DataLoaders behave the same); errors are located and propagated through non-null fields by the
+  executor's own ``handle_field_error`` into its ``collected_errors``; every object counts toward
+  ``LimitedExecutionContext``'s ``max_objects``, and the operation is raced once against the abort
+  signal (the same ``RESULT_TOO_LARGE`` / ``TIMEOUT`` answers; running resolver tasks are cancelled).
 
 Falls back to graphql-core for anything else: mutations and subscriptions, documents with ``@defer`` or
 ``@stream``, introspection fields other than ``__typename``, fragment variables, field middleware
