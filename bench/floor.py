@@ -639,3 +639,116 @@ def floor_redeem_app() -> Starlette:
         }}})
 
     return _app(redeem, driver)
+
+
+# --- impact and leaderboards (bench/impact.py) --------------------------------------------------------
+
+ANONYMOUS = "Anonymous member / 匿名成员"  # jingtan_api.impact.schema.ANONYMOUS
+
+
+def floor_impact_app() -> Starlette:
+    """The queries of ``bench/impact.py`` on the bare driver, in one read transaction each, after the same
+    JWT check, as the same ``data`` JSON:
+
+    * ``leaderboard(board, period, city?, first: 20) { entries { edges { node { rank grams actions name
+      anonymous } } } }`` — ``impact.service.leaderboard_page`` (the keyset page of 21 ``impact_total`` rows,
+      the rank count over rows with at least the page's top grams, ranks computed as the service does),
+      then the names: ``names_for_board`` (users joined to their impact profiles: opted-out members are
+      ranked but not named) or, for the ORGANISATIONS board, ``organisations_by_ids``;
+    * ``viewer { impact { totalGrams actions byActionType { actionType grams } byMonth { month grams } } }``
+      — the viewer's user row, then ``impact_of`` (the member's ``impact_breakdown`` rows, summed here).
+    """
+    from zoneinfo import ZoneInfo
+
+    from jingtan_api.impact import service as impact
+
+    settings = _settings()
+    auth = _Auth(settings)
+    driver = _Driver(settings.database_url, settings.database_pool_size, settings.sqlite_busy_timeout_ms)
+    tz = ZoneInfo(settings.actions.timezone)
+    board_sql = "impact_total.board = $1 AND impact_total.board_key = $2 AND impact_total.period = $3"
+    page_sql = (f"SELECT impact_total.id, impact_total.entrant_id, impact_total.grams, impact_total.actions "
+                f"FROM impact_total WHERE {board_sql} ORDER BY impact_total.grams DESC, impact_total.id DESC LIMIT $4")
+    rank_sql = (f"SELECT coalesce(sum(CASE WHEN (impact_total.grams > $4) THEN 1 ELSE 0 END), 0), count(*) "
+                f"FROM impact_total WHERE {board_sql} AND impact_total.grams >= $4")
+    user_sql = "SELECT id, status FROM user_account WHERE id IN ($1)"
+    breakdown_sql = ("SELECT month, plugin_code, grams, actions FROM impact_breakdown "
+                     "WHERE subject = 'MEMBER' AND subject_key = $1")
+
+    def marks(n: int) -> str:
+        return ", ".join(f"${i + 1}" for i in range(n))
+
+    async def leaderboard(variables: dict, viewer_id: int) -> dict:
+        board, period = variables["board"], variables["period"]
+        first = int(variables.get("first") or 20)
+        is_orgs = board == "ORGANISATIONS"
+        key = impact.validate_city(variables.get("city")) if board == "CITY" else ""
+        stored = impact.period_key(period, impact.local_day(datetime.now(UTC), tz))
+
+        async def statements(tx: _Tx) -> tuple[list[dict], dict[int, tuple[str, bool]]]:
+            rows = await tx.rows(page_sql, board, key, stored, first + 1)
+            rows = rows[:first]
+            if rows:
+                top = rows[0]["grams"]
+                above, at_or_above = (int(v) for v in (await tx.rows(rank_sql, board, key, stored, top))[0].values())
+                for row in rows:
+                    g = row["grams"]
+                    between = 0 if g == top else sum(1 for r in rows if g < r["grams"] < top)
+                    row["rank"] = above + 1 if g == top else at_or_above + between + 1
+            ids = [r["entrant_id"] for r in rows]
+            if not ids:
+                return rows, {}
+            if is_orgs:
+                orgs = await tx.rows(f"SELECT id, name_zh, name_en FROM organisation WHERE organisation.id IN "
+                                     f"({marks(len(ids))})", *ids)
+                return rows, {o["id"]: (o["name_zh"] + (f" / {o['name_en']}" if o["name_en"] else ""), False)
+                              for o in orgs}
+            named = await tx.rows(
+                "SELECT user_account.id, user_account.display_name, impact_profile.leaderboard_opt_out FROM user_account "
+                "LEFT OUTER JOIN impact_profile ON impact_profile.user_id = user_account.id "
+                f"WHERE user_account.id IN ({marks(len(ids))})", *ids)
+            return rows, {n["id"]: (n["display_name"], bool(n["leaderboard_opt_out"])) for n in named}
+
+        rows, names = await driver.read_tx(statements)
+        edges = []
+        for row in rows:
+            name, anonymous = names.get(row["entrant_id"], ("", False))
+            shown = not anonymous or (row["entrant_id"] == viewer_id and not is_orgs)
+            edges.append({"node": {"rank": row["rank"], "grams": int(row["grams"]), "actions": int(row["actions"]),
+                                   "name": name if shown else ANONYMOUS, "anonymous": anonymous}})
+        return {"leaderboard": {"entries": {"edges": edges}}}
+
+    async def my_impact(viewer_id: int) -> dict:
+        async def statements(tx: _Tx) -> list[dict] | None:
+            user = await tx.row(user_sql, viewer_id)
+            if user is None or user["status"] != "ACTIVE":
+                return None
+            return await tx.rows(breakdown_sql, str(viewer_id))
+
+        rows = await driver.read_tx(statements)
+        if rows is None:
+            return {"viewer": None}
+        total = actions = 0
+        by_type: dict[str, int] = {}
+        by_month: dict[str, int] = {}
+        for r in rows:
+            total += int(r["grams"])
+            actions += int(r["actions"])
+            by_type[r["plugin_code"]] = by_type.get(r["plugin_code"], 0) + int(r["grams"])
+            by_month[r["month"]] = by_month.get(r["month"], 0) + int(r["grams"])
+        return {"viewer": {"impact": {
+            "totalGrams": total, "actions": actions,
+            "byActionType": [{"actionType": k, "grams": g} for k, g in sorted(by_type.items())],
+            "byMonth": [{"month": k, "grams": g} for k, g in sorted(by_month.items())],
+        }}}
+
+    async def endpoint(request: Request) -> Response:
+        body = json.loads(await request.body())
+        who = auth.viewer(request)
+        if who is None:
+            return _json({"data": None, "errors": [{"message": "unauthenticated"}]})
+        if "leaderboard(" in body["query"]:
+            return _json({"data": await leaderboard(body.get("variables") or {}, who[0])})
+        return _json({"data": await my_impact(who[0])})
+
+    return _app(endpoint, driver)
