@@ -679,7 +679,8 @@ def floor_impact_app() -> Starlette:
         return ", ".join(f"${i + 1}" for i in range(n))
 
     async def leaderboard(variables: dict, viewer_id: int) -> dict:
-        board, period = variables["board"], variables["period"]
+        # The GraphQL enum's stored values (impact.types.LeaderboardBoard): PLATFORM is the MEMBER board.
+        board, period = {"PLATFORM": "MEMBER"}.get(variables["board"], variables["board"]), variables["period"]
         first = int(variables.get("first") or 20)
         is_orgs = board == "ORGANISATIONS"
         key = impact.validate_city(variables.get("city")) if board == "CITY" else ""
