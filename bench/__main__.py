@@ -250,14 +250,21 @@ def scenario_grant(r: Runner, fx) -> None:
                        "idempotencyKey": f"{label}-@@UNIQUE@@"}},
         )
 
-    with Server("baseline_grant_app", r.env) as base, Server("subject_app", r.env) as subj:
-        b0, s0 = base.post(spec("check-b")), subj.post(spec("check-s"))
-        if b0["data"]["grantPoints"]["userErrors"] or s0["data"]["grantPoints"]["userErrors"] or set(
-            b0["data"]["grantPoints"]) != set(s0["data"]["grantPoints"]):
-            raise RuntimeError(f"grant: unexpected answers {b0} / {s0}")
-        r.compare("grant", "credit transaction", "adjust_points baseline",
-                  lambda i: r.load(base, spec(f"b{i}"), expect=('"userErrors":[]',)),
-                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect=('"userErrors":[]',)), ">= 0.5")
+    def shape(answer: dict) -> dict:
+        payload = (answer.get("data") or {}).get("grantPoints")
+        if not payload or payload["userErrors"] or payload["replayed"] or not payload["transaction"]["id"]:
+            raise RuntimeError(f"grant: unexpected answer {json.dumps(answer)[:800]}")
+        return {**payload, "transaction": {"id": "-"}}
+
+    expect = ('"userErrors":[]', '"replayed":false')
+    with (Server("bench.floor:floor_grant_app", r.env) as floor, Server("baseline_grant_app", r.env) as base,
+          Server("subject_app", r.env) as subj):
+        f0, b0, s0 = (shape(x.post(spec(f"check-{k}"))) for k, x in (("f", floor), ("b", base), ("s", subj)))
+        if not f0 == b0 == s0:
+            raise RuntimeError(f"grant: floor, baseline and subject payloads differ: {f0} / {b0} / {s0}")
+        r.compare3("grant", "credit transaction", lambda i: r.load(floor, spec(f"f{i}"), expect=expect),
+                   lambda i: r.load(base, spec(f"b{i}"), expect=expect),
+                   lambda i: r.load(subj, spec(f"s{i}"), expect=expect), ">= 0.5")
     asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "grant"))
 
 
@@ -502,6 +509,16 @@ async def check_ledger(url: str, scenario: str, fx=None) -> None:
                                     f"{credits} ACTION_CREDIT transactions, {keys} idempotency records")
                 else:
                     log(f"  {actions} actions, all APPROVED and credited once with their points")
+            if scenario == "grant":
+                grants, audits, keys = (await conn.execute(text(
+                    "SELECT (SELECT count(*) FROM ledger_transaction WHERE kind = 'GRANT' AND memo = 'bench grant'),"
+                    " (SELECT count(*) FROM audit_log WHERE action = 'points.grant' AND reason = 'bench grant'),"
+                    " (SELECT count(*) FROM idempotency_record WHERE scope LIKE :scope "
+                    "  AND result_type = 'LedgerTransaction' AND key NOT LIKE 'seed-%')"), {"scope": "admin:%:points"})).one()
+                if not grants == audits == keys:
+                    problems.append(f"{grants} GRANT transactions, {audits} audit rows, {keys} idempotency records")
+                else:
+                    log(f"  {grants} grants, each with its audit row and idempotency record")
             if scenario == "redeem":
                 offer_id = int(base64.b64decode(fx.redeem_offer_gid).decode().split(":")[1])
                 q = lambda sql, **kw: conn.execute(text(sql), {"o": offer_id, **kw})  # noqa: E731
@@ -699,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         db.drop()
     if not args.profile:
         shutil.rmtree(runner.tmp, ignore_errors=True)
-    log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / baseline req/s)")
+    log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / floor req/s where a "
+        "floor ran, else subject / baseline)")
     log(f"  {'scenario':<14} {'compares':<28} {'baseline req/s':>15} {'subject req/s':>14} {'ratio':>6}  target")
     for row in runner.rows:
         if row["scenario"] == "memory":

@@ -15,6 +15,8 @@ JSON ``data`` (the runner checks it equal to the GraphQL subject's before measur
   evidence fingerprint), the ACTION_CREDIT transaction (``post_transaction`` written out: conditional
   balance UPDATEs in descending account id, two entries, one lot), the action's ``transaction_id``, the
   idempotency result.
+* :func:`floor_grant_app` — ``grantPoints``: ``ledger.adjust_points`` (GRANT) written out: claim, the two
+  accounts, the GRANT transaction (entries, lot, balances), the audit row, the idempotency result.
 * :func:`floor_redeem_app` — ``redeemOffer``: ``redemptions.service.redeem`` written out (claim, verified
   contact, offer and merchant rows, member-row lock, per-member count, conditional stock UPDATE, expired
   lots probe, the REDEMPTION transaction with lot consumption, code draw, redemption row, idempotency
@@ -35,6 +37,7 @@ import functools
 import json
 import re
 import sqlite3
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -519,6 +522,70 @@ def floor_submit_app() -> Starlette:
         }}})
 
     return _app(submit, driver)
+
+
+def floor_grant_app() -> Starlette:
+    """``grantPoints`` on the bare driver: ``ledger.adjust_points`` (GRANT) written out in one write
+    transaction — idempotency claim, the member's and the issuance account's ids, the GRANT transaction
+    (issuance → member: two conditional balance UPDATEs, two entries, one lot), the ``points.grant`` audit
+    row, the idempotency result — after the same JWT and role check as ``baseline_grant_app``, and the same
+    payload JSON."""
+    from jingtan_api.accounts import idempotency
+    from jingtan_api.accounts import service as ledger
+    from jingtan_api.audit import service as audit
+    from jingtan_api.auth.permissions import ADMIN
+
+    settings = _settings()
+    auth = _Auth(settings)
+    driver = _Driver(settings.database_url, settings.database_pool_size, settings.sqlite_busy_timeout_ms)
+    cfg = settings.points
+    issuance_sql = "SELECT id FROM account WHERE account.code = 'platform:issuance'"
+    audit_sql = ("INSERT INTO audit_log (actor_user_id, acting_admin_id, action, target_type, target_id, reason, "
+                 "details, request_id, created_at) VALUES ($1, NULL, 'points.grant', 'User', $2, $3, $4, $5, $6) "
+                 "RETURNING id")
+
+    async def grant(request: Request) -> Response:
+        body = json.loads(await request.body())
+        data_in = body["variables"]["input"]
+        who = auth.viewer(request)
+        if who is None or ADMIN not in who[1] or "points:write" not in scopes_for_roles(who[1]):
+            return _json({"data": None, "errors": [{"message": "forbidden"}]})
+        actor = who[0]
+        kind, _, pk = base64.b64decode(data_in["userId"]).decode().partition(":")
+        if kind != "User" or not pk.isdigit():
+            return _json({"data": None, "errors": [{"message": "bad user id"}]})
+        user_id = int(pk)
+        amount = ledger.validate_amount(data_in["amount"], max_amount=cfg.max_single_amount)
+        reason = audit.validate_reason(data_in["reason"])
+        key = idempotency.validate_key(data_in["idempotencyKey"])
+        req_hash = idempotency.request_hash({"op": "GRANT", "userId": user_id, "amount": amount, "reason": reason})
+        now = datetime.now(UTC)
+        request_id = uuid.uuid4().hex
+
+        async def work(tx: _Tx) -> tuple[int, bool]:
+            record_id, replay_of = await _claim(tx, f"admin:{actor}:points", key, req_hash, now)
+            if record_id is None:
+                return int(replay_of), True
+            member_id = await tx.val(MEMBER_ACCOUNT, user_id)
+            if member_id is None:
+                raise _Refused("NOT_FOUND")
+            issuance_id = await tx.val(issuance_sql)
+            tx_id, _ = await _post(tx, kind="GRANT", postings=[(issuance_id, -amount), (member_id, amount)], now=now,
+                                   memo=reason, actor_user_id=actor, lot_expiry_days=cfg.lot_expiry_days)
+            details = json.dumps({"amount": amount, "transactionId": tx_id, "idempotencyKey": key},
+                                 ensure_ascii=False, sort_keys=True, default=str)
+            await tx.val(audit_sql, actor, user_id, reason, details, request_id, tx.ts(now))
+            await tx.execute(COMPLETE, "LedgerTransaction", tx_id, record_id)
+            return tx_id, False
+
+        try:
+            tx_id, replayed = await driver.write(work)
+        except _Refused as exc:
+            return _json({"data": None, "errors": [{"message": str(exc)}]})
+        return _json({"data": {"grantPoints": {"transaction": {"id": _gid("LedgerTransaction", tx_id)},
+                                               "replayed": replayed, "userErrors": []}}})
+
+    return _app(grant, driver)
 
 
 REDEMPTION_COLS = ("id", "offer_id", "merchant_id", "member_user_id", "quantity", "points", "code", "status",
