@@ -16,6 +16,7 @@ connections busy for ``--warmup`` + ``--duration`` seconds; runs alternate basel
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -34,7 +35,7 @@ from bench.seed import create_database, seed
 from jingtan_api.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("account", "ledger-depth", "grant", "submit", "catalogue", "memory")
+SCENARIOS = ("account", "ledger-depth", "grant", "submit", "redeem", "catalogue", "memory")
 MEMORY_TARGET = 0.10  # issue #15: a worker's resident memory flat (±10 %) between 10,000 and 100,000 requests
 
 ACCOUNT_QUERY = (
@@ -58,6 +59,7 @@ SUBMIT_MUTATION = (
     "userErrors { code message field } } }"
 )
 CATALOGUE_QUERY = (ROOT / "schema" / "operations" / "member" / "Catalogue.graphql").read_text(encoding="utf-8")
+REDEEM_MUTATION = (ROOT / "schema" / "operations" / "member" / "RedeemOffer.graphql").read_text(encoding="utf-8")
 
 
 def log(msg: str = "") -> None:
@@ -130,12 +132,12 @@ class Runner:
         self.tmp = Path(tempfile.mkdtemp(prefix="jt_bench_req_"))
         self.rows: list[dict] = []
 
-    def load(self, server: Server, spec: dict, *, expect: tuple[str, ...] = ()) -> dict:
+    def load(self, server: Server, spec: dict, *, expect: tuple[str, ...] = (), concurrency: int | None = None) -> dict:
         path = self.tmp / f"req-{secrets.token_hex(4)}.json"
         path.write_text(json.dumps(spec), encoding="utf-8")
         cmd = [
             sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--request-file", str(path),
-            "--concurrency", str(self.args.concurrency), "--duration", str(self.args.duration),
+            "--concurrency", str(concurrency or self.args.concurrency), "--duration", str(self.args.duration),
             "--warmup", str(self.args.warmup), "--check-graphql",
         ]
         for fragment in expect:
@@ -150,7 +152,7 @@ class Runner:
             raise RuntimeError(f"load generator failed against {server.factory}: {result.get('error')}")
         return result
 
-    def compare3(self, scenario: str, what: str, floor, base, subj, target: str) -> None:
+    def compare3(self, scenario: str, what: str, floor, base, subj, target: str, *, concurrency: int | None = None) -> None:
         """Alternate floor / same-stack baseline / GraphQL (F B S F B S …) and record the medians; the
         headline ratio is GraphQL / floor, the second GraphQL / same-stack baseline."""
         runs: dict[str, list[dict]] = {"floor": [], "baseline": [], "subject": []}
@@ -172,7 +174,7 @@ class Runner:
             "subject_p50_ms": round(pct["subject"][0], 2), "subject_p99_ms": round(pct["subject"][1], 2),
             "ratio": round(med["subject"] / med["floor"], 3) if med["floor"] else 0.0,
             "ratio_baseline": round(med["subject"] / med["baseline"], 3) if med["baseline"] else 0.0,
-            "target": target,
+            "target": target, "concurrency": concurrency or self.args.concurrency,
         }
         self.rows.append(row)
         log(f"  => {scenario} [{what}]: GraphQL / floor = {row['ratio']:.2f}, "
@@ -248,14 +250,21 @@ def scenario_grant(r: Runner, fx) -> None:
                        "idempotencyKey": f"{label}-@@UNIQUE@@"}},
         )
 
-    with Server("baseline_grant_app", r.env) as base, Server("subject_app", r.env) as subj:
-        b0, s0 = base.post(spec("check-b")), subj.post(spec("check-s"))
-        if b0["data"]["grantPoints"]["userErrors"] or s0["data"]["grantPoints"]["userErrors"] or set(
-            b0["data"]["grantPoints"]) != set(s0["data"]["grantPoints"]):
-            raise RuntimeError(f"grant: unexpected answers {b0} / {s0}")
-        r.compare("grant", "credit transaction", "adjust_points baseline",
-                  lambda i: r.load(base, spec(f"b{i}"), expect=('"userErrors":[]',)),
-                  "grantPoints", lambda i: r.load(subj, spec(f"s{i}"), expect=('"userErrors":[]',)), ">= 0.5")
+    def shape(answer: dict) -> dict:
+        payload = (answer.get("data") or {}).get("grantPoints")
+        if not payload or payload["userErrors"] or payload["replayed"] or not payload["transaction"]["id"]:
+            raise RuntimeError(f"grant: unexpected answer {json.dumps(answer)[:800]}")
+        return {**payload, "transaction": {"id": "-"}}
+
+    expect = ('"userErrors":[]', '"replayed":false')
+    with (Server("bench.floor:floor_grant_app", r.env) as floor, Server("baseline_grant_app", r.env) as base,
+          Server("subject_app", r.env) as subj):
+        f0, b0, s0 = (shape(x.post(spec(f"check-{k}"))) for k, x in (("f", floor), ("b", base), ("s", subj)))
+        if not f0 == b0 == s0:
+            raise RuntimeError(f"grant: floor, baseline and subject payloads differ: {f0} / {b0} / {s0}")
+        r.compare3("grant", "credit transaction", lambda i: r.load(floor, spec(f"f{i}"), expect=expect),
+                   lambda i: r.load(base, spec(f"b{i}"), expect=expect),
+                   lambda i: r.load(subj, spec(f"s{i}"), expect=expect), ">= 0.5")
     asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "grant"))
 
 
@@ -285,16 +294,56 @@ def scenario_submit(r: Runner, fx) -> None:
         return {**payload, "action": {**payload["action"], "id": "-"}}
 
     expect = ('"userErrors":[]', '"status":"APPROVED"', '"reasons":[]', '"replayed":false')
-    with Server("baseline_submit_app", r.env) as base, Server("subject_app", r.env) as subj:
-        b0, s0 = normalized(base.post(spec("check-b"))), normalized(subj.post(spec("check-s")))
-        if b0 != s0:
-            raise RuntimeError(f"submit: baseline and subject payloads differ:\n{b0}\n{s0}")
-        r.compare("submit", "approved action + credit", "direct write baseline",
-                  lambda i: r.load(base, spec(f"b{i}"), expect=expect),
-                  "submitAction", lambda i: r.load(subj, spec(f"s{i}"), expect=expect), ">= 0.5")
+    c = r.args.write_concurrency
+    with (Server("bench.floor:floor_submit_app", r.env) as floor, Server("baseline_submit_app", r.env) as base,
+          Server("subject_app", r.env) as subj):
+        # The subject first: its first submit registers the methodology version the others' rows refer to.
+        s0 = normalized(subj.post(spec("check-s")))
+        b0, f0 = normalized(base.post(spec("check-b"))), normalized(floor.post(spec("check-f")))
+        if not b0 == s0 == f0:
+            raise RuntimeError(f"submit: floor, baseline and subject payloads differ:\n{f0}\n{b0}\n{s0}")
+        asyncio.run(same_submit_rows(r.env["JINGTAN_DATABASE_URL"]))
+        r.compare3("submit", "approved action + credit", lambda i: r.load(floor, spec(f"f{i}"), expect=expect, concurrency=c),
+                   lambda i: r.load(base, spec(f"b{i}"), expect=expect, concurrency=c),
+                   lambda i: r.load(subj, spec(f"s{i}"), expect=expect, concurrency=c), ">= 0.5", concurrency=c)
     if r.args.profile:
         profile_subject(r, "submit", spec("p"), expect)
     asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "submit"))
+
+
+def scenario_redeem(r: Runner, fx) -> None:
+    n = len(fx.redeem_tokens)
+    log(f"\n[redeem] redeemOffer (one offer, {n} members in turn, quantity 1) vs the same transaction written directly")
+    c = r.args.write_concurrency
+
+    def spec(label: str) -> dict:
+        s = graphql_spec(REDEEM_MUTATION, fx.redeem_tokens[0],
+                         {"input": {"offerId": fx.redeem_offer_gid, "quantity": 1, "idempotencyKey": f"{label}-@@UNIQUE@@"}})
+        s["header_variants"] = [{"Authorization": f"Bearer {t}"} for t in fx.redeem_tokens]
+        return s
+
+    def normalized(answer: dict) -> dict:
+        payload = (answer.get("data") or {}).get("redeemOffer")
+        if not payload or payload["userErrors"] or payload["replayed"] or payload["redemption"]["status"] != "PENDING":
+            raise RuntimeError(f"redeem: unexpected answer {json.dumps(answer)[:800]}")
+        red = payload["redemption"]
+        if len(red["code"]) != 10 or not red["expiresAt"]:
+            raise RuntimeError(f"redeem: unexpected redemption {red}")
+        # id, code, expiry and the balance differ from one redemption to the next.
+        return {**payload, "redemption": {**red, "id": "-", "code": "-", "expiresAt": "-"}, "account": {"balance": "-"}}
+
+    expect = ('"userErrors":[]', '"status":"PENDING"', '"replayed":false')
+    with (Server("bench.floor:floor_redeem_app", r.env) as floor, Server("baseline_redeem_app", r.env) as base,
+          Server("subject_app", r.env) as subj):
+        answers = [normalized(x.post(spec(f"check-{k}"))) for k, x in (("s", subj), ("b", base), ("f", floor))]
+        if not answers[0] == answers[1] == answers[2]:
+            raise RuntimeError(f"redeem: floor, baseline and subject payloads differ:\n{answers}")
+        r.compare3("redeem", "redemption + debit + stock", lambda i: r.load(floor, spec(f"f{i}"), expect=expect, concurrency=c),
+                   lambda i: r.load(base, spec(f"b{i}"), expect=expect, concurrency=c),
+                   lambda i: r.load(subj, spec(f"s{i}"), expect=expect, concurrency=c), ">= 0.5", concurrency=c)
+    if r.args.profile:
+        profile_subject(r, "redeem", spec("p"), expect)
+    asyncio.run(check_ledger(r.env["JINGTAN_DATABASE_URL"], "redeem", fx))
 
 
 def scenario_catalogue(r: Runner, fx) -> None:
@@ -379,10 +428,48 @@ def scenario_memory(r: Runner, fx) -> None:
         f"{'within' if within else 'OUTSIDE'})")
 
 
-async def check_ledger(url: str, scenario: str) -> None:
+async def same_submit_rows(url: str) -> None:
+    """The floor's, the baseline's and the subject's first submits wrote the same rows: the action (apart
+    from its id, receipt, fingerprint, request-dependent times and transaction), its credit transaction
+    (memo apart from the id), two entries and one lot of the same amounts."""
+    from sqlalchemy import text
+
+    from jingtan_api.db import Database
+
+    db = Database(url)
+    varying = {"id", "input", "evidence_fingerprint", "evidence_fingerprint_seen", "created_at", "transaction_id",
+               "occurred_from", "occurred_to"}
+    try:
+        async with db.read() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(text(
+                "SELECT * FROM action WHERE evidence_fingerprint LIKE 'BENCH-STATION-1:check-%' ORDER BY id"))]
+            shapes = []
+            for row in rows:
+                tx = (await conn.execute(text("SELECT kind, memo, actor_user_id, acting_admin_id, reverses_id "
+                                              "FROM ledger_transaction WHERE id = :t"), {"t": row["transaction_id"]})).one()
+                entries = (await conn.execute(text(
+                    "SELECT e.amount, a.kind, (SELECT count(*) FROM points_lot l WHERE l.entry_id = e.id) "
+                    "FROM ledger_entry e JOIN account a ON a.id = e.account_id WHERE e.transaction_id = :t "
+                    "ORDER BY e.amount"), {"t": row["transaction_id"]})).all()
+                gid = base64.b64encode(f"Action:{row['id']}".encode()).decode()
+                shapes.append(({k: v for k, v in row.items() if k not in varying and k != "user_id"},
+                               (tx.kind, tx.memo.replace(gid, "<gid>"), tx.actor_user_id, tx.acting_admin_id,
+                                tx.reverses_id), [tuple(e) for e in entries],
+                               sorted(json.loads(row["input"]))))
+    finally:
+        await db.dispose()
+    if len(shapes) != 3 or not shapes[0] == shapes[1] == shapes[2]:
+        raise RuntimeError("submit: the three servers wrote different rows:\n" + "\n".join(map(str, shapes)))
+    log("  floor, baseline and subject wrote the same action, transaction, entries and lot")
+
+
+async def check_ledger(url: str, scenario: str, fx=None) -> None:
     """Ledger invariants; after ``submit`` also: every action APPROVED, credited by its own ACTION_CREDIT
-    transaction of exactly its points, and one idempotency record per action."""
-    from sqlalchemy import func, select
+    transaction of exactly its points, and one idempotency record per action; after ``redeem``: stock +
+    redeemed = total stock, every redemption debited by its own REDEMPTION transaction of its points (the
+    merchant credited the same), points conserved (the redeemers' balances + the merchant's = what they
+    were granted), the lot consumptions of each debit = its points, one idempotency record per redemption."""
+    from sqlalchemy import func, select, text
 
     from jingtan_api.accounts import service as ledger
     from jingtan_api.accounts.idempotency import T as IDEM
@@ -422,6 +509,50 @@ async def check_ledger(url: str, scenario: str) -> None:
                                     f"{credits} ACTION_CREDIT transactions, {keys} idempotency records")
                 else:
                     log(f"  {actions} actions, all APPROVED and credited once with their points")
+            if scenario == "grant":
+                grants, audits, keys = (await conn.execute(text(
+                    "SELECT (SELECT count(*) FROM ledger_transaction WHERE kind = 'GRANT' AND memo = 'bench grant'),"
+                    " (SELECT count(*) FROM audit_log WHERE action = 'points.grant' AND reason = 'bench grant'),"
+                    " (SELECT count(*) FROM idempotency_record WHERE scope LIKE :scope "
+                    "  AND result_type = 'LedgerTransaction' AND key NOT LIKE 'seed-%')"), {"scope": "admin:%:points"})).one()
+                if not grants == audits == keys:
+                    problems.append(f"{grants} GRANT transactions, {audits} audit rows, {keys} idempotency records")
+                else:
+                    log(f"  {grants} grants, each with its audit row and idempotency record")
+            if scenario == "redeem":
+                offer_id = int(base64.b64decode(fx.redeem_offer_gid).decode().split(":")[1])
+                q = lambda sql, **kw: conn.execute(text(sql), {"o": offer_id, **kw})  # noqa: E731
+                stock, total = (await q("SELECT stock, total_stock FROM offer WHERE id = :o")).one()
+                count, redeemed, points = (await q(
+                    "SELECT count(*), coalesce(sum(quantity), 0), coalesce(sum(points), 0) FROM redemption "
+                    "WHERE offer_id = :o")).one()
+                matched = (await q(
+                    "SELECT count(*) FROM redemption r JOIN ledger_transaction t ON t.id = r.transaction_id "
+                    "WHERE r.offer_id = :o AND t.kind = 'REDEMPTION' AND r.status = 'PENDING' "
+                    "AND (SELECT sum(e.amount) FROM ledger_entry e JOIN account a ON a.id = e.account_id "
+                    "     WHERE e.transaction_id = t.id AND a.kind = 'MEMBER') = -r.points "
+                    "AND (SELECT sum(e.amount) FROM ledger_entry e JOIN account a ON a.id = e.account_id "
+                    "     WHERE e.transaction_id = t.id AND a.kind = 'MERCHANT') = r.points "
+                    "AND (SELECT sum(c.amount) FROM lot_consumption c JOIN ledger_entry e ON e.id = c.entry_id "
+                    "     WHERE e.transaction_id = t.id) = r.points")).scalar_one()
+                merchant_balance = (await q(
+                    "SELECT a.balance FROM offer o JOIN merchant m ON m.id = o.merchant_id "
+                    "JOIN account a ON a.id = m.account_id WHERE o.id = :o")).scalar_one()
+                members, balances = (await q(
+                    "SELECT count(*), coalesce(sum(a.balance), 0) FROM account a JOIN user_account u ON u.id = a.user_id "
+                    "WHERE u.email LIKE 'redeemer%' AND a.kind = 'MEMBER'")).one()
+                keys = (await conn.execute(select(func.count()).select_from(IDEM).where(
+                    IDEM.c.scope.like("redeem:%"), IDEM.c.result_type == "Redemption"))).scalar_one()
+                granted = members * fx.redeem_points
+                if not (stock + redeemed == total and count == redeemed == matched == keys
+                        and merchant_balance == points and balances + points == granted):
+                    problems.append(f"stock {stock} + redeemed {redeemed} vs total {total}; {count} redemptions, "
+                                    f"{matched} debited/credited/consumed with their points, {keys} idempotency "
+                                    f"records; merchant balance {merchant_balance} vs {points} points redeemed; "
+                                    f"redeemers hold {balances} + {points} redeemed vs {granted} granted")
+                else:
+                    log(f"  {count} redemptions: stock {stock} + {redeemed} redeemed = {total}; each debited once "
+                        f"with its points (lots consumed alike), {points} points moved to the merchant, none lost")
     finally:
         await db.dispose()
     if problems:
@@ -517,6 +648,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="entries of the deep account (target: 1000000; seeding takes longer)")
     parser.add_argument("--submitters", type=int, default=400,
                         help="members taking turns in the submit scenario (each has a daily cap)")
+    parser.add_argument("--redeemers", type=int, default=200,
+                        help="members taking turns in the redeem scenario (each granted 100,000 points)")
+    parser.add_argument("--write-concurrency", type=int, default=8,
+                        help="connections of the submit and redeem scenarios (issue #15: 8 concurrent clients)")
     parser.add_argument("--merchants", type=int, default=20, help="merchants of the catalogue scenario")
     parser.add_argument("--offers-per-merchant", type=int, default=10, help="active offers per merchant")
     parser.add_argument("--profile", action="store_true", help="after each account/submit/catalogue comparison, profile its GraphQL server (py-spy if installed, else cProfile)")
@@ -533,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     # memory (100,000 requests by default) runs only when named
     chosen = [s for s in SCENARIOS if s in args.scenarios] if args.scenarios else [s for s in SCENARIOS if s != "memory"]
-    if not (1 <= args.concurrency <= 99 and 0 < args.duration <= 600 and 1 <= args.rounds <= 20):
+    if not (1 <= args.concurrency <= 99 and 1 <= args.write_concurrency <= 99 and 0 < args.duration <= 600 and 1 <= args.rounds <= 20):
         parser.error("concurrency 1-99, duration 0-600 s, rounds 1-20")
     if not (1000 <= args.shallow_entries <= args.deep_entries <= 10_000_000):
         parser.error("need 1000 <= --shallow-entries <= --deep-entries <= 10000000")
@@ -551,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         fx = asyncio.run(seed(
             db.url, secret, depth=depth, log=log,
             submitters=args.submitters if "submit" in chosen else 0,
+            redeemers=args.redeemers if "redeem" in chosen else 0,
             offers=(args.merchants, args.offers_per_merchant) if "catalogue" in chosen else None,
         ))
         env = {
@@ -572,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         # not configure the apps under test.
         os.chdir(runner.tmp)
         funcs = {"account": scenario_account, "ledger-depth": scenario_depth, "grant": scenario_grant,
-                 "submit": scenario_submit, "catalogue": scenario_catalogue, "memory": scenario_memory}
+                 "submit": scenario_submit, "redeem": scenario_redeem, "catalogue": scenario_catalogue, "memory": scenario_memory}
         for name in chosen:
             funcs[name](runner, fx)
     finally:
@@ -580,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         db.drop()
     if not args.profile:
         shutil.rmtree(runner.tmp, ignore_errors=True)
-    log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / baseline req/s)")
+    log(f"\nsummary ({args.db}, {time.perf_counter() - started:.0f} s total; ratio = subject / floor req/s where a "
+        "floor ran, else subject / baseline)")
     log(f"  {'scenario':<14} {'compares':<28} {'baseline req/s':>15} {'subject req/s':>14} {'ratio':>6}  target")
     for row in runner.rows:
         if row["scenario"] == "memory":

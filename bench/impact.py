@@ -1,7 +1,7 @@
 """Leaderboard and impact queries at 1,000,000 actions: a bulk seeding command and ratio scenarios.
 
-    python -m bench.impact --db postgresql --members 100000 --actions 1000000   # the target size
-    python -m bench.impact --db sqlite --members 2000 --actions 10000            # a quick run
+    python -m bench.impact --db postgresql --members 100000 --actions 1000000   # the target size (~11 min seeding)
+    python -m bench.impact --db sqlite --members 2000 --actions 20000 --small-actions 2000 --duration 3 --rounds 1
 
 Seeding writes members, organisations (with memberships), impact profiles (cities) and APPROVED actions
 with bulk inserts (asyncpg ``COPY`` on PostgreSQL, ``executemany`` in one transaction on SQLite), then
@@ -9,33 +9,40 @@ runs ``jingtan_api.impact.service.rebuild`` — the same code as ``jingtan impac
 maintained aggregates exactly as the approval listeners would have.
 
 Each run seeds a *small* database (``--small-actions``, default 10,000 actions over the same members
-ratio) and the *large* one, then measures, in-process (httpx ASGI transport, one request at a time,
-``--requests`` per run, ``--rounds`` alternating runs, medians compared):
+ratio) and the *large* one, then serves each with two uvicorn processes — the unmodified GraphQL app
+(``bench.servers:subject_app``) and the floor (``bench.floor:floor_impact_app``: Starlette on the bare
+driver, the resolvers' statements, the same JWT check and ``data``, checked equal before measuring) — and
+measures them with the load generator (``bench/loadgen.py``, ``--concurrency`` keep-alive connections,
+``--warmup`` + ``--duration`` seconds a run; ``--rounds`` rounds of small floor, small GraphQL, large
+floor, large GraphQL; medians compared):
 
-* ``graphql/direct``: the GraphQL query through the unmodified ``create_app()`` against the same SQL sent
-  directly with the driver's connection (the statements the resolvers send, rows to the same JSON);
-* ``large/small``: the GraphQL query on the large database against the same query on the small one.
+* ``large/small``: the GraphQL query on the large database against the same query on the small one (the
+  issue's target: within 1.5×), and the same for the floor;
+* ``graphql/floor``: GraphQL against the floor on the same database.
 
 No timing is asserted anywhere; bench/README.md records the figures and the budget.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
+import secrets
+import shutil
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-
-from bench.seed import create_database
-from jingtan_api.app import create_app
+from bench.seed import bench_settings, create_database
 from jingtan_api.auth.permissions import MEMBER
 from jingtan_api.impact import service as impact
-from jingtan_api.testing import make_settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CITIES = ("深圳", "上海", "北京", "广州", "成都")
 PLUGINS = (("transit", "transit.metro", 46.7), ("recycling", "recycling.pet", 950.0), ("energy_saving", "grid.cn.2023", 530.6))
@@ -51,12 +58,12 @@ def log(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-async def seed(url: str, *, members: int, actions: int, orgs: int, seed_value: int = 7) -> dict[str, Any]:
+async def seed(url: str, secret_key: str, *, members: int, actions: int, orgs: int, seed_value: int = 7) -> dict[str, Any]:
     """Bulk rows; returns ids the scenarios use. Days are spread over the 56 days before now."""
     from jingtan_api.services import Services
 
     rng = random.Random(seed_value)
-    settings = make_settings(url)
+    settings = bench_settings(url, secret_key)  # the servers' secret; tokens valid for a day
     services = Services.build(settings)
     db = services.db
     now = datetime.now(UTC).replace(microsecond=0)
@@ -143,84 +150,70 @@ async def seed(url: str, *, members: int, actions: int, orgs: int, seed_value: i
     return {"token": token, "load_s": round(loaded, 1), "rebuild_s": round(rebuilt, 1)}
 
 
-async def _direct(app: Any, variables: dict) -> bytes:
-    """The SQL the leaderboard resolvers send (page, ranks, names), on the driver's connection, as JSON."""
-    services = app.state.services
-    board, key = variables["board"], variables.get("city") or ""
-    if board == "ORGANISATION":
-        key = "1"
-    period = impact.period_key(variables["period"], impact.local_day(datetime.now(UTC), ZoneInfo("Asia/Shanghai")))
-    async with services.db.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        if services.db.is_postgresql:
-            rows = await driver.fetch(
-                "SELECT id, entrant_id, grams, actions FROM impact_total WHERE board=$1 AND board_key=$2 AND period=$3 "
-                "ORDER BY grams DESC, id DESC LIMIT 21", board, key, period)
-            top = rows[0]["grams"] if rows else 0
-            await driver.fetchrow("SELECT sum(CASE WHEN grams > $4 THEN 1 ELSE 0 END), count(*) FROM impact_total "
-                                  "WHERE board=$1 AND board_key=$2 AND period=$3 AND grams >= $4", board, key, period, top)
-            names = {r["id"]: r for r in await driver.fetch(
-                "SELECT u.id, u.display_name, p.leaderboard_opt_out FROM user_account u LEFT JOIN impact_profile p "
-                "ON p.user_id = u.id WHERE u.id = ANY($1::int[])", [r["entrant_id"] for r in rows[:20]])}
-        else:
-            cur = await driver.execute(
-                "SELECT id, entrant_id, grams, actions FROM impact_total WHERE board=? AND board_key=? AND period=? "
-                "ORDER BY grams DESC, id DESC LIMIT 21", (board, key, period))
-            rows = [dict(zip(("id", "entrant_id", "grams", "actions"), r, strict=True)) for r in await cur.fetchall()]
-            top = rows[0]["grams"] if rows else 0
-            cur = await driver.execute("SELECT sum(CASE WHEN grams > ? THEN 1 ELSE 0 END), count(*) FROM impact_total "
-                                       "WHERE board=? AND board_key=? AND period=? AND grams >= ?",
-                                       (top, board, key, period, top))
-            await cur.fetchone()
-            ids = [r["entrant_id"] for r in rows[:20]]
-            cur = await driver.execute(
-                f"SELECT u.id, u.display_name, p.leaderboard_opt_out FROM user_account u LEFT JOIN impact_profile p "
-                f"ON p.user_id = u.id WHERE u.id IN ({', '.join('?' * len(ids)) or 'NULL'})", ids)
-            names = {r[0]: {"display_name": r[1], "leaderboard_opt_out": r[2]} for r in await cur.fetchall()}
-    edges = [{"node": {"rank": i + 1, "grams": r["grams"], "actions": r["actions"],
-                       "name": names.get(r["entrant_id"], {}).get("display_name", ""), "anonymous": False}}
-             for i, r in enumerate(rows[:20])]
-    return json.dumps({"data": {"leaderboard": {"entries": {"edges": edges}}}}, ensure_ascii=False).encode()
+SCENARIOS = {
+    "city-all-time": (LEADERBOARD, {"board": "CITY", "period": "ALL_TIME", "city": CITIES[1]}),
+    "platform-week": (LEADERBOARD, {"board": "PLATFORM", "period": "WEEK"}),
+    "organisations-month": (LEADERBOARD, {"board": "ORGANISATIONS", "period": "MONTH"}),
+    "my-impact": (MY_IMPACT, {}),
+}
 
 
-async def _rate(fn, n: int) -> float:
-    await fn()
-    t = time.perf_counter()
-    for _ in range(n):
-        await fn()
-    return n / (time.perf_counter() - t)
+def server_env(url: str, secret: str) -> dict[str, str]:
+    """The environment of the uvicorn servers (as ``python -m bench`` sets it)."""
+    env = {
+        **os.environ,
+        "JINGTAN_DATABASE_URL": url,
+        "JINGTAN_SECRET_KEY": secret,
+        "JINGTAN_LOG__LEVEL": "WARNING",
+        "JINGTAN_POINTS__EXPIRY_INTERVAL_SECONDS": "0",
+        "JINGTAN_LIMITS__RATE_LIMITING": "false",
+        "JINGTAN_GRAPHQL__COMPILED_EXECUTION": "true",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    }
+    env.pop("JINGTAN_CONFIG", None)
+    return env
 
 
-async def measure(url: str, token: str, *, requests: int, rounds: int, direct: bool) -> dict[str, dict[str, float]]:
-    app = create_app(make_settings(url))
-    out: dict[str, dict[str, float]] = {}
-    async with app.router.lifespan_context(app):
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
-        headers = {"Authorization": f"Bearer {token}"}
-        scenarios = {
-            "city-all-time": (LEADERBOARD, {"board": "CITY", "period": "ALL_TIME", "city": CITIES[1]}),
-            "platform-week": (LEADERBOARD, {"board": "PLATFORM", "period": "WEEK"}),
-            "organisations-month": (LEADERBOARD, {"board": "ORGANISATIONS", "period": "MONTH"}),
-            "my-impact": (MY_IMPACT, {}),
-        }
-        for name, (query, variables) in scenarios.items():
-            async def subject(q=query, v=variables) -> None:
-                r = await client.post("/graphql", json={"query": q, "variables": v}, headers=headers)
-                assert r.status_code == 200 and "errors" not in r.json(), r.text
+def measure(args: argparse.Namespace, dbs: dict[str, Any], seeded: dict[str, dict], secret: str) -> dict[str, dict]:
+    """For every scenario: check the floor's ``data`` equal to the GraphQL answer on both databases, then
+    ``--rounds`` rounds of (small floor, small GraphQL, large floor, large GraphQL) load-generator runs;
+    the medians (req/s, p50, p99) of each of the four."""
+    from bench.__main__ import Runner, Server, graphql_spec, same_data
 
-            async def baseline(v=variables) -> None:
-                await _direct(app, v)
-
-            subj, base = [], []
-            for _ in range(rounds):
-                if direct and query is LEADERBOARD and variables["board"] != "ORGANISATIONS":
-                    base.append(await _rate(baseline, requests))
-                subj.append(await _rate(subject, requests))
-            out[name] = {"subject": statistics.median(subj)}
-            if base:
-                out[name]["direct"] = statistics.median(base)
-        await client.aclose()
+    envs = {label: server_env(db.url, secret) for label, db in dbs.items()}
+    runner = Runner(argparse.Namespace(concurrency=args.concurrency, duration=args.duration, warmup=args.warmup), envs["small"])
+    out: dict[str, dict] = {}
+    cwd = os.getcwd()
+    os.chdir(runner.tmp)  # a developer's ./jingtan.toml must not configure the servers under test
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = {(label, kind): stack.enter_context(Server(factory, envs[label]))
+                       for label in dbs for kind, factory in (("floor", "bench.floor:floor_impact_app"),
+                                                              ("graphql", "subject_app"))}
+            for name, (query, variables) in SCENARIOS.items():
+                log(f"\n[{name}]")
+                specs = {label: graphql_spec(query, seeded[label]["token"], variables) for label in dbs}
+                for label in dbs:
+                    answer = servers[(label, "graphql")].post(specs[label])
+                    same_data(servers[(label, "floor")].post(specs[label]), answer, f"{name} ({label}, floor)")
+                    data = answer["data"]
+                    if not (data.get("leaderboard", {}).get("entries", {}).get("edges")
+                            or (data.get("viewer") or {}).get("impact", {}).get("actions")):
+                        raise RuntimeError(f"{name} ({label}): an empty answer measures nothing: {json.dumps(answer)[:300]}")
+                runs: dict[tuple[str, str], list[dict]] = {key: [] for key in servers}
+                for _ in range(args.rounds):
+                    for label in dbs:
+                        for kind in ("floor", "graphql"):
+                            res = runner.load(servers[(label, kind)], specs[label])
+                            runs[(label, kind)].append(res)
+                            log(f"    {label:<6} {kind:<8} {res['rps']:>8.1f} req/s  p50 {res['p50_ms']:.2f} ms  "
+                                f"p99 {res['p99_ms']:.2f} ms")
+                out[name] = {f"{label}_{kind}": {m: round(statistics.median(r[m] for r in rs), 2)
+                                                 for m in ("rps", "p50_ms", "p99_ms")}
+                             for (label, kind), rs in runs.items()}
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(runner.tmp, ignore_errors=True)
     return out
 
 
@@ -228,44 +221,41 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--members", type=int, default=100_000)
-    ap.add_argument("--actions", type=int, default=1_000_000)
-    ap.add_argument("--small-actions", type=int, default=10_000)
+    ap.add_argument("--actions", type=int, default=1_000_000, help="actions of the large database (target: 1000000)")
+    ap.add_argument("--small-actions", type=int, default=10_000, help="actions of the small database (target: 10000)")
     ap.add_argument("--orgs", type=int, default=100)
-    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=8, help="load-generator connections")
+    ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", help="write the result rows here")
     args = ap.parse_args()
-    results: dict[str, Any] = {"db": args.db, "members": args.members, "actions": args.actions}
+    if not (1 <= args.concurrency <= 99 and 0 < args.duration <= 600 and 1 <= args.rounds <= 20
+            and 0 < args.small_actions <= args.actions):
+        ap.error("concurrency 1-99, duration 0-600 s, rounds 1-20, 0 < --small-actions <= --actions")
+    results: dict[str, Any] = {"db": args.db, "members": args.members, "actions": args.actions,
+                               "small_actions": args.small_actions, "concurrency": args.concurrency}
     small_members = max(100, args.members * args.small_actions // max(1, args.actions))
-    dbs = {}
+    secret = secrets.token_urlsafe(32)
+    dbs: dict[str, Any] = {}
+    seeded: dict[str, dict] = {}
     try:
         for label, members, actions in (("small", small_members, args.small_actions), ("large", args.members, args.actions)):
             db = dbs[label] = create_database(args.db)
             log(f"seeding {label}: {members} members, {actions} actions on {args.db} …")
-            info = asyncio.run(seed(db.url, members=members, actions=actions, orgs=args.orgs))
-            log(f"  bulk load {info['load_s']} s, rebuild (aggregates) {info['rebuild_s']} s")
-            results[label] = {"seed": info, "runs": []}
-        # Rounds alternate small / large (the machine is shared: neighbours' load shifts between runs).
-        for _ in range(args.rounds):
-            for label in ("small", "large"):
-                results[label]["runs"].append(asyncio.run(measure(
-                    dbs[label].url, results[label]["seed"]["token"], requests=args.requests, rounds=1,
-                    direct=label == "large")))
+            seeded[label] = asyncio.run(seed(db.url, secret, members=members, actions=actions, orgs=args.orgs))
+            log(f"  bulk load {seeded[label]['load_s']} s, rebuild (aggregates) {seeded[label]['rebuild_s']} s")
+        results["seed"] = {label: {k: v for k, v in info.items() if k != "token"} for label, info in seeded.items()}
+        results["rates"] = measure(args, dbs, seeded, secret)
     finally:
         for db in dbs.values():
             db.drop()
-    for label in ("small", "large"):
-        runs = results[label]["runs"]
-        results[label]["rates"] = {
-            name: {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]} for name in runs[0]
-        }
-    log(f"\n{'scenario':22} {'graphql/direct (large)':>20} {'large/small':>12}   req/s large / small / direct")
-    for name, large in results["large"]["rates"].items():
-        small = results["small"]["rates"][name]
-        direct = large.get("direct")
-        ratio = f"{large['subject'] / direct:.2f}" if direct else "-"
-        log(f"{name:22} {ratio:>20} {large['subject'] / small['subject']:>12.2f}   "
-            f"{large['subject']:.0f} / {small['subject']:.0f} / {direct or 0:.0f}")
+    log(f"\n{args.db}, {args.small_actions:,} vs {args.actions:,} actions, {args.concurrency} connections (medians)")
+    log(f"{'scenario':22} {'graphql large/small':>19} {'floor large/small':>17} {'graphql/floor':>21}   req/s (small / large)")
+    for name, r in results["rates"].items():
+        sg, lg, sf, lf = (r[k]["rps"] for k in ("small_graphql", "large_graphql", "small_floor", "large_floor"))
+        log(f"{name:22} {lg / sg:>19.2f} {lf / sf:>17.2f} {sg / sf:>10.2f} / {lg / lf:<10.2f}   "
+            f"graphql {sg:.0f} / {lg:.0f}, floor {sf:.0f} / {lf:.0f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

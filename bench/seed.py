@@ -94,6 +94,10 @@ class Fixture:
     entries: dict[str, int] = field(default_factory=dict)
     submit_tokens: list[str] = field(default_factory=list)
     offers: int = 0
+    redeem_tokens: list[str] = field(default_factory=list)
+    redeem_offer_gid: str = ""
+    redeem_offer_stock: int = 0
+    redeem_points: int = 0
 
 
 async def _user(services: Services, fx: Fixture, name: str, roles: frozenset[str], now) -> int:
@@ -225,18 +229,61 @@ async def bulk_grants(services: Services, account_id: int, n: int, *, actor_user
     await db.write(tx)
 
 
-async def submit_members(services: Services, fx: Fixture, n: int, now) -> None:
-    """``n`` members (registered through the real service) with access tokens, for ``submitAction``."""
-    bar = ProgressBar("bench seed: submitters", total=n)
+async def _members(services: Services, n: int, prefix: str, now) -> list[tuple[int, str]]:
+    """``n`` members registered through the real service, their email marked verified (``[identity]
+    require_verified_contact`` gates earning and redeeming), with access tokens."""
+    bar = ProgressBar(f"bench seed: {prefix}s", total=n)
+    out = []
     for i in range(n):
         bar.advance(1)
         user_id = await users_service.register(
             services,
-            email=f"submitter{i}@bench.jingtan.org", phone=None, password="Bench-password-2026",
-            display_name=f"Bench submitter {i}", roles=frozenset({MEMBER}), now=now,
+            email=f"{prefix}{i}@bench.jingtan.org", phone=None, password="Bench-password-2026",
+            display_name=f"Bench {prefix} {i}", roles=frozenset({MEMBER}), now=now,
         )
-        fx.submit_tokens.append(services.access_tokens.issue(user_id, frozenset({MEMBER}), now)[0])
+        await services.db.write(lambda conn, u=user_id: users_service.mark_contacts_verified(conn, u, now=now))
+        out.append((user_id, services.access_tokens.issue(user_id, frozenset({MEMBER}), now)[0]))
     bar.close()
+    return out
+
+
+async def submit_members(services: Services, fx: Fixture, n: int, now) -> None:
+    """``n`` verified members with access tokens, for ``submitAction``."""
+    fx.submit_tokens.extend(token for _, token in await _members(services, n, "submitter", now))
+
+
+REDEEM_PRICE = 10
+REDEEM_STOCK = 10**6
+REDEEM_POINTS = 100_000
+
+
+async def redeem_fixture(services: Services, fx: Fixture, admin_id: int, n: int, now) -> None:
+    """``n`` verified members granted ``REDEEM_POINTS`` each (one GRANT through ``adjust_points``: one lot)
+    and one ACTIVE offer of an ACTIVE merchant, created through the services: ``REDEEM_PRICE`` points,
+    ``REDEEM_STOCK`` items, at most 1,000 per member (the largest limit the service accepts) — so that no
+    request of a run is refused (10,000 redemptions a member before the points run out). Created a day
+    ago, so that it is not on the newest catalogue page of the ``catalogue`` scenario."""
+    for user_id, token in await _members(services, n, "redeemer", now):
+        await _grant(services, admin_id, user_id, REDEEM_POINTS, f"seed-redeemer-{user_id}", now)
+        fx.redeem_tokens.append(token)
+    actor = merchants_service.Actor(user_id=admin_id, is_admin=True, merchant_id=None)
+
+    async def tx(conn) -> int:
+        merchant_id = await merchants_service.create_merchant(
+            conn, actor_user_id=admin_id, request_id=None, now=now, owner_user_id=None,
+            profile={"name_zh": "兑换商户", "name_en": "Bench redeem merchant", "category": "CAFE", "city": "上海",
+                     "district": "徐汇区", "address": "低碳路 1 号", "commitments": []},
+        )
+        return await offers_service.create_offer(
+            conn, actor=actor, merchant_id=merchant_id, status=offers_service.ACTIVE, now=now - timedelta(days=1),
+            fields={"title_zh": "自带杯咖啡", "title_en": "Own-cup coffee", "points_price": REDEEM_PRICE,
+                    "total_stock": REDEEM_STOCK, "per_member_limit": offers_service.MAX_PER_MEMBER,
+                    "starts_at": now - timedelta(days=2), "ends_at": now + timedelta(days=30)},
+        )
+
+    fx.redeem_offer_gid = to_global_id("Offer", await services.db.write(tx))
+    fx.redeem_offer_stock = REDEEM_STOCK
+    fx.redeem_points = REDEEM_POINTS
 
 
 CATEGORIES = ("CAFE", "BIKE_SHOP", "TRANSIT", "GROCERY", "RESTAURANT")
@@ -299,13 +346,14 @@ async def seed(
     depth: tuple[int, int] | None = None,
     submitters: int = 0,
     offers: tuple[int, int] | None = None,
+    redeemers: int = 0,
     check: bool = True,
     log=print,
 ) -> Fixture:
     """Users ``member`` (40 ledger entries), ``admin``, ``target`` (receives grants) and, with
     ``depth=(shallow, deep)``, ``shallow`` and ``deep`` members with that many entries; ``submitters``
     more members with tokens (``fx.submit_tokens``); with ``offers=(merchants, per_merchant)``, that many
-    active merchants and offers."""
+    active merchants and offers; ``redeemers`` members with points and one offer to redeem."""
     import time
 
     settings = bench_settings(url, secret_key)
@@ -323,6 +371,11 @@ async def seed(
             started = time.perf_counter()
             await submit_members(services, fx, submitters, now)
             log(f"  registered {submitters} submitting members in {time.perf_counter() - started:.1f} s")
+        if redeemers:
+            started = time.perf_counter()
+            await redeem_fixture(services, fx, admin_id, redeemers, now)
+            log(f"  registered {redeemers} redeeming members with {REDEEM_POINTS:,} points each and one offer "
+                f"in {time.perf_counter() - started:.1f} s")
         if offers is not None:
             fx.offers = await catalogue(services, admin_id, offers[0], offers[1], now)
             log(f"  created {offers[0]} merchants with {fx.offers} active offers")

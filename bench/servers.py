@@ -10,6 +10,8 @@
   same ``data`` JSON as the bench's mutation selection.
 * :func:`baseline_submit_app` — ``submitAction`` (a recycling drop-off) written directly: JWT check, then
   in one ``db.write`` the idempotency record, the action row and the ACTION_CREDIT transaction.
+* :func:`baseline_redeem_app` — ``redeemOffer``: ``redemptions.service.redeem`` in one ``db.write``, the
+  payload's rows in one read transaction, the same JSON.
 * :func:`baseline_catalogue_app` — the ``Catalogue`` query: ``catalogue_page`` + ``merchants_by_ids`` in
   one read transaction, the same ``data`` JSON.
 """
@@ -250,6 +252,7 @@ def baseline_submit_app() -> Starlette:
     from jingtan_api.accounts import idempotency
     from jingtan_api.actions.models import Action
     from jingtan_api.auth.permissions import scopes_for_roles
+    from jingtan_api.methodologies.models import MethodologyVersion
     from jingtan_api.plugins.api import grams_from
     from jingtan_recycling import FACTORS, FACTOR_OF, RecyclingActionType
 
@@ -265,9 +268,15 @@ def baseline_submit_app() -> Starlette:
         sort_keys=True, separators=(",", ":"),
     )
     issuance: list[int] = []
+    methodology: list[int] = []
+    MV = MethodologyVersion.__table__
 
     def dumps(value) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def credit_memo(action_id: int) -> str:  # actions.service.credit_memo: bilingual, with the action's global ID
+        gid = _gid("Action", action_id)
+        return f"{RecyclingActionType.name_en} action {gid} / {RecyclingActionType.name_zh}行为 {gid}"[:200]
 
     async def submit(request: Request) -> JSONResponse:
         body = json.loads(await request.body())
@@ -297,6 +306,12 @@ def baseline_submit_app() -> Starlette:
             account_id = await ledger.member_account_id(conn, user_id)
             if not issuance:
                 issuance.append(await ledger.platform_account_id(conn, ledger.ISSUANCE_CODE))
+            if not methodology:  # the version the real path's ensure_versions registered (the subject's first submit)
+                found = (await conn.execute(
+                    select(MV.c.id).where(MV.c.plugin_code == "recycling").order_by(MV.c.version_no.desc()).limit(1)
+                )).scalar_one_or_none()
+                if found is not None:
+                    methodology.append(found)
             dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             action_id = (
                 await conn.execute(
@@ -306,14 +321,15 @@ def baseline_submit_app() -> Starlette:
                         subject=raw["stationId"], occurred_from=dropped_at, occurred_to=dropped_at, status="APPROVED",
                         reasons="[]", grams_co2e=grams, points=points, factor_ids=dumps([factor.id]),
                         factors=dumps([factor.as_dict()]), formula=formula, cap_group=None,
-                        cap_group_daily_grams=None, created_at=now,
+                        cap_group_daily_grams=None, methodology_version_id=methodology[0] if methodology else None,
+                        created_at=now,
                     ).returning(action_t.c.id)
                 )
             ).scalar_one()
             tx = await ledger.post_transaction(
                 conn, kind="ACTION_CREDIT",
                 postings=[ledger.Posting(issuance[0], -points), ledger.Posting(account_id, points)],
-                now=now, lot_expiry_days=cfg.lot_expiry_days, memo=f"recycling action #{action_id}",
+                now=now, lot_expiry_days=cfg.lot_expiry_days, memo=credit_memo(action_id),
             )
             await conn.execute(update(action_t).where(action_t.c.id == action_id).values(transaction_id=tx.id))
             await idempotency.complete(conn, claim, "Action", action_id)
@@ -340,6 +356,58 @@ def baseline_submit_app() -> Starlette:
         )
 
     return _app(submit, db)
+
+
+def baseline_redeem_app() -> Starlette:
+    """``redeemOffer`` through the project's services: JWT check, ``redemptions.service.redeem`` in ONE
+    ``db.write`` (the real mutation's transaction: claim, verified-contact gate, offer/merchant rows,
+    member-row lock, per-member count, stock UPDATE, expired-lots probe, REDEMPTION transaction with lot
+    consumption, code, redemption row, idempotency result), then one read transaction for the payload
+    (``redemptions_by_ids``, ``offer_row``, ``merchant_row``, ``accounts_by_user_ids``) and the JSON of
+    ``RedeemOffer.graphql``. No GraphQL, no listeners (segments, impact stats), no DataLoaders."""
+    from jingtan_api.redemptions import service as redemptions
+
+    settings = _settings()
+    db = _db(settings)
+    auth = _Auth(settings)
+
+    async def redeem(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        data_in = body["variables"]["input"]
+        who = auth.viewer(request)
+        if who is None:
+            return _error("unauthenticated")
+        user_id = who[0]
+        kind, _, pk = base64.b64decode(data_in["offerId"]).decode().partition(":")
+        if kind != "Offer" or not pk.isdigit():
+            return _error("bad offer id")
+        now = ledger.utcnow()
+        redemption_id, replayed = await db.write(
+            lambda conn: redemptions.redeem(
+                conn, user_id=user_id, offer_id=int(pk), quantity=data_in.get("quantity", 1),
+                idempotency_key=data_in["idempotencyKey"], now=now, lot_expiry_days=settings.points.lot_expiry_days,
+                valid_days=settings.offers.redemption_valid_days, max_quantity=settings.offers.max_quantity,
+                require_verified_contact=settings.identity.require_verified_contact,
+            )
+        )
+        async with db.read() as conn:
+            r = (await redemptions.redemptions_by_ids(conn, [redemption_id]))[redemption_id]
+            o = await offers_service.offer_row(conn, r["offer_id"])
+            m = await merchants_service.merchant_row(conn, r["merchant_id"])
+            a = (await ledger.accounts_by_user_ids(conn, [user_id]))[user_id]
+        return JSONResponse({"data": {"redeemOffer": {
+            "redemption": {
+                "id": _gid("Redemption", r["id"]), "code": r["code"], "status": r["status"], "quantity": r["quantity"],
+                "points": r["points"], "expiresAt": r["expires_at"].isoformat(),
+                "offer": {"id": _gid("Offer", o.id), "titleZh": o.title_zh},
+                "merchant": {"id": _gid("Merchant", m.id), "nameZh": m.name_zh, "address": m.address},
+            },
+            "account": {"balance": a["balance"]},
+            "replayed": replayed,
+            "userErrors": [],
+        }}})
+
+    return _app(redeem, db)
 
 
 def baseline_catalogue_app() -> Starlette:
