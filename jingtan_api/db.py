@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlmodel import SQLModel
 
 from jingtan_api import events
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict
 from jingtan_api.observability import metrics, tracing
 
@@ -371,19 +372,22 @@ async def keyset_page_cached(
     args: PageArgs, params: dict[str, Any],
 ) -> Page:
     """:func:`keyset_page` for a statement built once per ``shape`` by ``build()`` (its values as bind
-    parameters named in ``params``): the same rows, keys and flags, without building SQL per request."""
+    parameters named in ``params``): the same rows, keys and flags, without building SQL per request. The
+    statement is a :class:`~jingtan_api.driver.DriverStatement`: compiled once, run on the bare driver."""
     backward = args.backward
 
-    def full() -> Select[Any]:
+    def full() -> DriverStatement:
         stmt = build()
         if args.after is not None:
             stmt = stmt.where(_beyond(order, _key_params(order, "_after_"), later=True))
         if args.before is not None:
             stmt = stmt.where(_beyond(order, _key_params(order, "_before_"), later=False))
         ordering = [column.asc() if desc == backward else column.desc() for column, desc in order]
-        return stmt.order_by(*ordering).limit(bindparam("_page_limit", type_=Integer))
+        driver = DriverStatement(stmt.order_by(*ordering).limit(bindparam("_page_limit", type_=Integer)))
+        driver.page_keys = tuple(driver.key_of(column) for column, _ in order)
+        return driver
 
-    stmt = cache.get((shape, args.after is not None, args.before is not None, backward), full)
+    stmt: DriverStatement = cache.get((shape, args.after is not None, args.before is not None, backward), full)
     values = dict(params)
     for prefix, key in (("_after_", args.after), ("_before_", args.before)):
         if key is not None:
@@ -392,7 +396,9 @@ async def keyset_page_cached(
             values.update({f"{prefix}{i}": k for i, k in enumerate(key)})
     size = (args.last if backward else args.first) or 0
     values["_page_limit"] = size + 1
-    return _page(list((await conn.execute(stmt, values)).all()), order, args, size)
+    rows = await stmt.all(conn, values)
+    names = stmt.page_keys
+    return _page([(r, tuple(r[n] for n in names)) for r in rows], args, size)
 
 
 async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, args: PageArgs) -> Page:
@@ -408,19 +414,21 @@ async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, ar
     backward = args.backward
     size = (args.last if backward else args.first) or 0
     ordering = [column.asc() if desc == backward else column.desc() for column, desc in order]
-    return _page(list((await conn.execute(stmt.order_by(*ordering).limit(size + 1))).all()), order, args, size)
+    rows = (await conn.execute(stmt.order_by(*ordering).limit(size + 1))).all()
+    return _page([(dict(r._mapping), tuple(r._mapping[column] for column, _ in order)) for r in rows], args, size)
 
 
-def _page(rows: list[Any], order: Order, args: PageArgs, size: int) -> Page:
-    """The page of ``rows`` read in page order with one row more than ``size`` (the "more" probe)."""
+def _page(rows: list[tuple[dict, Key]], args: PageArgs, size: int) -> Page:
+    """The page of ``rows`` (each with its key) read in page order with one row more than ``size`` (the
+    "more" probe)."""
     backward = args.backward
     more = len(rows) > size
     rows = rows[:size]
     if backward:
         rows.reverse()
     return Page(
-        rows=[dict(r._mapping) for r in rows],
-        keys=[tuple(r._mapping[column] for column, _ in order) for r in rows],
+        rows=[r for r, _ in rows],
+        keys=[k for _, k in rows],
         has_next=args.before is not None if backward else more,
         has_previous=more if backward else args.after is not None,
     )
