@@ -141,7 +141,7 @@ class _Compiled:
         self.types = tuple(c.type for c in columns)
         # (index, processor) of the columns that have one; on PostgreSQL they depend on the column's type
         # oid (as SQLAlchemy's do), so they are taken at the first execution, from the statement's attributes.
-        self._attrs: Any = None
+        self._attrs: dict[int, tuple[Any, tuple[tuple[str, Processor], ...]]] = {}
         self.procs: tuple[tuple[str, Processor], ...] = ()
         if dialect.name != "postgresql":
             self.procs = self._result_processors([None] * len(columns))
@@ -155,10 +155,16 @@ class _Compiled:
         return tuple(out)
 
     def pg_processors(self, attrs: Any) -> tuple[tuple[str, Processor], ...]:
-        if attrs is not self._attrs:
-            self.procs = self._result_processors([a.type.oid for a in attrs])
-            self._attrs = attrs
-        return self.procs
+        """The processors for the column types of one connection's prepared statement (``attrs``: each
+        pooled connection prepares its own; kept here with the processors, so an id is never reused)."""
+        known = self._attrs.get(id(attrs))
+        if known is not None:
+            return known[1]
+        procs = self._result_processors([a.type.oid for a in attrs])
+        if len(self._attrs) >= 64:  # statements re-prepared after schema changes: drop the old ones
+            self._attrs.clear()
+        self._attrs[id(attrs)] = (attrs, procs)
+        return procs
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         missing = self.required.difference(params)

@@ -276,3 +276,22 @@ async def test_the_statement_runs_in_the_read_transaction(services, clock):
     finally:
         event.remove(engine, "begin", on_begin)
     assert begins[0] == (2 if services.db.is_postgresql else 1)
+
+
+async def test_concurrent_reads_on_several_pooled_connections(services, clock):
+    """Each pooled connection prepares the statement itself (PostgreSQL: its own column type info); the
+    rows are the same on every one, and concurrent reads do not mix their transactions."""
+    import asyncio
+
+    member = await make_member(services, clock, points=50)
+
+    async def one() -> tuple[list, list]:
+        async with services.db.read() as conn:
+            got = await ledger.accounts_by_user_ids(conn, [member["pk"]])
+            await asyncio.sleep(0)
+            ref = [dict(r._mapping) for r in await conn.execute(
+                select(ledger.A).where(ledger.A.c.user_id.in_([member["pk"]]), ledger.A.c.kind == ledger.MEMBER))]
+            return typed(got.values()), typed(ref)
+
+    results = await asyncio.gather(*(one() for _ in range(6)))
+    assert all(got == ref and len(got) == 1 for got, ref in results)
