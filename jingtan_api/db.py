@@ -17,6 +17,7 @@ them as ``timestamptz`` on PostgreSQL and as UTC text on SQLite).
 import asyncio
 import contextvars
 import logging
+from operator import itemgetter
 import random
 import time
 import weakref
@@ -450,7 +451,11 @@ async def keyset_page_cached(
     values["_page_limit"] = size + 1
     rows = await stmt.all(conn, values)
     names = stmt.page_keys
-    return _page([(r, tuple(r[n] for n in names)) for r in rows], args, size)
+    if len(names) == 1:
+        (name,) = names
+        return _page([(r, (r[name],)) for r in rows], args, size)
+    key = itemgetter(*names)  # a tuple for two names or more
+    return _page([(r, key(r)) for r in rows], args, size)
 
 
 async def keyset_page(conn: AsyncConnection, stmt: Select[Any], order: Order, args: PageArgs) -> Page:

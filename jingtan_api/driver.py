@@ -28,6 +28,7 @@ statement. This module knows nothing of GraphQL or of any domain.
 """
 
 import json
+from datetime import UTC, datetime
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 Processor = Callable[[Any], Any]
 
@@ -108,6 +110,31 @@ def in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
 # --- the statement -----------------------------------------------------------------------------------
 
 
+def _utc_processor(type_: UTCDateTime, dialect: Dialect, coltype: Any) -> Processor:
+    """``UTCDateTime``'s result processor (the impl's, then ``process_result_value``) without the
+    TypeDecorator's layers for the two cases the hot paths see: a datetime already aware in UTC (asyncpg's
+    timestamptz: ``astimezone(UTC)`` returns it as it is) and a naive one (SQLite's text, which the type
+    defines as UTC). Anything else goes through ``process_result_value`` itself; the differential tests
+    (tests/test_driver_statements.py) pin the results to SQLAlchemy's."""
+    typed = type_.dialect_impl(dialect)
+    impl = typed.impl_instance.result_processor(dialect, coltype)  # type: ignore[attr-defined]
+    slow = typed.process_result_value  # type: ignore[attr-defined]
+
+    def process(value: Any) -> Any:
+        if impl is not None:
+            value = impl(value)
+        if value is None:
+            return None
+        if type(value) is datetime:
+            if value.tzinfo is UTC:
+                return value
+            if value.tzinfo is None:
+                return value.replace(tzinfo=UTC)
+        return slow(value, dialect)
+
+    return process
+
+
 class _Compiled:
     """One dialect's form of a statement: SQL text, parameter slots, result keys and processors."""
 
@@ -149,6 +176,9 @@ class _Compiled:
     def _result_processors(self, coltypes: Sequence[Any]) -> tuple[tuple[str, Processor], ...]:
         out = []
         for key, type_, coltype in zip(self.keys, self.types, coltypes, strict=True):
+            if isinstance(type_, UTCDateTime):
+                out.append((key, _utc_processor(type_, self.dialect, coltype)))
+                continue
             proc = type_._cached_result_processor(self.dialect, coltype)
             if proc is not None:
                 out.append((key, proc))
