@@ -23,8 +23,9 @@ before its postings (a revoke expires, then posts) takes them all up front with 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts.models import (
@@ -39,7 +40,8 @@ from jingtan_api import events
 from jingtan_api.accounts import idempotency
 from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import acting_admin_var
-from jingtan_api.db import Page, PageArgs, keyset_page, utcnow
+from jingtan_api.db import Page, PageArgs, StatementCache, keyset_page_cached, utcnow
+from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
 A = Account.__table__
@@ -383,9 +385,11 @@ async def accounts_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int
     return {r.id: dict(r._mapping) for r in rows}
 
 
+_ACCOUNTS_BY_USER_IDS = DriverStatement(select(A).where(in_list(A.c.user_id, "user_ids"), A.c.kind == MEMBER))
+
+
 async def accounts_by_user_ids(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, dict]:
-    rows = await conn.execute(select(A).where(A.c.user_id.in_(list(user_ids)), A.c.kind == MEMBER))
-    return {r.user_id: dict(r._mapping) for r in rows}
+    return {r["user_id"]: r for r in await _ACCOUNTS_BY_USER_IDS.all(conn, {"user_ids": list(user_ids)})}
 
 
 @dataclass(frozen=True)
@@ -410,8 +414,10 @@ async def expiring_soon(
     return [ExpiringPoints(points=int(r.points), expires_at=r.expires_at) for r in rows]
 
 
-async def entries_page(conn: AsyncConnection, account_id: int, args: PageArgs) -> Page:
-    """Keyset page of an account's entries, newest first (keys: entry ids)."""
+_ENTRY_PAGES = StatementCache()
+
+
+def _entries_statement() -> Any:
     cols = [
         E.c.id,
         E.c.transaction_id,
@@ -422,8 +428,14 @@ async def entries_page(conn: AsyncConnection, account_id: int, args: PageArgs) -
         TX.c.kind,
         TX.c.memo,
     ]
-    stmt = select(*cols).join(TX, TX.c.id == E.c.transaction_id).where(E.c.account_id == account_id)
-    return await keyset_page(conn, stmt, [(E.c.id, True)], args)
+    return (select(*cols).join(TX, TX.c.id == E.c.transaction_id)
+            .where(E.c.account_id == bindparam("account_id", type_=E.c.account_id.type)))
+
+
+async def entries_page(conn: AsyncConnection, account_id: int, args: PageArgs) -> Page:
+    """Keyset page of an account's entries, newest first (keys: entry ids); built once per page shape."""
+    return await keyset_page_cached(
+        conn, _ENTRY_PAGES, "entries", _entries_statement, [(E.c.id, True)], args, {"account_id": account_id})
 
 
 async def entries_for_transactions(conn: AsyncConnection, tx_ids: Sequence[int]) -> dict[int, list[dict]]:

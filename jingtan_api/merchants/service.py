@@ -22,6 +22,7 @@ from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import MERCHANT as MERCHANT_ROLE
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from jingtan_api.merchants.models import Merchant, MerchantStaff
 from jingtan_api.users import service as users
@@ -308,9 +309,11 @@ async def update_merchant(conn: AsyncConnection, *, actor: Actor, merchant_id: i
         await conn.execute(update(M).where(M.c.id == merchant_id).values(**values))
 
 
+_MERCHANTS_BY_IDS = DriverStatement(select(M).where(in_list(M.c.id, "ids")))
+
+
 async def merchants_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
-    rows = await conn.execute(select(M).where(M.c.id.in_(list(ids))))
-    return {r.id: dict(r._mapping) for r in rows}
+    return {r["id"]: r for r in await _MERCHANTS_BY_IDS.all(conn, {"ids": list(ids)})}
 
 
 async def merchant_balances(conn: AsyncConnection, merchant_ids: Sequence[int]) -> dict[int, int]:

@@ -21,6 +21,7 @@ from jingtan_api.audit import service as audit
 from jingtan_api.auth import tokens
 from jingtan_api.auth.models import LoginAttempt
 from jingtan_api.auth.permissions import ADMIN, MEMBER, ROLES
+from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.errors import Conflict, NotFound, PermissionDenied, RateLimited, Unauthenticated, ValidationFailed
 from jingtan_api.users.models import User, UserConsent
 
@@ -525,9 +526,11 @@ async def mark_contacts_verified(conn: AsyncConnection, user_id: int, *, now: da
     )
 
 
+_USERS_BY_IDS = DriverStatement(select(U).where(in_list(U.c.id, "ids")))
+
+
 async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
-    rows = await conn.execute(select(U).where(U.c.id.in_(list(ids))))
-    return {r.id: dict(r._mapping) for r in rows}
+    return {r["id"]: r for r in await _USERS_BY_IDS.all(conn, {"ids": list(ids)})}
 
 
 async def roles_and_status(conn: AsyncConnection, user_id: int) -> tuple[frozenset[str], str] | None:

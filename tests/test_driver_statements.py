@@ -1,0 +1,297 @@
+"""The hot read statements on the bare driver (``jingtan_api.driver``): the same rows, values AND Python
+types, as SQLAlchemy's ``conn.execute`` on the same data; one SQL text for any list length, compiled once;
+driver errors in SQLAlchemy's DBAPIError family, after which the request's reads still work."""
+
+import enum
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from offers_helpers import grant, make_member, make_merchant, make_offer
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Column, Date, Enum, Float, Integer, MetaData, Numeric, String, Table, bindparam,
+    event, select,
+)
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from jingtan_api.accounts import service as ledger
+from jingtan_api.auth.permissions import Viewer
+from jingtan_api.context import Context
+from jingtan_api.db import Database, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement, in_list
+from jingtan_api.merchants import service as merchants
+from jingtan_api.offers import segments
+from jingtan_api.offers import service as offers
+from jingtan_api.users import service as users
+
+
+def typed(rows):
+    """Rows with each value's type beside it, so ``1 == True`` or a naive/aware datetime cannot pass."""
+    return [{k: (v, type(v), getattr(v, "tzinfo", None)) for k, v in r.items()} for r in rows]
+
+
+# --- every kind of column ------------------------------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+meta = MetaData()
+KINDS = Table(
+    "driver_kinds", meta,
+    Column("id", Integer, primary_key=True),
+    Column("flag", Boolean),
+    Column("doc", JSON),
+    Column("colour", Enum(Colour)),
+    Column("word", Enum("alpha", "beta", name="driver_word")),
+    Column("at", UTCDateTime),
+    Column("day", Date),
+    Column("price", Numeric(12, 2)),
+    Column("ratio", Float),
+    Column("big", BigInteger),
+    Column("note", String(40)),
+)
+KIND_ROWS = [
+    {"id": 1, "flag": True, "doc": {"a": [1, 2], "b": "鲸"}, "colour": Colour.RED, "word": "alpha",
+     "at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), "day": date(2026, 1, 2), "price": Decimal("12.50"),
+     "ratio": 0.25, "big": 10**15, "note": "一"},
+    {"id": 2, "flag": False, "doc": [1, "x", None], "colour": Colour.GREEN, "word": "beta",
+     "at": datetime(2025, 12, 31, 23, 59, tzinfo=UTC), "day": date(2025, 12, 31), "price": Decimal("0.00"),
+     "ratio": -1.5, "big": -1, "note": ""},
+    {"id": 3, "flag": None, "doc": None, "colour": None, "word": None, "at": None, "day": None, "price": None,
+     "ratio": None, "big": None, "note": None},
+]
+
+
+@pytest.fixture
+async def kinds_db(db_url):
+    database = Database(db_url)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+        await conn.execute(KINDS.insert(), KIND_ROWS)
+    yield database
+    async with database.engine.begin() as conn:
+        await conn.run_sync(meta.drop_all)
+    await database.dispose()
+
+
+async def test_every_column_type_comes_back_as_sqlalchemy_gives_it(kinds_db):
+    by_ids = DriverStatement(select(KINDS).where(in_list(KINDS.c.id, "ids")).order_by(KINDS.c.id))
+    filtered = DriverStatement(
+        select(KINDS.c.id, KINDS.c.at, KINDS.c.doc, KINDS.c.colour)
+        .where(KINDS.c.at >= bindparam("since", type_=KINDS.c.at.type), KINDS.c.colour == Colour.RED))
+    async with kinds_db.read() as conn:
+        for ids in ([], [3], [1, 2, 3], [2, 99]):
+            reference = [dict(r._mapping) for r in await conn.execute(
+                select(KINDS).where(KINDS.c.id.in_(ids)).order_by(KINDS.c.id))]
+            got = await by_ids.all(conn, {"ids": ids})
+            assert typed(got) == typed(reference) and len(got) == len([i for i in ids if i <= 3])
+        since = datetime(2026, 1, 1, tzinfo=UTC)
+        reference = [dict(r._mapping) for r in await conn.execute(filtered.statement, {"since": since})]
+        assert typed(await filtered.all(conn, {"since": since})) == typed(reference) and len(reference) == 1
+    assert by_ids.compilations == 1 and filtered.compilations == 1
+
+
+# --- the hot paths -------------------------------------------------------------------------------------
+
+
+async def seed(gql, services, clock, admin):
+    shops = [await make_merchant(gql, services, clock, admin, profile={"nameZh": f"店 {i}", "latitude": 31.2 + i / 100,
+                                                                       "longitude": 121.4}) for i in range(2)]
+    shops.append(await make_merchant(gql, services, clock, admin, profile={"nameZh": "北店", "city": "北京"}))
+    for shop in shops:
+        for i in range(3):
+            await make_offer(gql, clock, shop, titleEn=f"{shop['id'][-3:]}-{i}", pointsPrice=10 * (i + 1))
+            clock.advance(seconds=1)
+    member = await make_member(services, clock, points=500)
+    for amount in (5, 7, 11):
+        await grant(services, clock, member["pk"], amount)
+        clock.advance(seconds=1)
+    return shops, member
+
+
+async def test_hot_paths_match_sqlalchemy(gql, services, clock, admin):
+    shops, member = await seed(gql, services, clock, admin)
+    async with services.db.read() as conn:
+        merchant_ids = [r.id for r in await conn.execute(select(merchants.M.c.id).order_by(merchants.M.c.id))]
+        user_ids = [r.id for r in await conn.execute(select(users.U.c.id).order_by(users.U.c.id))]
+        for ids in ([], user_ids[:1], user_ids, user_ids[:2] + [10**6]):
+            ref = {r.id: dict(r._mapping) for r in await conn.execute(select(users.U).where(users.U.c.id.in_(ids)))}
+            got = await users.users_by_ids(conn, ids)
+            assert got.keys() == ref.keys() and typed(got.values()) == typed(ref.values())
+        for ids in ([], merchant_ids[:1], merchant_ids):
+            ref = {r.id: dict(r._mapping) for r in await conn.execute(select(merchants.M).where(merchants.M.c.id.in_(ids)))}
+            got = await merchants.merchants_by_ids(conn, ids)
+            assert got.keys() == ref.keys() and typed(got.values()) == typed(ref.values())
+        for ids in ([], [member["pk"]], user_ids):
+            ref = {r.user_id: dict(r._mapping) for r in await conn.execute(
+                select(ledger.A).where(ledger.A.c.user_id.in_(ids), ledger.A.c.kind == ledger.MEMBER))}
+            got = await ledger.accounts_by_user_ids(conn, ids)
+            assert got.keys() == ref.keys() and typed(got.values()) == typed(ref.values())
+        assert len(await ledger.accounts_by_user_ids(conn, user_ids)) >= 2  # members and merchant owners
+
+        account_id = (await ledger.accounts_by_user_ids(conn, [member["pk"]]))[member["pk"]]["id"]
+        entries = select(*[ledger.E.c.id, ledger.E.c.transaction_id, ledger.E.c.account_id, ledger.E.c.amount,
+                           ledger.E.c.balance_after, ledger.E.c.created_at, ledger.TX.c.kind, ledger.TX.c.memo]
+                         ).join(ledger.TX, ledger.TX.c.id == ledger.E.c.transaction_id
+                                ).where(ledger.E.c.account_id == account_id)
+        order = [(ledger.E.c.id, True)]
+        first = await ledger.entries_page(conn, account_id, PageArgs(first=2))
+        assert len(first.rows) == 2 and first.has_next
+        for args in (PageArgs(first=2), PageArgs(first=10), PageArgs(first=0), PageArgs(first=2, after=first.keys[-1]),
+                     PageArgs(last=2), PageArgs(last=1, before=first.keys[-1]),
+                     PageArgs(first=5, after=first.keys[0], before=(0,))):
+            ref = await keyset_page(conn, entries, order, args)
+            got = await ledger.entries_page(conn, account_id, args)
+            assert typed(got.rows) == typed(ref.rows) and got.keys == ref.keys, args
+            assert (got.has_next, got.has_previous) == (ref.has_next, ref.has_previous), args
+
+        now = clock()
+        viewer = segments.Viewer(user_id=member["pk"], registered_at=now - timedelta(days=3))
+        filters = [offers.CatalogueFilter(), offers.CatalogueFilter(city="上海", max_price=20),
+                   offers.CatalogueFilter(segment=viewer), offers.CatalogueFilter(segment=segments.Viewer(None)),
+                   offers.CatalogueFilter(include_unavailable=True)]
+        for flt in filters:
+            for order_by in (offers.NEWEST, offers.POINTS_ASC, offers.ENDING_SOON):
+                column, desc = offers._ORDERS[order_by]
+                o = [(column, desc), (offers.O.c.id, desc)]
+                stmt = offers._catalogue_where(select(offers.O), now=now, flt=flt)
+                top = await offers.catalogue_page(conn, PageArgs(first=2), now=now, order=order_by, flt=flt)
+                assert top.rows, (flt, order_by)
+                for args in (PageArgs(first=2), PageArgs(first=50), PageArgs(first=3, after=top.keys[-1]),
+                             PageArgs(last=2, before=top.keys[-1]), PageArgs(last=4)):
+                    ref = await keyset_page(conn, stmt, o, args)
+                    got = await offers.catalogue_page(conn, args, now=now, order=order_by, flt=flt)
+                    assert typed(got.rows) == typed(ref.rows) and got.keys == ref.keys, (flt, order_by, args)
+                    assert (got.has_next, got.has_previous) == (ref.has_next, ref.has_previous)
+
+
+async def test_one_sql_text_for_any_list_and_compiled_once(services, clock):
+    member = await make_member(services, clock)
+    statement = users._USERS_BY_IDS
+    seen: list[str] = []
+
+    def count(conn, cursor, sql, parameters, context, executemany):
+        seen.append(sql)
+
+    engine = services.db.engine.sync_engine
+    statement.compiled(services.db.engine.dialect)
+    compiled = statement.compilations  # once per dialect for the process (the tests use both)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        async with services.db.read() as conn:
+            for ids in ([], [member["pk"]], list(range(1, 200)), [member["pk"]] * 3):
+                found = await users.users_by_ids(conn, ids)
+                assert set(found) == ({member["pk"]} if member["pk"] in ids else set())
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # The engine's listeners (statement counters, tracing) still see every statement, always the same text.
+    assert [s for s in seen if s != "BEGIN"] == [statement.sql(services.db.engine.dialect)] * 4  # (SQLite: BEGIN too)
+    assert "POSTCOMPILE" not in seen[-1] and statement.compilations == compiled <= 2
+
+
+def test_an_expanding_in_is_refused():
+    stmt = DriverStatement(select(users.U).where(users.U.c.id.in_([1, 2])))
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    for dialect in (postgresql.asyncpg.dialect(), sqlite.aiosqlite.dialect()):
+        with pytest.raises(ValueError, match="in_list"):
+            stmt.compiled(dialect)
+
+
+# --- errors --------------------------------------------------------------------------------------------
+
+
+async def test_errors_are_sqlalchemys_and_later_reads_still_work(services, clock):
+    member = await make_member(services, clock)
+    by_id = select(users.U.c.id).where(users.U.c.id == bindparam("uid", type_=Integer))
+    driver = DriverStatement(by_id)
+    bad = {"uid": object()}  # no driver can bind it
+    async with services.db.read() as conn:
+        with pytest.raises(DBAPIError) as reference:
+            await conn.execute(by_id, bad)
+    async with services.db.read() as conn:
+        with pytest.raises(DBAPIError) as got:
+            await driver.all(conn, bad)
+    assert type(got.value) is type(reference.value) and type(got.value.orig) is type(reference.value.orig)
+
+    # A server-side failure (PostgreSQL aborts the transaction) then a good read in the same request:
+    # Context.read rolls the shared transaction back on DBAPIError and the next read starts a fresh one.
+    failing = DriverStatement(select(users.U.c.id).where(
+        users.U.c.id == bindparam("uid", type_=Integer) / bindparam("zero", type_=Integer)))
+    ctx = Context(services, None, Viewer(), "req-driver")
+    ctx.begin_shared_reads()
+    try:
+        if services.db.is_postgresql:
+            with pytest.raises(DBAPIError):
+                await ctx.read(failing.all, {"uid": 1, "zero": 0})
+        with pytest.raises(DBAPIError):
+            await ctx.read(driver.all, bad)
+        assert member["pk"] in await ctx.read(users.users_by_ids, [member["pk"]])
+    finally:
+        await ctx.end_shared_reads()
+
+    # A bind processor that refuses a value raises StatementError, as conn.execute does, before any SQL.
+    since = DriverStatement(select(users.U.c.id).where(users.U.c.created_at >= bindparam("t", type_=users.U.c.created_at.type)))
+    async with services.db.read() as conn:
+        with pytest.raises(StatementError) as reference:
+            await conn.execute(since.statement, {"t": "not a datetime"})
+        assert not isinstance(reference.value, DBAPIError)
+    async with services.db.read() as conn:
+        with pytest.raises(StatementError) as got:
+            await since.all(conn, {"t": "not a datetime"})
+        assert not isinstance(got.value, DBAPIError)
+        assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])  # the transaction is usable
+
+
+async def test_the_statement_runs_in_the_read_transaction(services, clock):
+    """The raw statement joins the transaction SQLAlchemy began: it sees the transaction's own snapshot
+    state, and SQLAlchemy's COMMIT ends it (one BEGIN per read, none left open)."""
+    member = await make_member(services, clock)
+    begins = [0]
+
+    def on_begin(_conn) -> None:
+        begins[0] += 1
+
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "begin", on_begin)
+    try:
+        async with services.db.read() as conn:
+            assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])
+            if services.db.is_postgresql:
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw.is_in_transaction()
+                txid = (await conn.exec_driver_sql("SELECT txid_current()")).scalar_one()
+                assert await raw.fetchval("SELECT txid_current()") == txid
+            assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])
+        if services.db.is_postgresql:
+            async with services.db.read() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert not raw.is_in_transaction()  # the previous read committed; this one has not begun yet
+                await users.users_by_ids(conn, [member["pk"]])  # the first statement begins it, as SQLAlchemy's does
+                assert raw.is_in_transaction()
+    finally:
+        event.remove(engine, "begin", on_begin)
+    assert begins[0] == (2 if services.db.is_postgresql else 1)
+
+
+async def test_concurrent_reads_on_several_pooled_connections(services, clock):
+    """Each pooled connection prepares the statement itself (PostgreSQL: its own column type info); the
+    rows are the same on every one, and concurrent reads do not mix their transactions."""
+    import asyncio
+
+    member = await make_member(services, clock, points=50)
+
+    async def one() -> tuple[list, list]:
+        async with services.db.read() as conn:
+            got = await ledger.accounts_by_user_ids(conn, [member["pk"]])
+            await asyncio.sleep(0)
+            ref = [dict(r._mapping) for r in await conn.execute(
+                select(ledger.A).where(ledger.A.c.user_id.in_([member["pk"]]), ledger.A.c.kind == ledger.MEMBER))]
+            return typed(got.values()), typed(ref)
+
+    results = await asyncio.gather(*(one() for _ in range(6)))
+    assert all(got == ref and len(got) == 1 for got, ref in results)
