@@ -97,7 +97,7 @@ class RequestIdMiddleware:
                     if status >= 500:
                         tracing.set_error(span, str(status))
         finally:
-            metrics.HTTP_REQUESTS.labels(route=metrics.route_label(scope.get("path", "")), status=str(status)).inc()
+            metrics.child(metrics.HTTP_REQUESTS, metrics.route_label(scope.get("path", "")), str(status)).inc()
             log.info(
                 "request",
                 extra={

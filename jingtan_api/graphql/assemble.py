@@ -44,6 +44,7 @@ from jingtan_api.observability.graphql import observer_factory
 from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
 from jingtan_api.graphql.errors import JingtanMaskErrors
+from jingtan_api.graphql.hooks import CachedExtensionsRunner
 from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
 from jingtan_api.graphql.sanitize import SCALARS, RefuseNulCharacters
 from jingtan_api.plugins.manager import PluginHost
@@ -258,6 +259,10 @@ class JingtanSchema(strawberry.Schema):
             allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
         return await super().execute(query, variable_values, context_value, root_value, operation_name,
                                      allowed_operation_types, operation_extensions)
+
+    def create_extensions_runner(self, execution_context, extensions) -> CachedExtensionsRunner:
+        """strawberry's runner with each extension class's hooks looked up once (graphql.hooks)."""
+        return CachedExtensionsRunner(execution_context=execution_context, extensions=extensions)
 
     def process_errors(self, errors, execution_context=None) -> None:
         """Unexpected errors are logged (once, with the request id) by JingtanMaskErrors; expected ones
