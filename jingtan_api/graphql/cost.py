@@ -238,7 +238,7 @@ class QueryCost(SchemaExtension):
         return cost
 
     def on_validate(self) -> Iterator[None]:
-        # Runs after ValidationCache has validated (it is listed before us) and before strawberry checks
+        # Runs after the cached validation (assemble.DocumentChecks, listed before us) and before strawberry checks
         # for pre-execution errors, so an over-limit operation never reaches a resolver.
         ctx = self.execution_context
         if ctx.graphql_document is not None and not ctx.pre_execution_errors:
