@@ -29,7 +29,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
@@ -234,6 +234,31 @@ class Assembly:
                     raise SchemaAssemblyError(f"{type_name}.{_NAMES.get_graphql_name(f)} already exists; a domain cannot replace it")
 
 
+class _ExecutionContext(ExecutionContext):
+    """strawberry's execution context, with the operation's definition and type looked up once per document:
+    strawberry, its extensions and ours read ``operation_name`` / ``operation_type`` about ten times per
+    request, and each read walked the document's definitions again."""
+
+    def _get_first_operation(self) -> Any:
+        document = self.graphql_document
+        cached = self.__dict__.get("_jt_first")
+        if cached is not None and cached[0] is document:
+            return cached[1]
+        operation = super()._get_first_operation()
+        self.__dict__["_jt_first"] = (document, operation)
+        return operation
+
+    @property
+    def operation_type(self) -> OperationType:
+        document = self.graphql_document
+        cached = self.__dict__.get("_jt_type")
+        if cached is not None and cached[0] is document:
+            return cached[1]
+        operation_type = ExecutionContext.operation_type.fget(self)  # type: ignore[attr-defined]
+        self.__dict__["_jt_type"] = (document, operation_type)
+        return operation_type
+
+
 class JingtanSchema(strawberry.Schema):
     """A strawberry schema whose object types also get the fields domains contribute to them."""
 
@@ -257,6 +282,19 @@ class JingtanSchema(strawberry.Schema):
             allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
         return await super().execute(query, variable_values, context_value, root_value, operation_name,
                                      allowed_operation_types, operation_extensions)
+
+    def _create_execution_context(self, query, allowed_operation_types, variable_values=None, context_value=None,
+                                  root_value=None, operation_name=None, operation_extensions=None) -> ExecutionContext:
+        return _ExecutionContext(
+            query=query,
+            schema=self,
+            allowed_operations=allowed_operation_types,
+            context=context_value,
+            root_value=root_value,
+            variables=variable_values,
+            provided_operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
 
     def create_extensions_runner(self, execution_context, extensions) -> CachedExtensionsRunner:
         """strawberry's runner with each extension class's hooks looked up once (graphql.hooks)."""
