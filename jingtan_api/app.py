@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import ipaddress
@@ -97,7 +98,7 @@ class RequestIdMiddleware:
                     if status >= 500:
                         tracing.set_error(span, str(status))
         finally:
-            metrics.HTTP_REQUESTS.labels(route=metrics.route_label(scope.get("path", "")), status=str(status)).inc()
+            metrics.child(metrics.HTTP_REQUESTS, metrics.route_label(scope.get("path", "")), str(status)).inc()
             log.info(
                 "request",
                 extra={
@@ -123,6 +124,13 @@ _HTTP_ERRORS = {
 }
 
 
+# Content-Type values the fast lane takes (JingtanGraphQL._fast_lane); strawberry reads each as JSON.
+_FAST_CONTENT_TYPES = frozenset(
+    {b"application/json", b"application/json; charset=utf-8", b"application/json; charset=UTF-8", b"application/json;charset=utf-8"}
+)
+
+
+@functools.lru_cache(maxsize=512)
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer with (GraphQL over HTTP): ``application/graphql-response+json`` when the
     client names it and prefers it at least as much as ``application/json``; ``application/json`` when it
@@ -173,11 +181,21 @@ SUBSCRIPTION_OVER_HTTP = (
 class JingtanGraphQL(GraphQL):
     graphql_transport_ws_handler_class = LiveTransport
 
-    def __init__(self, services: Services, buckets: Buckets, *, persisted: PersistedOperations, **kwargs: Any) -> None:
+    def __init__(
+        self, services: Services, buckets: Buckets, *, persisted: PersistedOperations, fast_lane: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.services = services
         self.buckets = buckets
         self.persisted = persisted
         super().__init__(**kwargs)
+        # The fast lane parses the body itself: only where strawberry's parsing could not do anything else
+        # (no HTTP streaming transport, no incremental delivery).
+        self.fast_lane = (
+            fast_lane
+            and not self._stream_transport_map
+            and not self.schema.config.enable_experimental_incremental_execution
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,12 +203,67 @@ class JingtanGraphQL(GraphQL):
             return
         request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(request)
+            response = await self._fast_lane(request) if self.fast_lane and scope["method"] == "POST" else None
+            if response is None:
+                response = await self.run(request)  # the body read by the fast lane stays on ``request``
         except HTTPException as exc:
             response = self._refusal(request, exc.status_code, exc.reason)
         except PersistedQueryError as exc:
             response = self._graphql_errors(request, [exc.formatted()])
         await response(scope, receive, send)
+
+    async def _fast_lane(self, request: Request) -> Response | None:
+        """One operation POSTed as ``application/json``, answered with the very functions of the full path
+        (``run``) — context, persisted operations, limits, execution, ``process_result``,
+        ``create_response`` — minus strawberry's generic body parsing (content-type parsing, streaming
+        transports, the IDE check, the second look for ``documentId``). None, before anything with an effect has run (the
+        context authenticates), when the request is anything else: a batch, another content type, an
+        Accept that needs a 406, a body that is not one JSON object with fields of the expected types, a
+        ``documentId``. ``tests/test_http_fast_path.py`` compares both paths response by response."""
+        content_type = next((v for k, v in request.scope["headers"] if k == b"content-type"), None)
+        if content_type not in _FAST_CONTENT_TYPES:
+            return None
+        if negotiate(request.headers.get("accept")) is None:
+            return None
+        body = await request.body()
+        if b"documentId" in body:
+            return None
+        try:
+            raw = self.decode_json(body)  # the full path's decoder (orjson reads big integers as floats)
+        except ValueError:
+            return None
+        if type(raw) is not dict:
+            return None
+        query, variables, extensions, operation_name = (
+            raw.get("query"), raw.get("variables"), raw.get("extensions"), raw.get("operationName")
+        )
+        if not (
+            (query is None or type(query) is str)
+            and (variables is None or type(variables) is dict)
+            and (extensions is None or type(extensions) is dict)
+            and (operation_name is None or type(operation_name) is str)
+        ):
+            return None
+        # From here on exactly what ``run`` does for such a request.
+        root_value = await self.get_root_value(request)
+        request_adapter = self.request_adapter_class(request)
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        data = GraphQLRequestData(
+            query=self.persisted.resolve(query, extensions, None),
+            variables=variables,
+            operation_name=operation_name,
+            extensions=extensions,
+            protocol="http",
+        )
+        result = await self.execute_operation(
+            request=request, request_adapter=request_adapter, request_data=data, context=context,
+            root_value=root_value, sub_response=sub_response,
+        )
+        response_data = await self.process_result(request=request, result=result)
+        if result.errors:
+            self._handle_errors(result.errors, response_data)
+        return self.create_response(response_data=response_data, sub_response=sub_response)
 
     def encode_json(self, data: object) -> bytes:
         """Response bodies through orjson (UTF-8, compact); anything orjson cannot encode (an integer
@@ -507,6 +580,7 @@ def create_app(
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         connection_init_wait_timeout=timedelta(seconds=settings.live.connection_init_timeout_seconds),
         max_subscriptions_per_connection=None,  # LiveTransport answers the limit with a coded error
+        fast_lane=gql_settings.http_fast_lane,
     )
 
     async def healthz(_: Request) -> JSONResponse:
@@ -575,6 +649,7 @@ def create_app(
     app.state.schema = schema
     app.state.persisted = persisted
     app.state.buckets = buckets
+    app.state.graphql_app = graphql_app
     app.state.serving = state
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

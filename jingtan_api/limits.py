@@ -12,6 +12,7 @@ Time is the limiter's own clock (wall-clock seconds by default, injectable for t
 business clock: buckets must drain and refill in real time even where the business clock is frozen.
 """
 
+import functools
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jingtan_api.settings import BucketSettings, LimitsSettings
-from jingtan_api.users.service import address_bucket
+from jingtan_api.users.service import address_bucket as _address_bucket
 
 TimeSource = Callable[[], float]
 
@@ -196,6 +197,10 @@ class RequestLimits:
     address: str
     headers: MutableHeaders | None = None
     objects: int = 0
+
+
+# A pure function of the address text (ipaddress parsing on every request otherwise); bounded.
+address_bucket = functools.lru_cache(maxsize=4096)(_address_bucket)
 
 
 def request_address(request: Request | None, *, trust_forwarded_for: bool) -> str:

@@ -235,6 +235,11 @@ class GraphQLSettings(_Section):
     default_page_size: int = Field(20, ge=1, description="Page size when first/last are omitted.")
     batching: bool = Field(False, description="Accept batched (array) requests.")
     max_batch_operations: int = Field(10, ge=1, description="Most operations in one batch.")
+    http_fast_lane: bool = Field(
+        True,
+        description="Answer the common request (one operation POSTed as application/json) without strawberry's "
+        "generic request parsing; same responses, everything else takes the full path (jingtan_api/app.py).",
+    )
     automatic_persisted_queries: bool = Field(
         True, description="Accept Apollo automatic persisted queries (a hash first, the query when unknown)."
     )

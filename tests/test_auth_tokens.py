@@ -390,3 +390,47 @@ def test_settings_keep_the_access_token_short():
     from jingtan_api.settings import AuthSettings
 
     assert AuthSettings().access_token_ttl_seconds <= int(timedelta(minutes=15).total_seconds())
+
+
+# --- the cache of verified claims (AccessTokens.decode) ---------------------------------------------
+
+
+def test_verified_claims_cache_keeps_every_check():
+    """A remembered token is still refused once it expires (the app's clock), a token with ``nbf`` is
+    never remembered, a tampered or refused token is not remembered, and the cache stays bounded."""
+    from datetime import UTC, datetime
+
+    from jingtan_api.auth import tokens as tokens_module
+    from jingtan_api.auth.tokens import AccessTokens
+    from jingtan_api.testing import FrozenClock, make_settings
+
+    clock = FrozenClock()
+    settings = make_settings("sqlite+aiosqlite:///unused.db")
+    access = AccessTokens(settings, clock)
+    token, _ = access.issue(7, frozenset({"MEMBER"}), clock())
+    first = access.decode(token)
+    assert first.user_id == 7 and first.auth_error is None
+    assert token in access._verified
+    assert access.decode(token) == first  # from the cache
+    clock.advance(seconds=settings.auth.access_token_ttl_seconds + 1)
+    assert access.decode(token).auth_error == "TOKEN_EXPIRED"
+
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert access.decode(tampered).auth_error == "INVALID_TOKEN"
+    assert tampered not in access._verified
+
+    now = int(clock().timestamp())
+    claims = {"sub": "8", "roles": [], "iss": access.issuer, "aud": access.audience, "iat": now,
+              "exp": now + 600, "typ": "access", "nbf": int(datetime.now(UTC).timestamp()) + 3600}
+    with_nbf = jwt.encode(claims, access.key, algorithm="HS256")
+    assert access.decode(with_nbf).auth_error == "INVALID_TOKEN"  # not yet valid (PyJWT, real time)
+    assert with_nbf not in access._verified
+
+    size = tokens_module.VERIFIED_CACHE_SIZE
+    try:
+        tokens_module.VERIFIED_CACHE_SIZE = 3
+        for user_id in range(10, 16):
+            access.decode(access.issue(user_id, frozenset(), clock())[0])
+        assert len(access._verified) == 3
+    finally:
+        tokens_module.VERIFIED_CACHE_SIZE = size

@@ -14,16 +14,14 @@ are never changed, so apps with different plugin sets (or an extra test domain) 
 
 import functools
 import importlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
-    AddValidationRules,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
@@ -31,7 +29,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
@@ -44,6 +42,7 @@ from jingtan_api.observability.graphql import observer_factory
 from jingtan_api.graphql.directives import DirectiveLimit
 from jingtan_api.graphql.domain import Domain, NodeLookup
 from jingtan_api.graphql.errors import JingtanMaskErrors
+from jingtan_api.graphql.hooks import CachedExtensionsRunner
 from jingtan_api.graphql.relay import Node, from_global_id, parse_pk
 from jingtan_api.graphql.sanitize import SCALARS, RefuseNulCharacters
 from jingtan_api.plugins.manager import PluginHost
@@ -235,6 +234,31 @@ class Assembly:
                     raise SchemaAssemblyError(f"{type_name}.{_NAMES.get_graphql_name(f)} already exists; a domain cannot replace it")
 
 
+class _ExecutionContext(ExecutionContext):
+    """strawberry's execution context, with the operation's definition and type looked up once per document:
+    strawberry, its extensions and ours read ``operation_name`` / ``operation_type`` about ten times per
+    request, and each read walked the document's definitions again."""
+
+    def _get_first_operation(self) -> Any:
+        document = self.graphql_document
+        cached = self.__dict__.get("_jt_first")
+        if cached is not None and cached[0] is document:
+            return cached[1]
+        operation = super()._get_first_operation()
+        self.__dict__["_jt_first"] = (document, operation)
+        return operation
+
+    @property
+    def operation_type(self) -> OperationType:
+        document = self.graphql_document
+        cached = self.__dict__.get("_jt_type")
+        if cached is not None and cached[0] is document:
+            return cached[1]
+        operation_type = ExecutionContext.operation_type.fget(self)  # type: ignore[attr-defined]
+        self.__dict__["_jt_type"] = (document, operation_type)
+        return operation_type
+
+
 class JingtanSchema(strawberry.Schema):
     """A strawberry schema whose object types also get the fields domains contribute to them."""
 
@@ -259,9 +283,63 @@ class JingtanSchema(strawberry.Schema):
         return await super().execute(query, variable_values, context_value, root_value, operation_name,
                                      allowed_operation_types, operation_extensions)
 
+    def _create_execution_context(self, query, allowed_operation_types, variable_values=None, context_value=None,
+                                  root_value=None, operation_name=None, operation_extensions=None) -> ExecutionContext:
+        return _ExecutionContext(
+            query=query,
+            schema=self,
+            allowed_operations=allowed_operation_types,
+            context=context_value,
+            root_value=root_value,
+            variables=variable_values,
+            provided_operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
+
+    def create_extensions_runner(self, execution_context, extensions) -> CachedExtensionsRunner:
+        """strawberry's runner with each extension class's hooks looked up once (graphql.hooks)."""
+        return CachedExtensionsRunner(execution_context=execution_context, extensions=extensions)
+
     def process_errors(self, errors, execution_context=None) -> None:
         """Unexpected errors are logged (once, with the request id) by JingtanMaskErrors; expected ones
         (validation, domain errors) are answers, not incidents."""
+
+
+class DocumentChecks(DirectiveLimit):
+    """strawberry's ``ParserCache``, then ``DirectiveLimit`` and ``ValidationCache``, as one extension:
+    their hooks in the same order (parse from the cache; in validation, the directive limit and then the
+    cached validation), with one extension object per request instead of three."""
+
+    def __init__(self, *, parse: Any, validate: Any, max_directives: int, max_per_location: int) -> None:
+        super().__init__(max_directives=max_directives, max_per_location=max_per_location)
+        self.parse = parse
+        self.validate = validate
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        ctx.graphql_document = self.parse(ctx.query, **ctx.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.check_directives()
+        ctx = self.execution_context
+        ctx.pre_execution_errors = self.validate(ctx.schema._schema, ctx.graphql_document, ctx.validation_rules)
+        yield
+
+
+class DocumentRules(SchemaExtension):
+    """strawberry's ``AddValidationRules`` and ``MaxTokensLimiter`` as one extension: the same rules added
+    (the depth and alias limits, and no introspection where it is off) and the same token limit."""
+
+    def __init__(self, *, rules: tuple[Any, ...], max_tokens: int) -> None:
+        self.rules = rules
+        self.max_tokens = max_tokens
+
+    def on_operation(self) -> Iterator[None]:
+        ctx = self.execution_context
+        ctx.validation_rules = ctx.validation_rules + self.rules
+        ctx.parse_options["max_tokens"] = self.max_tokens
+        yield
 
 
 def _extensions(settings: Settings) -> list[Any]:
@@ -270,28 +348,30 @@ def _extensions(settings: Settings) -> list[Any]:
     # request (as factories), they made every request's rule tuple unique, so ValidationCache never hit
     # and every request paid full graphql-core validation (~40% of a small query's CPU in bench/).
     # Build their rules once and add the same classes on every request.
-    limit_rules = [
+    rules = (
         *QueryDepthLimiter(max_depth=gql.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=gql.max_aliases).validation_rules,
-    ]
+        *(() if settings.introspection_enabled else (NoSchemaIntrospectionCustomRule,)),
+    )
     cost_cache: dict = {}
-    # Factories, not instances: strawberry builds fresh extensions per request (the parser and
-    # validation caches are module-level LRU caches shared by all of them).
-    extensions: list[Any] = [
+    # strawberry's module-level LRU caches (shared by every request and schema with the same size).
+    parse = ParserCache(maxsize=1000).cached_parse_document
+    validate = ValidationCache(maxsize=1000).cached_validate_document
+    # Factories, not instances: strawberry builds fresh extensions per request. Fewer extensions, fewer
+    # hooks to run per request: DocumentChecks and DocumentRules each stand for strawberry extensions
+    # that used to be listed separately (same hooks, same order).
+    return [
         observer_factory(settings),  # first: its time and span cover every other step (observability/)
         JingtanMaskErrors,
-        lambda: ParserCache(maxsize=1000),
-        lambda: DirectiveLimit(max_directives=gql.max_directives, max_per_location=gql.max_directives_per_location),
-        lambda: ValidationCache(maxsize=1000),
+        lambda: DocumentChecks(
+            parse=parse, validate=validate,
+            max_directives=gql.max_directives, max_per_location=gql.max_directives_per_location,
+        ),  # must validate before RefuseNulCharacters and QueryCost look at the document
         RefuseNulCharacters,
-        lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=gql.max_tokens),
+        lambda: DocumentRules(rules=rules, max_tokens=gql.max_tokens),
         lambda: QueryCost(max_cost=gql.max_cost, default_page_size=gql.default_page_size, cache=cost_cache),
         SharedReads,
     ]
-    if not settings.introspection_enabled:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return extensions
 
 
 def build_schema(settings: Settings, host: PluginHost) -> JingtanSchema:

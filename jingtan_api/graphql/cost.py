@@ -238,7 +238,7 @@ class QueryCost(SchemaExtension):
         return cost
 
     def on_validate(self) -> Iterator[None]:
-        # Runs after ValidationCache has validated (it is listed before us) and before strawberry checks
+        # Runs after the cached validation (assemble.DocumentChecks, listed before us) and before strawberry checks
         # for pre-execution errors, so an over-limit operation never reaches a resolver.
         ctx = self.execution_context
         if ctx.graphql_document is not None and not ctx.pre_execution_errors:
@@ -396,15 +396,7 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if self._limits is None or self._controller is None:
             return self._run_operation(*args, **kwargs)
         seconds = self._limits.settings.execution_timeout_seconds
-        timer = asyncio.get_running_loop().call_later(
-            seconds,
-            self._abort,
-            limit_error(
-                f"The operation took longer than {seconds:g} s and was stopped / 执行超过 {seconds:g} 秒，已中止",
-                code="TIMEOUT",
-                limit=seconds,
-            ),
-        )
+        timer = asyncio.get_running_loop().call_later(seconds, self._time_out, seconds)
         try:
             result = self._run_operation(*args, **kwargs)
         except AbortedGraphQLExecutionError:
@@ -423,6 +415,16 @@ class LimitedExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 timer.cancel()
 
         return settle()
+
+    def _time_out(self, seconds: float) -> None:
+        # The error is built only when the timer fires (it used to be built for every operation).
+        self._abort(
+            limit_error(
+                f"The operation took longer than {seconds:g} s and was stopped / 执行超过 {seconds:g} 秒，已中止",
+                code="TIMEOUT",
+                limit=seconds,
+            )
+        )
 
     def _aborted_result(self) -> GraphQLExecutionResult:
         assert self._reason is not None

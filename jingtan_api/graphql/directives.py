@@ -3,7 +3,8 @@ and ``max_directives`` in all. Without them, ``{ __typename @aa@aa@aa… }`` mak
 error per directive (graphql-cop's "directive overloading"): work and answer size grow with the input.
 
 An over-limit document is refused with ONE validation error: the extension swaps the request's
-validation rules for a single rule before validation runs (so it must come before ``ValidationCache``).
+validation rules for a single rule before validation runs (so it must come before ``ValidationCache``;
+``assemble.DocumentChecks`` runs the two in that order in one extension).
 """
 
 from collections.abc import Iterator
@@ -62,7 +63,8 @@ class DirectiveLimit(SchemaExtension):
         self.max_directives = max_directives
         self.max_per_location = max_per_location
 
-    def on_validate(self) -> Iterator[None]:
+    def check_directives(self) -> None:
+        """Swap the request's validation rules for the one refusal when the document is over a limit."""
         document = self.execution_context.graphql_document
         if document is not None:
             total, most = cached_directive_counts(document)
@@ -73,4 +75,7 @@ class DirectiveLimit(SchemaExtension):
                         f"{self.max_directives} in all) / 指令过多"
                     ),
                 )
+
+    def on_validate(self) -> Iterator[None]:
+        self.check_directives()
         yield

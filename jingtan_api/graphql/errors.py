@@ -45,6 +45,13 @@ class JingtanMaskErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=lambda e: not is_expected(e), error_message="Internal error / 服务器内部错误")
 
+    def _process_result(self, result: object) -> None:
+        # strawberry's test is ``isinstance(result, <runtime-checkable Protocol with errors>)`` — an
+        # attribute test, spelled directly here (the Protocol check is slow and runs on every operation).
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = request_id_var.get()
         original = error.original_error

@@ -117,7 +117,7 @@ class _NulLiterals(Visitor):
 class RefuseNulCharacters(SchemaExtension):
     """Refuses an operation whose variables or string literals contain NUL (``BAD_USER_INPUT``).
 
-    Runs in ``on_validate`` after ``ValidationCache`` has validated (it is listed after it), like
+    Runs in ``on_validate`` after the cached validation (``assemble.DocumentChecks``, listed before it), like
     ``QueryCost``: a refused operation never reaches a resolver."""
 
     def on_validate(self) -> Iterator[None]:

@@ -73,17 +73,17 @@ class OperationObserver(SchemaExtension):
         outcome = "ok" if not errors else ("error" if executed else "refused")
         cost = getattr(ctx, "jingtan_query_cost", None)  # set by graphql.cost.QueryCost
 
-        metrics.GRAPHQL_REQUESTS.labels(operation=name, type=kind, outcome=outcome).inc()
+        metrics.child(metrics.GRAPHQL_REQUESTS, name, kind, outcome).inc()
         if kind != "subscription":  # a subscription lasts as long as its connection: not a latency
-            metrics.GRAPHQL_DURATION.labels(operation=name).observe(seconds)
-        metrics.GRAPHQL_SQL.labels(operation=name).observe(sql_count)
+            metrics.child(metrics.GRAPHQL_DURATION, name).observe(seconds)
+        metrics.child(metrics.GRAPHQL_SQL, name).observe(sql_count)
         if isinstance(cost, int):
-            metrics.GRAPHQL_COST.labels(operation=name).observe(cost)
+            metrics.child(metrics.GRAPHQL_COST, name).observe(cost)
         codes = []
         for error in errors:
             code = metrics.code_label(_code(error))
             codes.append(code)
-            metrics.GRAPHQL_ERRORS.labels(code=code).inc()
+            metrics.child(metrics.GRAPHQL_ERRORS, code).inc()
             if code == "RATE_LIMITED":
                 bucket = (getattr(error, "extensions", None) or {}).get("bucket")
                 metrics.RATE_LIMIT_REFUSALS.labels(bucket=bucket if isinstance(bucket, str) else "query").inc()

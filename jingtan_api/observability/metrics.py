@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # an operator's directory that does not exist yet
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
@@ -107,6 +108,20 @@ SQL_COUNTER: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,47}$")
 ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+
+
+_CHILDREN: dict[tuple, Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, remembered: prometheus-client answers the same child object for the
+    same values every time (nothing here removes children), and ``labels()`` (argument checks, a lock)
+    was a noticeable part of a small request's CPU. Label values are bounded, as they must be anyway."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
 
 
 def operation_label(name: str | None, *, seen: set[str], limit: int = 200) -> str:
