@@ -700,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
             "JINGTAN_LIMITS__RATE_LIMITING": "false",
             # Compiled execution is on in production mode; the bench servers run in development mode.
             "JINGTAN_GRAPHQL__COMPILED_EXECUTION": "true" if args.compiled == "on" else "false",
+            # As in production: the collector tuned at startup (operations.gc_tuning, jingtan_api.app.tune_gc).
+            "JINGTAN_OPERATIONS__GC_TUNING": "true",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         }
         env.pop("JINGTAN_CONFIG", None)

@@ -168,6 +168,8 @@ def server_env(url: str, secret: str) -> dict[str, str]:
         "JINGTAN_POINTS__EXPIRY_INTERVAL_SECONDS": "0",
         "JINGTAN_LIMITS__RATE_LIMITING": "false",
         "JINGTAN_GRAPHQL__COMPILED_EXECUTION": "true",
+        # As in production: the collector tuned at startup (operations.gc_tuning, jingtan_api.app.tune_gc).
+        "JINGTAN_OPERATIONS__GC_TUNING": "true",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
     env.pop("JINGTAN_CONFIG", None)

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import functools
+import gc
 import hmac
 import json
 import ipaddress
@@ -538,6 +539,24 @@ class ServingState:
         return restore
 
 
+def tune_gc(thresholds: tuple[int, int, int]) -> Any:
+    """Collect once, freeze what survives (the schema, plans, caches: built once, alive until the process
+    ends) so later collections skip it, and collect the young generation every ``thresholds[0]``
+    allocations instead of 700. Measured on the catalogue page under 16 connections: the collector's
+    passes cost more CPU per request than the request itself. Returns a function that undoes it (tests
+    run many apps in one process)."""
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
+
+    def restore() -> None:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
+
+    return restore
+
+
 def _call(fn: Any, signum: int, frame: Any) -> None:
     if callable(fn):
         fn(signum, frame)
@@ -614,6 +633,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        restore_gc = tune_gc(settings.operations.gc_thresholds) if settings.gc_tuning_enabled else None
         await services.live.start()  # PostgreSQL: this process's LISTEN connection
         task = asyncio.create_task(run_periodically(services))
         restore_signals = state.install_drain(settings.operations.shutdown_drain_seconds)
@@ -630,6 +650,8 @@ def create_app(
             await services.db.dispose()
             metrics.mark_process_dead()
             tracing.shutdown()
+            if restore_gc is not None:
+                restore_gc()
 
     app = Starlette(
         routes=[

@@ -434,6 +434,25 @@ class OperationsSettings(_Section):
     slow_operation_ms: float = Field(
         1000.0, ge=0, description="Operations slower than this are logged (name, cost, duration, SQL count); 0 logs all."
     )
+    gc_tuning: bool | None = Field(
+        None,
+        description="At startup, move what the app has built (schema, plans' code, caches) out of the garbage "
+        "collector's sight (gc.freeze) and collect the young generation less often (gc_thresholds): the "
+        "collector's passes over the schema's objects took more CPU than the requests. Default: on in "
+        "production, off in development.",
+    )
+    gc_thresholds: tuple[int, int, int] = Field(
+        (50_000, 20, 100),
+        description="gc.set_threshold values used with gc_tuning (allocations before a young collection, "
+        "then the older generations' counts).",
+    )
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _positive_thresholds(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(v < 1 for v in value):
+            raise ValueError("gc_thresholds must be three positive integers")
+        return value
 
 
 class MethodologiesSettings(_Section):
@@ -602,6 +621,11 @@ class Settings(BaseSettings):
         if self.graphql.introspection is None:
             return not self.is_production
         return self.graphql.introspection
+
+    @property
+    def gc_tuning_enabled(self) -> bool:
+        flag = self.operations.gc_tuning
+        return self.is_production if flag is None else flag
 
     @property
     def compiled_execution_enabled(self) -> bool:
