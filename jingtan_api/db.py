@@ -119,7 +119,11 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+            # Up to 2 × pool_size connections, opened on demand and all kept: with overflow connections
+            # (pool_size kept + pool_size overflow) every checkin beyond pool_size closed a connection
+            # that the next request opened again — at 16 concurrent requests on the account page that
+            # churn (connect, TLS attempt, authentication) took a third of the server's CPU.
+            kwargs.update(pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._pool_capacity = 0 if self.is_sqlite else 2 * pool_size
         metrics.instrument_engine(self.engine, capacity=self._pool_capacity)
