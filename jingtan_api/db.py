@@ -17,7 +17,6 @@ them as ``timestamptz`` on PostgreSQL and as UTC text on SQLite).
 import asyncio
 import contextvars
 import logging
-from operator import itemgetter
 import random
 import time
 import weakref
@@ -25,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
