@@ -2,8 +2,8 @@
 
 * :func:`subject_app` — the real Jingtan app (``create_app()``, settings from ``JINGTAN_*``).
 * :func:`baseline_account_app` — a minimal Starlette endpoint answering the ``MyAccount`` query: same
-  JWT check (PyJWT, same key/issuer/audience/claims), the same three SELECT statements through the same
-  SQLAlchemy async engine setup (``jingtan_api.db.Database``, same URL), in ONE read transaction, and the
+  JWT check (PyJWT, same key/issuer/audience/claims), the same three SELECT statements (the resolvers'
+  service functions) through the same engine setup (``jingtan_api.db.Database``, same URL), in ONE read transaction, and the
   same JSON body (``data`` identical to the GraphQL answer; checked by the runner before measuring).
 * :func:`baseline_grant_app` — a minimal Starlette endpoint doing the ``grantPoints`` credit directly:
   JWT check, ``ledger.adjust_points`` inside ``db.write`` (same SQL as the mutation's write), and the
@@ -21,9 +21,9 @@ import contextlib
 import json
 import time
 import uuid
+from types import SimpleNamespace
 
 import jwt
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,9 +34,7 @@ from jingtan_api.auth.permissions import ADMIN, scopes_for_roles
 from jingtan_api.db import PageArgs
 from jingtan_api.merchants import service as merchants_service
 from jingtan_api.offers import service as offers_service
-from jingtan_api.users.models import User
-
-U = User.__table__
+from jingtan_api.users import service as users_service
 
 
 def subject_app() -> Starlette:
@@ -120,18 +118,15 @@ def baseline_account_app() -> Starlette:
         after = variables.get("after")
         after_key = int(base64.b64decode(after).decode()[2:]) if after else None
         async with db.read() as conn:
-            # The same statements the GraphQL resolvers send (users_by_ids, accounts_by_user_ids,
-            # entries_page), in one read transaction.
-            user = (await conn.execute(select(U).where(U.c.id.in_([user_id])))).first()
+            # The same service functions, so the same statements, the GraphQL resolvers use
+            # (users_by_ids, accounts_by_user_ids, entries_page), in one read transaction.
+            user = (await users_service.users_by_ids(conn, [user_id])).get(user_id)
             if user is None:
                 return JSONResponse({"data": {"viewer": None}})
-            acc = (
-                await conn.execute(
-                    select(ledger.A).where(ledger.A.c.user_id.in_([user_id]), ledger.A.c.kind == ledger.MEMBER)
-                )
-            ).first()
-            if acc is None:
+            found = (await ledger.accounts_by_user_ids(conn, [user_id])).get(user_id)
+            if found is None:
                 return JSONResponse({"data": {"viewer": {"account": None}}})
+            acc = SimpleNamespace(**found)
             args = PageArgs(first=first, after=(after_key,) if after_key is not None else None)
             page = await ledger.entries_page(conn, acc.id, args)
         edges = [

@@ -17,7 +17,6 @@ them as ``timestamptz`` on PostgreSQL and as UTC text on SQLite).
 import asyncio
 import contextvars
 import logging
-from operator import itemgetter
 import random
 import time
 import weakref
@@ -25,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.engine import Connection, Transaction, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
 from sqlmodel import SQLModel
 
 from jingtan_api import events
@@ -165,7 +165,27 @@ class Database:
             if conn.get_execution_options().get(WRITE_OPTION):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                conn.exec_driver_sql("BEGIN")
+                # A read's BEGIN in one hop to aiosqlite's thread on the same connection (a cursor through
+                # SQLAlchemy takes three: open, execute, close), errors raised as SQLAlchemy's.
+                fairy = conn.connection
+                try:
+                    await_(_sqlite_begin(fairy.dbapi_connection))
+                except fairy.dbapi_connection.dbapi.Error as exc:
+                    raise DBAPIError.instance("BEGIN", (), exc, conn.dialect.loaded_dbapi.Error,
+                                              dialect=conn.dialect) from exc
+
+        # The pool rolls a connection back when it is returned, even after its transaction committed; on
+        # SQLite that is one more hop to aiosqlite's thread, where sqlite3 then does nothing (it sends
+        # ROLLBACK only inside a transaction). Ask sqlite3 first (``in_transaction`` is a flag read).
+        dialect = self.engine.dialect
+        do_rollback = dialect.do_rollback
+
+        def _rollback_if_in_transaction(dbapi_connection) -> None:
+            driver = getattr(dbapi_connection, "driver_connection", None)
+            if driver is None or driver.in_transaction:
+                do_rollback(dbapi_connection)
+
+        dialect.do_rollback = _rollback_if_in_transaction  # type: ignore[method-assign]
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
@@ -278,6 +298,11 @@ class Database:
         await self.engine.dispose()
         metrics.release_engine(self._pool_capacity)
         self._pool_capacity = 0
+
+
+async def _sqlite_begin(adapted: Any) -> None:
+    async with adapted._execute_mutex:  # as SQLAlchemy's aiosqlite cursor does
+        await adapted.driver_connection.execute_fetchall("BEGIN")
 
 
 def _close_read(sync: Connection, trans: Transaction, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -28,8 +28,8 @@ statement. This module knows nothing of GraphQL or of any domain.
 """
 
 import json
-from datetime import UTC, datetime
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -85,7 +85,10 @@ class _InList(ColumnElement[bool]):
         self.column = column
         self.param = param
 
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("param", InternalTraversal.dp_clauseelement)]
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("param", InternalTraversal.dp_clauseelement),
+    ]
 
     def get_children(self, **kw: Any) -> Any:
         return (self.column, self.param)
@@ -165,8 +168,10 @@ class _Compiled:
             self.slots[name] = (tuple(indices), processors.get(name))
         columns = compiled._result_columns
         self.keys: tuple[str, ...] = tuple(c.keyname for c in columns)
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError(f"DriverStatement needs distinct column keys, got {self.keys}: label the duplicates")
         self.types = tuple(c.type for c in columns)
-        # (index, processor) of the columns that have one; on PostgreSQL they depend on the column's type
+        # (key, processor) of the columns that have one; on PostgreSQL they depend on the column's type
         # oid (as SQLAlchemy's do), so they are taken at the first execution, from the statement's attributes.
         self._attrs: dict[int, tuple[Any, tuple[tuple[str, Processor], ...]]] = {}
         self.procs: tuple[tuple[str, Processor], ...] = ()
@@ -198,8 +203,9 @@ class _Compiled:
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         missing = self.required.difference(params)
-        if missing:
-            raise sa_exc.InvalidRequestError(f"A value is required for bind parameter {sorted(missing)[0]!r}")
+        if missing:  # as SQLAlchemy says it: a StatementError wrapping InvalidRequestError, before any SQL
+            error = sa_exc.InvalidRequestError(f"A value is required for bind parameter {sorted(missing)[0]!r}")
+            raise sa_exc.StatementError(f"(sqlalchemy.exc.InvalidRequestError) {error}", self.sql, dict(params), error)
         args = self.fixed.copy()
         for name, value in params.items():
             slot = self.slots.get(name)

@@ -193,6 +193,17 @@ async def test_one_sql_text_for_any_list_and_compiled_once(services, clock):
     assert "POSTCOMPILE" not in seen[-1] and statement.compilations == compiled <= 2
 
 
+async def test_a_missing_parameter_is_a_statement_error_as_in_sqlalchemy(services):
+    stmt = select(users.U.c.id).where(users.U.c.id == bindparam("uid", type_=Integer))
+    async with services.db.read() as conn:
+        with pytest.raises(StatementError, match="A value is required for bind parameter 'uid'") as reference:
+            await conn.execute(stmt, {})
+        with pytest.raises(StatementError, match="A value is required for bind parameter 'uid'") as got:
+            await DriverStatement(stmt).all(conn, {})
+        assert not isinstance(got.value, DBAPIError) and type(got.value) is type(reference.value)
+        assert await DriverStatement(stmt).all(conn, {"uid": -1}) == []  # the transaction is still usable
+
+
 def test_an_expanding_in_is_refused():
     stmt = DriverStatement(select(users.U).where(users.U.c.id.in_([1, 2])))
     from sqlalchemy.dialects import postgresql, sqlite
