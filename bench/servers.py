@@ -24,6 +24,7 @@ import uuid
 from types import SimpleNamespace
 
 import jwt
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
