@@ -125,6 +125,11 @@ def graphql_spec(query: str, token: str, variables: dict | None = None) -> dict:
     }
 
 
+def _cpu(res: dict) -> str:
+    """The server's CPU per request in a run (loadgen --server-pid), for the log line."""
+    return f"  server CPU {res['server_cpu_ms']:.2f} ms/req" if "server_cpu_ms" in res else ""
+
+
 class Runner:
     def __init__(self, args: argparse.Namespace, env: dict[str, str]) -> None:
         self.args = args
@@ -140,6 +145,8 @@ class Runner:
             "--concurrency", str(concurrency or self.args.concurrency), "--duration", str(self.args.duration),
             "--warmup", str(self.args.warmup), "--check-graphql",
         ]
+        if sys.platform.startswith("linux"):
+            cmd += ["--server-pid", str(server.proc.pid)]
         for fragment in expect:
             cmd += ["--expect", fragment]
         out = subprocess.run(
@@ -161,8 +168,10 @@ class Runner:
             for key, fn in (("floor", floor), ("baseline", base), ("subject", subj)):
                 res = fn(i)
                 runs[key].append(res)
-                log(f"    {labels[key]:<30} {res['rps']:>8.1f} req/s  p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms")
+                log(f"    {labels[key]:<30} {res['rps']:>8.1f} req/s  p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms{_cpu(res)}")
         med = {k: statistics.median(r["rps"] for r in v) for k, v in runs.items()}
+        cpu = {k: statistics.median(r["server_cpu_ms"] for r in v) for k, v in runs.items()
+               if all("server_cpu_ms" in r for r in v)}
         pct = {k: (statistics.median(r["p50_ms"] for r in v), statistics.median(r["p99_ms"] for r in v))
                for k, v in runs.items()}
         row = {
@@ -176,9 +185,16 @@ class Runner:
             "ratio_baseline": round(med["subject"] / med["baseline"], 3) if med["baseline"] else 0.0,
             "target": target, "concurrency": concurrency or self.args.concurrency,
         }
+        for key in cpu:
+            row[f"{key}_server_cpu_ms"] = round(cpu[key], 3)
         self.rows.append(row)
+        cpu_note = ""
+        if "floor" in cpu and cpu.get("subject"):
+            # Floor CPU / GraphQL CPU per request: the ratio without the machine's other load in it.
+            row["cpu_ratio"] = round(cpu["floor"] / cpu["subject"], 3)
+            cpu_note = f"; by server CPU per request {row['cpu_ratio']:.2f}"
         log(f"  => {scenario} [{what}]: GraphQL / floor = {row['ratio']:.2f}, "
-            f"GraphQL / same-stack = {row['ratio_baseline']:.2f}  (target {target} of the floor)")
+            f"GraphQL / same-stack = {row['ratio_baseline']:.2f}{cpu_note}  (target {target} of the floor)")
 
     def compare(self, scenario: str, what: str, base_label: str, base, subj_label: str, subj, target: str) -> None:
         """Alternate ``base()`` and ``subj()`` (each returns a loadgen result) and record the medians."""
@@ -186,10 +202,10 @@ class Runner:
         for i in range(self.args.rounds):
             b = base(i)
             b_runs.append(b)
-            log(f"    {base_label:<28} {b['rps']:>8.1f} req/s  p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms")
+            log(f"    {base_label:<28} {b['rps']:>8.1f} req/s  p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms{_cpu(b)}")
             s = subj(i)
             s_runs.append(s)
-            log(f"    {subj_label:<28} {s['rps']:>8.1f} req/s  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms")
+            log(f"    {subj_label:<28} {s['rps']:>8.1f} req/s  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms{_cpu(s)}")
         b_med = statistics.median(r["rps"] for r in b_runs)
         s_med = statistics.median(r["rps"] for r in s_runs)
         ratio = s_med / b_med if b_med else 0.0

@@ -18,6 +18,7 @@ comes first (the memory scenario sends exact counts; ``duration`` is then a safe
 """
 
 import argparse
+import os
 import asyncio
 import json
 import sys
@@ -123,6 +124,11 @@ async def run(args: argparse.Namespace) -> dict:
     latencies: list[float] = []
     counts = [0]
     remaining = [args.requests] if args.requests else None
+    cpu: list[float] = []  # the server's CPU seconds when measuring starts and when it ends
+    if args.server_pid:
+        asyncio.get_running_loop().call_at(
+            asyncio.get_running_loop().time() + args.warmup, lambda: cpu.append(process_cpu(args.server_pid))
+        )
     await asyncio.gather(
         *(
             connection(
@@ -133,18 +139,32 @@ async def run(args: argparse.Namespace) -> dict:
         )
     )
     elapsed = time.perf_counter() - start_measuring
+    if args.server_pid:
+        cpu.append(process_cpu(args.server_pid))
     latencies.sort()
 
     def pct(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 3) if latencies else 0.0
 
-    return {
+    result = {
         "requests": counts[0],
         "seconds": round(elapsed, 3),
         "rps": round(counts[0] / elapsed, 1),
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
     }
+    if len(cpu) == 2 and counts[0]:
+        # CPU the server process spent per answered request while measuring: unlike req/s, it does not
+        # depend on what else runs on the machine.
+        result["server_cpu_ms"] = round((cpu[1] - cpu[0]) / counts[0] * 1000, 3)
+    return result
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--check-graphql", action="store_true")
     parser.add_argument("--expect", action="append", help="bytes every body must contain (repeatable)")
+    parser.add_argument("--server-pid", type=int, default=0,
+                        help="report the CPU this process (the server) spent per request while measuring (Linux)")
     parser.add_argument("--requests", type=int, default=0,
                         help="stop after this many requests in all (0: run for warmup + duration)")
     args = parser.parse_args(argv)
