@@ -19,6 +19,9 @@ BASE_ENV = {
     "JINGTAN_POINTS__EXPIRY_INTERVAL_SECONDS": "0",
     "JINGTAN_LOG__LEVEL": "WARNING",
     "JINGTAN_IDENTITY__REQUIRE_VERIFIED_CONTACT": "false",
+    # No readiness drain on SIGTERM (5 s by default): each server's stop waited for it. tests/test_shutdown.py
+    # sets its own drain and checks /readyz during it.
+    "JINGTAN_OPERATIONS__SHUTDOWN_DRAIN_SECONDS": "0",
 }
 
 
