@@ -12,6 +12,7 @@ from starlette.requests import Request
 from strawberry.dataloader import DataLoader
 
 from jingtan_api.auth.permissions import Viewer
+from jingtan_api.futures import settle_from
 from jingtan_api.limits import RequestLimits
 from jingtan_api.services import Services
 
@@ -21,23 +22,7 @@ def mapped(source: "asyncio.Future[Any]", fn: Callable[[Any], Any]) -> "asyncio.
     ``load`` — graphql-core awaits it like any awaitable, and compiled execution chains it without a
     task per field (jingtan_api.graphql.compiled)."""
     out: asyncio.Future[Any] = source.get_loop().create_future()
-
-    def done(fut: "asyncio.Future[Any]") -> None:
-        if out.done():
-            return
-        if fut.cancelled():
-            out.cancel()
-            return
-        error = fut.exception()
-        if error is not None:
-            out.set_exception(error)
-            return
-        try:
-            out.set_result(fn(fut.result()))
-        except Exception as raised:  # noqa: BLE001 - the field's error, as if raised in the resolver
-            out.set_exception(raised)
-
-    source.add_done_callback(done)
+    settle_from(source, out, fn)
     return out
 
 

@@ -75,6 +75,7 @@ from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from strawberry.types.field import StrawberryField
 
+from jingtan_api.futures import settle_from
 from jingtan_api.graphql.cost import LimitedExecutionContext
 
 PLAN_CACHE_SIZE = 1000
@@ -471,63 +472,8 @@ class CompiledExecutionContext(LimitedExecutionContext):
         """A future of ``ok(value of source)``; an exception of ``source`` or of ``ok`` (or of a future
         ``ok`` returns) goes to ``err`` (its value, or what it raises, settles the future)."""
         out: Future[Any] = self._loop.create_future()
-
-        def settle(value: Any) -> None:
-            if isinstance(value, Future):
-                self._forward(value, out, err)
-            else:
-                out.set_result(value)
-
-        def fail(error: BaseException) -> None:
-            if err is None or not isinstance(error, Exception):
-                out.set_exception(error)
-                return
-            try:
-                value = err(error)
-            except Exception as raised:  # noqa: BLE001 - null propagation: settles the future
-                out.set_exception(raised)
-                return
-            out.set_result(value)
-
-        def done(fut: Future[Any]) -> None:
-            if out.done():
-                return
-            if fut.cancelled():
-                out.cancel()
-                return
-            error = fut.exception()
-            if error is not None:
-                fail(error)
-                return
-            try:
-                value = ok(fut.result())
-            except Exception as raised:  # noqa: BLE001 - handled by err, as graphql-core's await would
-                fail(raised)
-                return
-            settle(value)
-
-        source.add_done_callback(done)
+        settle_from(source, out, ok, err)
         return out
-
-    def _forward(self, source: Future[Any], out: Future[Any], err: Callable[[Exception], Any] | None) -> None:
-        def done(fut: Future[Any]) -> None:
-            if out.done():
-                return
-            if fut.cancelled():
-                out.cancel()
-                return
-            error = fut.exception()
-            if error is None:
-                out.set_result(fut.result())
-            elif err is None or not isinstance(error, Exception):
-                out.set_exception(error)
-            else:
-                try:
-                    out.set_result(err(error))
-                except Exception as raised:  # noqa: BLE001 - null propagation
-                    out.set_exception(raised)
-
-        source.add_done_callback(done)
 
     def _gather(self, container: Any, keys: list[Any]) -> Future[Any]:
         """A future of ``container`` once every future at ``keys`` in it has settled and been replaced
