@@ -39,6 +39,7 @@ from sqlmodel import SQLModel
 from jingtan_api import events
 from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict
+from jingtan_api.futures import run_to_completion
 from jingtan_api.observability import metrics, tracing
 
 jobs_log = logging.getLogger("jingtan.jobs")
@@ -210,9 +211,9 @@ class Database:
         try:
             yield AsyncConnection(self.engine, sync)
         except BaseException as exc:
-            await _run_to_completion(greenlet_spawn(_close_read, sync, trans, type(exc), exc, exc.__traceback__))
+            await run_to_completion(greenlet_spawn(_close_read, sync, trans, type(exc), exc, exc.__traceback__))
             raise
-        await _run_to_completion(greenlet_spawn(_close_read, sync, trans, None, None, None))
+        await run_to_completion(greenlet_spawn(_close_read, sync, trans, None, None, None))
 
     def _open_read(self) -> tuple[Connection, Transaction, float]:
         sync = self.engine.sync_engine.connect()
@@ -312,26 +313,6 @@ def _close_read(sync: Connection, trans: Transaction, exc_type: Any, exc: Any, t
         trans.__exit__(exc_type, exc, tb)
     finally:
         sync.close()
-
-
-async def _run_to_completion(coro: Awaitable[T]) -> T:
-    """Run a cleanup in a task of its own and wait for it even if the caller is cancelled meanwhile
-    (then re-raise the cancellation), so a connection is never returned to the pool half-closed; the
-    same as ``sqlalchemy.ext.asyncio``'s context managers do on exit."""
-    task = asyncio.ensure_future(coro)
-    cancelled: BaseException | None = None
-    while True:
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError as err:
-            if task.done():
-                raise
-            cancelled = err
-        else:
-            break
-    if cancelled is not None:
-        raise cancelled
-    return result
 
 
 async def run_batched(

@@ -1,11 +1,15 @@
-"""Chaining asyncio futures with done-callbacks instead of coroutines (no task per step).
+"""Chaining asyncio futures with done-callbacks instead of coroutines (no task per step), and running a
+cleanup to completion through cancellations.
 
 Used by ``jingtan_api.context.mapped`` (a resolver's DataLoader future, transformed) and by compiled
 execution (jingtan_api/graphql/compiled.py), which completes fields this way."""
 
+import asyncio
 from asyncio import Future
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def settle_from(
@@ -51,3 +55,24 @@ def settle_from(
             out.set_result(value)
 
     source.add_done_callback(done)
+
+
+async def run_to_completion(coro: Awaitable[T]) -> T:
+    """Run ``coro`` in a task of its own and wait for it even if the caller is cancelled meanwhile (once or
+    more), then re-raise the cancellation: for what must not be cut short — a connection returned to the
+    pool half-closed (as ``sqlalchemy.ext.asyncio``'s context managers do on exit), a job's lease left
+    unreleased at a shutdown. ``coro``'s own error is raised as it is."""
+    task = asyncio.ensure_future(coro)
+    cancelled: BaseException | None = None
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError as err:
+            if task.done():
+                raise
+            cancelled = err
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
+    return result

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts.jobs import expire_points
 from jingtan_api.db import Database, dialect_insert, utcnow
+from jingtan_api.futures import run_to_completion
 from jingtan_api.job_models import JobLease
 from jingtan_api.observability import metrics
 from jingtan_api.identity.jobs import complete_due_deletions
@@ -292,7 +293,9 @@ class JobRunner:
             next_due = started + timedelta(seconds=interval) if interval > 0 and not cancelled else None
             status = "cancelled" if cancelled else ("failed" if result.get("failed") else "ok")
             try:
-                kept = await asyncio.shield(self.app.db.write(
+                # Released even when this worker stops meanwhile (a shutdown right after the run ended):
+                # otherwise the run would stay "running" until the lease expired and then run again.
+                kept = await run_to_completion(self.app.db.write(
                     lambda conn: release(conn, job.name, self.holder, now=utcnow(), status=status, result=result,
                                          next_due=next_due)
                 ))
@@ -300,7 +303,8 @@ class JobRunner:
                     log.warning("job lease was lost while running", extra={"job": job.name, "holder": self.holder})
             except Exception:  # noqa: BLE001 - the lease expires by itself
                 log.exception("could not release job lease", extra={"job": job.name})
-            self._running.pop(job.name, None)
+            finally:
+                self._running.pop(job.name, None)
         return result
 
     async def _heartbeat(self, name: str) -> None:

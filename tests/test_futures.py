@@ -1,10 +1,11 @@
-"""jingtan_api.futures.settle_from: the done-callback chaining under context.mapped and compiled execution."""
+"""jingtan_api.futures: settle_from (the done-callback chaining under context.mapped and compiled execution)
+and run_to_completion (cleanups that a cancellation must not cut short)."""
 
 import asyncio
 
 import pytest
 
-from jingtan_api.futures import settle_from
+from jingtan_api.futures import run_to_completion, settle_from
 
 
 async def _settled(source_value=None, *, ok=None, err=None, raise_=None, cancel=False):
@@ -54,3 +55,32 @@ async def test_cancelled_source_cancels_and_a_settled_out_is_left_alone():
     source.set_result("second")
     await asyncio.sleep(0)
     assert out.result() == "first"
+
+
+async def test_run_to_completion_finishes_through_repeated_cancellation_then_reraises_it():
+    gate, finished = asyncio.Event(), []
+
+    async def cleanup():
+        await gate.wait()
+        finished.append(True)
+        return "done"
+
+    waiter = asyncio.ensure_future(run_to_completion(cleanup()))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.sleep(0)
+    waiter.cancel()  # a second stop request while the cleanup still runs
+    await asyncio.sleep(0.01)
+    assert not waiter.done() and not finished
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert finished == [True]
+    # Not cancelled: the cleanup's result, or its own error as it is.
+    assert await run_to_completion(asyncio.sleep(0, "value")) == "value"
+
+    async def failing():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await run_to_completion(failing())

@@ -1,6 +1,7 @@
 """One job runner across workers: each due run of a job happens in exactly one process, never two at once;
 `jingtan jobs run` / `jingtan jobs status`; a dead holder's lease is taken over when it expires."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -63,8 +64,8 @@ def test_three_processes_run_each_due_run_once(db_url, tmp_path):
     row = run_sync(lease_row())
     # Every claim ran exactly once. A run cut short by a worker's exit stays due (the next worker takes
     # it over at once) and is recorded as cancelled.
-    assert row.runs == len(runs), (row, runs)
-    assert row.holder is None and row.last_status == ("ok" if runs[-1][2] == "ok" else "cancelled"), row
+    assert row.runs == len(runs), (row, runs, outputs)
+    assert row.holder is None and row.last_status == ("ok" if runs[-1][2] == "ok" else "cancelled"), (row, runs, outputs)
 
 
 def _counting_job(calls: list) -> Job:
@@ -111,6 +112,37 @@ async def test_runner_claims_a_due_job_once_and_schedules_the_next(services):
     assert row.next_due_at > utcnow() + timedelta(seconds=50)
     await b.tick()
     assert not b._running and len(calls) == 1
+
+
+async def test_a_stop_right_after_a_run_still_releases_its_lease(services, monkeypatch):
+    # The worker is told to stop while the finished run's release is on its way to the database: the
+    # release completes (status, next due time, no holder) before the stop does, instead of leaving the
+    # run "running" until its lease expires and then running it again.
+    calls: list = []
+    job = _counting_job(calls)
+    runner = JobRunner(services, (job,), holder="stopping")
+    await services.db.write(lambda conn: jobs.ensure_rows(conn, (job,), first_due={"counting": utcnow() - timedelta(seconds=1)}))
+    releasing, gate = asyncio.Event(), asyncio.Event()
+    real_release = jobs.release
+
+    async def slow_release(conn, *args, **kwargs):
+        releasing.set()
+        await gate.wait()
+        return await real_release(conn, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "release", slow_release)
+    await runner.tick()
+    await asyncio.wait_for(releasing.wait(), 10)
+    stopping = asyncio.ensure_future(runner.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waits for the release
+    gate.set()
+    await asyncio.wait_for(stopping, 10)
+    async with services.db.read() as conn:
+        row = (await conn.execute(select(JL).where(JL.c.name == "counting"))).one()
+    assert len(calls) == 1 and row.runs == 1
+    assert row.holder is None and row.last_status == "ok" and row.last_holder == "stopping"
+    assert row.next_due_at > utcnow() + timedelta(seconds=50) and not runner._running
 
 
 def test_cli_jobs_run_and_status(db_url, monkeypatch, capsys):
