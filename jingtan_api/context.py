@@ -16,11 +16,14 @@ from jingtan_api.futures import settle_from
 from jingtan_api.limits import RequestLimits
 from jingtan_api.services import Services
 
-def mapped(source: "asyncio.Future[Any]", fn: Callable[[Any], Any]) -> "asyncio.Future[Any]":
-    """A future of ``fn(value of source)`` (``source``'s exception, or ``fn``'s, fails it), made with a
-    done-callback instead of a coroutine: a synchronous resolver can return it from a DataLoader's
-    ``load`` — graphql-core awaits it like any awaitable, and compiled execution chains it without a
-    task per field (jingtan_api.graphql.compiled)."""
+def mapped(source: "asyncio.Future[Any]", fn: Callable[[Any], Any]) -> Any:
+    """``fn(value of source)``: at once when ``source`` (a DataLoader's future) already holds its value —
+    a key loaded earlier in the request, or prefetched (:meth:`Context.prefetch`) — else a future of it
+    (``source``'s exception, or ``fn``'s, fails it), made with a done-callback instead of a coroutine.
+    A synchronous resolver can return either: graphql-core awaits the future like any awaitable, and
+    compiled execution chains it without a task per field (jingtan_api.graphql.compiled)."""
+    if source.done() and not source.cancelled() and source.exception() is None:
+        return fn(source.result())
     out: asyncio.Future[Any] = source.get_loop().create_future()
     settle_from(source, out, fn)
     return out
@@ -99,6 +102,14 @@ class Context:
                 # the request start a fresh one.
                 await self._release_shared(exc)
                 raise
+
+    async def prefetch(self, loader: DataLoader, keys: Sequence[Any]) -> None:
+        """Load ``keys`` into ``loader`` now, in one batch: a page's resolver calls it with its rows' keys
+        when the selection reads them (e.g. the catalogue's merchants), so each item's field finds its
+        value loaded and is answered synchronously instead of through one future per item."""
+        pending = [loader.load(key) for key in dict.fromkeys(keys)]
+        if pending:
+            await asyncio.gather(*pending)
 
     def begin_shared_reads(self) -> None:
         self._share_reads = True

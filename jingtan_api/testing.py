@@ -3,13 +3,15 @@
 * :func:`make_settings` — settings from defaults plus overrides only (no environment, no jingtan.toml),
   with cheap argon2 parameters so tests can register many users.
 * :class:`DatabaseProvider` — fresh, migrated databases per test: SQLite files copied from a migrated
-  template, PostgreSQL databases ``jt_test_<random>`` cloned from a migrated template database and
-  dropped afterwards.
+  template, PostgreSQL databases ``jt_test_<random>`` cloned from a migrated template database (ahead of
+  need, in the background) and dropped afterwards (in the background).
 * :class:`GraphQLClient` — posts operations to an app over HTTP (httpx ASGI transport).
 * :class:`FrozenClock` — a settable clock for expiry and claim-window tests.
 """
 
 import asyncio
+import collections
+import concurrent.futures
 import os
 import shutil
 import socket
@@ -128,7 +130,14 @@ def _plain_url(url: str, database: str) -> str:
 
 
 class DatabaseProvider:
-    """Hands out fresh migrated databases; call :meth:`close` at the end of the session."""
+    """Hands out fresh migrated databases; call :meth:`close` at the end of the session.
+
+    PostgreSQL databases are cloned from the template and dropped in background threads: a clone or a
+    drop takes the server a few hundred milliseconds (it writes and syncs the copy), so ``postgresql_url``
+    hands out a clone made while the previous test ran (``PG_READY`` are kept ahead) and
+    ``drop_postgresql`` returns at once. Every test still gets a database of its own."""
+
+    PG_READY = 2
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -136,6 +145,8 @@ class DatabaseProvider:
         self._sqlite_template: Path | None = None
         self._pg_template: str | None = None
         self._pg_created: list[str] = []
+        self._pg_ready: collections.deque[concurrent.futures.Future[str]] = collections.deque()
+        self._pg_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     # --- SQLite -----------------------------------------------------------------------------------
@@ -161,18 +172,36 @@ class DatabaseProvider:
                 self._pg_created.append(name)
                 upgrade(_asyncpg_url(admin, name))
                 self._pg_template = name
+                self._pg_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="jt-test-db")
+            if not self._pg_ready:
+                self._pg_ready.append(self._submit_clone(admin))
+            ready = self._pg_ready.popleft()
+            while len(self._pg_ready) < self.PG_READY:
+                self._pg_ready.append(self._submit_clone(admin))
+        return _asyncpg_url(admin, ready.result())
+
+    def _submit_clone(self, admin: str) -> "concurrent.futures.Future[str]":
+        assert self._pg_pool is not None and self._pg_template is not None
         name = f"jt_test_{self.run_id}_{uuid.uuid4().hex[:8]}"
-        run_sync(self._execute(admin, f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'))
         self._pg_created.append(name)
-        return _asyncpg_url(admin, name)
+        sql = f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'
+        return self._pg_pool.submit(lambda: (asyncio.run(self._execute(admin, sql)), name)[1])
 
     def drop_postgresql(self, url: str) -> None:
+        """Drop a database this provider made (in the background) or another one of the test's (now)."""
         from sqlalchemy.engine import make_url
 
         name = make_url(url).database
-        run_sync(self._execute(postgres_admin_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if name in self._pg_created:
-            self._pg_created.remove(name)
+        sql = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        with self._lock:
+            mine = name in self._pg_created
+            if mine:
+                self._pg_created.remove(name)
+            pool = self._pg_pool
+        if mine and pool is not None:
+            pool.submit(lambda: asyncio.run(self._execute(postgres_admin_url(), sql)))
+            return
+        run_sync(self._execute(postgres_admin_url(), sql))
 
     @staticmethod
     async def _execute(url: str, sql: str) -> None:
@@ -187,6 +216,13 @@ class DatabaseProvider:
             await conn.close()
 
     def close(self) -> None:
+        """Wait for the background clones and drops, then drop what is left (the clones made ahead and
+        the template)."""
+        with self._lock:
+            pool, self._pg_pool = self._pg_pool, None
+            self._pg_ready.clear()
+        if pool is not None:
+            pool.shutdown(wait=True)
         admin = postgres_admin_url()
         for name in reversed(self._pg_created):
             run_sync(self._execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

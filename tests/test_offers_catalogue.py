@@ -204,6 +204,100 @@ async def test_catalogue_runs_a_bounded_number_of_statements(gql, services, cloc
     assert counts[10] == counts[100] and counts[100] <= 6, (counts, statements)
 
 
+async def test_the_pages_merchants_are_read_once_and_only_when_selected(gql, services, clock, admin):
+    # offer_connection prefetches the page's merchants when `merchant` or `available` is selected
+    # (through fragments too), so every offer's fields are answered from one batch; a page that selects
+    # neither reads no merchant at all.
+    merchants_made = [await make_merchant(gql, services, clock, admin, profile={"nameZh": f"商户 {i}"}) for i in range(3)]
+    for m in merchants_made:
+        await _bulk_offers(services, clock, m["id"], 4)
+    member = await make_member(services, clock, points=10)
+    queries = {
+        "fields": "{ offers(first: 12) { edges { node { id available merchant { id nameZh } } } } }",
+        "fragment": "{ offers(first: 12) { ...Page } } fragment Page on OfferConnection { edges { ... on OfferEdge { node { ...O } } } } "
+                    "fragment O on Offer { id merchant { id nameZh } }",
+        "available only": "{ offers(first: 12) { edges { node { id available } } } }",
+        "neither": "{ offers(first: 12) { edges { node { id titleZh } } } }",
+    }
+    seen: dict[str, list[str]] = {}
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen.setdefault(current, []).append(statement)
+
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for current, query in queries.items():
+            data = await gql.ok(query, token=member["token"])
+            edges = data["offers"]["edges"]
+            assert len(edges) == 12, data
+            if "merchant" in query.split("fragment O")[-1] or current == "fields":
+                assert len({e["node"]["merchant"]["id"] for e in edges}) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    reads_merchants = {name: sum(1 for s in stmts if "FROM merchant" in s and "offer" not in s) for name, stmts in seen.items()}
+    assert reads_merchants == {"fields": 1, "fragment": 1, "available only": 1, "neither": 0}, seen
+
+
+@pytest.mark.parametrize("settings_overrides", [{"graphql": {"compiled_execution": True}}])
+async def test_compiled_execution_chains_no_future_per_offer(gql, services, clock, admin, monkeypatch):
+    # With the merchants prefetched, each offer's `merchant` and `available` are answered at once: the
+    # future hops of compiled execution (chains and gathers) are the same for 3 offers as for 12.
+    from jingtan_api.graphql.compiled import CompiledExecutionContext
+
+    assert services.settings.compiled_execution_enabled
+    merchants_made = [await make_merchant(gql, services, clock, admin, profile={"nameZh": f"商户 {i}"}) for i in range(3)]
+    for m in merchants_made:
+        await _bulk_offers(services, clock, m["id"], 4)
+    member = await make_member(services, clock, points=10)
+    hops = {"then": 0, "gather": 0}
+    real_then, real_gather = CompiledExecutionContext._then, CompiledExecutionContext._gather
+
+    def then(self, *args):
+        hops["then"] += 1
+        return real_then(self, *args)
+
+    def gather(self, *args):
+        hops["gather"] += 1
+        return real_gather(self, *args)
+
+    monkeypatch.setattr(CompiledExecutionContext, "_then", then)
+    monkeypatch.setattr(CompiledExecutionContext, "_gather", gather)
+    counts = {}
+    for first in (3, 12):
+        hops.update(then=0, gather=0)
+        data = await gql.ok(CATALOGUE, {"first": first}, token=member["token"])
+        assert len(data["offers"]["edges"]) == first and all(e["node"]["merchant"]["id"] for e in data["offers"]["edges"])
+        counts[first] = dict(hops)
+    assert counts[3] == counts[12], counts
+
+
+def test_selects_walks_fields_fragments_and_inline_fragments():
+    from types import SimpleNamespace
+
+    from graphql import parse
+
+    from jingtan_api.graphql.relay import selects
+
+    def info(query: str):
+        doc = parse(query)
+        operation = doc.definitions[0]
+        fragments = {d.name.value: d for d in doc.definitions[1:]}
+        root = operation.selection_set.selections[0]
+        return SimpleNamespace(_raw_info=SimpleNamespace(field_nodes=[root], fragments=fragments))
+
+    names = frozenset({"merchant", "available"})
+    assert selects(info("{ offers { edges { node { merchant { id } } } } }"), ("edges", "node"), names)
+    assert selects(info("{ offers { e: edges { n: node { a: available } } } }"), ("edges", "node"), names)
+    assert not selects(info("{ offers { edges { node { id } } pageInfo { hasNextPage } } }"), ("edges", "node"), names)
+    assert not selects(info("{ offers { edges { cursor } merchant: pageInfo { hasNextPage } } }"), ("edges", "node"), names)
+    assert selects(info("{ offers { ...P } } fragment P on C { edges { ... on E { node { ...N } } } } fragment N on O { available }"),
+                   ("edges", "node"), names)
+    assert not selects(info("{ offers { ...P ...P } } fragment P on C { edges { node { id } } }"), ("edges", "node"), names)
+    # A cycle of spreads (invalid, refused by validation) does not loop.
+    assert not selects(info("{ offers { ...P } } fragment P on C { ...P }"), ("edges", "node"), names)
+
+
 async def test_redemption_lists_run_a_bounded_number_of_statements(gql, services, clock, admin):
     shops = [await make_merchant(gql, services, clock, admin, profile={"nameZh": f"商户 {i}"}) for i in range(3)]
     offers = [await make_offer(gql, clock, shop, pointsPrice=1, perMemberLimit=10) for shop in shops for _ in range(2)]

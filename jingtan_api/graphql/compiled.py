@@ -575,6 +575,9 @@ class CompiledExecutionContext(LimitedExecutionContext):
         try:
             if plan.needs_info and info is None:
                 info = self.build_resolve_info(plan.field_def, plan.nodes, parent_type, path)
+            if isinstance(result, Future) and result.done() and not result.cancelled() and result.exception() is None:
+                # A DataLoader's future of a key already loaded: its value now, no callback hop.
+                result = result.result()
             if isinstance(result, Future) or self.is_awaitable(result):
                 return self._then(
                     self._future(result),

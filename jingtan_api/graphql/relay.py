@@ -283,6 +283,39 @@ def build_connection(
     )
 
 
+def selects(info: Info, path: tuple[str, ...], names: frozenset[str]) -> bool:
+    """Whether the field being resolved selects any field of ``names`` below ``path`` (field names from
+    this field down, e.g. ``("edges", "node")``), through fragments and inline fragments. ``@skip`` and
+    ``@include`` are not evaluated: a field they may leave out counts as selected (for prefetching, a
+    superset is safe)."""
+    raw = info._raw_info
+    return _selects([n.selection_set for n in raw.field_nodes], path, names, raw.fragments)
+
+
+def _selects(selection_sets: list[Any], path: tuple[str, ...], names: frozenset[str], fragments: dict) -> bool:
+    wanted = names if not path else frozenset((path[0],))
+    below: list[Any] = []
+    stack = [s for s in selection_sets if s is not None]
+    seen: set[str] = set()
+    while stack:
+        for selection in stack.pop().selections:
+            kind = selection.kind
+            if kind == "field":
+                if selection.name.value in wanted:
+                    if not path:
+                        return True
+                    below.append(selection.selection_set)
+            elif kind == "inline_fragment":
+                stack.append(selection.selection_set)
+            elif kind == "fragment_spread":
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is not None and name not in seen:
+                    seen.add(name)
+                    stack.append(fragment.selection_set)
+    return bool(below) and _selects(below, path[1:], names, fragments)
+
+
 @strawberry.type(description="An expected failure of a mutation, meant to be shown to the user.")
 class UserError:
     message: str = strawberry.field(description="Human-readable message (zh / en).")

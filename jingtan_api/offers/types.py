@@ -10,7 +10,7 @@ from strawberry.types import Info
 from jingtan_api.context import mapped
 from jingtan_api.errors import ValidationFailed
 from jingtan_api.graphql.mutations import error_code_enum, user_error_type
-from jingtan_api.graphql.relay import Connection, Keyset, Node, UserError, build_connection, page_args
+from jingtan_api.graphql.relay import Connection, Keyset, Node, UserError, build_connection, page_args, selects
 from jingtan_api.merchants import loaders as merchant_loaders
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.types import Merchant, MerchantCategory, can_manage
@@ -113,8 +113,8 @@ class Offer(Node):
             _row=row,
         )
 
-    # Both fields return the merchants loader's future, mapped (no coroutine per field; see
-    # jingtan_api.context.mapped); the page's `merchant` and `available` fields share one batch.
+    # Both fields map the merchants loader's value (jingtan_api.context.mapped): at once when a page
+    # prefetched it (offer_connection), else its future (no coroutine per field); one batch either way.
     @strawberry.field(description="The merchant offering it. / 提供该优惠的商户。")
     def merchant(self, info: Info) -> Merchant:
         return mapped(merchant_loaders.merchants(info).load(self.merchant_pk), Merchant.from_row)  # type: ignore[return-value]
@@ -141,6 +141,10 @@ OFFER_KEYSETS = {
 }
 
 
+# Offer fields answered from the offer's merchant (the merchants loader).
+_NEEDS_MERCHANT = frozenset({"merchant", "available"})
+
+
 async def offer_connection(
     info: Info, order: str, flt: service.CatalogueFilter, first: int | None, after: str | None, last: int | None,
     before: str | None,
@@ -149,6 +153,10 @@ async def offer_connection(
     args, now = page_args(info, first, after, last, before, keyset), ctx.now()
     page = await ctx.read(service.catalogue_page, args, now=now, order=order, flt=flt)
     loaders.offers(info).prime_many({r["id"]: r for r in page.rows})
+    if page.rows and selects(info, ("edges", "node"), _NEEDS_MERCHANT):
+        # The page's merchants in one batch before its items are resolved: each offer's `merchant` and
+        # `available` are then answered at once (context.mapped), not through a future per offer.
+        await ctx.prefetch(merchant_loaders.merchants(info), [r["merchant_id"] for r in page.rows])
     count = lambda: ctx.read(service.catalogue_count, now=now, flt=flt)
     return build_connection(page, Offer.from_row, keyset=keyset, count=count)
 
