@@ -25,9 +25,9 @@ from strawberry.extensions import (
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.base import StrawberryObjectDefinition
@@ -354,9 +354,12 @@ def _extensions(settings: Settings) -> list[Any]:
         *(() if settings.introspection_enabled else (NoSchemaIntrospectionCustomRule,)),
     )
     cost_cache: dict = {}
-    # strawberry's module-level LRU caches (shared by every request and schema with the same size).
+    # Parsing: strawberry's module-level LRU cache (shared by every request and schema with the same
+    # size; it holds documents only). Validation: an LRU cache of this schema's own, as
+    # ValidationCache(maxsize=1000) keeps it but not module-level — strawberry's is keyed by
+    # (schema, document, rules) and kept every schema of the process alive (a test run builds thousands).
     parse = ParserCache(maxsize=1000).cached_parse_document
-    validate = ValidationCache(maxsize=1000).cached_validate_document
+    validate = functools.lru_cache(maxsize=1000)(validate_document)
     # Factories, not instances: strawberry builds fresh extensions per request. Fewer extensions, fewer
     # hooks to run per request: DocumentChecks and DocumentRules each stand for strawberry extensions
     # that used to be listed separately (same hooks, same order).

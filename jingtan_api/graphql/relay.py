@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, overload
 
+import orjson
 import strawberry
 from strawberry.types import Info
 
@@ -140,8 +141,17 @@ def encode_cursor(key: Key | int | str, keyset: Keyset = ID_KEYSET) -> str:
     if keyset.scope is None:
         raw = f"c:{key[0]}"
     else:
-        values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
-        raw = json.dumps([keyset.scope, *values], separators=(",", ":"))
+        values = [keyset.scope, *(v.isoformat() if isinstance(v, datetime) else v for v in key)]
+        # orjson writes what json.dumps(separators=(",", ":")) writes for ASCII text and 64-bit integers,
+        # ten times faster; anything else goes through json (non-ASCII escaped), so a key always has one
+        # cursor.
+        try:
+            data = orjson.dumps(values)
+        except TypeError:
+            data = b""
+        if not data or not data.isascii():
+            data = json.dumps(values, separators=(",", ":")).encode()
+        return base64.b64encode(data).decode()
     return base64.b64encode(raw.encode()).decode()
 
 
