@@ -225,3 +225,30 @@ def test_a_failing_or_wrong_domain_hook_names_the_plugin(tmp_path):
         create_app(settings, plugins=[("raises", Raises())])
     with pytest.raises(ConfigurationError, match=r"^plugin 'wrong': jingtan_register_domain returned .*not a Domain$"):
         create_app(settings, plugins=[("wrong", Wrong())])
+
+
+def test_an_app_dropped_after_answering_leaves_no_schema_behind(databases):
+    # Every cache an app's requests fill (parsed documents, validation results, compiled plans, costs)
+    # belongs to its schema or holds no schema: once the app is gone, so is its schema. strawberry's
+    # module-level ValidationCache kept every schema alive (a test run built thousands of them).
+    import gc
+    import weakref
+
+    import asyncio
+
+    url = databases.sqlite_url()
+
+    async def answer_then_drop() -> weakref.ref:
+        app = create_app(make_settings(url))
+        gql = GraphQLClient(app)
+        try:
+            assert (await gql.ok("query Q($s: Boolean = false) { __typename @skip(if: $s) }", {"s": False})) == {"__typename": "Query"}
+            assert (await gql.ok("{ __typename }")) == {"__typename": "Query"}
+        finally:
+            await gql.aclose()
+            await app.state.services.db.dispose()
+        return weakref.ref(app.state.schema)
+
+    gone = asyncio.run(answer_then_drop())
+    gc.collect()
+    assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())][:10]

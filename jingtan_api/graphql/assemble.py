@@ -269,6 +269,20 @@ class JingtanSchema(strawberry.Schema):
         super().__init__(query=Query, mutation=Mutation, subscription=subscription, types=assembly.types, **kwargs)
         assembly.check(self)
 
+    # strawberry caches these two lookups with ``functools.lru_cache`` on the class, keyed by the schema:
+    # the last 128 lookups of the process kept their schemas alive. One cache per schema instead.
+    def get_type_by_name(self, name: str) -> Any:
+        cache = self.__dict__.setdefault("_jt_types_by_name", {})
+        if name not in cache:
+            cache[name] = strawberry.Schema.get_type_by_name.__wrapped__(self, name)  # type: ignore[attr-defined]
+        return cache[name]
+
+    def get_directive_by_name(self, graphql_name: str) -> Any:
+        cache = self.__dict__.setdefault("_jt_directives_by_name", {})
+        if graphql_name not in cache:
+            cache[graphql_name] = strawberry.Schema.get_directive_by_name.__wrapped__(self, graphql_name)  # type: ignore[attr-defined]
+        return cache[graphql_name]
+
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         extra = self.assembly.fields.get(type_definition.name)
         return [*type_definition.fields, *extra] if extra else type_definition.fields
