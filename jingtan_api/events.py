@@ -100,6 +100,7 @@ class EventBus:
 class _Transaction:
     bus: EventBus
     pending: list[Event] = field(default_factory=list)
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 _CURRENT: contextvars.ContextVar[_Transaction | None] = contextvars.ContextVar("jingtan_events_tx", default=None)
@@ -115,6 +116,14 @@ def end(token: contextvars.Token) -> list[Event]:
     tx = _CURRENT.get()
     _CURRENT.reset(token)
     return tx.pending if tx is not None else []
+
+
+def attempt_memo() -> dict[str, Any] | None:
+    """A dict that lives as long as the current write-transaction attempt (``Database.write``; a retried
+    attempt starts empty), for listeners that read the same rows for every event of one transaction;
+    None outside one. Whoever changes those rows in the transaction drops its entry."""
+    tx = _CURRENT.get()
+    return tx.memo if tx is not None else None
 
 
 async def emit(conn: AsyncConnection, event_type: str, **data: Any) -> Event:

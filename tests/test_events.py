@@ -91,6 +91,34 @@ async def test_retried_attempt_publishes_only_the_committed_attempt(services: Se
     assert published == [[{"attempt": 2}]]
 
 
+async def test_the_attempt_memo_lives_one_attempt(services: Services):
+    from sqlalchemy.exc import DBAPIError
+
+    class Retry(Exception):
+        sqlstate = "40001"
+
+    assert events.attempt_memo() is None  # outside a write
+    seen: list[dict] = []
+
+    async def work(conn) -> int:
+        memo = events.attempt_memo()
+        seen.append(dict(memo))
+        memo["read"] = len(seen)
+        if len(seen) == 1:
+            raise DBAPIError("SELECT 1", {}, Retry())
+        return memo["read"]
+
+    assert await services.db.write(work) == 2
+    assert seen == [{}, {}]  # the retried attempt starts empty
+    assert events.attempt_memo() is None
+    assert await services.db.write(lambda conn: _memo_keys()) == []  # the next transaction too
+
+
+async def _memo_keys() -> list[str]:
+    memo = events.attempt_memo()
+    return ["outside"] if memo is None else list(memo)
+
+
 async def test_a_failing_publisher_does_not_fail_the_committed_write(services: Services, gql):
     async def broken(batch) -> None:
         raise RuntimeError("receiver bug")

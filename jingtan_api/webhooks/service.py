@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Page, PageArgs, keyset_page
 from jingtan_api.errors import Conflict, NotFound, ValidationFailed
-from jingtan_api.events import Event, EventBus
+from jingtan_api.events import Event, EventBus, attempt_memo
 from jingtan_api.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ async def create_endpoint(
 
     async def write(conn: AsyncConnection) -> int:
         endpoint_id = (await conn.execute(insert(EP).values(**values).returning(EP.c.id))).scalar_one()
+        _forget_endpoints()
         await audit.record(conn, actor_user_id=created_by, action="webhook.create", target_type="WebhookEndpoint",
                            target_id=endpoint_id, details={"url": url, "eventTypes": types, "merchantId": merchant_id},
                            request_id=request_id, now=now)
@@ -199,6 +200,7 @@ async def update_endpoint(
     async def write(conn: AsyncConnection) -> None:
         done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
                                   .values(**changes, updated_at=now))
+        _forget_endpoints()
         if done.rowcount != 1:
             raise NotFound("Endpoint not found / 未找到端点", field="id")
         details = {("eventTypes" if k == "event_types" else "enabled" if k == "active" else k): v for k, v in changes.items()}
@@ -217,6 +219,7 @@ async def delete_endpoint(app: "Services", endpoint_id: int, *, actor_user_id: i
     async def write(conn: AsyncConnection) -> int:
         done = await conn.execute(update(EP).where(EP.c.id == endpoint_id, EP.c.deleted_at.is_(None))
                                   .values(active=False, deleted_at=now, updated_at=now))
+        _forget_endpoints()
         if done.rowcount != 1:
             raise NotFound("Endpoint not found / 未找到端点", field="id")
         dropped = (await conn.execute(update(DL).where(DL.c.endpoint_id == endpoint_id, DL.c.status == "PENDING").values(
@@ -311,12 +314,37 @@ def register_listeners(bus: EventBus, app: "Services") -> None:
         bus.listen(event_type, on_event)
 
 
+_ENDPOINTS_MEMO = "webhooks.active_endpoints"
+
+
+async def _active_endpoints(conn: AsyncConnection) -> list[tuple[int, frozenset[str], int | None]]:
+    """(id, event types, merchant id) of every active endpoint: read once per write transaction (an
+    approved submission emits three events), kept in ``events.attempt_memo``."""
+    memo = attempt_memo()
+    rows = memo.get(_ENDPOINTS_MEMO) if memo is not None else None
+    if rows is None:
+        stmt = select(EP.c.id, EP.c.event_types, EP.c.merchant_id).where(EP.c.active.is_(True)).order_by(EP.c.id)
+        rows = [(r.id, frozenset(r.event_types.split(",")), r.merchant_id) for r in await conn.execute(stmt)]
+        if memo is not None:
+            memo[_ENDPOINTS_MEMO] = rows
+    return rows
+
+
+def _forget_endpoints() -> None:
+    """An endpoint changed in this transaction: its events read the endpoints again."""
+    memo = attempt_memo()
+    if memo is not None:
+        memo.pop(_ENDPOINTS_MEMO, None)
+
+
 async def enqueue(conn: AsyncConnection, event: Event, *, now: datetime) -> int:
-    """One outbox row per active endpoint subscribed to ``event`` (same transaction as the event)."""
+    """One outbox row per active endpoint subscribed to ``event`` (same transaction as the event): the
+    platform's endpoints, and for a merchant's event also that merchant's."""
     merchant_id = event.data.get("merchant_id") if event.type in MERCHANT_EVENT_TYPES else None
-    scope = EP.c.merchant_id.is_(None) if merchant_id is None else or_(EP.c.merchant_id.is_(None), EP.c.merchant_id == merchant_id)
-    rows = (await conn.execute(select(EP.c.id, EP.c.event_types).where(EP.c.active.is_(True), scope))).all()
-    targets = [r.id for r in rows if event.type in r.event_types.split(",")]
+    targets = [
+        endpoint_id for endpoint_id, types, owner in await _active_endpoints(conn)
+        if event.type in types and (owner is None or (merchant_id is not None and owner == merchant_id))
+    ]
     if not targets:
         return 0
     event_id = f"evt_{uuid.uuid4().hex}"
