@@ -208,10 +208,14 @@ def measure(args: argparse.Namespace, dbs: dict[str, Any], seeded: dict[str, dic
                         for kind in ("floor", "graphql"):
                             res = runner.load(servers[(label, kind)], specs[label])
                             runs[(label, kind)].append(res)
+                            cpu = f"  server CPU {res['server_cpu_ms']:.2f} ms/req" if "server_cpu_ms" in res else ""
                             log(f"    {label:<6} {kind:<8} {res['rps']:>8.1f} req/s  p50 {res['p50_ms']:.2f} ms  "
-                                f"p99 {res['p99_ms']:.2f} ms")
+                                f"p99 {res['p99_ms']:.2f} ms{cpu}")
+                # Server CPU per request (Linux, loadgen --server-pid) moves little when other processes
+                # share the machine, unlike req/s: the figure to compare across runs taken under load.
                 out[name] = {f"{label}_{kind}": {m: round(statistics.median(r[m] for r in rs), 2)
-                                                 for m in ("rps", "p50_ms", "p99_ms")}
+                                                 for m in ("rps", "p50_ms", "p99_ms", "server_cpu_ms")
+                                                 if all(m in r for r in rs)}
                              for (label, kind), rs in runs.items()}
     finally:
         os.chdir(cwd)
@@ -258,6 +262,11 @@ def main() -> None:
         sg, lg, sf, lf = (r[k]["rps"] for k in ("small_graphql", "large_graphql", "small_floor", "large_floor"))
         log(f"{name:22} {lg / sg:>19.2f} {lf / sf:>17.2f} {sg / sf:>10.2f} / {lg / lf:<10.2f}   "
             f"graphql {sg:.0f} / {lg:.0f}, floor {sf:.0f} / {lf:.0f}")
+        if all("server_cpu_ms" in r[k] for k in ("small_graphql", "large_graphql", "small_floor", "large_floor")):
+            cs, cl = r["small_graphql"]["server_cpu_ms"], r["large_graphql"]["server_cpu_ms"]
+            fs, fl = r["small_floor"]["server_cpu_ms"], r["large_floor"]["server_cpu_ms"]
+            log(f"{'':22} server CPU ms/request: graphql {cs:.2f} / {cl:.2f} (large/small {cl / cs:.2f}), "
+                f"floor {fs:.2f} / {fl:.2f} (large/small {fl / fs:.2f})")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
