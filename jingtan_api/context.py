@@ -106,10 +106,12 @@ class Context:
     async def prefetch(self, loader: DataLoader, keys: Sequence[Any]) -> None:
         """Load ``keys`` into ``loader`` now, in one batch: a page's resolver calls it with its rows' keys
         when the selection reads them (e.g. the catalogue's merchants), so each item's field finds its
-        value loaded and is answered synchronously instead of through one future per item."""
+        value loaded and is answered synchronously instead of through one future per item. A failed load
+        is not raised here: the loader keeps it, and each field that reads the key fails with it, exactly
+        as without the prefetch."""
         pending = [loader.load(key) for key in dict.fromkeys(keys)]
         if pending:
-            await asyncio.gather(*pending)
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def begin_shared_reads(self) -> None:
         self._share_reads = True

@@ -272,6 +272,22 @@ async def test_compiled_execution_chains_no_future_per_offer(gql, services, cloc
     assert counts[3] == counts[12], counts
 
 
+async def test_a_failed_prefetch_fails_the_fields_that_read_it_not_the_page(gql, services, clock, admin, monkeypatch):
+    # The prefetch must not change answers: when the merchants cannot be read, the error is located at
+    # each offer's `merchant` field, as it is without the prefetch, not at `offers`.
+    made = await make_merchant(gql, services, clock, admin, profile={"nameZh": "商户"})
+    await _bulk_offers(services, clock, made["id"], 2)
+    member = await make_member(services, clock, points=10)
+
+    async def broken(conn, ids):
+        raise RuntimeError("merchants unavailable")
+
+    monkeypatch.setattr(merchants, "merchants_by_ids", broken)
+    answer = await gql("{ offers(first: 2) { edges { node { id merchant { id } } } } }", token=member["token"])
+    paths = sorted(tuple(e["path"]) for e in answer["errors"])
+    assert paths and all(p[:2] == ("offers", "edges") and p[-1] == "merchant" for p in paths), answer
+
+
 def test_selects_walks_fields_fragments_and_inline_fragments():
     from types import SimpleNamespace
 
