@@ -21,11 +21,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.actions.models import Action
-from jingtan_api.db import Page, PageArgs, dialect_insert, keyset_page
+from jingtan_api.db import Page, PageArgs, StatementCache, dialect_insert, keyset_page_cached
+from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.impact.models import ImpactBreakdown, ImpactProfile, ImpactTotal, MedalAward, StatsDaily
 from jingtan_api.organisations import service as orgs
@@ -396,22 +397,36 @@ def _board_filter(board: str, key: str, period: str) -> Any:
     return and_(IT.c.board == board, IT.c.board_key == key, IT.c.period == period)
 
 
+def _board_filter_bound() -> Any:
+    """``_board_filter`` with bind parameters ``board``, ``board_key``, ``period`` (statements built once)."""
+    return and_(IT.c.board == bindparam("board", type_=IT.c.board.type),
+                IT.c.board_key == bindparam("board_key", type_=IT.c.board_key.type),
+                IT.c.period == bindparam("period", type_=IT.c.period.type))
+
+
+# The leaderboard's hot path on the driver (jingtan_api.driver): statements built and compiled once.
+_LEADERBOARD_PAGES = StatementCache()
+_TOP = bindparam("top", type_=IT.c.grams.type)
+_RANKS = DriverStatement(
+    select(func.coalesce(func.sum(case((IT.c.grams > _TOP, 1), else_=0)), 0).label("above"),
+           func.count().label("at_or_above"))
+    .where(_board_filter_bound(), IT.c.grams >= _TOP)
+)
+
+
 async def leaderboard_page(conn: AsyncConnection, board: str, key: str, period: str, args: PageArgs) -> Page:
     """One page of a board, most grams first (ties: the later entry first, a stable order). The rows carry
     ``rank`` (1 + entrants with more grams; ties share a rank) — two statements whatever the page size."""
-    stmt = select(IT.c.id, IT.c.entrant_id, IT.c.grams, IT.c.actions).where(_board_filter(board, key, period))
-    page = await keyset_page(conn, stmt, [(IT.c.grams, True), (IT.c.id, True)], args)
+    values = {"board": board, "board_key": key, "period": period}
+    page = await keyset_page_cached(
+        conn, _LEADERBOARD_PAGES, "board",
+        lambda: select(IT.c.id, IT.c.entrant_id, IT.c.grams, IT.c.actions).where(_board_filter_bound()),
+        [(IT.c.grams, True), (IT.c.id, True)], args, values,
+    )
     if page.rows:
         top = page.rows[0]["grams"]
-        above, at_or_above = (
-            await conn.execute(
-                select(
-                    func.coalesce(func.sum(case((IT.c.grams > top, 1), else_=0)), 0),
-                    func.count(),
-                ).where(_board_filter(board, key, period), IT.c.grams >= top)
-            )
-        ).one()
-        above, at_or_above = int(above), int(at_or_above)
+        (counts,) = await _RANKS.all(conn, {**values, "top": top})
+        above, at_or_above = int(counts["above"]), int(counts["at_or_above"])
         for row in page.rows:
             g = row["grams"]
             # Rows with grams strictly between this row's and the page's top all lie earlier in this page.
@@ -444,12 +459,15 @@ async def names_for_board(conn: AsyncConnection, user_ids: Sequence[int]) -> dic
     """{user id: (display name, opted out)} in one statement."""
     if not user_ids:
         return {}
-    rows = await conn.execute(
-        select(U.c.id, U.c.display_name, P.c.leaderboard_opt_out)
-        .select_from(U.outerjoin(P, P.c.user_id == U.c.id))
-        .where(U.c.id.in_(list(user_ids)))
-    )
-    return {r.id: (r.display_name, bool(r.leaderboard_opt_out)) for r in rows}
+    rows = await _BOARD_NAMES.all(conn, {"ids": list(user_ids)})
+    return {r["id"]: (r["display_name"], bool(r["leaderboard_opt_out"])) for r in rows}
+
+
+_BOARD_NAMES = DriverStatement(
+    select(U.c.id, U.c.display_name, P.c.leaderboard_opt_out)
+    .select_from(U.outerjoin(P, P.c.user_id == U.c.id))
+    .where(in_list(U.c.id, "ids"))
+)
 
 
 # --- reads: admin dashboard ------------------------------------------------------------------------------
