@@ -70,9 +70,14 @@ def utcnow() -> datetime:
 def dialect_insert(conn: AsyncConnection, table):
     """``INSERT`` of the connection's dialect, which offers ``on_conflict_do_nothing`` (PostgreSQL and
     SQLite spell ON CONFLICT the same way)."""
+    return dialect_insert_for(conn.dialect.name, table)
+
+
+def dialect_insert_for(dialect: str, table):
+    """:func:`dialect_insert` by dialect name (for statements built once and kept)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -258,10 +263,12 @@ class Database:
                 if not self.is_sqlite:
                     async with self._write_tx() as conn:
                         result = await fn(conn)
+                        await events.run_before_commit(conn)
                 else:
                     async with self._sqlite_write_lock():
                         async with self._write_tx() as conn:
                             result = await fn(conn)
+                            await events.run_before_commit(conn)
                 committed = True
             except DBAPIError as exc:
                 if not is_retryable(exc):

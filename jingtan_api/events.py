@@ -101,6 +101,7 @@ class _Transaction:
     bus: EventBus
     pending: list[Event] = field(default_factory=list)
     memo: dict[str, Any] = field(default_factory=dict)
+    before_commit: dict[str, Callable[[AsyncConnection], Awaitable[None]]] = field(default_factory=dict)
 
 
 _CURRENT: contextvars.ContextVar[_Transaction | None] = contextvars.ContextVar("jingtan_events_tx", default=None)
@@ -124,6 +125,31 @@ def attempt_memo() -> dict[str, Any] | None:
     None outside one. Whoever changes those rows in the transaction drops its entry."""
     tx = _CURRENT.get()
     return tx.memo if tx is not None else None
+
+
+def defer_to_commit(key: str, fn: Callable[[AsyncConnection], Awaitable[None]]) -> bool:
+    """Run ``fn(conn)`` once, in the current write-transaction attempt, after its work and before COMMIT
+    (``Database.write`` calls :func:`run_before_commit`); a second call with the same ``key`` keeps the
+    first ``fn``. For writes that several listeners of one transaction add to — e.g. the daily counters,
+    merged into one sorted upsert, which also holds their hot row locks only for the end of the
+    transaction. Returns False outside a write transaction (the caller then writes at once)."""
+    tx = _CURRENT.get()
+    if tx is None:
+        return False
+    tx.before_commit.setdefault(key, fn)
+    return True
+
+
+async def run_before_commit(conn: AsyncConnection) -> None:
+    """Run the deferred writes of the current attempt (each once; one deferred while running runs too)."""
+    tx = _CURRENT.get()
+    if tx is None:
+        return
+    while tx.before_commit:
+        key = next(iter(tx.before_commit))
+        fn = tx.before_commit[key]
+        await fn(conn)
+        del tx.before_commit[key]
 
 
 async def emit(conn: AsyncConnection, event_type: str, **data: Any) -> Event:

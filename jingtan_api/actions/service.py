@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api import events
@@ -325,17 +325,19 @@ async def _member_room(
     month of ``now`` (points are counted when credited: at submission, or at approval for a reviewed
     action), and which cap is the tightest. Called with the member's account row locked, so concurrent
     submissions of one member see each other's credits."""
+    credited_at = func.coalesce(T.c.reviewed_at, T.c.created_at)
+    day_start, day_end = _window_bounds(now, tz, False)
+    month_start, month_end = _window_bounds(now, tz, True)  # the local day lies inside the local month
+    in_day = and_(credited_at >= day_start, credited_at < day_end)
+    daily_used, monthly_used = (await conn.execute(
+        select(func.coalesce(func.sum(case((in_day, T.c.points), else_=0)), 0), func.coalesce(func.sum(T.c.points), 0))
+        .where(T.c.user_id == user_id, T.c.status == APPROVED, credited_at >= month_start, credited_at < month_end)
+    )).one()  # one statement for both caps
     room: int | None = None
     which: str | None = None
-    credited_at = func.coalesce(T.c.reviewed_at, T.c.created_at)
-    for monthly, cap in ((False, settings.actions.member_daily_cap_points), (True, settings.actions.member_monthly_cap_points)):
-        start, end = _window_bounds(now, tz, monthly)
-        used = int((await conn.execute(
-            select(func.coalesce(func.sum(T.c.points), 0)).where(
-                T.c.user_id == user_id, T.c.status == APPROVED, credited_at >= start, credited_at < end,
-            )
-        )).scalar_one())
-        left = max(0, cap - used) * grams_per_point
+    for monthly, cap, used in ((False, settings.actions.member_daily_cap_points, daily_used),
+                               (True, settings.actions.member_monthly_cap_points, monthly_used)):
+        left = max(0, cap - int(used)) * grams_per_point
         if room is None or left < room:
             room, which = left, "member monthly" if monthly else "member daily"
     return room, which

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jingtan_api.actions.models import Action
 from jingtan_api.db import dialect_insert
 from jingtan_api.errors import Conflict, ValidationFailed
+from jingtan_api import events
 from jingtan_api.events import Event, EventBus
 from jingtan_api.merchants.models import Merchant, MerchantAction, MerchantStation
 from jingtan_api.merchants.service import ACTIVE, Actor, clean_text, require_merchant_manager
@@ -117,8 +118,24 @@ async def resolve_place(conn: AsyncConnection, *, source: str | None, subject: s
     return Place(row.merchant_id, row.id) if row else None
 
 
+_MEMO_KEY = "jingtan.merchants.attribution"
+
+
 async def attribute(conn: AsyncConnection, action_id: int) -> Place | None:
-    """Record where the (approved) action was done, once; returns the place or None."""
+    """Record where the (approved) action was done, once; returns the place or None. Inside a write
+    transaction the answer is kept for the attempt (``events.attempt_memo``): the merchants' and the
+    campaigns' ``action.approved`` listeners both ask, and the second no longer reads the action again."""
+    memo = events.attempt_memo()
+    if memo is not None:
+        known = memo.setdefault(_MEMO_KEY, {})
+        if action_id in known:
+            return known[action_id]
+        place = known[action_id] = await _attribute(conn, action_id)
+        return place
+    return await _attribute(conn, action_id)
+
+
+async def _attribute(conn: AsyncConnection, action_id: int) -> Place | None:
     existing = (await conn.execute(select(MA.c.merchant_id, MA.c.station_id).where(MA.c.action_id == action_id))).one_or_none()
     if existing is not None:
         return Place(existing.merchant_id, existing.station_id)
