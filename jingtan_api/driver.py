@@ -1,4 +1,5 @@
-"""Hot read statements on the bare driver, compiled once (issue #15; docs/architecture.md, "The driver path").
+"""Hot statements (reads, and the hottest writes) on the bare driver, compiled once (issue #15;
+docs/architecture.md, "The driver path").
 
 A :class:`DriverStatement` wraps a SQLAlchemy Core ``Select`` whose values are bind parameters. Per dialect
 it is compiled ONCE to the driver's SQL text, the order of its positional parameters (with their bind
@@ -38,7 +39,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -143,12 +144,15 @@ class _Compiled:
 
     __slots__ = ("sql", "fixed", "slots", "required", "keys", "procs", "types", "_attrs", "dialect")
 
-    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, stmt: Executable, dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect)
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError(
                 "DriverStatement needs one fixed SQL text: use driver.in_list() instead of an expanding IN "
                 "and bind parameters instead of literal-execute values")
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+            # SQLAlchemy computes those columns' Python-side defaults per execution; the driver path does not.
+            raise ValueError("DriverStatement writes need every column with a Python-side default given a value")
         self.dialect = dialect
         self.sql: str = compiled.string
         names = compiled.positiontup or []
@@ -234,12 +238,15 @@ class _Compiled:
 
 
 class DriverStatement:
-    """A ``Select`` compiled once per dialect and run on the raw driver connection (module docstring).
+    """A ``Select`` — or an ``Insert``/``Update``/``Delete``, whose RETURNING columns are its rows — compiled
+    once per dialect and run on the raw driver connection (module docstring).
 
     ``await stmt.all(conn, params)`` returns the rows as dicts; ``key_of(column)`` names a selected column's
-    key in them. ``compilations`` counts how often the SQL was compiled (once per dialect)."""
+    key in them. ``compilations`` counts how often the SQL was compiled (once per dialect). A write's
+    values must all be bind parameters or SQL expressions, and every column with a Python-side default
+    must be given (refused at the first compilation otherwise); there is no row count: use RETURNING."""
 
-    def __init__(self, stmt: Select[Any]) -> None:
+    def __init__(self, stmt: Executable) -> None:
         self.statement = stmt
         self._forms: dict[tuple[str, str], _Compiled] = {}
         self.compilations = 0
@@ -257,7 +264,7 @@ class DriverStatement:
 
     def key_of(self, column: ColumnElement[Any]) -> str:
         """The row key of a selected column (the key ``row._mapping[column]`` reads)."""
-        for selected in self.statement.selected_columns:
+        for selected in self.statement.selected_columns:  # type: ignore[attr-defined]
             if selected is column or selected.compare(column):
                 return str(selected.key)
         raise KeyError(f"{column} is not selected by this statement")

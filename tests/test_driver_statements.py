@@ -306,3 +306,76 @@ async def test_concurrent_reads_on_several_pooled_connections(services, clock):
 
     results = await asyncio.gather(*(one() for _ in range(6)))
     assert all(got == ref and len(got) == 1 for got, ref in results)
+
+
+# --- writes --------------------------------------------------------------------------------------------
+
+
+async def test_a_write_returns_what_sqlalchemy_returns_and_commits_with_its_transaction(kinds_db):
+    """INSERT/UPDATE … RETURNING on the driver path: the returned rows equal SQLAlchemy's, values and types;
+    the write is part of the caller's transaction (a rollback undoes it); a unique violation is
+    SQLAlchemy's IntegrityError; the engine's statement listeners see it."""
+    from sqlalchemy import insert, update
+    from sqlalchemy.exc import IntegrityError
+
+    cols = ("id", "flag", "doc", "colour", "at", "day", "price", "note")
+    add = DriverStatement(insert(KINDS).values({c: bindparam(c) for c in cols}).returning(*(KINDS.c[c] for c in cols)))
+    bump = DriverStatement(update(KINDS).where(KINDS.c.id == bindparam("kid")).values(note=bindparam("note"))
+                           .returning(KINDS.c.id, KINDS.c.note, KINDS.c.at))
+    row = {"id": 10, "flag": True, "doc": {"鲸": [1]}, "colour": Colour.GREEN,
+           "at": datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC), "day": date(2026, 3, 4), "price": Decimal("3.10"), "note": "新"}
+    seen: list[str] = []
+    engine = kinds_db.engine.sync_engine
+    listener = lambda conn, cursor, statement, *a: seen.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        async def write(conn):
+            got = await add.all(conn, row)
+            reference = [dict(r._mapping) for r in await conn.execute(
+                insert(KINDS).returning(*(KINDS.c[c] for c in cols)), {**row, "id": 11})]
+            assert typed([{**got[0], "id": 11}]) == typed(reference)
+            assert await bump.all(conn, {"kid": 10, "note": "改"}) == [{"id": 10, "note": "改", "at": row["at"]}]
+            assert await bump.all(conn, {"kid": 999, "note": "x"}) == []  # no row: nothing returned
+            return got
+
+        assert (await kinds_db.write(write))[0]["doc"] == {"鲸": [1]}
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert sum(1 for s in seen if s.startswith("INSERT INTO driver_kinds")) == 2
+    async with kinds_db.read() as conn:
+        notes = {r.id: r.note for r in await conn.execute(select(KINDS.c.id, KINDS.c.note))}
+    assert notes[10] == "改" and notes[11] == "新"
+
+    class Undo(Exception):
+        pass
+
+    async def undone(conn):
+        await add.all(conn, {**row, "id": 12})
+        raise Undo
+
+    with pytest.raises(Undo):
+        await kinds_db.write(undone)
+
+    async def duplicate(conn):
+        await add.all(conn, row)
+
+    with pytest.raises(IntegrityError):
+        await kinds_db.write(duplicate)
+    async with kinds_db.read() as conn:
+        ids = {r.id for r in await conn.execute(select(KINDS.c.id))}
+    assert 12 not in ids and 10 in ids
+
+
+def test_a_write_leaving_out_a_python_side_default_is_refused():
+    """SQLAlchemy computes a column's Python-side default per execution; the driver path would send NULL."""
+    from sqlalchemy import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from jingtan_api.accounts.models import IdempotencyRecord
+
+    T = IdempotencyRecord.__table__
+    stmt = DriverStatement(insert(T).values(scope=bindparam("scope"), key=bindparam("key"),
+                                            request_hash=bindparam("request_hash")))
+    for dialect in (postgresql.asyncpg.dialect(), sqlite.aiosqlite.dialect()):
+        with pytest.raises(ValueError, match="Python-side default"):
+            stmt.compiled(dialect)

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts.models import IdempotencyRecord
-from jingtan_api.db import dialect_insert, utcnow
+from jingtan_api.db import dialect_insert_for, utcnow
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import IdempotencyConflict, ValidationFailed
 
 T = IdempotencyRecord.__table__
@@ -52,16 +53,26 @@ class Claim:
         return self.record_id is None
 
 
-async def claim(conn: AsyncConnection, scope: str, key: str, req_hash: str) -> Claim:
-    stmt = (
-        dialect_insert(conn, T)
-        .values(scope=scope, key=key, request_hash=req_hash, created_at=utcnow())
+# Every mutation with a key claims and completes one record: both on the driver path (jingtan_api.driver).
+_CLAIMS = {
+    dialect: DriverStatement(
+        dialect_insert_for(dialect, T)
+        .values(scope=bindparam("scope"), key=bindparam("key"), request_hash=bindparam("request_hash"),
+                result_type="", created_at=bindparam("created_at"))
         .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(T.c.id)
-    )
-    new_id = (await conn.execute(stmt)).scalar_one_or_none()
-    if new_id is not None:
-        return Claim(record_id=new_id)
+        .returning(T.c.id))
+    for dialect in ("postgresql", "sqlite")
+}
+_COMPLETE = DriverStatement(
+    update(T).where(T.c.id == bindparam("record_id"))
+    .values(result_type=bindparam("result_type"), result_id=bindparam("result_id")))
+
+
+async def claim(conn: AsyncConnection, scope: str, key: str, req_hash: str) -> Claim:
+    claimed = await _CLAIMS[conn.dialect.name].all(
+        conn, {"scope": scope, "key": key, "request_hash": req_hash, "created_at": utcnow()})
+    if claimed:
+        return Claim(record_id=claimed[0]["id"])
     row = (
         await conn.execute(
             select(T.c.request_hash, T.c.result_type, T.c.result_id).where(T.c.scope == scope, T.c.key == key)
@@ -76,6 +87,4 @@ async def claim(conn: AsyncConnection, scope: str, key: str, req_hash: str) -> C
 
 
 async def complete(conn: AsyncConnection, claim_: Claim, result_type: str, result_id: int) -> None:
-    await conn.execute(
-        update(T).where(T.c.id == claim_.record_id).values(result_type=result_type, result_id=result_id)
-    )
+    await _COMPLETE.all(conn, {"record_id": claim_.record_id, "result_type": result_type, "result_id": result_id})

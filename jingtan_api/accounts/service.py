@@ -170,6 +170,28 @@ async def lock_member_account(conn: AsyncConnection, user_id: int) -> int:
     return account_id
 
 
+# The posting's statements on the driver path (jingtan_api.driver): compiled once, sent on the raw
+# connection of the caller's transaction — every grant, credit, redemption and refund runs them.
+_POST_TX = DriverStatement(
+    insert(TX).values(kind=bindparam("kind"), memo=bindparam("memo"), actor_user_id=bindparam("actor_user_id"),
+                      acting_admin_id=bindparam("acting_admin_id"), reverses_id=bindparam("reverses_id"),
+                      created_at=bindparam("created_at")).returning(TX.c.id))
+_amount = bindparam("amount", type_=A.c.balance.type)
+_POST_BALANCE = DriverStatement(
+    update(A)
+    .where(A.c.id == bindparam("account_id"), (A.c.allow_negative == True) | (A.c.balance + _amount >= 0))  # noqa: E712
+    .values(balance=A.c.balance + _amount)
+    .returning(A.c.balance, A.c.kind, A.c.user_id))
+_POST_ENTRY = DriverStatement(
+    insert(E).values(transaction_id=bindparam("transaction_id"), account_id=bindparam("account_id"),
+                     amount=bindparam("amount"), balance_after=bindparam("balance_after"),
+                     created_at=bindparam("created_at")).returning(E.c.id))
+_POST_LOT = DriverStatement(
+    insert(L).values(account_id=bindparam("account_id"), entry_id=bindparam("entry_id"), amount=bindparam("amount"),
+                     remaining=bindparam("amount"), expires_at=bindparam("expires_at"),
+                     created_at=bindparam("created_at")))
+
+
 async def post_transaction(
     conn: AsyncConnection,
     *,
@@ -200,36 +222,16 @@ async def post_transaction(
         if sum(n for n, _ in p.lots) != p.amount:
             raise ValueError("lots must sum to the posting's amount")
 
-    tx_id = (
-        await conn.execute(
-            insert(TX)
-            .values(
-                kind=kind,
-                memo=memo,
-                actor_user_id=actor_user_id,
-                acting_admin_id=acting_admin_var.get(),
-                reverses_id=reverses_id,
-                created_at=now,
-            )
-            .returning(TX.c.id)
-        )
-    ).scalar_one()
+    tx_id = (await _POST_TX.all(conn, {
+        "kind": kind, "memo": memo, "actor_user_id": actor_user_id, "acting_admin_id": acting_admin_var.get(),
+        "reverses_id": reverses_id, "created_at": now,
+    }))[0]["id"]
 
     posted: list[PostedEntry] = []
     member_users: list[int] = []
     for posting in sorted(postings, key=lambda p: -p.account_id):  # lock order: see the module docstring
-        row = (
-            await conn.execute(
-                update(A)
-                .where(
-                    A.c.id == posting.account_id,
-                    (A.c.allow_negative == True) | (A.c.balance + posting.amount >= 0),  # noqa: E712
-                )
-                .values(balance=A.c.balance + posting.amount)
-                .returning(A.c.balance, A.c.kind, A.c.user_id)
-            )
-        ).one_or_none()
-        if row is None:
+        rows = await _POST_BALANCE.all(conn, {"account_id": posting.account_id, "amount": posting.amount})
+        if not rows:
             exists = (
                 await conn.execute(select(A.c.id).where(A.c.id == posting.account_id))
             ).scalar_one_or_none()
@@ -238,43 +240,24 @@ async def post_transaction(
             raise InsufficientPoints(
                 f"Not enough points: {-posting.amount} needed / 积分不足", field="amount"
             )
-        entry_id = (
-            await conn.execute(
-                insert(E)
-                .values(
-                    transaction_id=tx_id,
-                    account_id=posting.account_id,
-                    amount=posting.amount,
-                    balance_after=row.balance,
-                    created_at=now,
-                )
-                .returning(E.c.id)
-            )
-        ).scalar_one()
-        if row.kind == MEMBER:
-            if row.user_id is not None:
-                member_users.append(row.user_id)
+        row = rows[0]
+        entry_id = (await _POST_ENTRY.all(conn, {
+            "transaction_id": tx_id, "account_id": posting.account_id, "amount": posting.amount,
+            "balance_after": row["balance"], "created_at": now,
+        }))[0]["id"]
+        if row["kind"] == MEMBER:
+            if row["user_id"] is not None:
+                member_users.append(row["user_id"])
             if posting.amount > 0:
                 lots = posting.lots or (
                     (posting.amount, posting.lot_expires_at or now + timedelta(days=lot_expiry_days)),
                 )
-                await conn.execute(
-                    insert(L),
-                    [
-                        dict(
-                            account_id=posting.account_id,
-                            entry_id=entry_id,
-                            amount=points,
-                            remaining=points,
-                            expires_at=expires_at,
-                            created_at=now,
-                        )
-                        for points, expires_at in lots
-                    ],
-                )
+                for points, expires_at in lots:
+                    await _POST_LOT.all(conn, {"account_id": posting.account_id, "entry_id": entry_id,
+                                               "amount": points, "expires_at": expires_at, "created_at": now})
             else:
                 await _consume_lots(conn, posting.account_id, entry_id, -posting.amount)
-        posted.append(PostedEntry(entry_id, posting.account_id, posting.amount, row.balance))
+        posted.append(PostedEntry(entry_id, posting.account_id, posting.amount, row["balance"]))
     await events.emit(conn, "ledger.posted", transaction_id=tx_id, kind=kind,
                       amounts={p.account_id: p.amount for p in posted}, user_ids=sorted(set(member_users)))
     return PostedTransaction(id=tx_id, kind=kind, created_at=now, entries=tuple(posted))
