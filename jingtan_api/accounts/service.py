@@ -162,12 +162,14 @@ async def lock_member_account(conn: AsyncConnection, user_id: int) -> int:
     """Lock the member's account row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite writers are already
     serialised by BEGIN IMMEDIATE) and return its id. Domains call this first when they must read a
     member's state (caps, limits, lots) before posting — it is the "member row first" of the lock order."""
-    account_id = (
-        await conn.execute(select(A.c.id).where(A.c.user_id == user_id, A.c.kind == MEMBER).with_for_update())
-    ).scalar_one_or_none()
-    if account_id is None:
+    rows = await _LOCK_MEMBER.all(conn, {"uid": user_id})
+    if not rows:
         raise NotFound("No points account for this user / 该用户没有积分账户", field="userId")
-    return account_id
+    return rows[0]["id"]
+
+
+_LOCK_MEMBER = DriverStatement(
+    select(A.c.id).where(A.c.user_id == bindparam("uid"), A.c.kind == MEMBER).with_for_update())
 
 
 # The posting's statements on the driver path (jingtan_api.driver): compiled once, sent on the raw
@@ -263,24 +265,25 @@ async def post_transaction(
     return PostedTransaction(id=tx_id, kind=kind, created_at=now, entries=tuple(posted))
 
 
+_OPEN_LOTS = DriverStatement(
+    select(L.c.id, L.c.remaining, L.c.expires_at).where(L.c.account_id == bindparam("account_id"), L.c.remaining > 0)
+    .order_by(L.c.expires_at, L.c.id))
+_TAKE_FROM_LOT = DriverStatement(
+    update(L).where(L.c.id == bindparam("lot_id")).values(remaining=L.c.remaining - bindparam("take", type_=L.c.remaining.type)))
+
+
 async def _consume_lots(conn: AsyncConnection, account_id: int, entry_id: int, amount: int) -> None:
     """Take ``amount`` from the account's lots, soonest-expiring first, and record in ``lot_consumption``
     how much the debit entry ``entry_id`` took from each lot (and that lot's expiry)."""
-    lots = (
-        await conn.execute(
-            select(L.c.id, L.c.remaining, L.c.expires_at)
-            .where(L.c.account_id == account_id, L.c.remaining > 0)
-            .order_by(L.c.expires_at, L.c.id)
-        )
-    ).all()
+    lots = await _OPEN_LOTS.all(conn, {"account_id": account_id})
     left = amount
     consumed: list[dict] = []
     for lot in lots:
         if left == 0:
             break
-        take = min(left, lot.remaining)
-        await conn.execute(update(L).where(L.c.id == lot.id).values(remaining=L.c.remaining - take))
-        consumed.append(dict(entry_id=entry_id, lot_id=lot.id, amount=take, expires_at=lot.expires_at))
+        take = min(left, lot["remaining"])
+        await _TAKE_FROM_LOT.all(conn, {"lot_id": lot["id"], "take": take})
+        consumed.append(dict(entry_id=entry_id, lot_id=lot["id"], amount=take, expires_at=lot["expires_at"]))
         left -= take
     if left:
         # The balance check passed, so lots and balance disagree: refuse rather than corrupt the ledger.
@@ -313,6 +316,11 @@ async def lock_accounts(conn: AsyncConnection, account_ids: Sequence[int]) -> No
         await conn.execute(select(A.c.id).where(A.c.id == account_id).with_for_update())
 
 
+_ANY_EXPIRED_LOT = DriverStatement(
+    select(L.c.id).where(L.c.account_id == bindparam("account_id"), L.c.remaining > 0,
+                         L.c.expires_at <= bindparam("now", type_=L.c.expires_at.type)).limit(1))
+
+
 async def expire_account_lots(
     conn: AsyncConnection, account_id: int, *, now: datetime, lot_expiry_days: int
 ) -> int:
@@ -324,9 +332,9 @@ async def expire_account_lots(
     fail with INSUFFICIENT_POINTS. Only the member row is locked here (EXPIRED is locked later by the
     posting), so an expiry never holds EXPIRED while waiting for a member account. When nothing has
     expired (the common case) no lock is taken at all."""
-    expired_lot = (L.c.account_id == account_id) & (L.c.remaining > 0) & (L.c.expires_at <= now)
-    if (await conn.execute(select(L.c.id).where(expired_lot).limit(1))).first() is None:
+    if not await _ANY_EXPIRED_LOT.all(conn, {"account_id": account_id, "now": now}):  # every debit asks: driver path
         return 0
+    expired_lot = (L.c.account_id == account_id) & (L.c.remaining > 0) & (L.c.expires_at <= now)
     await lock_accounts(conn, [account_id])
     lots = (await conn.execute(select(L.c.id, L.c.remaining).where(expired_lot))).all()
     total = sum(lot.remaining for lot in lots)

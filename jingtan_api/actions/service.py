@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api import events
@@ -42,7 +42,8 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
-from jingtan_api.db import Database, Page, PageArgs, dialect_insert, keyset_page, run_batched
+from jingtan_api.db import Database, Page, PageArgs, dialect_insert_for, keyset_page, run_batched
+from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.observability import metrics
@@ -228,22 +229,28 @@ def validate_input(loaded: LoadedActionType, raw: dict) -> Any:
         raise InvalidActionInput(problems) from None
 
 
+_SEEN_KEY = DriverStatement(
+    select(idempotency.T.c.request_hash, idempotency.T.c.result_id)
+    .where(idempotency.T.c.scope == bindparam("scope"), idempotency.T.c.key == bindparam("key")))
+_EVIDENCE_USED = DriverStatement(
+    select(T.c.id).where(T.c.plugin_code == bindparam("code"), T.c.evidence_fingerprint == bindparam("fingerprint"))
+    .limit(1))
+
+
 async def _precheck(
-    db: Database, scope: str, key: str, code: str, fingerprint: str | None, user_id: int
+    db: Database, scope: str, key: str, code: str, fingerprint: str | None, user_id: int, *, verified_contact: bool,
 ) -> tuple[tuple[str, int | None] | None, bool, int | None]:
-    """(the key's earlier request hash and result, whether the evidence was used, the member's household)."""
-    it = idempotency.T
+    """(the key's earlier request hash and result, whether the evidence was used, the member's household),
+    in one read transaction, which also checks the identity gate when ``verified_contact`` is required."""
     async with db.read() as conn:
+        if verified_contact:
+            await users.require_verified_contact(conn, user_id)
         household_id = await households.household_of(conn, user_id)
-        row = (await conn.execute(select(it.c.request_hash, it.c.result_id).where(it.c.scope == scope, it.c.key == key))).first()
+        seen = await _SEEN_KEY.all(conn, {"scope": scope, "key": key})
         used = False
-        if fingerprint is not None and row is None:
-            used = (
-                await conn.execute(
-                    select(T.c.id).where(T.c.plugin_code == code, T.c.evidence_fingerprint == fingerprint).limit(1)
-                )
-            ).first() is not None
-    return ((row.request_hash, row.result_id) if row else None), used, household_id
+        if fingerprint is not None and not seen:
+            used = bool(await _EVIDENCE_USED.all(conn, {"code": code, "fingerprint": fingerprint}))
+    return ((seen[0]["request_hash"], seen[0]["result_id"]) if seen else None), used, household_id
 
 
 def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datetime, datetime]:
@@ -317,6 +324,18 @@ async def _cap_room(
     return room, which
 
 
+_credited_at = func.coalesce(T.c.reviewed_at, T.c.created_at)
+_MEMBER_USED = DriverStatement(
+    select(
+        func.coalesce(func.sum(case((and_(_credited_at >= bindparam("day_start", type_=T.c.created_at.type),
+                                          _credited_at < bindparam("day_end", type_=T.c.created_at.type)), T.c.points),
+                                    else_=0)), 0).label("daily"),
+        func.coalesce(func.sum(T.c.points), 0).label("monthly"),
+    ).where(T.c.user_id == bindparam("user_id"), T.c.status == APPROVED,
+            _credited_at >= bindparam("month_start", type_=T.c.created_at.type),
+            _credited_at < bindparam("month_end", type_=T.c.created_at.type)))
+
+
 async def _member_room(
     conn: AsyncConnection, *, user_id: int, settings: Settings, now: datetime, tz: ZoneInfo, grams_per_point: int,
 ) -> tuple[int | None, str | None]:
@@ -325,14 +344,11 @@ async def _member_room(
     month of ``now`` (points are counted when credited: at submission, or at approval for a reviewed
     action), and which cap is the tightest. Called with the member's account row locked, so concurrent
     submissions of one member see each other's credits."""
-    credited_at = func.coalesce(T.c.reviewed_at, T.c.created_at)
     day_start, day_end = _window_bounds(now, tz, False)
     month_start, month_end = _window_bounds(now, tz, True)  # the local day lies inside the local month
-    in_day = and_(credited_at >= day_start, credited_at < day_end)
-    daily_used, monthly_used = (await conn.execute(
-        select(func.coalesce(func.sum(case((in_day, T.c.points), else_=0)), 0), func.coalesce(func.sum(T.c.points), 0))
-        .where(T.c.user_id == user_id, T.c.status == APPROVED, credited_at >= month_start, credited_at < month_end)
-    )).one()  # one statement for both caps
+    used = (await _MEMBER_USED.all(conn, {"user_id": user_id, "day_start": day_start, "day_end": day_end,
+                                         "month_start": month_start, "month_end": month_end}))[0]
+    daily_used, monthly_used = used["daily"], used["monthly"]  # one statement for both caps
     room: int | None = None
     which: str | None = None
     for monthly, cap, used in ((False, settings.actions.member_daily_cap_points, daily_used),
@@ -359,6 +375,10 @@ def credit_memo(loaded: LoadedActionType | None, code: str, action_id: int) -> s
     return f"{name_en} action {gid} / {name_zh}行为 {gid}"[:200]
 
 
+_SET_TRANSACTION = DriverStatement(
+    update(T).where(T.c.id == bindparam("action_id")).values(transaction_id=bindparam("transaction_id")))
+
+
 async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, points: int, code: str,
                   now: datetime, lot_expiry_days: int, actor_user_id: int | None, issuance: int,
                   loaded: LoadedActionType | None = None) -> int | None:
@@ -373,7 +393,7 @@ async def _credit(conn: AsyncConnection, *, action_id: int, account_id: int, poi
         memo=credit_memo(loaded, code, action_id),
         actor_user_id=actor_user_id,
     )
-    await conn.execute(update(T).where(T.c.id == action_id).values(transaction_id=tx.id))
+    await _SET_TRANSACTION.all(conn, {"action_id": action_id, "transaction_id": tx.id})
     return tx.id
 
 
@@ -389,6 +409,22 @@ def _apply_cap(grams: int, room: int | None, which: str | None, reasons: list[Re
     return room, False
 
 
+_INSERTS: dict[tuple[Any, ...], DriverStatement] = {}
+
+
+def _insert_action(dialect: str, columns: tuple[str, ...], unique_evidence: bool) -> DriverStatement:
+    """The action's INSERT … RETURNING id on the driver path, built once per dialect and shape; with
+    ``unique_evidence`` it does nothing when a concurrent twin holds the evidence (no row returned)."""
+    shape = (dialect, columns, unique_evidence)
+    stmt = _INSERTS.get(shape)
+    if stmt is None:
+        ins = dialect_insert_for(dialect, T).values({c: bindparam(c, type_=T.c[c].type) for c in columns})
+        if unique_evidence:
+            ins = ins.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
+        stmt = _INSERTS[shape] = DriverStatement(ins.returning(T.c.id))
+    return stmt
+
+
 async def submit(
     app: "Services",
     *,
@@ -400,9 +436,6 @@ async def submit(
     now: datetime,
 ) -> SubmitResult:
     key = idempotency.validate_key(idempotency_key)
-    if app.settings.identity.require_verified_contact:  # identity gate (docs/identity.md)
-        async with app.db.read() as conn:
-            await users.require_verified_contact(conn, user_id)
     loaded = app.plugins.get(code)
     if loaded is None:
         raise ValidationFailed(f"Action type {code!r} is not enabled / 该类别未启用", code="ACTION_TYPE_DISABLED", field="action")
@@ -422,7 +455,9 @@ async def submit(
     except Exception as exc:  # noqa: BLE001 - plugin code
         raise _failure(loaded, "period/fingerprint", exc) from None
     # One read transaction: was this key used (replay / conflict), was this evidence used?
-    seen, evidence_used, household_id = await _precheck(app.db, scope, key, code, fingerprint, user_id)
+    # The identity gate (docs/identity.md) is checked in the same read transaction.
+    seen, evidence_used, household_id = await _precheck(
+        app.db, scope, key, code, fingerprint, user_id, verified_contact=app.settings.identity.require_verified_contact)
     ctx = make_context(loaded, app.settings, app.db, user_id, now, household_id)
     if seen is not None:
         if seen[0] != req_hash:
@@ -535,10 +570,9 @@ async def submit(
             "points": (row_grams // gpp) if row_status != REJECTED else 0,
             "evidence_fingerprint": fingerprint if row_status != REJECTED else None,
         }
-        stmt = dialect_insert(conn, T).values(**row)
-        if fingerprint is not None and row_status != REJECTED:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
-        action_id = (await conn.execute(stmt.returning(T.c.id))).scalar_one_or_none()
+        inserted = await _insert_action(conn.dialect.name, tuple(row), fingerprint is not None and row_status != REJECTED
+                                        ).all(conn, row)
+        action_id = inserted[0]["id"] if inserted else None
         if action_id is None:  # a concurrent twin took this evidence first
             dup = Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用")
             row.update(status=REJECTED, grams_co2e=0, points=0, evidence_fingerprint=None, reasons=_dumps([dup.__dict__]))
@@ -763,8 +797,10 @@ def action_dict(row: Any) -> dict:
 async def actions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
     if not ids:
         return {}
-    rows = (await conn.execute(select(T).where(T.c.id.in_(list(ids))))).all()
-    return {r.id: action_dict(r) for r in rows}
+    return {r["id"]: r for r in await _ACTIONS_BY_IDS.all(conn, {"ids": list(ids)})}
+
+
+_ACTIONS_BY_IDS = DriverStatement(select(T).where(in_list(T.c.id, "ids")))
 
 
 def _actions_where(stmt: Any, *, user_id: int | None, status: str | None, plugin_code: str | None) -> Any:

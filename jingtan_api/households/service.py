@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api import events, invite_codes
@@ -31,6 +31,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from jingtan_api.households.models import Household, HouseholdInvite, HouseholdMember, HouseholdPoolTransfer
 
@@ -80,9 +81,13 @@ async def member_intervals(conn: AsyncConnection, household_id: int) -> list[Mem
     return [MemberInterval(r.user_id, r.role, r.joined_at, r.left_at) for r in rows]
 
 
+_HOUSEHOLD_OF = DriverStatement(select(HM.c.household_id).where(HM.c.active_user_id == bindparam("uid")))
+
+
 async def household_of(conn: AsyncConnection, user_id: int) -> int | None:
     """The household the user is in now (None: none)."""
-    return (await conn.execute(select(HM.c.household_id).where(HM.c.active_user_id == user_id))).scalar_one_or_none()
+    rows = await _HOUSEHOLD_OF.all(conn, {"uid": user_id})
+    return rows[0]["household_id"] if rows else None
 
 
 async def households_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:

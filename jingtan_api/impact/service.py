@@ -180,20 +180,23 @@ class Attribution:
 
 async def attribution(conn: AsyncConnection, action_id: int, tz: ZoneInfo) -> Attribution:
     """Two statements: the action (with the member's profile city), the member's organisations then."""
-    row = (
-        await conn.execute(
-            select(A.c.id, A.c.user_id, A.c.plugin_code, A.c.grams_co2e, A.c.occurred_from, A.c.created_at,
-                   A.c.household_id, P.c.city)
-            .select_from(A.outerjoin(P, P.c.user_id == A.c.user_id))
-            .where(A.c.id == action_id)
-        )
-    ).one()
-    org_ids = await orgs.organisation_ids_at(conn, row.user_id, aware(row.created_at))
+    rows = await _ATTRIBUTION.all(conn, {"aid": action_id})
+    if not rows:
+        raise LookupError(f"action {action_id} does not exist")
+    row = rows[0]
+    org_ids = await orgs.organisation_ids_at(conn, row["user_id"], aware(row["created_at"]))
     return Attribution(
-        action_id=row.id, user_id=row.user_id, plugin_code=row.plugin_code, grams=int(row.grams_co2e),
-        occurred_from=aware(row.occurred_from), day=local_day(row.occurred_from, tz),
-        household_id=row.household_id, organisation_ids=tuple(org_ids), city=row.city or "",
+        action_id=row["id"], user_id=row["user_id"], plugin_code=row["plugin_code"], grams=int(row["grams_co2e"]),
+        occurred_from=aware(row["occurred_from"]), day=local_day(row["occurred_from"], tz),
+        household_id=row["household_id"], organisation_ids=tuple(org_ids), city=row["city"] or "",
     )
+
+
+_ATTRIBUTION = DriverStatement(
+    select(A.c.id, A.c.user_id, A.c.plugin_code, A.c.grams_co2e, A.c.occurred_from, A.c.created_at,
+           A.c.household_id, P.c.city)
+    .select_from(A.outerjoin(P, P.c.user_id == A.c.user_id))
+    .where(A.c.id == bindparam("aid")))
 
 
 _CACHE_KEY = "jingtan.impact.attribution"

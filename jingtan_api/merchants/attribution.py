@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.actions.models import Action
 from jingtan_api.db import dialect_insert
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict, ValidationFailed
 from jingtan_api import events
 from jingtan_api.events import Event, EventBus
@@ -109,13 +110,8 @@ async def resolve_place(conn: AsyncConnection, *, source: str | None, subject: s
     code = source.removeprefix("station:") if source and source.startswith("station:") else subject
     if not code:
         return None
-    row = (
-        await conn.execute(
-            select(ST.c.id, ST.c.merchant_id).join(M, M.c.id == ST.c.merchant_id)
-            .where(ST.c.code == code, M.c.status == ACTIVE)
-        )
-    ).one_or_none()
-    return Place(row.merchant_id, row.id) if row else None
+    rows = await _ACTIVE_STATION.all(conn, {"code": code})
+    return Place(rows[0]["merchant_id"], rows[0]["id"]) if rows else None
 
 
 _MEMO_KEY = "jingtan.merchants.attribution"
@@ -135,19 +131,29 @@ async def attribute(conn: AsyncConnection, action_id: int) -> Place | None:
     return await _attribute(conn, action_id)
 
 
+# Every approval asks where it was done: these reads are on the driver path (jingtan_api.driver).
+_ACTIVE_STATION = DriverStatement(
+    select(ST.c.id, ST.c.merchant_id).join(M, M.c.id == ST.c.merchant_id)
+    .where(ST.c.code == bindparam("code"), M.c.status == ACTIVE))
+_ATTRIBUTED = DriverStatement(select(MA.c.merchant_id, MA.c.station_id).where(MA.c.action_id == bindparam("aid")))
+_ACTION = DriverStatement(
+    select(ACT.c.user_id, ACT.c.evidence, ACT.c.subject, ACT.c.grams_co2e, ACT.c.points, ACT.c.reviewed_at,
+           ACT.c.created_at).where(ACT.c.id == bindparam("aid")))
+
+
 async def _attribute(conn: AsyncConnection, action_id: int) -> Place | None:
-    existing = (await conn.execute(select(MA.c.merchant_id, MA.c.station_id).where(MA.c.action_id == action_id))).one_or_none()
-    if existing is not None:
-        return Place(existing.merchant_id, existing.station_id)
-    row = (await conn.execute(select(ACT).where(ACT.c.id == action_id))).one()
-    evidence = json.loads(row.evidence or "{}")
-    place = await resolve_place(conn, source=evidence.get("source"), subject=row.subject)
+    existing = await _ATTRIBUTED.all(conn, {"aid": action_id})
+    if existing:
+        return Place(existing[0]["merchant_id"], existing[0]["station_id"])
+    row = (await _ACTION.all(conn, {"aid": action_id}))[0]
+    evidence = json.loads(row["evidence"] or "{}")
+    place = await resolve_place(conn, source=evidence.get("source"), subject=row["subject"])
     if place is None:
         return None
     await conn.execute(
         insert(MA).values(
-            action_id=action_id, merchant_id=place.merchant_id, user_id=row.user_id, station_id=place.station_id,
-            grams_co2e=row.grams_co2e, points=row.points, approved_at=row.reviewed_at or row.created_at,
+            action_id=action_id, merchant_id=place.merchant_id, user_id=row["user_id"], station_id=place.station_id,
+            grams_co2e=row["grams_co2e"], points=row["points"], approved_at=row["reviewed_at"] or row["created_at"],
         )
     )
     return place

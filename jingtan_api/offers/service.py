@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.db import Page, PageArgs, StatementCache, keyset_page_cached
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict, DomainError, NotFound, ValidationFailed
 from jingtan_api.merchants import service as merchants
 from jingtan_api.merchants.models import Merchant
@@ -227,14 +228,15 @@ def offer_is_available(offer: Mapping[str, Any], merchant: Mapping[str, Any] | N
     return unavailable(offer, merchant, now) is None
 
 
+_quantity = bindparam("quantity", type_=O.c.stock.type)
+_TAKE_STOCK = DriverStatement(  # every redemption: on the driver path (RETURNING instead of a row count)
+    update(O).where(O.c.id == bindparam("offer_id"), O.c.stock >= _quantity, O.c.status == ACTIVE)
+    .values(stock=O.c.stock - _quantity).returning(O.c.id))
+
+
 async def take_stock(conn: AsyncConnection, offer_id: int, quantity: int) -> OfferUnavailable | None:
     """Take ``quantity`` items of an ACTIVE offer in one conditional UPDATE; None when taken, else why not."""
-    taken = await conn.execute(
-        update(O)
-        .where(O.c.id == offer_id, O.c.stock >= quantity, O.c.status == ACTIVE)
-        .values(stock=O.c.stock - quantity)
-    )
-    if taken.rowcount == 1:
+    if await _TAKE_STOCK.all(conn, {"offer_id": offer_id, "quantity": quantity}):
         return None
     status = (await conn.execute(select(O.c.status).where(O.c.id == offer_id))).scalar_one()
     if status != ACTIVE:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api import events, invite_codes
@@ -32,6 +32,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from jingtan_api.organisations.models import (
     Organisation,
@@ -160,12 +161,15 @@ async def organisation_ids_of_user(conn: AsyncConnection, user_id: int) -> list[
 async def organisation_ids_at(conn: AsyncConnection, user_id: int, moment: datetime) -> list[int]:
     """The organisations the user was a member of at ``moment`` (stays are ``[joined_at, left_at)``), by id.
     (Added for impact: an action counts for the organisations its member belonged to when submitting it.)"""
-    rows = await conn.execute(
-        select(OM.c.organisation_id)
-        .where(OM.c.user_id == user_id, OM.c.joined_at <= moment, (OM.c.left_at.is_(None)) | (OM.c.left_at > moment))
-        .order_by(OM.c.organisation_id)
-    )
-    return sorted({r.organisation_id for r in rows})
+    rows = await _ORGANISATIONS_AT.all(conn, {"uid": user_id, "moment": moment})
+    return sorted({r["organisation_id"] for r in rows})
+
+
+_moment = bindparam("moment", type_=OM.c.joined_at.type)
+_ORGANISATIONS_AT = DriverStatement(
+    select(OM.c.organisation_id)
+    .where(OM.c.user_id == bindparam("uid"), OM.c.joined_at <= _moment, (OM.c.left_at.is_(None)) | (OM.c.left_at > _moment))
+    .order_by(OM.c.organisation_id))
 
 
 async def current_member_ids(conn: AsyncConnection, org_id: int) -> list[int]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api import events
@@ -32,6 +32,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, NotFound
 from jingtan_api.merchants import service as merchants
@@ -82,6 +83,18 @@ class RedeemFailure(DomainError):
     """Expected refusals of ``redeemOffer`` beyond the offer's availability (code says which)."""
 
 
+# A redemption's own statements on the driver path (jingtan_api.driver), compiled once.
+_ALREADY = DriverStatement(
+    select(func.coalesce(func.sum(R.c.quantity), 0).label("already"))
+    .where(R.c.offer_id == bindparam("offer_id"), R.c.member_user_id == bindparam("uid"),
+           or_(*(R.c.status == status for status in LIVE))))
+_CODE_TAKEN = DriverStatement(select(R.c.id).where(R.c.code == bindparam("code")))
+_INSERT_REDEMPTION = DriverStatement(
+    insert(R).values({c: bindparam(c, type_=R.c[c].type) for c in (
+        "offer_id", "merchant_id", "member_user_id", "quantity", "points", "code", "status", "created_at", "expires_at",
+        "transaction_id")}).returning(R.c.id))
+
+
 async def redeem(
     conn: AsyncConnection,
     *,
@@ -118,13 +131,7 @@ async def redeem(
         )
 
     member_account = await ledger.lock_member_account(conn, user_id)
-    already = (
-        await conn.execute(
-            select(func.coalesce(func.sum(R.c.quantity), 0)).where(
-                R.c.offer_id == offer_id, R.c.member_user_id == user_id, R.c.status.in_(LIVE)
-            )
-        )
-    ).scalar_one()
+    already = (await _ALREADY.all(conn, {"offer_id": offer_id, "uid": user_id}))[0]["already"]
     if int(already) + quantity > offer.per_member_limit:
         raise RedeemFailure(
             f"At most {offer.per_member_limit} per member; you have {already} / 每人限兑 {offer.per_member_limit} 份，您已兑换 {already} 份",
@@ -148,29 +155,15 @@ async def redeem(
     )
     for _ in range(5):
         code = new_code()
-        clash = (await conn.execute(select(R.c.id).where(R.c.code == code))).scalar_one_or_none()
-        if clash is None:
+        if not await _CODE_TAKEN.all(conn, {"code": code}):
             break
     else:  # pragma: no cover - 31^10 codes
         raise RuntimeError("could not draw a free redemption code")
-    redemption_id = (
-        await conn.execute(
-            insert(R)
-            .values(
-                offer_id=offer_id,
-                merchant_id=offer.merchant_id,
-                member_user_id=user_id,
-                quantity=quantity,
-                points=points,
-                code=code,
-                status=PENDING,
-                created_at=now,
-                expires_at=now + timedelta(days=valid_days),
-                transaction_id=posted.id,
-            )
-            .returning(R.c.id)
-        )
-    ).scalar_one()
+    redemption_id = (await _INSERT_REDEMPTION.all(conn, {
+        "offer_id": offer_id, "merchant_id": offer.merchant_id, "member_user_id": user_id, "quantity": quantity,
+        "points": points, "code": code, "status": PENDING, "created_at": now,
+        "expires_at": now + timedelta(days=valid_days), "transaction_id": posted.id,
+    }))[0]["id"]
     await _emit(conn, "redemption.created", redemption_id=redemption_id, member_user_id=user_id,
                 merchant_id=offer.merchant_id, offer_id=offer_id, points=points, status=PENDING)
     await idempotency.complete(conn, claim, "Redemption", redemption_id)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -502,15 +502,15 @@ def has_verified_contact(row) -> bool:
     )
 
 
+_CONTACT = DriverStatement(
+    select(U.c.phone, U.c.email, U.c.phone_verified_at, U.c.email_verified_at).where(U.c.id == bindparam("uid")))
+
+
 async def require_verified_contact(conn: AsyncConnection, user_id: int) -> None:
     """The gate of earning and redeeming (``[identity] require_verified_contact``): the member holds a
     verified phone or email. One primary-key read."""
-    row = (
-        await conn.execute(
-            select(U.c.phone, U.c.email, U.c.phone_verified_at, U.c.email_verified_at).where(U.c.id == user_id)
-        )
-    ).one_or_none()
-    if row is None or not has_verified_contact(row):
+    rows = await _CONTACT.all(conn, {"uid": user_id})
+    if not rows or not has_verified_contact(rows[0]):
         raise PermissionDenied(
             "Verify your phone number or email first / 请先验证手机号或邮箱", code="CONTACT_NOT_VERIFIED"
         )
@@ -534,8 +534,11 @@ async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, d
 
 
 async def roles_and_status(conn: AsyncConnection, user_id: int) -> tuple[frozenset[str], str] | None:
-    row = (await conn.execute(select(U.c.roles, U.c.status).where(U.c.id == user_id))).one_or_none()
-    return (roles_of(row), row.status) if row is not None else None
+    rows = await _ROLES_STATUS.all(conn, {"uid": user_id})
+    return (roles_of_str(rows[0]["roles"]), rows[0]["status"]) if rows else None
+
+
+_ROLES_STATUS = DriverStatement(select(U.c.roles, U.c.status).where(U.c.id == bindparam("uid")))
 
 
 async def find_user_id(conn: AsyncConnection, identifier: str) -> int | None:

@@ -19,12 +19,13 @@ import hashlib
 import hmac
 import json
 import secrets
+from types import SimpleNamespace
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.accounts import service as ledger
@@ -32,6 +33,7 @@ from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict, DomainError, InsufficientPoints, NotFound, PermissionDenied, ValidationFailed
 from jingtan_api.merchants.service import bounded_int, clean_text, validate_coordinates
 from jingtan_api.redemptions.models import Redemption
@@ -576,13 +578,18 @@ def _local_start(now: datetime, monthly: bool) -> datetime:
     return start - LOCAL_OFFSET
 
 
+_PENDING_REFERRAL = DriverStatement(
+    select(RF.c.id, RF.c.volunteer_id).where(RF.c.referred_user_id == bindparam("uid"), RF.c.status == PENDING).limit(1))
+
+
 async def credit_referral(conn: AsyncConnection, *, user_id: int, cfg: VolunteersSettings, lot_expiry_days: int,
                           now: datetime) -> int | None:
     """Listener of ``action.approved``: the referred member's first approved action activates the referral and
     credits the volunteer's bonus, unless the volunteer's daily or monthly cap is reached (then CAPPED)."""
-    referral = (await conn.execute(select(RF).where(RF.c.referred_user_id == user_id, RF.c.status == PENDING))).first()
-    if referral is None:
+    pending = await _PENDING_REFERRAL.all(conn, {"uid": user_id})  # every approval asks: on the driver path
+    if not pending:
         return None
+    referral = SimpleNamespace(**pending[0])
     volunteer = (await conn.execute(select(V).where(V.c.id == referral.volunteer_id))).first()
     volunteer_account = await ledger.lock_member_account(conn, volunteer.user_id)  # serialises this volunteer's caps
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import Conflict, NotFound, ValidationFailed
 from jingtan_api.events import Event, EventBus, attempt_memo
 from jingtan_api.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -317,14 +318,17 @@ def register_listeners(bus: EventBus, app: "Services") -> None:
 _ENDPOINTS_MEMO = "webhooks.active_endpoints"
 
 
+_ACTIVE = DriverStatement(
+    select(EP.c.id, EP.c.event_types, EP.c.merchant_id).where(EP.c.active.is_(True)).order_by(EP.c.id))
+
+
 async def _active_endpoints(conn: AsyncConnection) -> list[tuple[int, frozenset[str], int | None]]:
     """(id, event types, merchant id) of every active endpoint: read once per write transaction (an
     approved submission emits three events), kept in ``events.attempt_memo``."""
     memo = attempt_memo()
     rows = memo.get(_ENDPOINTS_MEMO) if memo is not None else None
     if rows is None:
-        stmt = select(EP.c.id, EP.c.event_types, EP.c.merchant_id).where(EP.c.active.is_(True)).order_by(EP.c.id)
-        rows = [(r.id, frozenset(r.event_types.split(",")), r.merchant_id) for r in await conn.execute(stmt)]
+        rows = [(r["id"], frozenset(r["event_types"].split(",")), r["merchant_id"]) for r in await _ACTIVE.all(conn)]
         if memo is not None:
             memo[_ENDPOINTS_MEMO] = rows
     return rows
