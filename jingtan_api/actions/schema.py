@@ -251,7 +251,9 @@ def build_submit_fragment(host: PluginHost, reserved_names: frozenset[str]) -> t
             idempotency_key=input.idempotency_key,
             now=ctx.now(),
         )
-        return SubmitActionPayload(action=await _load_action(info, result.action_id), replayed=result.replayed)
+        # A new action's payload is its row as the INSERT returned it; a replay reads the stored one.
+        action = Action.from_row(result.row) if result.row is not None else await _load_action(info, result.action_id)
+        return SubmitActionPayload(action=action, replayed=result.replayed)
 
     fragment = strawberry.type(
         type(

@@ -105,6 +105,9 @@ class InvalidActionInput(ValidationFailed):
 class SubmitResult:
     action_id: int
     replayed: bool
+    # The new action's row as stored (every column, as ``actions_by_ids`` reads it), returned by its INSERT:
+    # the payload needs no read of its own. None for a replay or a row written by the fallback path.
+    row: dict[str, Any] | None = None
 
 
 def _dumps(value: Any) -> str:
@@ -413,7 +416,7 @@ _INSERTS: dict[tuple[Any, ...], DriverStatement] = {}
 
 
 def _insert_action(dialect: str, columns: tuple[str, ...], unique_evidence: bool) -> DriverStatement:
-    """The action's INSERT … RETURNING id on the driver path, built once per dialect and shape; with
+    """The action's INSERT … RETURNING (every column) on the driver path, built once per dialect and shape; with
     ``unique_evidence`` it does nothing when a concurrent twin holds the evidence (no row returned)."""
     shape = (dialect, columns, unique_evidence)
     stmt = _INSERTS.get(shape)
@@ -421,7 +424,7 @@ def _insert_action(dialect: str, columns: tuple[str, ...], unique_evidence: bool
         ins = dialect_insert_for(dialect, T).values({c: bindparam(c, type_=T.c[c].type) for c in columns})
         if unique_evidence:
             ins = ins.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
-        stmt = _INSERTS[shape] = DriverStatement(ins.returning(T.c.id))
+        stmt = _INSERTS[shape] = DriverStatement(ins.returning(*T.c))
     return stmt
 
 
@@ -572,18 +575,21 @@ async def submit(
         }
         inserted = await _insert_action(conn.dialect.name, tuple(row), fingerprint is not None and row_status != REJECTED
                                         ).all(conn, row)
-        action_id = inserted[0]["id"] if inserted else None
+        stored = inserted[0] if inserted else None
+        action_id = stored["id"] if stored is not None else None
         if action_id is None:  # a concurrent twin took this evidence first
             dup = Reason("DUPLICATE_EVIDENCE", "This evidence was already used / 该凭证已被使用")
             row.update(status=REJECTED, grams_co2e=0, points=0, evidence_fingerprint=None, reasons=_dumps([dup.__dict__]))
             action_id = (await conn.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
         elif row["status"] == APPROVED:
-            await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
-                          now=now, lot_expiry_days=lot_days, actor_user_id=None, loaded=loaded,
-                          issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+            tx_id = await _credit(conn, action_id=action_id, account_id=account_id, points=row["points"], code=code,
+                                  now=now, lot_expiry_days=lot_days, actor_user_id=None, loaded=loaded,
+                                  issuance=await ledger.cached_platform_account_id(app.platform_accounts, conn, ledger.ISSUANCE_CODE))
+            if stored is not None:
+                stored["transaction_id"] = tx_id  # the one column written after the INSERT (_credit)
         await _emit_action(conn, "action.recorded", action_id, user_id, code, row)
         await idempotency.complete(conn, claim, "Action", action_id)
-        return SubmitResult(action_id, False)
+        return SubmitResult(action_id, False, stored)
 
     return await app.db.write(work)
 
