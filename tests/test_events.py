@@ -114,6 +114,55 @@ async def test_the_attempt_memo_lives_one_attempt(services: Services):
     assert await services.db.write(lambda conn: _memo_keys()) == []  # the next transaction too
 
 
+async def test_a_deferred_write_runs_once_before_commit_and_its_failure_rolls_back(services: Services):
+    """``events.defer_to_commit``: the deferred write runs after the transaction's work, once per key (the
+    first ``fn`` kept), inside the transaction (what it writes commits with the rest); when it fails, the
+    whole transaction rolls back and publishes nothing; outside a write there is nothing to defer to."""
+    assert events.defer_to_commit("k", lambda conn: None) is False  # outside a write
+    order: list[str] = []
+    published: list = []
+
+    async def publisher(batch) -> None:
+        published.append(batch)
+
+    services.events.on_commit(publisher)
+
+    async def setup(conn) -> None:
+        await conn.execute(text("CREATE TABLE deferred_probe (n INTEGER)"))
+
+    await services.db.write(setup)
+
+    async def deferred(conn) -> None:
+        order.append("deferred")
+        await conn.execute(text("INSERT INTO deferred_probe (n) VALUES (1)"))
+
+    async def other(conn) -> None:
+        order.append("other")
+
+    async def work(conn) -> None:
+        assert events.defer_to_commit("probe", deferred) is True
+        assert events.defer_to_commit("probe", other) is True  # same key: the first fn is kept
+        await events.emit(conn, "test.happened", n=1)
+        order.append("work")
+
+    await services.db.write(work)
+    assert order == ["work", "deferred"] and len(published) == 1
+
+    async def failing(conn) -> None:
+        raise ValueError("the deferred write failed")
+
+    async def failing_work(conn) -> None:
+        await conn.execute(text("INSERT INTO deferred_probe (n) VALUES (2)"))
+        events.defer_to_commit("probe", failing)
+        await events.emit(conn, "test.happened", n=2)
+
+    with pytest.raises(ValueError, match="deferred write failed"):
+        await services.db.write(failing_work)
+    async with services.db.read() as conn:
+        assert [r.n for r in await conn.execute(text("SELECT n FROM deferred_probe ORDER BY n"))] == [1]
+    assert len(published) == 1  # the failed transaction published nothing
+
+
 async def _memo_keys() -> list[str]:
     memo = events.attempt_memo()
     return ["outside"] if memo is None else list(memo)

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import secrets
-from types import SimpleNamespace
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -589,8 +588,8 @@ async def credit_referral(conn: AsyncConnection, *, user_id: int, cfg: Volunteer
     pending = await _PENDING_REFERRAL.all(conn, {"uid": user_id})  # every approval asks: on the driver path
     if not pending:
         return None
-    referral = SimpleNamespace(**pending[0])
-    volunteer = (await conn.execute(select(V).where(V.c.id == referral.volunteer_id))).first()
+    referral_id, volunteer_id = pending[0]["id"], pending[0]["volunteer_id"]
+    volunteer = (await conn.execute(select(V).where(V.c.id == volunteer_id))).first()
     volunteer_account = await ledger.lock_member_account(conn, volunteer.user_id)  # serialises this volunteer's caps
 
     async def credited_since(start: datetime) -> int:
@@ -611,11 +610,11 @@ async def credit_referral(conn: AsyncConnection, *, user_id: int, cfg: Volunteer
             memo="推荐奖励 Referral bonus",
         )
         values.update(points=cfg.referral_points, transaction_id=posted.id)
-    done = await conn.execute(update(RF).where(RF.c.id == referral.id, RF.c.status == PENDING).values(**values)
+    done = await conn.execute(update(RF).where(RF.c.id == referral_id, RF.c.status == PENDING).values(**values)
                               .returning(RF.c.id))
     if done.first() is None:  # pragma: no cover - the member's account lock serialises this
         raise Conflict("The referral was already credited / 推荐已计入")
-    return int(referral.id)
+    return int(referral_id)
 
 
 async def volunteers_with_inactive_referrals(conn: AsyncConnection, now: datetime, cfg: VolunteersSettings,
