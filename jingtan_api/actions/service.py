@@ -42,7 +42,7 @@ from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
-from jingtan_api.db import Database, Page, PageArgs, dialect_insert_for, keyset_page, run_batched
+from jingtan_api.db import Database, Page, PageArgs, StatementCache, dialect_insert_for, keyset_page, run_batched
 from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
@@ -412,20 +412,19 @@ def _apply_cap(grams: int, room: int | None, which: str | None, reasons: list[Re
     return room, False
 
 
-_INSERTS: dict[tuple[Any, ...], DriverStatement] = {}
+_INSERTS = StatementCache()
 
 
 def _insert_action(dialect: str, columns: tuple[str, ...], unique_evidence: bool) -> DriverStatement:
     """The action's INSERT … RETURNING (every column) on the driver path, built once per dialect and shape; with
     ``unique_evidence`` it does nothing when a concurrent twin holds the evidence (no row returned)."""
-    shape = (dialect, columns, unique_evidence)
-    stmt = _INSERTS.get(shape)
-    if stmt is None:
+    def build() -> DriverStatement:
         ins = dialect_insert_for(dialect, T).values({c: bindparam(c, type_=T.c[c].type) for c in columns})
         if unique_evidence:
             ins = ins.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
-        stmt = _INSERTS[shape] = DriverStatement(ins.returning(*T.c))
-    return stmt
+        return DriverStatement(ins.returning(*T.c))
+
+    return _INSERTS.get((dialect, columns, unique_evidence), build)
 
 
 async def submit(

@@ -248,7 +248,7 @@ def _breakdown_rows(att: Attribution) -> list[dict]:
     return rows
 
 
-_UPSERTS: dict[tuple[Any, ...], Any] = {}
+_UPSERTS = StatementCache()
 
 
 def _upsert(dialect: str, table: Any, keys: Sequence[str], adds: Sequence[str], returning: Sequence[str] = ()) -> Any:
@@ -257,15 +257,12 @@ def _upsert(dialect: str, table: Any, keys: Sequence[str], adds: Sequence[str], 
     multi-row statement through SQLAlchemy's "insertmanyvalues"). A ``.values([rows])`` statement has no
     cache key, so SQLAlchemy compiled it again on every execution (~1 ms each, five per approval); this one
     is compiled once and its cache key computed once (the statement object is kept)."""
-    shape = (dialect, table.name, tuple(keys), tuple(adds), tuple(returning))
-    stmt = _UPSERTS.get(shape)
-    if stmt is None:
+    def build() -> Any:
         ins = dialect_insert_for(dialect, table)
         stmt = ins.on_conflict_do_update(index_elements=list(keys), set_={c: table.c[c] + ins.excluded[c] for c in adds})
-        if returning:
-            stmt = stmt.returning(*(table.c[c] for c in returning))
-        stmt = _UPSERTS[shape] = stmt
-    return stmt
+        return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
+
+    return _UPSERTS.get((dialect, table.name, tuple(keys), tuple(adds), tuple(returning)), build)
 
 
 async def _bump(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str]) -> None:
@@ -350,11 +347,8 @@ def medals_reached(grams: int, actions: int) -> list[str]:
 
 def _award_stmt(dialect: str) -> Any:
     """``INSERT INTO medal_award … ON CONFLICT DO NOTHING``, built once per dialect (see :func:`_upsert`)."""
-    stmt = _UPSERTS.get((dialect, MA.name))
-    if stmt is None:
-        stmt = _UPSERTS[(dialect, MA.name)] = dialect_insert_for(dialect, MA).on_conflict_do_nothing(
-            index_elements=["user_id", "code"])
-    return stmt
+    return _UPSERTS.get((dialect, MA.name), lambda: dialect_insert_for(dialect, MA).on_conflict_do_nothing(
+        index_elements=["user_id", "code"]))
 
 
 async def _award_medals(conn: AsyncConnection, att: Attribution, grams: int, actions: int, *,
