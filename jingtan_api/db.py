@@ -3,7 +3,8 @@
 Services work on SQLAlchemy Core ``AsyncConnection`` objects (the ORM adds ~0.5 ms per query and the
 ledger is a hot path). Two kinds of transaction exist:
 
-* ``db.read()`` — a plain transaction for reads.
+* ``db.read()`` — a plain transaction for reads (on PostgreSQL its hot statements send no BEGIN of
+  their own: ``jingtan_api.driver``).
 * ``db.write(fn)`` — runs ``await fn(conn)`` in a write transaction and commits. On SQLite the
   transaction starts with ``BEGIN IMMEDIATE`` (Python's sqlite3 otherwise sends BEGIN only before the
   first write, so a read-then-write would not be atomic); on PostgreSQL the whole function is retried on
@@ -33,11 +34,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.engine import Connection, Transaction, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import await_, greenlet_spawn
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel import SQLModel
 
 from jingtan_api import events
-from jingtan_api.driver import DriverStatement
+from jingtan_api.driver import STATEMENT_READS, DriverStatement, sqlite_connection
 from jingtan_api.errors import Conflict
 from jingtan_api.futures import run_to_completion
 from jingtan_api.observability import metrics, tracing
@@ -123,7 +124,9 @@ class Database:
             database = self.url.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+            # check_same_thread: the hot statements run on the loop's thread, on the connection aiosqlite
+            # opened in its own (jingtan_api.driver), never at the same time as a statement there.
+            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
         else:
             # Up to 2 × pool_size connections, opened on demand and all kept: with overflow connections
             # (pool_size kept + pool_size overflow) every checkin beyond pool_size closed a connection
@@ -131,6 +134,8 @@ class Database:
             # churn (connect, TLS attempt, authentication) took a third of the server's CPU.
             kwargs.update(pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # The same pool and listeners; its connections carry the read option (jingtan_api.driver).
+        self._read_engine = self.engine.sync_engine.execution_options(**{STATEMENT_READS: True})
         self._pool_capacity = 0 if self.is_sqlite else 2 * pool_size
         metrics.instrument_engine(self.engine, capacity=self._pool_capacity)
         tracing.instrument_engine(self.engine, system=self.dialect)
@@ -171,11 +176,11 @@ class Database:
             if conn.get_execution_options().get(WRITE_OPTION):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                # A read's BEGIN in one hop to aiosqlite's thread on the same connection (a cursor through
-                # SQLAlchemy takes three: open, execute, close), errors raised as SQLAlchemy's.
+                # A read's BEGIN on the loop's thread (a deferred BEGIN takes no lock; a cursor through
+                # SQLAlchemy takes three hops to aiosqlite's thread), errors raised as SQLAlchemy's.
                 fairy = conn.connection
                 try:
-                    await_(_sqlite_begin(fairy.dbapi_connection))
+                    sqlite_connection(fairy.dbapi_connection).execute("BEGIN")
                 except fairy.dbapi_connection.dbapi.Error as exc:
                     raise DBAPIError.instance("BEGIN", (), exc, conn.dialect.loaded_dbapi.Error,
                                               dialect=conn.dialect) from exc
@@ -192,6 +197,16 @@ class Database:
                 do_rollback(dbapi_connection)
 
         dialect.do_rollback = _rollback_if_in_transaction  # type: ignore[method-assign]
+
+        # Likewise COMMIT: a read's COMMIT has already been sent on the loop's thread (_close_read).
+        do_commit = dialect.do_commit
+
+        def _commit_if_in_transaction(dbapi_connection) -> None:
+            driver = getattr(dbapi_connection, "driver_connection", None)
+            if driver is None or driver.in_transaction:
+                do_commit(dbapi_connection)
+
+        dialect.do_commit = _commit_if_in_transaction  # type: ignore[method-assign]
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
@@ -221,7 +236,7 @@ class Database:
         await run_to_completion(greenlet_spawn(_close_read, sync, trans, None, None, None))
 
     def _open_read(self) -> tuple[Connection, Transaction, float]:
-        sync = self.engine.sync_engine.connect()
+        sync = self._read_engine.connect()
         connected = time.perf_counter()
         try:
             trans = sync.begin()
@@ -308,15 +323,19 @@ class Database:
         self._pool_capacity = 0
 
 
-async def _sqlite_begin(adapted: Any) -> None:
-    async with adapted._execute_mutex:  # as SQLAlchemy's aiosqlite cursor does
-        await adapted.driver_connection.execute_fetchall("BEGIN")
-
-
 def _close_read(sync: Connection, trans: Transaction, exc_type: Any, exc: Any, tb: Any) -> None:
     """End a read transaction as leaving ``with sync.begin():`` does (commit, or roll back on an error),
-    then return the connection to the pool."""
+    then return the connection to the pool. On SQLite a read's COMMIT (which only ends its snapshot: it
+    writes nothing and so never checkpoints) is sent on the loop's thread first; SQLAlchemy's commit then
+    finds no transaction open and skips its hop to aiosqlite's thread."""
     try:
+        if exc_type is None and sync.dialect.name == "sqlite" and trans.is_active:
+            fairy = sync.connection
+            try:
+                sqlite_connection(fairy.dbapi_connection).commit()
+            except fairy.dbapi_connection.dbapi.Error as error:
+                raise DBAPIError.instance("COMMIT", (), error, sync.dialect.loaded_dbapi.Error,
+                                          dialect=sync.dialect) from error
         trans.__exit__(exc_type, exc, tb)
     finally:
         sync.close()

@@ -14,9 +14,19 @@ the driver's rows into dicts equal, values and types, to ``dict(row._mapping)`` 
   :func:`_pg_fetch` does exactly that, under the same mutex, so the statement runs inside the
   transaction ``conn.begin()`` opened and SQLAlchemy's COMMIT/ROLLBACK ends it. The prepared statement
   comes from the adapter's own per-connection cache (``_prepare``), shared with SQLAlchemy's statements.
-* SQLite: the aiosqlite connection, ``execute_fetchall`` — one thread hop per statement (SQLAlchemy's
-  cursor takes three). ``Database``'s "begin" hook has already sent BEGIN on that connection (and
-  sqlite3's own implicit transactions are off), so the statement runs in the open transaction.
+  A read connection (``Database.read()``, marked with the ``STATEMENT_READS`` execution option) sends no
+  BEGIN of its own: each driver statement of a read then runs as its own statement, which under
+  PostgreSQL's READ COMMITTED is what it was inside the transaction (every statement takes a fresh
+  snapshot), without the BEGIN and COMMIT round trips. A statement through SQLAlchemy on the same
+  connection (a server-side cursor, say) still begins the transaction lazily, and later driver
+  statements run inside it.
+* SQLite: the sqlite3 connection under aiosqlite, called on the event loop's thread (the engine opens
+  it with ``check_same_thread=False``), under the adapter's ``_execute_mutex`` so that nothing else runs
+  on that connection meanwhile — no thread hop (aiosqlite's ``execute_fetchall`` takes one, SQLAlchemy's
+  cursor three). These are the hot statements, answered from SQLite's page cache in microseconds; what
+  may wait on a lock (BEGIN IMMEDIATE, a write's COMMIT) stays on aiosqlite's thread. ``Database``'s
+  "begin" hook has already sent BEGIN on that connection (and sqlite3's own implicit transactions are
+  off), so the statement runs in the open transaction.
 
 Lists are ONE parameter (:func:`in_list`): ``= ANY($1::INTEGER[])`` on PostgreSQL, ``IN (SELECT value
 FROM json_each(?))`` on SQLite, so the SQL text is the same for any length (SQLAlchemy re-renders an
@@ -45,6 +55,10 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 Processor = Callable[[Any], Any]
+
+# The execution option of a read connection (``Database.read()``): on PostgreSQL its driver statements
+# run without a BEGIN of their own (module docstring).
+STATEMENT_READS = "jingtan_statement_reads"
 
 
 # --- lists as one parameter --------------------------------------------------------------------------
@@ -289,10 +303,11 @@ class _Execution:
         self.statement = statement
 
 
-async def _pg_fetch(adapted: Any, dialect: Any, sql: str, args: tuple[Any, ...]) -> tuple[Any, Any]:
-    # As AsyncAdapt_asyncpg_cursor._prepare_and_execute does (sqlalchemy/dialects/postgresql/asyncpg.py).
+async def _pg_fetch(adapted: Any, dialect: Any, sql: str, args: tuple[Any, ...], begin: bool) -> tuple[Any, Any]:
+    # As AsyncAdapt_asyncpg_cursor._prepare_and_execute does (sqlalchemy/dialects/postgresql/asyncpg.py),
+    # except on a read connection (``begin`` false), where a statement needs no transaction of its own.
     async with adapted._execute_mutex:
-        if adapted._transaction is None:
+        if begin and adapted._transaction is None:
             await adapted._start_transaction()  # raises the adapter's DBAPI error itself
         try:
             prepared, attrs = await adapted._prepare(sql, dialect._invalidate_schema_cache_asof)
@@ -302,9 +317,23 @@ async def _pg_fetch(adapted: Any, dialect: Any, sql: str, args: tuple[Any, ...])
             raise  # pragma: no cover - _handle_exception always raises
 
 
-async def _sqlite_fetch(adapted: Any, dialect: Any, sql: str, args: tuple[Any, ...]) -> tuple[Any, Any]:
+async def _sqlite_fetch(adapted: Any, dialect: Any, sql: str, args: tuple[Any, ...], begin: bool) -> tuple[Any, Any]:
+    # On the loop's thread (module docstring); the mutex keeps SQLAlchemy's own statements on this
+    # connection (which run in aiosqlite's thread) from running at the same time.
     async with adapted._execute_mutex:
-        return await adapted.driver_connection.execute_fetchall(sql, args), None
+        return sqlite_connection(adapted).execute(sql, args).fetchall(), None
+
+
+def sqlite_connection(adapted: Any) -> Any:
+    """The ``sqlite3.Connection`` under SQLAlchemy's aiosqlite adapter (aiosqlite's ``_conn``; it raises
+    ``ValueError`` once the connection is closed, turned into sqlite3's ``OperationalError`` here as
+    SQLAlchemy's adapter does)."""
+    try:
+        return adapted.driver_connection._conn
+    except ValueError as error:
+        import sqlite3
+
+        raise sqlite3.OperationalError(str(error)) from error
 
 
 async def _run(conn: AsyncConnection, form: _Compiled, args: tuple[Any, ...], fetch: Any) -> tuple[Any, Any]:
@@ -316,11 +345,12 @@ async def _run(conn: AsyncConnection, form: _Compiled, args: tuple[Any, ...], fe
     dialect = conn.dialect
     adapted = fairy.dbapi_connection
     events = sync is not None and (sync._has_events or sync.engine._has_events)
+    begin = sync is None or not sync.get_execution_options().get(STATEMENT_READS, False)
     context = _Execution(form.sql)
     if events:
         sync.dispatch.before_cursor_execute(sync, None, form.sql, args, context, False)
     try:
-        result = await fetch(adapted, dialect, form.sql, args)
+        result = await fetch(adapted, dialect, form.sql, args, begin)
     except dialect.loaded_dbapi.Error as error:
         disconnect = dialect.is_disconnect(error, adapted, None)
         wrapped = sa_exc.DBAPIError.instance(

@@ -258,35 +258,47 @@ async def test_errors_are_sqlalchemys_and_later_reads_still_work(services, clock
         assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])  # the transaction is usable
 
 
-async def test_the_statement_runs_in_the_read_transaction(services, clock):
-    """The raw statement joins the transaction SQLAlchemy began: it sees the transaction's own snapshot
-    state, and SQLAlchemy's COMMIT ends it (one BEGIN per read, none left open)."""
+async def test_a_read_sends_no_begin_for_its_driver_statements_on_postgresql(services, clock):
+    """On PostgreSQL a read connection's driver statements run as statements of their own (READ
+    COMMITTED takes a snapshot per statement either way): no BEGIN, no COMMIT. A statement through
+    SQLAlchemy on the same read still begins the transaction, and a later driver statement runs inside
+    it. On SQLite the read is one transaction (its snapshot), begun by the "begin" hook, the driver
+    statements inside it, and nothing is left open."""
     member = await make_member(services, clock)
-    begins = [0]
-
-    def on_begin(_conn) -> None:
-        begins[0] += 1
-
-    engine = services.db.engine.sync_engine
-    event.listen(engine, "begin", on_begin)
-    try:
+    if services.db.is_sqlite:
         async with services.db.read() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
             assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])
-            if services.db.is_postgresql:
-                raw = (await conn.get_raw_connection()).driver_connection
-                assert raw.is_in_transaction()
-                txid = (await conn.exec_driver_sql("SELECT txid_current()")).scalar_one()
-                assert await raw.fetchval("SELECT txid_current()") == txid
-            assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])
+            assert raw.in_transaction
+        assert not raw.in_transaction
+        return
+    async with services.db.read() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])
+        assert not raw.is_in_transaction()  # no BEGIN was sent for it
+        txid = (await conn.exec_driver_sql("SELECT txid_current()")).scalar_one()  # SQLAlchemy's cursor begins
+        assert raw.is_in_transaction()
+        assert await raw.fetchval("SELECT txid_current()") == txid
+        assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])  # inside that transaction
+        assert raw.is_in_transaction()
+    assert not raw.is_in_transaction()  # SQLAlchemy's COMMIT ended it
+
+
+async def test_a_write_runs_its_driver_statements_in_its_transaction(services, clock):
+    member = await make_member(services, clock)
+
+    async def work(conn):
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert member["pk"] in await users.users_by_ids(conn, [member["pk"]])
         if services.db.is_postgresql:
-            async with services.db.read() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
-                assert not raw.is_in_transaction()  # the previous read committed; this one has not begun yet
-                await users.users_by_ids(conn, [member["pk"]])  # the first statement begins it, as SQLAlchemy's does
-                assert raw.is_in_transaction()
-    finally:
-        event.remove(engine, "begin", on_begin)
-    assert begins[0] == (2 if services.db.is_postgresql else 1)
+            assert raw.is_in_transaction()
+            return (await conn.exec_driver_sql("SELECT txid_current()")).scalar_one(), await raw.fetchval(
+                "SELECT txid_current()")
+        assert raw.in_transaction
+        return 1, 1
+
+    mine, theirs = await services.db.write(work)
+    assert mine == theirs
 
 
 async def test_concurrent_reads_on_several_pooled_connections(services, clock):

@@ -79,3 +79,58 @@ async def test_a_write_inside_a_write_is_refused_not_hung(services):
 
 async def _one(conn):
     return (await conn.execute(text("SELECT 1"))).scalar_one()
+
+
+async def test_a_query_sends_no_begin_on_postgresql_and_stays_on_the_loop_thread_on_sqlite(app, gql, member, admin,
+                                                                                          monkeypatch):
+    """The account page's reads on their hot path: on PostgreSQL no BEGIN/COMMIT round trips (each
+    statement reads its own READ COMMITTED snapshot, as it did inside the transaction); on SQLite one
+    transaction (BEGIN, the SELECTs, COMMIT) all on the event loop's thread, none in aiosqlite's."""
+    await gql.ok(
+        "mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { userErrors { code } } }",
+        {"i": {"userId": member["id"], "amount": 30, "reason": "welcome", "idempotencyKey": "k1"}},
+        token=admin["token"],
+    )
+    db = app.state.services.db
+    if db.is_postgresql:
+        import asyncpg.transaction
+
+        started = []
+        start = asyncpg.transaction.Transaction.start
+
+        async def counting_start(self):
+            started.append(self)
+            return await start(self)
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counting_start)
+        data = await gql.ok(ACCOUNT, token=member["token"])
+        assert data["viewer"]["account"]["balance"] == 30
+        assert started == []
+        # A write still runs in its transaction.
+        await gql.ok(
+            "mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { userErrors { code } } }",
+            {"i": {"userId": member["id"], "amount": 1, "reason": "again", "idempotencyKey": "k2"}},
+            token=admin["token"],
+        )
+        assert len(started) == 1
+        return
+
+    import threading
+
+    seen: list[tuple[int, str]] = []
+
+    def trace_on_checkout(dbapi_connection, _record, _proxy) -> None:
+        raw = dbapi_connection.driver_connection._conn
+        raw.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "checkout", trace_on_checkout)
+    try:
+        data = await gql.ok(ACCOUNT, token=member["token"])
+    finally:
+        event.remove(engine, "checkout", trace_on_checkout)
+    assert data["viewer"]["account"]["balance"] == 30
+    verbs = [sql.split(None, 1)[0].upper() for _, sql in seen]
+    assert verbs[0] == "BEGIN" and verbs[-1] == "COMMIT" and verbs.count("BEGIN") == 1
+    assert "SELECT" in verbs
+    assert {ident for ident, _ in seen} == {threading.get_ident()}, "\n".join(f"{i == threading.get_ident()} {s[:90]}" for i, s in seen)

@@ -437,9 +437,11 @@ async def entries_for_transactions(conn: AsyncConnection, tx_ids: Sequence[int])
     return out
 
 
+_TRANSACTIONS_BY_IDS = DriverStatement(select(TX).where(in_list(TX.c.id, "ids")))
+
+
 async def transactions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
-    rows = await conn.execute(select(TX).where(TX.c.id.in_(list(ids))))
-    return {r.id: dict(r._mapping) for r in rows}
+    return {r["id"]: r for r in await _TRANSACTIONS_BY_IDS.all(conn, {"ids": list(ids)})}
 
 
 # --- invariants ------------------------------------------------------------------------------------
@@ -579,8 +581,12 @@ async def adjust_points(
     return posted.id, False
 
 
+_COUNT_ENTRIES = DriverStatement(
+    select(func.count().label("n")).select_from(E).where(E.c.account_id == bindparam("account_id")))
+
+
 async def count_entries(conn: AsyncConnection, account_id: int) -> int:
-    return (await conn.execute(select(func.count()).select_from(E).where(E.c.account_id == account_id))).scalar_one()
+    return int((await _COUNT_ENTRIES.all(conn, {"account_id": account_id}))[0]["n"])
 
 
 async def entries_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:

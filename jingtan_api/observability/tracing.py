@@ -39,9 +39,27 @@ def tracer() -> trace.Tracer:
 
 
 def enabled() -> bool:
-    """A real (SDK) tracer provider is installed in this process."""
+    """A real (SDK) tracer provider is installed in this process.
+
+    Asked per request and per SQL statement. While no provider is set, ``trace.get_tracer_provider()``
+    looks ``OTEL_PYTHON_TRACER_PROVIDER`` up in ``os.environ`` on every call (a KeyError raised and
+    caught: ~5 % of the account page's CPU); a provider, once set, cannot be replaced, so a True answer
+    is kept and, while the module's global is still unset and the variable was absent at import, the
+    answer is False without the lookup."""
+    global _enabled
+    if _enabled:
+        return True
+    if _LAZY_PROVIDER is False and getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None:
+        return False
     provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    _enabled = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    return _enabled
+
+
+_enabled = False
+_UNKNOWN = object()
+# An SDK provider named by the environment is loaded lazily by get_tracer_provider() itself.
+_LAZY_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _exporter(name: str) -> Any:
