@@ -34,7 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.engine import Connection, Transaction, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
 from sqlmodel import SQLModel
 
 from jingtan_api import events
@@ -174,7 +174,14 @@ class Database:
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn) -> None:  # pragma: no cover - driver callback
             if conn.get_execution_options().get(WRITE_OPTION):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # In aiosqlite's thread (it may wait up to the busy timeout for another process's
+                # writer), in one hop rather than a cursor's three.
+                fairy = conn.connection
+                try:
+                    await_(_sqlite_begin_immediate(fairy.dbapi_connection))
+                except fairy.dbapi_connection.dbapi.Error as exc:
+                    raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, conn.dialect.loaded_dbapi.Error,
+                                              dialect=conn.dialect) from exc
             else:
                 # A read's BEGIN on the loop's thread (a deferred BEGIN takes no lock; a cursor through
                 # SQLAlchemy takes three hops to aiosqlite's thread), errors raised as SQLAlchemy's.
@@ -321,6 +328,11 @@ class Database:
         await self.engine.dispose()
         metrics.release_engine(self._pool_capacity)
         self._pool_capacity = 0
+
+
+async def _sqlite_begin_immediate(adapted: Any) -> None:
+    async with adapted._execute_mutex:  # as SQLAlchemy's aiosqlite cursor does
+        await adapted.driver_connection.execute_fetchall("BEGIN IMMEDIATE")
 
 
 def _close_read(sync: Connection, trans: Transaction, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -131,6 +131,24 @@ def _record(row: Any) -> ActionRecord:
     )
 
 
+_HISTORY = StatementCache()
+
+
+def _member_history(start: datetime | None, end: datetime | None) -> DriverStatement:
+    q = select(T).where(T.c.user_id == bindparam("user_id"), T.c.plugin_code == bindparam("code"),
+                        in_list(T.c.status, "statuses"))
+    if start is not None:
+        q = q.where(T.c.occurred_to > bindparam("start", type_=T.c.occurred_to.type))
+    if end is not None:
+        q = q.where(T.c.occurred_from < bindparam("end", type_=T.c.occurred_from.type))
+    return DriverStatement(q.order_by(T.c.occurred_from, T.c.id).limit(1000))
+
+
+_SUBJECT_HISTORY = DriverStatement(
+    select(T).where(T.c.plugin_code == bindparam("code"), T.c.subject == bindparam("subject"), in_list(T.c.status, "statuses"))
+    .order_by(T.c.occurred_from, T.c.id).limit(1000))
+
+
 class DatabaseHistory:
     """Read-only history for plugins, each query in its own short read transaction (a
     :class:`HistorySource`, structurally)."""
@@ -148,19 +166,18 @@ class DatabaseHistory:
     async def member_actions(
         self, code: str, member_id: int, start: datetime | None, end: datetime | None, statuses: Sequence[Status]
     ) -> list[ActionRecord]:
-        q = select(T).where(T.c.user_id == member_id, T.c.plugin_code == code, T.c.status.in_(self._statuses(statuses)))
-        if start is not None:
-            q = q.where(T.c.occurred_to > start)
-        if end is not None:
-            q = q.where(T.c.occurred_from < end)
+        # On the driver path (the transit plugin asks this on every submission), one statement per
+        # combination of bounds given.
+        stmt = _HISTORY.get(("member", start is not None, end is not None), lambda: _member_history(start, end))
+        params = {"user_id": member_id, "code": code, "statuses": self._statuses(statuses), "start": start, "end": end}
         async with self.db.read() as conn:
-            rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
+            rows = await stmt.all(conn, params)
         return [_record(r) for r in rows]
 
     async def subject_actions(self, code: str, subject: str, statuses: Sequence[Status]) -> list[ActionRecord]:
-        q = select(T).where(T.c.plugin_code == code, T.c.subject == subject, T.c.status.in_(self._statuses(statuses)))
+        params = {"code": code, "subject": subject, "statuses": self._statuses(statuses)}
         async with self.db.read() as conn:
-            rows = (await conn.execute(q.order_by(T.c.occurred_from, T.c.id).limit(1000))).all()
+            rows = await _SUBJECT_HISTORY.all(conn, params)
         return [_record(r) for r in rows]
 
     async def evidence_seen(self, code: str, fingerprint: str) -> bool:

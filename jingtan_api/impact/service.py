@@ -251,39 +251,51 @@ def _breakdown_rows(att: Attribution) -> list[dict]:
 _UPSERTS = StatementCache()
 
 
-def _upsert(dialect: str, table: Any, keys: Sequence[str], adds: Sequence[str], returning: Sequence[str] = ()) -> Any:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE SET add = add + excluded.add`` for ``table``, built once per
-    dialect and shape and executed with a list of rows (an executemany, or on PostgreSQL with RETURNING one
-    multi-row statement through SQLAlchemy's "insertmanyvalues"). A ``.values([rows])`` statement has no
-    cache key, so SQLAlchemy compiled it again on every execution (~1 ms each, five per approval); this one
-    is compiled once and its cache key computed once (the statement object is kept)."""
-    def build() -> Any:
-        ins = dialect_insert_for(dialect, table)
-        stmt = ins.on_conflict_do_update(index_elements=list(keys), set_={c: table.c[c] + ins.excluded[c] for c in adds})
-        return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
+def _upsert(dialect: str, table: Any, keys: Sequence[str], adds: Sequence[str], returning: Sequence[str],
+            n: int) -> DriverStatement:
+    """``INSERT … VALUES (row 1), …, (row n) ON CONFLICT (keys) DO UPDATE SET add = add + excluded.add``
+    for ``table``, returning ``returning``: one statement, one round trip, on the driver path, built and
+    compiled once per dialect, shape and row count (a handful of counts occur: the boards and subjects
+    of one action). Parameters are ``<column>_<i>``. A ``.values([rows])`` statement has no cache key, so
+    SQLAlchemy itself compiled it again on every execution (~1 ms each, five per approval)."""
+    columns = (*keys, *adds)
 
-    return _UPSERTS.get((dialect, table.name, tuple(keys), tuple(adds), tuple(returning)), build)
+    def build() -> DriverStatement:
+        ins = dialect_insert_for(dialect, table).values(
+            [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(n)])
+        stmt = ins.on_conflict_do_update(index_elements=list(keys), set_={c: table.c[c] + ins.excluded[c] for c in adds})
+        return DriverStatement(stmt.returning(*(table.c[c] for c in (returning or keys[:1]))))
+
+    return _UPSERTS.get((dialect, table.name, tuple(keys), tuple(adds), tuple(returning), n), build)
+
+
+async def _upsert_rows(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str],
+                       returning: Sequence[str] = ()) -> list[dict]:
+    """Add ``adds`` of each row to the stored row with the same ``keys`` (inserting it when missing), in
+    ONE statement, rows in the given order (callers sort them, so concurrent writers lock in one order);
+    returns the ``returning`` columns of the rows written. ``rows`` must not repeat a key (PostgreSQL
+    refuses to update a row twice in one statement)."""
+    if not rows:
+        return []
+    stmt = _upsert(conn.dialect.name, table, keys, adds, returning, len(rows))
+    columns = (*keys, *adds)
+    return await stmt.all(conn, {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns})
 
 
 async def _bump(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str]) -> None:
-    """Add ``adds`` of each row to the stored row with the same ``keys`` (inserting it when missing): one
-    statement. ``rows`` must not repeat a key (PostgreSQL refuses to update a row twice in one upsert)."""
-    if not rows:
-        return
-    await conn.execute(_upsert(conn.dialect.name, table, keys, adds), rows)
+    await _upsert_rows(conn, table, rows, keys, adds)
 
 
 async def record_approval(conn: AsyncConnection, att: Attribution, *, now: datetime) -> list[str]:
     """Count one newly approved action everywhere it belongs; returns the medals it earned the member."""
     # The totals upsert returns the member's all-time row, so the medal check needs no SELECT of its own.
-    stmt = _upsert(conn.dialect.name, IT, ("board", "board_key", "period", "entrant_id"), ("grams", "actions"),
-                   ("board", "board_key", "period", "grams", "actions"))
-    returned = await conn.execute(stmt, _total_rows(att))
-    total = next(r for r in returned if (r.board, r.board_key, r.period) == (MEMBER, "", ALL))
+    returned = await _upsert_rows(conn, IT, _total_rows(att), ("board", "board_key", "period", "entrant_id"),
+                                  ("grams", "actions"), ("board", "board_key", "period", "grams", "actions"))
+    total = next(r for r in returned if (r["board"], r["board_key"], r["period"]) == (MEMBER, "", ALL))
     await _bump(conn, IB, _breakdown_rows(att), ("subject", "subject_key", "month", "plugin_code"), ("grams", "actions"))
     # CO2e per day on the dashboard is by the day the action occurred, like every other aggregate.
     await bump_stats(conn, [("co2e", att.day, att.plugin_code, att.grams)])
-    return await _award_medals(conn, att, int(total.grams), int(total.actions), now=now)
+    return await _award_medals(conn, att, int(total["grams"]), int(total["actions"]), now=now)
 
 
 _STATS_KEY = "jingtan.impact.stats_daily"
