@@ -293,6 +293,22 @@ class DriverStatement:
         return form.rows(records, form.procs)
 
 
+# --- statements of n rows ---------------------------------------------------------------------------
+
+
+def row_binds(table: Any, columns: Sequence[str], n: int) -> list[dict[str, BindParameter[Any]]]:
+    """The VALUES of an ``n``-row ``insert(table).values(...)`` as bind parameters ``<column>_<i>``: a
+    statement compiled once per row count (a ``.values([...])`` of literal rows has no cache key and
+    SQLAlchemy would compile it on every execution). Fill it with :func:`row_params`."""
+    from sqlalchemy import bindparam
+
+    return [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(n)]
+
+
+def row_params(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
+    return {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns}
+
+
 # --- execution on the raw connection -----------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import acting_admin_var
 from jingtan_api.db import Page, PageArgs, StatementCache, keyset_page_cached, utcnow
-from jingtan_api.driver import DriverStatement, in_list
+from jingtan_api.driver import DriverStatement, in_list, row_binds, row_params
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
 A = Account.__table__
@@ -272,6 +272,15 @@ _TAKE_FROM_LOT = DriverStatement(
     update(L).where(L.c.id == bindparam("lot_id")).values(remaining=L.c.remaining - bindparam("take", type_=L.c.remaining.type)))
 
 
+_CONSUMED = ("entry_id", "lot_id", "amount", "expires_at")
+_CONSUMPTIONS = StatementCache()
+
+
+def _consumption(n: int) -> DriverStatement:
+    """The ``lot_consumption`` rows of one debit (one per lot it took from): one statement per row count."""
+    return _CONSUMPTIONS.get(n, lambda: DriverStatement(insert(LC).values(row_binds(LC, _CONSUMED, n))))
+
+
 async def _consume_lots(conn: AsyncConnection, account_id: int, entry_id: int, amount: int) -> None:
     """Take ``amount`` from the account's lots, soonest-expiring first, and record in ``lot_consumption``
     how much the debit entry ``entry_id`` took from each lot (and that lot's expiry)."""
@@ -288,7 +297,7 @@ async def _consume_lots(conn: AsyncConnection, account_id: int, entry_id: int, a
     if left:
         # The balance check passed, so lots and balance disagree: refuse rather than corrupt the ledger.
         raise RuntimeError(f"account {account_id}: lots hold {amount - left} points, {amount} needed")
-    await conn.execute(insert(LC), consumed)
+    await _consumption(len(consumed)).all(conn, row_params(consumed, _CONSUMED))
 
 
 async def consumed_lots(conn: AsyncConnection, entry_id: int) -> list[tuple[int, datetime]]:

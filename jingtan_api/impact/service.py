@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jingtan_api import events
 from jingtan_api.actions.models import Action
 from jingtan_api.db import Page, PageArgs, StatementCache, dialect_insert, dialect_insert_for, keyset_page_cached
-from jingtan_api.driver import DriverStatement, in_list
+from jingtan_api.driver import DriverStatement, in_list, row_binds, row_params
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.impact.models import ImpactBreakdown, ImpactProfile, ImpactTotal, MedalAward, StatsDaily
 from jingtan_api.organisations import service as orgs
@@ -261,8 +261,7 @@ def _upsert(dialect: str, table: Any, keys: Sequence[str], adds: Sequence[str], 
     columns = (*keys, *adds)
 
     def build() -> DriverStatement:
-        ins = dialect_insert_for(dialect, table).values(
-            [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(n)])
+        ins = dialect_insert_for(dialect, table).values(row_binds(table, columns, n))
         stmt = ins.on_conflict_do_update(index_elements=list(keys), set_={c: table.c[c] + ins.excluded[c] for c in adds})
         return DriverStatement(stmt.returning(*(table.c[c] for c in (returning or keys[:1]))))
 
@@ -279,7 +278,7 @@ async def _upsert_rows(conn: AsyncConnection, table: Any, rows: list[dict], keys
         return []
     stmt = _upsert(conn.dialect.name, table, keys, adds, returning, len(rows))
     columns = (*keys, *adds)
-    return await stmt.all(conn, {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns})
+    return await stmt.all(conn, row_params(rows, columns))
 
 
 async def _bump(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str]) -> None:

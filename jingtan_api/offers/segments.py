@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.actions.models import Action
 from jingtan_api.errors import DomainError, NotFound, ValidationFailed
+from jingtan_api.driver import DriverStatement
 from jingtan_api.events import Event, EventBus
 from jingtan_api.households.models import HouseholdMember
 from jingtan_api.merchants import service as merchants
@@ -188,7 +189,13 @@ async def set_segment(conn: AsyncConnection, *, actor: merchants.Actor, offer_id
         await conn.execute(insert(R), [dict(v, offer_id=offer_id, created_at=now) for v in values])
 
 
+_HAS_RULES = DriverStatement(select(R.c.id).where(R.c.offer_id == bindparam("offer_id")).limit(1))
+
+
 async def check_redeemable(conn: AsyncConnection, *, user_id: int, offer_id: int, now: datetime) -> None:
+    # Most offers are open to everyone: one statement on the driver path says so (every redemption).
+    if not await _HAS_RULES.all(conn, {"offer_id": offer_id}):
+        return
     registered_at = (await conn.execute(select(U.c.created_at).where(U.c.id == user_id))).scalar_one_or_none()
     viewer = Viewer(user_id, registered_at)
     if not await eligible_offer_ids(conn, viewer, [offer_id], now):

@@ -120,6 +120,29 @@ async def offer_row(conn: AsyncConnection, offer_id: int) -> Any:
     return row
 
 
+_MERCHANT_PREFIX = "merchant__"
+_OFFER_WITH_MERCHANT = DriverStatement(
+    select(O, *(c.label(_MERCHANT_PREFIX + c.key) for c in M.c))
+    .join(M, M.c.id == O.c.merchant_id).where(O.c.id == bindparam("offer_id")))
+
+
+async def offer_with_merchant(conn: AsyncConnection, offer_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The offer's row and its merchant's row (dicts of column values), one statement on the driver path
+    (every redemption asks it); NOT_FOUND (field ``offerId``) when there is no such offer."""
+    rows = await _OFFER_WITH_MERCHANT.all(conn, {"offer_id": offer_id})
+    if not rows:
+        raise NotFound("No such offer / 优惠不存在", field="offerId")
+    offer: dict[str, Any] = {}
+    merchant: dict[str, Any] = {}
+    cut = len(_MERCHANT_PREFIX)
+    for key, value in rows[0].items():
+        if key.startswith(_MERCHANT_PREFIX):
+            merchant[key[cut:]] = value
+        else:
+            offer[key] = value
+    return offer, merchant
+
+
 async def create_offer(
     conn: AsyncConnection, *, actor: merchants.Actor, merchant_id: int, fields: dict[str, Any], status: str, now: datetime
 ) -> int:

@@ -32,7 +32,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.db import Page, PageArgs, keyset_page
-from jingtan_api.driver import DriverStatement
+from jingtan_api.driver import DriverStatement, in_list
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, NotFound
 from jingtan_api.merchants import service as merchants
@@ -119,22 +119,22 @@ async def redeem(
     if claim.is_replay:
         return int(claim.result_id), True
 
-    offer = await offers.offer_row(conn, offer_id)
-    merchant = await merchants.merchant_row(conn, offer.merchant_id)
-    refusal = offers.unavailable(offer._mapping, merchant._mapping, now)
+    offer, merchant = await offers.offer_with_merchant(conn, offer_id)
+    refusal = offers.unavailable(offer, merchant, now)
     if refusal is not None:
         raise refusal
-    if quantity > offer.per_member_limit:
+    limit = offer["per_member_limit"]
+    if quantity > limit:
         raise RedeemFailure(
-            f"At most {offer.per_member_limit} per member / 每人限兑 {offer.per_member_limit} 份",
+            f"At most {limit} per member / 每人限兑 {limit} 份",
             code="REDEMPTION_LIMIT_REACHED", field="quantity",
         )
 
     member_account = await ledger.lock_member_account(conn, user_id)
     already = (await _ALREADY.all(conn, {"offer_id": offer_id, "uid": user_id}))[0]["already"]
-    if int(already) + quantity > offer.per_member_limit:
+    if int(already) + quantity > limit:
         raise RedeemFailure(
-            f"At most {offer.per_member_limit} per member; you have {already} / 每人限兑 {offer.per_member_limit} 份，您已兑换 {already} 份",
+            f"At most {limit} per member; you have {already} / 每人限兑 {limit} 份，您已兑换 {already} 份",
             code="REDEMPTION_LIMIT_REACHED", field="quantity",
         )
 
@@ -142,15 +142,15 @@ async def redeem(
     if refusal is not None:
         raise refusal
 
-    points = quantity * offer.points_price
+    points = quantity * offer["points_price"]
     await ledger.expire_account_lots(conn, member_account, now=now, lot_expiry_days=lot_expiry_days)
     posted = await ledger.post_transaction(
         conn,
         kind=REDEMPTION,
-        postings=[ledger.Posting(member_account, -points), ledger.Posting(merchant.account_id, points)],
+        postings=[ledger.Posting(member_account, -points), ledger.Posting(merchant["account_id"], points)],
         now=now,
         lot_expiry_days=lot_expiry_days,
-        memo=f"{offer.title_zh} {offer.title_en}".strip()[:200] + f" ×{quantity}",
+        memo=f"{offer['title_zh']} {offer['title_en']}".strip()[:200] + f" ×{quantity}",
         actor_user_id=user_id,
     )
     for _ in range(5):
@@ -160,12 +160,12 @@ async def redeem(
     else:  # pragma: no cover - 31^10 codes
         raise RuntimeError("could not draw a free redemption code")
     redemption_id = (await _INSERT_REDEMPTION.all(conn, {
-        "offer_id": offer_id, "merchant_id": offer.merchant_id, "member_user_id": user_id, "quantity": quantity,
+        "offer_id": offer_id, "merchant_id": offer["merchant_id"], "member_user_id": user_id, "quantity": quantity,
         "points": points, "code": code, "status": PENDING, "created_at": now,
         "expires_at": now + timedelta(days=valid_days), "transaction_id": posted.id,
     }))[0]["id"]
     await _emit(conn, "redemption.created", redemption_id=redemption_id, member_user_id=user_id,
-                merchant_id=offer.merchant_id, offer_id=offer_id, points=points, status=PENDING)
+                merchant_id=offer["merchant_id"], offer_id=offer_id, points=points, status=PENDING)
     await idempotency.complete(conn, claim, "Redemption", redemption_id)
     return redemption_id, False
 
@@ -309,9 +309,11 @@ async def expire_redemption(
 # --- listing -----------------------------------------------------------------------------------------
 
 
+_BY_IDS = DriverStatement(select(R).where(in_list(R.c.id, "ids")))
+
+
 async def redemptions_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
-    rows = await conn.execute(select(R).where(R.c.id.in_(list(ids))))
-    return {r.id: dict(r._mapping) for r in rows}
+    return {r["id"]: r for r in await _BY_IDS.all(conn, {"ids": list(ids)})}
 
 
 def _redemptions_where(stmt: Any, *, member_user_id: int | None, merchant_id: int | None, status: str | None) -> Any:

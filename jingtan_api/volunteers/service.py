@@ -674,19 +674,29 @@ async def link_merchant(conn: AsyncConnection, *, merchant_id: int, applicant_us
     ).scalar_one()
 
 
+_COMMISSION_LINK = DriverStatement(
+    select(R.c.created_at, VM.c.volunteer_id, VM.c.share_basis_points, V.c.earnings_account_id)
+    .select_from(R.join(VM, and_(VM.c.merchant_id == bindparam("merchant_id"), VM.c.starts_at <= R.c.created_at,
+                                 VM.c.ends_at > R.c.created_at))
+                 .join(V, V.c.id == VM.c.volunteer_id))
+    .where(R.c.id == bindparam("redemption_id")).order_by(VM.c.id).limit(1))
+
+
 async def accrue_commission(conn: AsyncConnection, *, redemption_id: int, merchant_id: int, points: int,
                             lot_expiry_days: int) -> int | None:
     """Listener of ``redemption.created``: the commission of the volunteer who brought the merchant, funded
     by the platform commission account, in the redemption's own transaction."""
-    created_at = (await conn.execute(select(R.c.created_at).where(R.c.id == redemption_id))).scalar_one()
-    link = (await conn.execute(select(VM).where(VM.c.merchant_id == merchant_id, VM.c.starts_at <= created_at,
-                                                VM.c.ends_at > created_at))).first()
-    if link is None:
+    # One statement on the driver path (every redemption asks it): the volunteer link of the merchant
+    # live at the redemption's time, with the volunteer's earnings account; no row when there is none.
+    found = await _COMMISSION_LINK.all(conn, {"redemption_id": redemption_id, "merchant_id": merchant_id})
+    if not found:
         return None
-    share = points * link.share_basis_points // 10_000
+    link = found[0]
+    created_at = link["created_at"]
+    share = points * link["share_basis_points"] // 10_000
     if share <= 0:
         return None
-    earnings = (await conn.execute(select(V.c.earnings_account_id).where(V.c.id == link.volunteer_id))).scalar_one()
+    earnings = link["earnings_account_id"]
     if earnings is None:  # pragma: no cover - an ACTIVE volunteer always has one; a code needs ACTIVE
         return None
     source = await ledger.platform_account_id(conn, COMMISSION_CODE)
@@ -696,7 +706,7 @@ async def accrue_commission(conn: AsyncConnection, *, redemption_id: int, mercha
         memo=f"志愿者佣金 Volunteer commission: redemption {redemption_id}",
     )
     return (await conn.execute(insert(CM).values(
-        volunteer_id=link.volunteer_id, merchant_id=merchant_id, redemption_id=redemption_id, redeemed_points=points,
+        volunteer_id=link["volunteer_id"], merchant_id=merchant_id, redemption_id=redemption_id, redeemed_points=points,
         points=share, status=ACCRUED, transaction_id=posted.id, created_at=created_at,
     ).returning(CM.c.id))).scalar_one()
 
