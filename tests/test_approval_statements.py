@@ -97,3 +97,40 @@ async def test_the_merchant_attribution_reads_the_action_once_per_transaction(gq
         await approved_trip(gql, who, clock)
     lookups = [s for s in counter.statements if s.startswith("SELECT merchant_action.merchant_id")]
     assert len(lookups) == 1, counter.statements
+
+
+MAX_REDEMPTION_STATEMENTS = 24
+
+
+async def test_every_statement_of_an_approval_and_a_redemption_is_on_the_driver_path(gql, services, clock):
+    """The hot writes (docs/architecture.md, "The driver path") send every statement compiled once on the
+    bare driver: none goes through SQLAlchemy's execution layer (a `context.cache_hit` is set only there)."""
+    from offers_helpers import make_admin, make_member, make_merchant, make_offer, redeem
+    from sqlalchemy import event
+
+    admin = await make_admin(services, clock)
+    merchant = await make_merchant(gql, services, clock, admin)
+    offer = await make_offer(gql, clock, merchant, pointsPrice=10, totalStock=50)
+    buyer = await make_member(services, clock, points=500)
+    who = await member(gql, "戊 E")
+    await approved_trip(gql, who, clock)
+    await redeem(gql, buyer, offer["id"])
+    seen: list[tuple[bool, str]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append((getattr(context, "cache_hit", None) is None, statement))
+
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await approved_trip(gql, who, clock)
+        approval = list(seen)
+        seen.clear()
+        result = await redeem(gql, buyer, offer["id"])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert result["userErrors"] == [] and result["redemption"]["status"] == "PENDING"
+    for statements in (approval, seen):
+        assert statements and [sql for driver, sql in statements if not driver] == []
+    assert any(sql.startswith("INSERT INTO redemption") for _, sql in seen)
+    assert len(seen) <= MAX_REDEMPTION_STATEMENTS, [sql for _, sql in seen]
