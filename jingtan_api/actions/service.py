@@ -284,6 +284,31 @@ def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datet
     return start, end
 
 
+_GRAMS_USED = StatementCache()
+
+
+async def _grams_used(conn: AsyncConnection, owner: str | None, by_cap_group: bool, excluding: bool,
+                      params: dict[str, Any]) -> int:
+    """Grams of approved actions of category ``code`` that occurred in [start, end), of one member
+    (``owner="user"``), one household, or everybody (None), optionally of one cap group and without
+    the action ``exclude_id``: one driver statement per shape (every capped submission asks it)."""
+    def build() -> DriverStatement:
+        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0).label("used")).where(
+            T.c.plugin_code == bindparam("code"), T.c.status == APPROVED,
+            T.c.occurred_from >= bindparam("start", type_=T.c.occurred_from.type),
+            T.c.occurred_from < bindparam("end", type_=T.c.occurred_from.type))
+        if owner is not None:
+            q = q.where((T.c.household_id if owner == "household" else T.c.user_id) == bindparam("owner_id"))
+        if by_cap_group:
+            q = q.where(T.c.cap_group == bindparam("cap_group"))
+        if excluding:
+            q = q.where(T.c.id != bindparam("exclude_id"))
+        return DriverStatement(q)
+
+    stmt = _GRAMS_USED.get((owner, by_cap_group, excluding), build)
+    return int((await stmt.all(conn, params))[0]["used"])
+
+
 async def _cap_room(
     conn: AsyncConnection, *, user_id: int, code: str, caps: Caps, occurred: datetime, tz: ZoneInfo,
     grams_per_point: int, exclude_id: int | None = None, cap_group: str | None = None,
@@ -294,7 +319,9 @@ async def _cap_room(
     daily/monthly limits count the household's actions together (the caller holds the household's lock)."""
     room: int | None = None
     which: str | None = None
-    owner = (T.c.household_id == household_id) if caps.per_household and household_id is not None else (T.c.user_id == user_id)
+    by_household = caps.per_household and household_id is not None
+    owner = {"owner_id": household_id if by_household else user_id}
+    base = {"code": code, "exclude_id": exclude_id}
     for monthly, grams_cap, points_cap in (
         (False, caps.daily_grams, caps.daily_points),
         (True, caps.monthly_grams, caps.monthly_points),
@@ -303,16 +330,8 @@ async def _cap_room(
         if not limits:
             continue
         start, end = _window_bounds(occurred, tz, monthly)
-        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
-            owner,
-            T.c.plugin_code == code,
-            T.c.status == APPROVED,
-            T.c.occurred_from >= start,
-            T.c.occurred_from < end,
-        )
-        if exclude_id is not None:
-            q = q.where(T.c.id != exclude_id)
-        used = int((await conn.execute(q)).scalar_one())
+        used = await _grams_used(conn, "household" if by_household else "user", False, exclude_id is not None,
+                                 {**base, **owner, "start": start, "end": end})
         left = max(0, min(limits) - used)
         if room is None or left < room:
             room, which = left, "monthly" if monthly else "daily"
@@ -322,23 +341,15 @@ async def _cap_room(
         if conn.dialect.name == "postgresql":
             await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"jingtan.action_cap:{code}"))))
         start, end = _window_bounds(occurred, tz, False)
-        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
-            T.c.plugin_code == code, T.c.status == APPROVED, T.c.occurred_from >= start, T.c.occurred_from < end,
-        )
-        if exclude_id is not None:
-            q = q.where(T.c.id != exclude_id)
-        left = max(0, caps.platform_daily_grams - int((await conn.execute(q)).scalar_one()))
+        used = await _grams_used(conn, None, False, exclude_id is not None, {**base, "start": start, "end": end})
+        left = max(0, caps.platform_daily_grams - used)
         if room is None or left < room:
             room, which = left, "platform daily"
     if cap_group is not None and cap_group_daily_grams is not None:
         start, end = _window_bounds(occurred, tz, False)
-        q = select(func.coalesce(func.sum(T.c.grams_co2e), 0)).where(
-            T.c.user_id == user_id, T.c.plugin_code == code, T.c.status == APPROVED, T.c.cap_group == cap_group,
-            T.c.occurred_from >= start, T.c.occurred_from < end,
-        )
-        if exclude_id is not None:
-            q = q.where(T.c.id != exclude_id)
-        left = max(0, cap_group_daily_grams - int((await conn.execute(q)).scalar_one()))
+        used = await _grams_used(conn, "user", True, exclude_id is not None,
+                                 {**base, "owner_id": user_id, "cap_group": cap_group, "start": start, "end": end})
+        left = max(0, cap_group_daily_grams - used)
         if room is None or left < room:
             room, which = left, f"daily ({cap_group})"
     return room, which

@@ -356,10 +356,14 @@ def medals_reached(grams: int, actions: int) -> list[str]:
     return [m.code for m in MEDALS if (grams if m.metric == "GRAMS" else actions) >= m.threshold]
 
 
-def _award_stmt(dialect: str) -> Any:
-    """``INSERT INTO medal_award … ON CONFLICT DO NOTHING``, built once per dialect (see :func:`_upsert`)."""
-    return _UPSERTS.get((dialect, MA.name), lambda: dialect_insert_for(dialect, MA).on_conflict_do_nothing(
-        index_elements=["user_id", "code"]))
+_AWARDED = ("user_id", "code", "awarded_at")
+
+
+def _award_stmt(dialect: str, n: int) -> DriverStatement:
+    """``INSERT INTO medal_award … ON CONFLICT DO NOTHING`` of ``n`` rows, built once per dialect and count."""
+    return _UPSERTS.get((dialect, MA.name, n), lambda: DriverStatement(
+        dialect_insert_for(dialect, MA).values(row_binds(MA, _AWARDED, n))
+        .on_conflict_do_nothing(index_elements=["user_id", "code"])))
 
 
 async def _award_medals(conn: AsyncConnection, att: Attribution, grams: int, actions: int, *,
@@ -369,7 +373,8 @@ async def _award_medals(conn: AsyncConnection, att: Attribution, grams: int, act
     before = set(medals_reached(grams - att.grams, actions - 1))
     new = [c for c in medals_reached(grams, actions) if c not in before]
     if new:
-        await conn.execute(_award_stmt(conn.dialect.name), [dict(user_id=att.user_id, code=c, awarded_at=now) for c in new])
+        rows = [dict(user_id=att.user_id, code=c, awarded_at=now) for c in new]
+        await _award_stmt(conn.dialect.name, len(rows)).all(conn, row_params(rows, _AWARDED))
     return new
 
 
