@@ -10,18 +10,29 @@ JSON ``data`` (the runner checks it equal to the GraphQL subject's before measur
 * :func:`floor_catalogue_app` — ``Catalogue`` (first 20, NEWEST, no filter): the catalogue page (offers
   of ACTIVE merchants, in window, in stock) and the page's merchants, in one read transaction.
 
-* :func:`floor_submit_app` — ``submitAction`` (a recycling drop-off): the rows the mutation writes, in
-  one write transaction: idempotency claim, member-row lock, APPROVED ``action`` (``ON CONFLICT`` on its
-  evidence fingerprint), the ACTION_CREDIT transaction (``post_transaction`` written out: conditional
-  balance UPDATEs in descending account id, two entries, one lot), the action's ``transaction_id``, the
-  idempotency result.
+* :func:`floor_submit_app` — ``submitAction`` (a recycling drop-off): the statements the mutation sends,
+  in the same order. Reads first (no transaction on PostgreSQL): the member's roles and status, the
+  identity gate's contact, the household, the idempotency key, the evidence fingerprint. Then one write
+  transaction: idempotency claim, member-row lock, the category's and the member's caps, APPROVED
+  ``action`` (``ON CONFLICT`` on its evidence fingerprint), the ACTION_CREDIT transaction
+  (``post_transaction`` written out: conditional balance UPDATEs in descending account id, two entries,
+  one lot), the webhook outbox's endpoints, the action's ``transaction_id``, and the approval's
+  listeners — pending volunteer referral, merchant attribution of the station, the impact aggregates
+  (profile city, organisations, totals per board and period, breakdowns, medals crossed), the
+  idempotency result and the day's counters (one sorted upsert). Until 2026-12-04 this floor sent only
+  the credit (11 statements against the app's 29): the ratio then compared different work. It reuses
+  the app's pure row helpers (``impact._total_rows``, ``_breakdown_rows``, ``medals_reached``), not its
+  SQL layer; it leaves out what the app does not need to do (re-reading the action it just wrote) and
+  the live-update NOTIFY after COMMIT.
 * :func:`floor_grant_app` — ``grantPoints``: ``ledger.adjust_points`` (GRANT) written out: claim, the two
   accounts, the GRANT transaction (entries, lot, balances), the audit row, the idempotency result.
-* :func:`floor_redeem_app` — ``redeemOffer``: ``redemptions.service.redeem`` written out (claim, verified
-  contact, offer and merchant rows, member-row lock, per-member count, conditional stock UPDATE, expired
-  lots probe, the REDEMPTION transaction with lot consumption, code draw, redemption row, idempotency
-  result), then one read transaction for the payload (redemption, offer, merchant, account), as the
-  mutation's resolvers read it after the commit.
+* :func:`floor_redeem_app` — ``redeemOffer``: the mutation's roles-and-status read, then
+  ``redemptions.service.redeem`` written out (claim, verified contact, offer and merchant rows, member-row
+  lock, per-member count, conditional stock UPDATE, expired lots probe, the REDEMPTION transaction with
+  lot consumption, the webhook outbox's endpoints, code draw, redemption row, the listeners' segment-rule
+  probe and volunteer-commission link, idempotency result, the day's points counter), then the payload's
+  reads (redemption, offer, merchant, account). The roles read, endpoints, segment probe, commission
+  link and counter were added on 2026-12-04, so that the floor sends what the app sends.
 
 On SQLite the endpoint runs the driver on the event loop thread with one connection (no thread hand-off:
 the cheapest way Python can answer; writes ``BEGIN IMMEDIATE``); on PostgreSQL an asyncpg pool of
@@ -40,6 +51,7 @@ import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from starlette.applications import Starlette
@@ -171,7 +183,9 @@ class _Driver:
     async def read(self, statements: list[tuple[str, tuple]] | Any) -> list[list[dict]]:
         """``statements`` is a callable ``(run) -> awaitable`` so later statements can use earlier rows."""
         if self.pg:
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            # No BEGIN/COMMIT: under READ COMMITTED each statement reads its own snapshot either way, and
+            # the app's reads send none either (jingtan_api.driver, STATEMENT_READS).
+            async with self.pool.acquire() as conn:
                 async def run(sql: str, *args: Any) -> list[dict]:
                     return [dict(r) for r in await conn.fetch(sql, *args)]
 
@@ -215,7 +229,7 @@ class _Driver:
     async def read_tx(self, fn: Callable[[_Tx], Awaitable[Any]]) -> Any:
         """``fn`` in one read transaction (``_Tx`` interface)."""
         if self.pg:
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            async with self.pool.acquire() as conn:  # no BEGIN/COMMIT, as in read()
                 return await fn(_Tx(conn, True))
         assert self.conn is not None
         self.conn.execute("BEGIN")
@@ -377,6 +391,66 @@ class _Refused(Exception):
     """A request the floor does not serve (the bench never sends one): answered as a GraphQL error."""
 
 
+# submitAction's reads and the approval listeners' statements (floor_submit_app), as the app sends them.
+ROLES_STATUS = "SELECT roles, status FROM user_account WHERE id = $1"
+CONTACT = "SELECT phone, email, phone_verified_at, email_verified_at FROM user_account WHERE id = $1"
+HOUSEHOLD_OF = "SELECT household_id FROM household_member WHERE active_user_id = $1"
+SEEN_KEY = "SELECT request_hash, result_id FROM idempotency_record WHERE scope = $1 AND key = $2"
+EVIDENCE_USED = "SELECT id FROM action WHERE plugin_code = $1 AND evidence_fingerprint = $2 LIMIT 1"
+CATEGORY_USED = ("SELECT coalesce(sum(grams_co2e), 0) FROM action WHERE plugin_code = $1 AND status = $2 "
+                 "AND occurred_from >= $3 AND occurred_from < $4 AND user_id = $5")
+MEMBER_USED = ("SELECT coalesce(sum(CASE WHEN coalesce(reviewed_at, created_at) >= $1 AND coalesce(reviewed_at, created_at) < $2 "
+               "THEN points ELSE 0 END), 0) AS daily, coalesce(sum(points), 0) AS monthly FROM action "
+               "WHERE user_id = $3 AND status = $4 AND coalesce(reviewed_at, created_at) >= $5 "
+               "AND coalesce(reviewed_at, created_at) < $6")
+WEBHOOK_ENDPOINTS = "SELECT id, event_types, merchant_id FROM webhook_endpoint WHERE active = TRUE ORDER BY id"
+PENDING_REFERRAL = "SELECT id, volunteer_id FROM volunteer_referral WHERE referred_user_id = $1 AND status = $2 LIMIT 1"
+ATTRIBUTED = "SELECT merchant_id, station_id FROM merchant_action WHERE action_id = $1"
+ACTIVE_STATION = ("SELECT merchant_station.id, merchant_station.merchant_id FROM merchant_station JOIN merchant "
+                  "ON merchant.id = merchant_station.merchant_id WHERE merchant_station.code = $1 AND merchant.status = $2")
+PROFILE_CITY = "SELECT city FROM impact_profile WHERE user_id = $1"
+ORGANISATIONS_AT = ("SELECT organisation_id FROM organisation_member WHERE user_id = $1 AND joined_at <= $2 "
+                    "AND (left_at IS NULL OR left_at > $2) ORDER BY organisation_id")
+SEGMENT_RULED = "SELECT id FROM offer_segment_rule WHERE offer_id = $1 LIMIT 1"
+COMMISSION_LINK = ("SELECT redemption.created_at, volunteer_merchant.volunteer_id, volunteer_merchant.share_basis_points, "
+                   "volunteer.earnings_account_id FROM redemption JOIN volunteer_merchant ON "
+                   "volunteer_merchant.merchant_id = $1 AND volunteer_merchant.starts_at <= redemption.created_at AND "
+                   "volunteer_merchant.ends_at > redemption.created_at JOIN volunteer ON volunteer.id = "
+                   "volunteer_merchant.volunteer_id WHERE redemption.id = $2 ORDER BY volunteer_merchant.id LIMIT 1")
+AWARD_MEDAL = ("INSERT INTO medal_award (user_id, code, awarded_at) VALUES ($1, $2, $3) "
+               "ON CONFLICT (user_id, code) DO NOTHING")
+
+
+def _local_day(moment: datetime, tz: ZoneInfo) -> Any:
+    return moment.astimezone(tz).date()
+
+
+def _local_bounds(moment: datetime, tz: ZoneInfo, *, monthly: bool) -> tuple[datetime, datetime]:
+    local = moment.astimezone(tz)
+    if monthly:
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return start, (start + timedelta(days=32)).replace(day=1)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+async def _upsert(tx: _Tx, table: str, rows: list[dict], keys: tuple[str, ...], adds: tuple[str, ...],
+                  returning: str = "") -> list[dict]:
+    """``INSERT … VALUES (row), … ON CONFLICT (keys) DO UPDATE SET add = table.add + excluded.add``: one
+    statement for all rows (sorted by the caller), as the impact aggregates are written."""
+    if not rows:
+        return []
+    cols = (*keys, *adds)
+    values = ", ".join("(" + ", ".join(f"${i * len(cols) + j + 1}" for j in range(len(cols))) + ")" for i in range(len(rows)))
+    sql = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES {values} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+           + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in adds) + (f" RETURNING {returning}" if returning else ""))
+    args = [row[c] for row in rows for c in cols]
+    if returning:
+        return await tx.rows(sql, *args)
+    await tx.execute(sql, *args)
+    return []
+
+
 async def _claim(tx: _Tx, scope: str, key: str, req_hash: str, now: datetime) -> tuple[int | None, int | None]:
     """``idempotency.claim``: (record id, None) when new, (None, result id) for a replay."""
     record_id = await tx.val(CLAIM, scope, key, req_hash, tx.ts(now))
@@ -429,11 +503,14 @@ def floor_submit_app() -> Starlette:
     from jingtan_api.plugins.api import grams_from
     from jingtan_recycling import FACTOR_OF, FACTORS, RecyclingActionType, RecyclingInput
 
+    from jingtan_api.impact import service as impact
+
     settings = _settings()
     auth = _Auth(settings)
     driver = _Driver(settings.database_url, settings.database_pool_size, settings.sqlite_busy_timeout_ms)
     pg = driver.pg
     cfg = settings.points
+    tz = ZoneInfo(settings.actions.timezone)
     factors = {f.id: f for f in FACTORS}
     version = RecyclingActionType.version
     lock = " FOR UPDATE" if pg else ""
@@ -485,6 +562,22 @@ def floor_submit_app() -> Starlette:
         req_hash = idempotency.request_hash({"code": "recycling", "input": stored_input, "evidence": None})
         now = datetime.now(UTC)
 
+        # The reads before the write, as the mutation sends them (no transaction on PostgreSQL): the
+        # member's roles and status, the identity gate's contact, the household, the idempotency key and
+        # the evidence fingerprint.
+        async def prechecks(tx: _Tx) -> dict:
+            found = await tx.row(ROLES_STATUS, user_id)
+            if found is None or found["status"] != "ACTIVE":
+                raise _Refused("ACCOUNT_NOT_ACTIVE")
+            contact = await tx.row(CONTACT, user_id)
+            if settings.identity.require_verified_contact and not (
+                    (contact["phone"] and contact["phone_verified_at"]) or (contact["email"] and contact["email_verified_at"])):
+                raise _Refused("CONTACT_NOT_VERIFIED")
+            household_id = await tx.val(HOUSEHOLD_OF, user_id)
+            seen = await tx.row(SEEN_KEY, f"submitAction:{user_id}", key)
+            used = await tx.val(EVIDENCE_USED, "recycling", fingerprint)
+            return {"household_id": household_id, "seen": seen, "evidence_used": used is not None}
+
         async def work(tx: _Tx) -> tuple[int, bool]:
             record_id, replay_of = await _claim(tx, f"submitAction:{user_id}", key, req_hash, now)
             if record_id is None:
@@ -494,10 +587,22 @@ def floor_submit_app() -> Starlette:
                 cache["issuance"] = await tx.val(issuance_sql)
             if cache.get("version") is None:
                 cache["version"] = await tx.val(version_sql)
+            # The caps: the category's daily grams (recycling: 20 kg) and the member's daily/monthly points.
+            day0, day1 = _local_bounds(dropped_at, tz, monthly=False)
+            cat_used = await tx.val(CATEGORY_USED, "recycling", "APPROVED", tx.ts(day0), tx.ts(day1), user_id)
+            now0, now1 = _local_bounds(now, tz, monthly=False)
+            month0, month1 = _local_bounds(now, tz, monthly=True)
+            member_used = await tx.row(MEMBER_USED, tx.ts(now0), tx.ts(now1), user_id, "APPROVED", tx.ts(month0), tx.ts(month1))
+            room = min(RecyclingActionType.default_caps.daily_grams - int(cat_used),
+                       (settings.actions.member_daily_cap_points - int(member_used["daily"])) * cfg.grams_per_point,
+                       (settings.actions.member_monthly_cap_points - int(member_used["monthly"])) * cfg.grams_per_point)
+            if grams > room:
+                raise _Refused("CAPPED")
             action_id = await tx.val(
                 insert_action, user_id, "recycling", version, dumps(stored_input), evidence, fingerprint, fingerprint,
                 raw["stationId"], tx.ts(dropped_at), tx.ts(dropped_at), "APPROVED", "[]", grams, points,
-                dumps([factor.id]), dumps([factor.as_dict()]), formula, None, None, cache["version"], None, tx.ts(now),
+                dumps([factor.id]), dumps([factor.as_dict()]), formula, None, None, cache["version"],
+                pre["household_id"], tx.ts(now),
             )
             if action_id is None:
                 raise _Refused("DUPLICATE_EVIDENCE")
@@ -505,12 +610,44 @@ def floor_submit_app() -> Starlette:
             memo = f"{RecyclingActionType.name_en} action {gid} / {RecyclingActionType.name_zh}行为 {gid}"[:200]
             tx_id, _ = await _post(tx, kind="ACTION_CREDIT", postings=[(cache["issuance"], -points), (account_id, points)],
                                    now=now, memo=memo, actor_user_id=None, lot_expiry_days=cfg.lot_expiry_days)
+            await tx.rows(WEBHOOK_ENDPOINTS)  # the outbox's endpoints (none subscribed in the bench)
             await tx.execute(set_tx, tx_id, action_id)
+            # The approval's listeners: a pending volunteer referral, the merchant attribution of the drop-off
+            # station, the impact aggregates (profile city, organisations; totals per board and period,
+            # breakdowns, medals crossed), then the idempotency result and the day's counters.
+            await tx.row(PENDING_REFERRAL, user_id, "PENDING")
+            await tx.rows(ATTRIBUTED, action_id)
+            await tx.row(ACTIVE_STATION, raw["stationId"], "ACTIVE")
+            city = await tx.val(PROFILE_CITY, user_id)
+            orgs = tuple(r["organisation_id"] for r in await tx.rows(ORGANISATIONS_AT, user_id, tx.ts(now)))
+            day = impact.local_day(dropped_at, tz)
+            att = impact.Attribution(action_id, user_id, "recycling", grams, dropped_at, day, pre["household_id"],
+                                     orgs, city or "")
+            totals = await _upsert(tx, "impact_total", impact._total_rows(att), ("board", "board_key", "period", "entrant_id"),
+                                   ("grams", "actions"), "board, board_key, period, grams, actions")
+            mine = next(r for r in totals if (r["board"], r["board_key"], r["period"]) == (impact.MEMBER, "", impact.ALL))
+            before = set(impact.medals_reached(int(mine["grams"]) - grams, int(mine["actions"]) - 1))
+            new = [c for c in impact.medals_reached(int(mine["grams"]), int(mine["actions"])) if c not in before]
+            await _upsert(tx, "impact_breakdown", impact._breakdown_rows(att), ("subject", "subject_key", "month", "plugin_code"),
+                          ("grams", "actions"))
+            for code in new:
+                await tx.execute(AWARD_MEDAL, user_id, code, tx.ts(now))
             await tx.execute(COMPLETE, "Action", action_id, record_id)
+            today = impact.local_day(now, tz)
+            stats = sorted([("actions", today, "APPROVED:recycling", 1), ("co2e", day, "recycling", grams),
+                            ("points", today, "ACTION_CREDIT", points)])
+            await _upsert(tx, "stats_daily", [dict(metric=m, day=d if tx.pg else d.isoformat(), dim=k, value=v)
+                                              for m, d, k, v in stats], ("metric", "day", "dim"), ("value",))
             return action_id, False
 
         try:
-            action_id, replayed = await driver.write(work)
+            pre = await driver.read_tx(prechecks)
+            if pre["seen"] is not None and pre["seen"]["result_id"] is not None:
+                action_id, replayed = int(pre["seen"]["result_id"]), True
+            elif pre["evidence_used"]:
+                raise _Refused("DUPLICATE_EVIDENCE")
+            else:
+                action_id, replayed = await driver.write(work)
         except _Refused as exc:
             return _json({"data": None, "errors": [{"message": str(exc)}]})
         factor_out = {"id": factor.id, "value": str(factor.value), "unit": factor.unit, "source": factor.source}
@@ -608,6 +745,7 @@ def floor_redeem_app() -> Starlette:
     valid_days = settings.offers.redemption_valid_days
     max_quantity = settings.offers.max_quantity
     verified_gate = settings.identity.require_verified_contact
+    tz = ZoneInfo(settings.actions.timezone)
     lock = " FOR UPDATE" if pg else ""
     offer_sql = f"SELECT {OFFER_COLS} FROM offer WHERE offer.id = $1"
     merchant_sql = f"SELECT {MERCHANT_COLS} FROM merchant WHERE merchant.id = $1"
@@ -639,6 +777,7 @@ def floor_redeem_app() -> Starlette:
         key = idempotency.validate_key(data_in["idempotencyKey"])
         req_hash = idempotency.request_hash({"offerId": offer_id, "quantity": quantity})
         now = datetime.now(UTC)
+        today = _local_day(now, tz)
 
         async def work(tx: _Tx) -> tuple[int, bool]:
             if verified_gate:
@@ -669,6 +808,7 @@ def floor_redeem_app() -> Starlette:
             tx_id, _ = await _post(tx, kind="REDEMPTION", postings=[(member_account, -points),
                                                                     (merchant["account_id"], points)],
                                    now=now, memo=memo, actor_user_id=user_id, lot_expiry_days=lot_days)
+            await tx.rows(WEBHOOK_ENDPOINTS)  # the outbox's endpoints (none subscribed in the bench)
             for _ in range(5):
                 code = redemptions.new_code()
                 if await tx.val(clash_sql, code) is None:
@@ -677,7 +817,15 @@ def floor_redeem_app() -> Starlette:
                 raise RuntimeError("could not draw a free redemption code")
             redemption_id = await tx.val(insert_sql, offer_id, offer["merchant_id"], user_id, quantity, points, code,
                                          tx.ts(now), tx.ts(now + timedelta(days=valid_days)), tx_id)
+            # The redemption's listeners: the offer's segment rules (none: open to everyone), the
+            # volunteer commission's link (none in the bench); then the idempotency result and the day's
+            # points counter.
+            if await tx.val(SEGMENT_RULED, offer_id) is not None:
+                raise _Refused("segment rules: not written out in the floor")  # never in the bench
+            await tx.row(COMMISSION_LINK, offer["merchant_id"], redemption_id)
             await tx.execute(COMPLETE, "Redemption", redemption_id, record_id)
+            await _upsert(tx, "stats_daily", [dict(metric="points", day=today if tx.pg else today.isoformat(),
+                                                   dim="REDEMPTION", value=points)], ("metric", "day", "dim"), ("value",))
             return redemption_id, False
 
         async def payload(tx: _Tx, redemption_id: int) -> tuple[dict, dict, dict, dict]:
@@ -689,6 +837,10 @@ def floor_redeem_app() -> Starlette:
             return r, o, m, a  # type: ignore[return-value]
 
         try:
+            # The mutation's check of the member's roles and status (a read of its own, before the write).
+            found = await driver.read_tx(lambda tx: tx.row(ROLES_STATUS, user_id))
+            if found is None or found["status"] != "ACTIVE":
+                raise _Refused("ACCOUNT_NOT_ACTIVE")
             redemption_id, replayed = await driver.write(work)
         except _Refused as exc:
             return _json({"data": None, "errors": [{"message": str(exc)}]})

@@ -174,11 +174,14 @@ class Database:
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn) -> None:  # pragma: no cover - driver callback
             if conn.get_execution_options().get(WRITE_OPTION):
-                # In aiosqlite's thread (it may wait up to the busy timeout for another process's
-                # writer), in one hop rather than a cursor's three.
+                # Writers of this process are already serialised by the write lock, so BEGIN IMMEDIATE only
+                # waits for another process's writer. Try it on the loop's thread without waiting; only
+                # when another process holds the lock, wait for it (up to the busy timeout) in aiosqlite's
+                # thread, so that the event loop is never blocked by the wait.
                 fairy = conn.connection
                 try:
-                    await_(_sqlite_begin_immediate(fairy.dbapi_connection))
+                    if not _sqlite_try_begin_immediate(sqlite_connection(fairy.dbapi_connection), busy_timeout_ms):
+                        await_(_sqlite_begin_immediate(fairy.dbapi_connection))
                 except fairy.dbapi_connection.dbapi.Error as exc:
                     raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, conn.dialect.loaded_dbapi.Error,
                                               dialect=conn.dialect) from exc
@@ -205,13 +208,14 @@ class Database:
 
         dialect.do_rollback = _rollback_if_in_transaction  # type: ignore[method-assign]
 
-        # Likewise COMMIT: a read's COMMIT has already been sent on the loop's thread (_close_read).
-        do_commit = dialect.do_commit
-
+        # COMMIT on the loop's thread, as the sqlite3 floor does (no hop while a writer holds the write
+        # lock). A read's COMMIT writes nothing; a write's appends to the WAL without fsync
+        # (synchronous=NORMAL), except that every ~1,000 WAL pages the committing connection also runs
+        # SQLite's passive auto-checkpoint, a short stall of this process's loop (docs/architecture.md).
         def _commit_if_in_transaction(dbapi_connection) -> None:
             driver = getattr(dbapi_connection, "driver_connection", None)
-            if driver is None or driver.in_transaction:
-                do_commit(dbapi_connection)
+            if driver is not None and driver.in_transaction:
+                sqlite_connection(dbapi_connection).commit()
 
         dialect.do_commit = _commit_if_in_transaction  # type: ignore[method-assign]
 
@@ -337,20 +341,29 @@ async def _sqlite_begin_immediate(adapted: Any) -> None:
 
 def _close_read(sync: Connection, trans: Transaction, exc_type: Any, exc: Any, tb: Any) -> None:
     """End a read transaction as leaving ``with sync.begin():`` does (commit, or roll back on an error),
-    then return the connection to the pool. On SQLite a read's COMMIT (which only ends its snapshot: it
-    writes nothing and so never checkpoints) is sent on the loop's thread first; SQLAlchemy's commit then
-    finds no transaction open and skips its hop to aiosqlite's thread."""
+    then return the connection to the pool."""
     try:
-        if exc_type is None and sync.dialect.name == "sqlite" and trans.is_active:
-            fairy = sync.connection
-            try:
-                sqlite_connection(fairy.dbapi_connection).commit()
-            except fairy.dbapi_connection.dbapi.Error as error:
-                raise DBAPIError.instance("COMMIT", (), error, sync.dialect.loaded_dbapi.Error,
-                                          dialect=sync.dialect) from error
         trans.__exit__(exc_type, exc, tb)
     finally:
         sync.close()
+
+
+def _sqlite_try_begin_immediate(raw: Any, busy_timeout_ms: int) -> bool:
+    """``BEGIN IMMEDIATE`` on the loop's thread without waiting: False when another connection holds the
+    write lock (the caller then waits for it elsewhere)."""
+    import sqlite3
+
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as error:
+        if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or \
+                "locked" in str(error):
+            return False
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
 
 
 async def run_batched(

@@ -2,6 +2,10 @@
 
 import asyncio
 
+import pytest
+
+from jingtan_api.errors import Conflict
+
 from jingtan_api.accounts import service as ledger
 from jingtan_api.graphql.relay import decode_id
 
@@ -56,6 +60,60 @@ async def test_sqlite_write_works_from_another_event_loop(tmp_path):
 
     assert sorted(await asyncio.gather(*(db.write(insert) for _ in range(3)))) == [1, 2, 3]
     assert sorted(run_sync(in_other_loop())) == [4, 5, 6]
+    await db.dispose()
+
+
+async def test_sqlite_write_waits_for_another_process_writer_without_blocking_the_loop(tmp_path):
+    """BEGIN IMMEDIATE is tried on the loop's thread without waiting; while another connection (another
+    process, in real use) holds the write lock, the write waits for it in aiosqlite's thread — the event
+    loop keeps running — and commits once the lock is released; a busy timeout still ends in a typed
+    retryable error, and nothing is written then."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from jingtan_api.db import Database
+
+    path = tmp_path / "other.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=5000)
+
+    async def insert(conn):
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
+        await conn.execute(text("INSERT INTO t VALUES (1)"))
+        return (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one()
+
+    assert await db.write(insert) == 1
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the other process's writer
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    write = asyncio.create_task(db.write(insert))
+    await asyncio.sleep(0.4)
+    assert not write.done()  # waiting for the lock ...
+    assert ticks >= 20  # ... while the loop went on (a blocked loop would not have ticked)
+    other.execute("COMMIT")
+    assert await asyncio.wait_for(write, 5) == 2
+    beat.cancel()
+
+    short = Database(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=200)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Conflict) as refused:  # retried, then given up: the typed "try again"
+            await short.write(insert)
+        assert refused.value.code == "TRY_AGAIN"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one() == 2
+    await short.dispose()
     await db.dispose()
 
 
