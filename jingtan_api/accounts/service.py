@@ -110,11 +110,14 @@ def validate_amount(amount: object, *, max_amount: int, field: str = "amount") -
     return amount
 
 
+_PLATFORM_ACCOUNT = DriverStatement(select(A.c.id).where(A.c.code == bindparam("code")))
+
+
 async def platform_account_id(conn: AsyncConnection, code: str) -> int:
-    account_id = (await conn.execute(select(A.c.id).where(A.c.code == code))).scalar_one_or_none()
-    if account_id is None:
+    found = await _PLATFORM_ACCOUNT.all(conn, {"code": code})
+    if not found:
         raise RuntimeError(f"platform account {code!r} is missing; run `jingtan migrate`")
-    return account_id
+    return found[0]["id"]
 
 
 async def cached_platform_account_id(cache: dict[str, int], conn: AsyncConnection, code: str) -> int:
@@ -149,13 +152,14 @@ async def create_account(
     ).scalar_one()
 
 
+_MEMBER_ACCOUNT = DriverStatement(select(A.c.id).where(A.c.user_id == bindparam("user_id"), A.c.kind == MEMBER))
+
+
 async def member_account_id(conn: AsyncConnection, user_id: int) -> int:
-    account_id = (
-        await conn.execute(select(A.c.id).where(A.c.user_id == user_id, A.c.kind == MEMBER))
-    ).scalar_one_or_none()
-    if account_id is None:
+    found = await _MEMBER_ACCOUNT.all(conn, {"user_id": user_id})
+    if not found:
         raise NotFound("No points account for this user / 该用户没有积分账户", field="userId")
-    return account_id
+    return found[0]["id"]
 
 
 async def lock_member_account(conn: AsyncConnection, user_id: int) -> int:

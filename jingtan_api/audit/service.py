@@ -5,12 +5,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.audit.models import AuditLogEntry
 from jingtan_api.auth.permissions import acting_admin_var
 from jingtan_api.db import Page, PageArgs, keyset_page
+from jingtan_api.driver import DriverStatement
 from jingtan_api.errors import ValidationFailed
 
 T = AuditLogEntry.__table__
@@ -38,23 +39,23 @@ async def record(
 ) -> int:
     """Append one entry. The admin acting through an API token made for the actor (``acting_admin_var``,
     set per request) is recorded as ``acting_admin_id``."""
-    return (
-        await conn.execute(
-            insert(T)
-            .values(
-                actor_user_id=actor_user_id,
-                acting_admin_id=acting_admin_var.get(),
-                action=action,
-                target_type=target_type,
-                target_id=target_id,
-                reason=reason,
-                details=json.dumps(details or {}, ensure_ascii=False, sort_keys=True, default=str),
-                request_id=request_id,
-                created_at=now,
-            )
-            .returning(T.c.id)
-        )
-    ).scalar_one()
+    return (await _INSERT.all(conn, {
+        "actor_user_id": actor_user_id,
+        "acting_admin_id": acting_admin_var.get(),
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "reason": reason,
+        "details": json.dumps(details or {}, ensure_ascii=False, sort_keys=True, default=str),
+        "request_id": request_id,
+        "created_at": now,
+    }))[0]["id"]
+
+
+# Every admin write appends one (grantPoints among them): on the driver path.
+_INSERT = DriverStatement(insert(T).values(
+    {c: bindparam(c, type_=T.c[c].type) for c in ("actor_user_id", "acting_admin_id", "action", "target_type", "target_id",
+                                                  "reason", "details", "request_id", "created_at")}).returning(T.c.id))
 
 
 def _where(
