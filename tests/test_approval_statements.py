@@ -102,7 +102,7 @@ async def test_the_merchant_attribution_reads_the_action_once_per_transaction(gq
 MAX_REDEMPTION_STATEMENTS = 24
 
 
-async def test_every_statement_of_an_approval_and_a_redemption_is_on_the_driver_path(gql, services, clock):
+async def test_every_statement_of_an_approval_a_redemption_and_a_grant_is_on_the_driver_path(gql, services, clock):
     """The hot writes (docs/architecture.md, "The driver path") send every statement compiled once on the
     bare driver: none goes through SQLAlchemy's execution layer (a `context.cache_hit` is set only there)."""
     from offers_helpers import make_admin, make_member, make_merchant, make_offer, redeem
@@ -127,10 +127,19 @@ async def test_every_statement_of_an_approval_and_a_redemption_is_on_the_driver_
         approval = list(seen)
         seen.clear()
         result = await redeem(gql, buyer, offer["id"])
+        redemption = list(seen)
+        seen.clear()
+        granted = await gql.ok(
+            "mutation($i: AdjustPointsInput!) { grantPoints(input: $i) { account { balance } userErrors { code } } }",
+            {"i": {"userId": who["id"], "amount": 7, "reason": "welcome / 欢迎", "idempotencyKey": "grant-1"}},
+            token=admin["token"])
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert result["userErrors"] == [] and result["redemption"]["status"] == "PENDING"
-    for statements in (approval, seen):
+    assert granted["grantPoints"]["userErrors"] == []
+    for statements in (approval, redemption, seen):
         assert statements and [sql for driver, sql in statements if not driver] == []
+    assert any(sql.startswith("INSERT INTO audit_log") for _, sql in seen)
+    seen = redemption
     assert any(sql.startswith("INSERT INTO redemption") for _, sql in seen)
     assert len(seen) <= MAX_REDEMPTION_STATEMENTS, [sql for _, sql in seen]
