@@ -48,6 +48,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLID,
@@ -628,7 +629,7 @@ class CompiledExecutionContext(LimitedExecutionContext):
         if result is None or result is Undefined:
             return None
         if kind is _LEAF:
-            coerced = return_type.coerce_output_value(result)
+            coerced = leaf_serializer(return_type)(result)
             if coerced is Undefined or coerced is None:
                 raise TypeError(
                     f"Expected `{inspect(return_type)}.coerce_output_value({inspect(result)})`"
@@ -765,6 +766,42 @@ _IDENTITY_LEAVES: dict[Any, str] = {
 }
 
 
+_SERIALIZERS: dict[int, tuple[Any, Any]] = {}
+
+
+def leaf_serializer(named: Any) -> Any:
+    """The function turning a resolved value into a leaf type's output: ``named.coerce_output_value``,
+    except for strawberry's enum types, whose ``coerce_output_value`` scans every value of the enum
+    (``CustomGraphQLEnumType``): the same answer from one dict lookup (the first value wins, as in that
+    scan; anything else goes to the type's own method)."""
+    known = _SERIALIZERS.get(id(named))
+    if known is not None and known[0] is named:
+        return known[1]
+    serialize = named.coerce_output_value
+    cls = getattr(named, "wrapped_cls", None)
+    if isinstance(named, GraphQLEnumType) and isinstance(cls, type):
+        names: dict[Any, str] = {}
+        for name, value in named.values.items():
+            try:
+                names.setdefault(value.value, name)
+            except TypeError:  # an unhashable value: keep the type's own scan
+                names = {}
+                break
+        if names:
+            slow = serialize
+
+            def serialize(value: Any, _names: dict = names, _cls: type = cls, _slow: Any = slow) -> Any:
+                if isinstance(value, _cls):
+                    try:
+                        return _names[value.value]
+                    except (KeyError, TypeError):
+                        return _slow(value)
+                return _slow(value)
+
+    _SERIALIZERS[id(named)] = (named, serialize)
+    return serialize
+
+
 def _leaf(return_type: Any) -> tuple[bool, Any] | None:
     non_null = is_non_null_type(return_type)
     named = return_type.of_type if non_null else return_type
@@ -819,7 +856,7 @@ def _generate(parent_type: GraphQLObjectType, plans: list[FieldPlan]) -> Callabl
             body += [f"            if {check if non_null else f'v is None or {check}'}:", "                r = v",
                      "            else:", *slow]
         else:
-            ns[f"s{i}"] = named.coerce_output_value
+            ns[f"s{i}"] = leaf_serializer(named)
             body += [
                 "            r = Undefined",
                 "            if v is not None and not isinstance(v, Exception):",
