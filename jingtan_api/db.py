@@ -202,8 +202,9 @@ class Database:
         do_rollback = dialect.do_rollback
 
         def _rollback_if_in_transaction(dbapi_connection) -> None:
-            driver = getattr(dbapi_connection, "driver_connection", None)
-            if driver is None or driver.in_transaction:
+            # sqlite_connection raises sqlite3's OperationalError (a DBAPI error) on a closed connection.
+            if getattr(dbapi_connection, "driver_connection", None) is None or \
+                    sqlite_connection(dbapi_connection).in_transaction:
                 do_rollback(dbapi_connection)
 
         dialect.do_rollback = _rollback_if_in_transaction  # type: ignore[method-assign]
@@ -213,9 +214,12 @@ class Database:
         # (synchronous=NORMAL), except that every ~1,000 WAL pages the committing connection also runs
         # SQLite's passive auto-checkpoint, a short stall of this process's loop (docs/architecture.md).
         def _commit_if_in_transaction(dbapi_connection) -> None:
-            driver = getattr(dbapi_connection, "driver_connection", None)
-            if driver is not None and driver.in_transaction:
-                sqlite_connection(dbapi_connection).commit()
+            if getattr(dbapi_connection, "driver_connection", None) is None:
+                dbapi_connection.commit()
+                return
+            raw = sqlite_connection(dbapi_connection)
+            if raw.in_transaction:
+                raw.commit()
 
         dialect.do_commit = _commit_if_in_transaction  # type: ignore[method-assign]
 
@@ -335,8 +339,15 @@ class Database:
 
 
 async def _sqlite_begin_immediate(adapted: Any) -> None:
-    async with adapted._execute_mutex:  # as SQLAlchemy's aiosqlite cursor does
-        await adapted.driver_connection.execute_fetchall("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE in aiosqlite's thread, waiting (busy timeout) for another process's writer. Run to
+    completion even if the request is cancelled meanwhile: the statement goes on in that thread anyway,
+    and the connection must not go back to the pool (nor be used on the loop's thread) while it does —
+    once it is done, the pool's reset sees the transaction it may have begun and rolls it back."""
+    async def begin() -> None:
+        async with adapted._execute_mutex:  # as SQLAlchemy's aiosqlite cursor does
+            await adapted.driver_connection.execute_fetchall("BEGIN IMMEDIATE")
+
+    await run_to_completion(begin())
 
 
 def _close_read(sync: Connection, trans: Transaction, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -356,14 +367,16 @@ def _sqlite_try_begin_immediate(raw: Any, busy_timeout_ms: int) -> bool:
     raw.execute("PRAGMA busy_timeout=0")
     try:
         raw.execute("BEGIN IMMEDIATE")
-        return True
     except sqlite3.OperationalError as error:
-        if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or \
-                "locked" in str(error):
+        busy = getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or \
+            "locked" in str(error)
+        raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # restored before waiting elsewhere
+        if busy:
             return False
         raise
-    finally:
-        raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    # If this fails the write fails with it (and the pool's reset rolls the transaction back).
+    raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    return True
 
 
 async def run_batched(

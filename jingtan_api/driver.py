@@ -23,10 +23,10 @@ the driver's rows into dicts equal, values and types, to ``dict(row._mapping)`` 
 * SQLite: the sqlite3 connection under aiosqlite, called on the event loop's thread (the engine opens
   it with ``check_same_thread=False``), under the adapter's ``_execute_mutex`` so that nothing else runs
   on that connection meanwhile — no thread hop (aiosqlite's ``execute_fetchall`` takes one, SQLAlchemy's
-  cursor three). These are the hot statements, answered from SQLite's page cache in microseconds; what
-  may wait on a lock (BEGIN IMMEDIATE, a write's COMMIT) stays on aiosqlite's thread. ``Database``'s
-  "begin" hook has already sent BEGIN on that connection (and sqlite3's own implicit transactions are
-  off), so the statement runs in the open transaction.
+  cursor three). These are the hot statements, answered from SQLite's page cache in microseconds; a
+  wait for another process's writer (BEGIN IMMEDIATE when the lock is taken) happens in aiosqlite's
+  thread (``jingtan_api.db``). ``Database``'s "begin" hook has already sent BEGIN on that connection (and
+  sqlite3's own implicit transactions are off), so the statement runs in the open transaction.
 
 Lists are ONE parameter (:func:`in_list`): ``= ANY($1::INTEGER[])`` on PostgreSQL, ``IN (SELECT value
 FROM json_each(?))`` on SQLite, so the SQL text is the same for any length (SQLAlchemy re-renders an
@@ -307,6 +307,17 @@ def row_binds(table: Any, columns: Sequence[str], n: int) -> list[dict[str, Bind
 
 def row_params(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
     return {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns}
+
+
+# Rows per statement of :func:`row_binds`: bounds the parameters of one statement (asyncpg takes at most
+# 32,767, older SQLite builds 32,766) and the statements kept per shape (one per row count up to this).
+MAX_ROWS = 64
+
+
+def row_chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
+    """``rows`` in consecutive chunks of at most :data:`MAX_ROWS` (order kept: callers sort rows so that
+    concurrent writers lock them in one order)."""
+    return [rows[i:i + MAX_ROWS] for i in range(0, len(rows), MAX_ROWS)]
 
 
 # --- execution on the raw connection -----------------------------------------------------------------

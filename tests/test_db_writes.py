@@ -117,6 +117,45 @@ async def test_sqlite_write_waits_for_another_process_writer_without_blocking_th
     await db.dispose()
 
 
+async def test_a_write_cancelled_while_waiting_for_another_writer_leaves_no_lock_behind(tmp_path):
+    """A request cancelled while its BEGIN IMMEDIATE waits (in aiosqlite's thread) for another process's
+    writer: the wait runs to its end, the transaction it then began is rolled back before the
+    connection is reused, nothing is written, and the database's write lock is free afterwards."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from jingtan_api.db import Database
+
+    path = tmp_path / "cancel.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=5000)
+
+    async def insert(conn):
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
+        await conn.execute(text("INSERT INTO t VALUES (1)"))
+        return (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one()
+
+    assert await db.write(insert) == 1
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    write = asyncio.create_task(db.write(insert))
+    await asyncio.sleep(0.2)
+    write.cancel()
+    await asyncio.sleep(0.1)
+    other.execute("COMMIT")  # the waiting BEGIN IMMEDIATE now gets the lock ...
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    # ... and gives it back: the other writer takes it again at once, the pool's connections work.
+    for _ in range(3):
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one() == 1
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+    assert await db.write(insert) == 2
+    await db.dispose()
+
+
 class _PgError(Exception):
     def __init__(self, sqlstate: str) -> None:
         super().__init__(f"sqlstate {sqlstate}")

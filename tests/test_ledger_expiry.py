@@ -192,3 +192,40 @@ class TestCli:
         assert json.loads(again.stdout.strip().splitlines()[-1]) == {"accounts": 0, "points": 0}
         check = self.run_cli(db_url, "ledger-check")
         assert check.returncode == 0 and "ledger ok" in check.stdout
+
+
+async def test_a_debit_over_more_lots_than_one_statement_holds(services, member, clock):
+    """A debit that takes from 150 lots writes 150 ``lot_consumption`` rows (in statements of at most
+    ``driver.MAX_ROWS`` rows: the parameters of one statement are bounded), soonest-expiring first, and
+    the ledger's invariants hold."""
+    from jingtan_api.accounts.models import LotConsumption
+    from jingtan_api.driver import MAX_ROWS
+
+    n = 150
+    assert n > 2 * MAX_ROWS
+    user_pk = pk_of(member["id"])
+    cfg = services.settings.points
+
+    async def credit(conn):
+        issuance = await ledger.platform_account_id(conn, "platform:issuance")
+        account = await ledger.member_account_id(conn, user_pk)
+        lots = tuple((1, clock() + timedelta(days=10 + i)) for i in range(n))
+        await ledger.post_transaction(conn, kind="GRANT", now=clock(), lot_expiry_days=cfg.lot_expiry_days,
+                                      postings=[ledger.Posting(issuance, -n), ledger.Posting(account, n, lots=lots)])
+        return account
+
+    account = await services.db.write(credit)
+
+    async def debit(conn):
+        issuance = await ledger.platform_account_id(conn, "platform:issuance")
+        return await ledger.post_transaction(conn, kind="REVOKE", now=clock(), lot_expiry_days=cfg.lot_expiry_days,
+                                             postings=[ledger.Posting(account, -n), ledger.Posting(issuance, n)])
+
+    await services.db.write(debit)
+    LC = LotConsumption.__table__
+    async with services.db.read() as conn:
+        rows = (await conn.execute(select(LC.c.amount, LC.c.expires_at).order_by(LC.c.id))).all()
+        assert len(rows) == n and sum(r.amount for r in rows) == n
+        assert [r.expires_at for r in rows] == sorted(r.expires_at for r in rows)
+        assert await ledger.check_invariants(conn) == []
+    assert await account_balance(services.db, user_id=user_pk) == 0

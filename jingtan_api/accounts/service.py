@@ -41,7 +41,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.audit import service as audit
 from jingtan_api.auth.permissions import acting_admin_var
 from jingtan_api.db import Page, PageArgs, StatementCache, keyset_page_cached, utcnow
-from jingtan_api.driver import DriverStatement, in_list, row_binds, row_params
+from jingtan_api.driver import DriverStatement, in_list, row_binds, row_chunks, row_params
 from jingtan_api.errors import InsufficientPoints, NotFound, ValidationFailed
 
 A = Account.__table__
@@ -281,7 +281,8 @@ _CONSUMPTIONS = StatementCache()
 
 
 def _consumption(n: int) -> DriverStatement:
-    """The ``lot_consumption`` rows of one debit (one per lot it took from): one statement per row count."""
+    """``n`` ``lot_consumption`` rows (one per lot a debit took from): one statement per row count up to
+    ``driver.MAX_ROWS``."""
     return _CONSUMPTIONS.get(n, lambda: DriverStatement(insert(LC).values(row_binds(LC, _CONSUMED, n))))
 
 
@@ -301,7 +302,8 @@ async def _consume_lots(conn: AsyncConnection, account_id: int, entry_id: int, a
     if left:
         # The balance check passed, so lots and balance disagree: refuse rather than corrupt the ledger.
         raise RuntimeError(f"account {account_id}: lots hold {amount - left} points, {amount} needed")
-    await _consumption(len(consumed)).all(conn, row_params(consumed, _CONSUMED))
+    for chunk in row_chunks(consumed):  # an expiry may consume thousands of lots
+        await _consumption(len(chunk)).all(conn, row_params(chunk, _CONSUMED))
 
 
 async def consumed_lots(conn: AsyncConnection, entry_id: int) -> list[tuple[int, datetime]]:

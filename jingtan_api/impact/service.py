@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jingtan_api import events
 from jingtan_api.actions.models import Action
 from jingtan_api.db import Page, PageArgs, StatementCache, dialect_insert, dialect_insert_for, keyset_page_cached
-from jingtan_api.driver import DriverStatement, in_list, row_binds, row_params
+from jingtan_api.driver import DriverStatement, in_list, row_binds, row_chunks, row_params
 from jingtan_api.errors import NotFound, ValidationFailed
 from jingtan_api.impact.models import ImpactBreakdown, ImpactProfile, ImpactTotal, MedalAward, StatsDaily
 from jingtan_api.organisations import service as orgs
@@ -274,11 +274,12 @@ async def _upsert_rows(conn: AsyncConnection, table: Any, rows: list[dict], keys
     ONE statement, rows in the given order (callers sort them, so concurrent writers lock in one order);
     returns the ``returning`` columns of the rows written. ``rows`` must not repeat a key (PostgreSQL
     refuses to update a row twice in one statement)."""
-    if not rows:
-        return []
-    stmt = _upsert(conn.dialect.name, table, keys, adds, returning, len(rows))
     columns = (*keys, *adds)
-    return await stmt.all(conn, row_params(rows, columns))
+    out: list[dict] = []
+    for chunk in row_chunks(rows):
+        stmt = _upsert(conn.dialect.name, table, keys, adds, returning, len(chunk))
+        out += await stmt.all(conn, row_params(chunk, columns))
+    return out
 
 
 async def _bump(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str]) -> None:
@@ -373,7 +374,7 @@ async def _award_medals(conn: AsyncConnection, att: Attribution, grams: int, act
     before = set(medals_reached(grams - att.grams, actions - 1))
     new = [c for c in medals_reached(grams, actions) if c not in before]
     if new:
-        rows = [dict(user_id=att.user_id, code=c, awarded_at=now) for c in new]
+        rows = [dict(user_id=att.user_id, code=c, awarded_at=now) for c in new]  # at most len(MEDALS)
         await _award_stmt(conn.dialect.name, len(rows)).all(conn, row_params(rows, _AWARDED))
     return new
 
