@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import and_, bindparam, case, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api import events
@@ -249,12 +249,15 @@ def validate_input(loaded: LoadedActionType, raw: dict) -> Any:
         raise InvalidActionInput(problems) from None
 
 
-_SEEN_KEY = DriverStatement(
-    select(idempotency.T.c.request_hash, idempotency.T.c.result_id)
-    .where(idempotency.T.c.scope == bindparam("scope"), idempotency.T.c.key == bindparam("key")))
-_EVIDENCE_USED = DriverStatement(
-    select(T.c.id).where(T.c.plugin_code == bindparam("code"), T.c.evidence_fingerprint == bindparam("fingerprint"))
-    .limit(1))
+_key_row = (idempotency.T.c.scope == bindparam("scope"), idempotency.T.c.key == bindparam("key"))
+_PRECHECK = DriverStatement(select(
+    households.household_of_expression(bindparam("uid")).label("household_id"),
+    select(idempotency.T.c.request_hash).where(*_key_row).scalar_subquery().label("seen_hash"),
+    select(idempotency.T.c.result_id).where(*_key_row).scalar_subquery().label("seen_result"),
+    exists().where(T.c.plugin_code == bindparam("code"),
+                   T.c.evidence_fingerprint == bindparam("fingerprint", type_=T.c.evidence_fingerprint.type))
+    .label("evidence_used"),
+))
 
 
 async def _precheck(
@@ -265,12 +268,12 @@ async def _precheck(
     async with db.read() as conn:
         if verified_contact:
             await users.require_verified_contact(conn, user_id)
-        household_id = await households.household_of(conn, user_id)
-        seen = await _SEEN_KEY.all(conn, {"scope": scope, "key": key})
-        used = False
-        if fingerprint is not None and not seen:
-            used = bool(await _EVIDENCE_USED.all(conn, {"code": code, "fingerprint": fingerprint}))
-    return ((seen[0]["request_hash"], seen[0]["result_id"]) if seen else None), used, household_id
+        # One statement for the three lookups (the household, the key, the evidence).
+        found = (await _PRECHECK.all(conn, {"uid": user_id, "scope": scope, "key": key, "code": code,
+                                            "fingerprint": fingerprint}))[0]
+    seen = (found["seen_hash"], found["seen_result"]) if found["seen_hash"] is not None else None
+    used = fingerprint is not None and seen is None and bool(found["evidence_used"])
+    return seen, used, found["household_id"]
 
 
 def _window_bounds(moment: datetime, tz: ZoneInfo, monthly: bool) -> tuple[datetime, datetime]:

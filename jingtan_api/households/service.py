@@ -84,6 +84,12 @@ async def member_intervals(conn: AsyncConnection, household_id: int) -> list[Mem
 _HOUSEHOLD_OF = DriverStatement(select(HM.c.household_id).where(HM.c.active_user_id == bindparam("uid")))
 
 
+def household_of_expression(user_id: Any) -> Any:
+    """The household the user ``user_id`` (a bind parameter or column) is in now, as a scalar subquery
+    (NULL: none) — for callers that fold this lookup into a statement of their own."""
+    return select(HM.c.household_id).where(HM.c.active_user_id == user_id).scalar_subquery()
+
+
 async def household_of(conn: AsyncConnection, user_id: int) -> int | None:
     """The household the user is in now (None: none)."""
     rows = await _HOUSEHOLD_OF.all(conn, {"uid": user_id})
