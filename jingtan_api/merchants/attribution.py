@@ -135,27 +135,32 @@ async def attribute(conn: AsyncConnection, action_id: int) -> Place | None:
 _ACTIVE_STATION = DriverStatement(
     select(ST.c.id, ST.c.merchant_id).join(M, M.c.id == ST.c.merchant_id)
     .where(ST.c.code == bindparam("code"), M.c.status == ACTIVE))
-_ATTRIBUTED = DriverStatement(select(MA.c.merchant_id, MA.c.station_id).where(MA.c.action_id == bindparam("aid")))
+# The action and its attribution if it has one already, in one statement.
+_attributed = select(MA.c.merchant_id, MA.c.station_id).where(MA.c.action_id == ACT.c.id)
 _ACTION = DriverStatement(
     select(ACT.c.user_id, ACT.c.evidence, ACT.c.subject, ACT.c.grams_co2e, ACT.c.points, ACT.c.reviewed_at,
-           ACT.c.created_at).where(ACT.c.id == bindparam("aid")))
+           ACT.c.created_at,
+           _attributed.with_only_columns(MA.c.merchant_id).scalar_subquery().label("attributed_merchant_id"),
+           _attributed.with_only_columns(MA.c.station_id).scalar_subquery().label("attributed_station_id"))
+    .where(ACT.c.id == bindparam("aid")))
+_ATTRIBUTE = DriverStatement(insert(MA).values(
+    {c: bindparam(c, type_=MA.c[c].type)
+     for c in ("action_id", "merchant_id", "user_id", "station_id", "grams_co2e", "points", "approved_at")}))
 
 
 async def _attribute(conn: AsyncConnection, action_id: int) -> Place | None:
-    existing = await _ATTRIBUTED.all(conn, {"aid": action_id})
-    if existing:
-        return Place(existing[0]["merchant_id"], existing[0]["station_id"])
     row = (await _ACTION.all(conn, {"aid": action_id}))[0]
+    if row["attributed_merchant_id"] is not None:
+        return Place(row["attributed_merchant_id"], row["attributed_station_id"])
     evidence = json.loads(row["evidence"] or "{}")
     place = await resolve_place(conn, source=evidence.get("source"), subject=row["subject"])
     if place is None:
         return None
-    await conn.execute(
-        insert(MA).values(
-            action_id=action_id, merchant_id=place.merchant_id, user_id=row["user_id"], station_id=place.station_id,
-            grams_co2e=row["grams_co2e"], points=row["points"], approved_at=row["reviewed_at"] or row["created_at"],
-        )
-    )
+    await _ATTRIBUTE.all(conn, {
+        "action_id": action_id, "merchant_id": place.merchant_id, "user_id": row["user_id"],
+        "station_id": place.station_id, "grams_co2e": row["grams_co2e"], "points": row["points"],
+        "approved_at": row["reviewed_at"] or row["created_at"],
+    })
     return place
 
 
