@@ -14,7 +14,7 @@ from impact_helpers import StatementCounter, approved_trip
 # INSERT ... ON CONFLICT DO NOTHING (tests/test_notifications.py checks that it is exactly one).
 # SQLite's BEGIN IMMEDIATE is sent on the raw connection (one hop to aiosqlite's thread, not through the
 # cursor listeners), so both databases count the same statements.
-MAX_APPROVAL_STATEMENTS = {"sqlite": 24, "postgresql": 24}
+MAX_APPROVAL_STATEMENTS = {"sqlite": 23, "postgresql": 23}
 
 
 async def test_an_approved_submission_runs_a_bounded_number_of_statements(gql, services, clock):
