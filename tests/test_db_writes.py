@@ -12,6 +12,15 @@ from jingtan_api.graphql.relay import decode_id
 N = 24
 
 
+async def _insert_and_count(conn):
+    """A write for the SQLite tests below: one row into ``t`` (created on first use), then the count."""
+    from sqlalchemy import text
+
+    await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
+    await conn.execute(text("INSERT INTO t VALUES (1)"))
+    return (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one()
+
+
 async def test_concurrent_grants_all_commit(services, member, admin, clock):
     user_id = decode_id(member["id"], "User")
     cfg = services.settings.points
@@ -43,22 +52,16 @@ async def test_concurrent_grants_all_commit(services, member, admin, clock):
 async def test_sqlite_write_works_from_another_event_loop(tmp_path):
     """The SQLite writer lock is per event loop: a second loop (e.g. a helper thread) can write too.
     (SQLite only: asyncpg connections cannot move between event loops at all.)"""
-    from sqlalchemy import text
 
     from jingtan_api.db import Database
     from jingtan_api.testing import run_sync
 
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'loops.db'}")
 
-    async def insert(conn):
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
-        await conn.execute(text("INSERT INTO t VALUES (1)"))
-        return (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one()
-
     async def in_other_loop():
-        return await asyncio.gather(*(db.write(insert) for _ in range(3)))
+        return await asyncio.gather(*(db.write(_insert_and_count) for _ in range(3)))
 
-    assert sorted(await asyncio.gather(*(db.write(insert) for _ in range(3)))) == [1, 2, 3]
+    assert sorted(await asyncio.gather(*(db.write(_insert_and_count) for _ in range(3)))) == [1, 2, 3]
     assert sorted(run_sync(in_other_loop())) == [4, 5, 6]
     await db.dispose()
 
@@ -77,12 +80,7 @@ async def test_sqlite_write_waits_for_another_process_writer_without_blocking_th
     path = tmp_path / "other.db"
     db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=5000)
 
-    async def insert(conn):
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
-        await conn.execute(text("INSERT INTO t VALUES (1)"))
-        return (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one()
-
-    assert await db.write(insert) == 1
+    assert await db.write(_insert_and_count) == 1
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # the other process's writer
     ticks = 0
@@ -94,7 +92,7 @@ async def test_sqlite_write_waits_for_another_process_writer_without_blocking_th
             ticks += 1
 
     beat = asyncio.create_task(ticker())
-    write = asyncio.create_task(db.write(insert))
+    write = asyncio.create_task(db.write(_insert_and_count))
     await asyncio.sleep(0.4)
     assert not write.done()  # waiting for the lock ...
     assert ticks >= 20  # ... while the loop went on (a blocked loop would not have ticked)
@@ -106,7 +104,7 @@ async def test_sqlite_write_waits_for_another_process_writer_without_blocking_th
     other.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(Conflict) as refused:  # retried, then given up: the typed "try again"
-            await short.write(insert)
+            await short.write(_insert_and_count)
         assert refused.value.code == "TRY_AGAIN"
     finally:
         other.execute("ROLLBACK")
@@ -130,15 +128,10 @@ async def test_a_write_cancelled_while_waiting_for_another_writer_leaves_no_lock
     path = tmp_path / "cancel.db"
     db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=5000)
 
-    async def insert(conn):
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
-        await conn.execute(text("INSERT INTO t VALUES (1)"))
-        return (await conn.execute(text("SELECT COUNT(*) FROM t"))).scalar_one()
-
-    assert await db.write(insert) == 1
+    assert await db.write(_insert_and_count) == 1
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
     other.execute("BEGIN IMMEDIATE")
-    write = asyncio.create_task(db.write(insert))
+    write = asyncio.create_task(db.write(_insert_and_count))
     await asyncio.sleep(0.2)
     write.cancel()
     await asyncio.sleep(0.1)
@@ -152,7 +145,7 @@ async def test_a_write_cancelled_while_waiting_for_another_writer_leaves_no_lock
     other.execute("BEGIN IMMEDIATE")
     other.execute("ROLLBACK")
     other.close()
-    assert await db.write(insert) == 2
+    assert await db.write(_insert_and_count) == 2
     await db.dispose()
 
 
