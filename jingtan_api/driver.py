@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types
 from sqlalchemy.dialects import postgresql
@@ -300,8 +301,6 @@ def row_binds(table: Any, columns: Sequence[str], n: int) -> list[dict[str, Bind
     """The VALUES of an ``n``-row ``insert(table).values(...)`` as bind parameters ``<column>_<i>``: a
     statement compiled once per row count (a ``.values([...])`` of literal rows has no cache key and
     SQLAlchemy would compile it on every execution). Fill it with :func:`row_params`."""
-    from sqlalchemy import bindparam
-
     return [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(n)]
 
 

@@ -254,26 +254,26 @@ _UPSERTS = StatementCache()
 def _upsert(dialect: str, table: Any, keys: Sequence[str], adds: Sequence[str], returning: Sequence[str],
             n: int) -> DriverStatement:
     """``INSERT … VALUES (row 1), …, (row n) ON CONFLICT (keys) DO UPDATE SET add = add + excluded.add``
-    for ``table``, returning ``returning``: one statement, one round trip, on the driver path, built and
-    compiled once per dialect, shape and row count (a handful of counts occur: the boards and subjects
-    of one action). Parameters are ``<column>_<i>``. A ``.values([rows])`` statement has no cache key, so
-    SQLAlchemy itself compiled it again on every execution (~1 ms each, five per approval)."""
+    for ``table``, returning ``returning`` (nothing when empty): a driver statement built and compiled once
+    per dialect, shape and row count (``n`` ≤ ``driver.MAX_ROWS``). Parameters are ``<column>_<i>``. A
+    ``.values([rows])`` statement has no cache key, so SQLAlchemy itself compiled it again on every
+    execution (~1 ms each, five per approval)."""
     columns = (*keys, *adds)
 
     def build() -> DriverStatement:
         ins = dialect_insert_for(dialect, table).values(row_binds(table, columns, n))
         stmt = ins.on_conflict_do_update(index_elements=list(keys), set_={c: table.c[c] + ins.excluded[c] for c in adds})
-        return DriverStatement(stmt.returning(*(table.c[c] for c in (returning or keys[:1]))))
+        return DriverStatement(stmt.returning(*(table.c[c] for c in returning)) if returning else stmt)
 
     return _UPSERTS.get((dialect, table.name, tuple(keys), tuple(adds), tuple(returning), n), build)
 
 
 async def _upsert_rows(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str],
                        returning: Sequence[str] = ()) -> list[dict]:
-    """Add ``adds`` of each row to the stored row with the same ``keys`` (inserting it when missing), in
-    ONE statement, rows in the given order (callers sort them, so concurrent writers lock in one order);
-    returns the ``returning`` columns of the rows written. ``rows`` must not repeat a key (PostgreSQL
-    refuses to update a row twice in one statement)."""
+    """Add ``adds`` of each row to the stored row with the same ``keys`` (inserting it when missing): one
+    statement per ``driver.MAX_ROWS`` rows, rows in the given order (callers sort them, so concurrent
+    writers lock in one order); returns the ``returning`` columns of the rows written. ``rows`` must not
+    repeat a key (PostgreSQL refuses to update a row twice in one statement)."""
     columns = (*keys, *adds)
     out: list[dict] = []
     for chunk in row_chunks(rows):
@@ -282,17 +282,13 @@ async def _upsert_rows(conn: AsyncConnection, table: Any, rows: list[dict], keys
     return out
 
 
-async def _bump(conn: AsyncConnection, table: Any, rows: list[dict], keys: Sequence[str], adds: Sequence[str]) -> None:
-    await _upsert_rows(conn, table, rows, keys, adds)
-
-
 async def record_approval(conn: AsyncConnection, att: Attribution, *, now: datetime) -> list[str]:
     """Count one newly approved action everywhere it belongs; returns the medals it earned the member."""
     # The totals upsert returns the member's all-time row, so the medal check needs no SELECT of its own.
     returned = await _upsert_rows(conn, IT, _total_rows(att), ("board", "board_key", "period", "entrant_id"),
                                   ("grams", "actions"), ("board", "board_key", "period", "grams", "actions"))
     total = next(r for r in returned if (r["board"], r["board_key"], r["period"]) == (MEMBER, "", ALL))
-    await _bump(conn, IB, _breakdown_rows(att), ("subject", "subject_key", "month", "plugin_code"), ("grams", "actions"))
+    await _upsert_rows(conn, IB, _breakdown_rows(att), ("subject", "subject_key", "month", "plugin_code"), ("grams", "actions"))
     # CO2e per day on the dashboard is by the day the action occurred, like every other aggregate.
     await bump_stats(conn, [("co2e", att.day, att.plugin_code, att.grams)])
     return await _award_medals(conn, att, int(total["grams"]), int(total["actions"]), now=now)
@@ -325,7 +321,7 @@ def _merge_stats(merged: dict[tuple[str, date, str], int], items: Iterable[tuple
 
 async def _write_stats(conn: AsyncConnection, merged: dict[tuple[str, date, str], int]) -> None:
     rows = [dict(metric=m, day=d, dim=k, value=v) for (m, d, k), v in sorted(merged.items())]
-    await _bump(conn, SD, rows, ("metric", "day", "dim"), ("value",))
+    await _upsert_rows(conn, SD, rows, ("metric", "day", "dim"), ("value",))
 
 
 # --- medals ----------------------------------------------------------------------------------------------
