@@ -297,6 +297,12 @@ class DriverStatement:
 # --- statements of n rows ---------------------------------------------------------------------------
 
 
+def column_binds(table: Any, columns: Sequence[str]) -> dict[str, BindParameter[Any]]:
+    """The VALUES of a one-row write: a bind parameter named after each column, with the column's type
+    (its bind processor applies): ``insert(table).values(column_binds(table, cols))``."""
+    return {c: bindparam(c, type_=table.c[c].type) for c in columns}
+
+
 def row_binds(table: Any, columns: Sequence[str], n: int) -> list[dict[str, BindParameter[Any]]]:
     """The VALUES of an ``n``-row ``insert(table).values(...)`` as bind parameters ``<column>_<i>``: a
     statement compiled once per row count (a ``.values([...])`` of literal rows has no cache key and

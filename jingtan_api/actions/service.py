@@ -43,7 +43,7 @@ from jingtan_api.accounts.models import Account
 from jingtan_api.actions.models import Action
 from jingtan_api.audit import service as audit
 from jingtan_api.db import Database, Page, PageArgs, StatementCache, dialect_insert_for, keyset_page, run_batched
-from jingtan_api.driver import DriverStatement, in_list
+from jingtan_api.driver import DriverStatement, column_binds, in_list
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, IdempotencyConflict, NotFound, ValidationFailed
 from jingtan_api.observability import metrics
@@ -450,7 +450,7 @@ def _insert_action(dialect: str, columns: tuple[str, ...], unique_evidence: bool
     """The action's INSERT … RETURNING (every column) on the driver path, built once per dialect and shape; with
     ``unique_evidence`` it does nothing when a concurrent twin holds the evidence (no row returned)."""
     def build() -> DriverStatement:
-        ins = dialect_insert_for(dialect, T).values({c: bindparam(c, type_=T.c[c].type) for c in columns})
+        ins = dialect_insert_for(dialect, T).values(column_binds(T, columns))
         if unique_evidence:
             ins = ins.on_conflict_do_nothing(index_elements=["plugin_code", "evidence_fingerprint"])
         return DriverStatement(ins.returning(*T.c))

@@ -5,13 +5,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.audit.models import AuditLogEntry
 from jingtan_api.auth.permissions import acting_admin_var
 from jingtan_api.db import Page, PageArgs, keyset_page
-from jingtan_api.driver import DriverStatement
+from jingtan_api.driver import DriverStatement, column_binds
 from jingtan_api.errors import ValidationFailed
 
 T = AuditLogEntry.__table__
@@ -53,9 +53,9 @@ async def record(
 
 
 # Every admin write appends one (grantPoints among them): on the driver path.
-_INSERT = DriverStatement(insert(T).values(
-    {c: bindparam(c, type_=T.c[c].type) for c in ("actor_user_id", "acting_admin_id", "action", "target_type", "target_id",
-                                                  "reason", "details", "request_id", "created_at")}).returning(T.c.id))
+_INSERT = DriverStatement(insert(T).values(column_binds(T, (
+    "actor_user_id", "acting_admin_id", "action", "target_type", "target_id", "reason", "details", "request_id",
+    "created_at"))).returning(T.c.id))
 
 
 def _where(

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jingtan_api.actions.models import Action
 from jingtan_api.db import dialect_insert
-from jingtan_api.driver import DriverStatement
+from jingtan_api.driver import DriverStatement, column_binds
 from jingtan_api.errors import Conflict, ValidationFailed
 from jingtan_api import events
 from jingtan_api.events import Event, EventBus
@@ -143,9 +143,8 @@ _ACTION = DriverStatement(
            _attributed.with_only_columns(MA.c.merchant_id).scalar_subquery().label("attributed_merchant_id"),
            _attributed.with_only_columns(MA.c.station_id).scalar_subquery().label("attributed_station_id"))
     .where(ACT.c.id == bindparam("aid")))
-_ATTRIBUTE = DriverStatement(insert(MA).values(
-    {c: bindparam(c, type_=MA.c[c].type)
-     for c in ("action_id", "merchant_id", "user_id", "station_id", "grams_co2e", "points", "approved_at")}))
+_ATTRIBUTE = DriverStatement(insert(MA).values(column_binds(
+    MA, ("action_id", "merchant_id", "user_id", "station_id", "grams_co2e", "points", "approved_at"))))
 
 
 async def _attribute(conn: AsyncConnection, action_id: int) -> Place | None:

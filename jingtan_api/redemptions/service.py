@@ -32,7 +32,7 @@ from jingtan_api.accounts import idempotency
 from jingtan_api.accounts import service as ledger
 from jingtan_api.accounts.models import Account, LedgerEntry, LedgerTransaction
 from jingtan_api.db import Page, PageArgs, keyset_page
-from jingtan_api.driver import DriverStatement, in_list
+from jingtan_api.driver import DriverStatement, column_binds, in_list
 from jingtan_api.users import service as users
 from jingtan_api.errors import Conflict, DomainError, NotFound
 from jingtan_api.merchants import service as merchants
@@ -90,9 +90,9 @@ _ALREADY = DriverStatement(
            or_(*(R.c.status == status for status in LIVE))))
 _CODE_TAKEN = DriverStatement(select(R.c.id).where(R.c.code == bindparam("code")))
 _INSERT_REDEMPTION = DriverStatement(
-    insert(R).values({c: bindparam(c, type_=R.c[c].type) for c in (
+    insert(R).values(column_binds(R, (
         "offer_id", "merchant_id", "member_user_id", "quantity", "points", "code", "status", "created_at", "expires_at",
-        "transaction_id")}).returning(R.c.id))
+        "transaction_id"))).returning(R.c.id))
 
 
 async def redeem(
