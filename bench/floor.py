@@ -12,7 +12,8 @@ JSON ``data`` (the runner checks it equal to the GraphQL subject's before measur
 
 * :func:`floor_submit_app` — ``submitAction`` (a recycling drop-off): the statements the mutation sends,
   in the same order. Reads first (no transaction on PostgreSQL): the member's roles and status, the
-  identity gate's contact, the household, the idempotency key, the evidence fingerprint. Then one write
+  identity gate's contact, then the household, the idempotency key and the evidence fingerprint in one
+  statement. Then one write
   transaction: idempotency claim, member-row lock, the category's and the member's caps, APPROVED
   ``action`` (``ON CONFLICT`` on its evidence fingerprint), the ACTION_CREDIT transaction
   (``post_transaction`` written out: conditional balance UPDATEs in descending account id, two entries,
@@ -394,9 +395,11 @@ class _Refused(Exception):
 # submitAction's reads and the approval listeners' statements (floor_submit_app), as the app sends them.
 ROLES_STATUS = "SELECT roles, status FROM user_account WHERE id = $1"
 CONTACT = "SELECT phone, email, phone_verified_at, email_verified_at FROM user_account WHERE id = $1"
-HOUSEHOLD_OF = "SELECT household_id FROM household_member WHERE active_user_id = $1"
-SEEN_KEY = "SELECT request_hash, result_id FROM idempotency_record WHERE scope = $1 AND key = $2"
-EVIDENCE_USED = "SELECT id FROM action WHERE plugin_code = $1 AND evidence_fingerprint = $2 LIMIT 1"
+# The household, the idempotency key and the evidence in one statement, as the app asks them.
+PRECHECK = ("SELECT (SELECT household_id FROM household_member WHERE active_user_id = $1) AS household_id, "
+            "(SELECT request_hash FROM idempotency_record WHERE scope = $2 AND key = $3) AS seen_hash, "
+            "(SELECT result_id FROM idempotency_record WHERE scope = $2 AND key = $3) AS seen_result, "
+            "EXISTS (SELECT 1 FROM action WHERE plugin_code = $4 AND evidence_fingerprint = $5) AS evidence_used")
 CATEGORY_USED = ("SELECT coalesce(sum(grams_co2e), 0) FROM action WHERE plugin_code = $1 AND status = $2 "
                  "AND occurred_from >= $3 AND occurred_from < $4 AND user_id = $5")
 MEMBER_USED = ("SELECT coalesce(sum(CASE WHEN coalesce(reviewed_at, created_at) >= $1 AND coalesce(reviewed_at, created_at) < $2 "
@@ -573,10 +576,9 @@ def floor_submit_app() -> Starlette:
             if settings.identity.require_verified_contact and not (
                     (contact["phone"] and contact["phone_verified_at"]) or (contact["email"] and contact["email_verified_at"])):
                 raise _Refused("CONTACT_NOT_VERIFIED")
-            household_id = await tx.val(HOUSEHOLD_OF, user_id)
-            seen = await tx.row(SEEN_KEY, f"submitAction:{user_id}", key)
-            used = await tx.val(EVIDENCE_USED, "recycling", fingerprint)
-            return {"household_id": household_id, "seen": seen, "evidence_used": used is not None}
+            found = await tx.row(PRECHECK, user_id, f"submitAction:{user_id}", key, "recycling", fingerprint)
+            seen = {"result_id": found["seen_result"]} if found["seen_hash"] is not None else None
+            return {"household_id": found["household_id"], "seen": seen, "evidence_used": bool(found["evidence_used"])}
 
         async def work(tx: _Tx) -> tuple[int, bool]:
             record_id, replay_of = await _claim(tx, f"submitAction:{user_id}", key, req_hash, now)
